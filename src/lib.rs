@@ -1,0 +1,33 @@
+//! `thv`: a fast, safe, drop-in implementation of ToolHive's `thv proxy`, a transparent
+//! HTTP proxy in front of an MCP (Model Context Protocol) server.
+//!
+//! Layers, from the command line inwards:
+//! - [`cli`] parses raw flags (ToolHive-compatible), [`config`] validates them in one step;
+//! - [`server`] binds, serves connections and shuts down gracefully;
+//! - [`proxy`] is the request path: guard, local routes, forwarding, responses;
+//! - [`mcp`] holds the little MCP knowledge a transparent proxy needs.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod mcp;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+
+pub use error::Error;
+
+use cli::Invocation;
+use config::{Config, ProcessEnvironment};
+
+/// Validates the command line, then runs the proxy until it is told to stop.
+pub fn run(invocation: &Invocation) -> Result<(), Error> {
+    let config = Config::from_invocation(invocation, &ProcessEnvironment)?;
+    telemetry::init(config.debug);
+    // rustls needs one process-wide crypto provider; installing it twice is harmless.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Io)?;
+    runtime.block_on(server::serve(config))
+}

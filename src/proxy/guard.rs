@@ -1,0 +1,291 @@
+//! Protection every local MCP server needs (MCP 2025-11-25 Transports §Security Warning):
+//!
+//! - **DNS rebinding.** On a loopback bind, a request whose `Host` is not one of the
+//!   proxy's own names is refused: a web page on `evil.example` that rebinds its name to
+//!   127.0.0.1 still sends `Host: evil.example`.
+//! - **Origin.** A browser request (it carries `Origin`) is allowed only from the proxy's
+//!   own origins or those added with `--allowed-origins`; others get 403 with a JSON-RPC
+//!   error, as the specification requires. Requests without `Origin` (every non-browser
+//!   client) pass.
+//! - **CORS.** Preflights from allowed origins are answered here, so browser-based MCP
+//!   clients (e.g. MCP Inspector) work; ToolHive forwards them upstream (ToolHive #4297).
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::config::normalize_origin;
+use crate::proxy::respond::{self, INVALID_REQUEST, ProxyBody};
+
+/// Request headers a browser MCP client may send (Fetch §CORS protocol).
+const ALLOW_HEADERS: &str =
+    "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+/// Response headers a browser MCP client must be able to read.
+const EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate";
+const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// The Host and Origin policy, fixed at startup.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Host names (lowercase, IPv6 in brackets) accepted in `Host`; `None` when the proxy
+    /// does not listen on loopback and so cannot be rebound to.
+    allowed_hosts: Option<Vec<String>>,
+    /// Normalised origins allowed to call the proxy from a browser.
+    allowed_origins: Vec<String>,
+}
+
+/// The outcome of the checks for a request that may proceed.
+pub enum Verdict {
+    /// Forward it; `Some(origin)` means CORS headers must be added to the response.
+    Proceed(Option<HeaderValue>),
+    /// Answer with this response and stop.
+    Answer(Response<ProxyBody>),
+}
+
+impl Guard {
+    /// `loopback` says whether the listen address is a loopback one; `listen_host` is the
+    /// `--host` value; `port` the bound port; `extra_origins` the normalised
+    /// `--allowed-origins`.
+    pub fn new(loopback: bool, listen_host: &str, port: u16, extra_origins: &[String]) -> Guard {
+        let listen_host = bracket_ipv6(&listen_host.to_ascii_lowercase());
+        let mut own = vec![format!("http://{listen_host}:{port}")];
+        if loopback {
+            for name in ["localhost", "127.0.0.1", "[::1]"] {
+                own.push(format!("http://{name}:{port}"));
+            }
+        }
+        let mut allowed_origins: Vec<String> = own.into_iter().chain(extra_origins.iter().cloned()).collect();
+        allowed_origins.sort();
+        allowed_origins.dedup();
+        let allowed_hosts = loopback.then(|| {
+            let mut hosts =
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned(), listen_host.clone()];
+            // A name someone put in --allowed-origins is a name they reach the proxy by.
+            hosts.extend(
+                extra_origins.iter().filter_map(|o| o.split_once("://").map(|(_, rest)| host_part(rest).to_owned())),
+            );
+            hosts.sort();
+            hosts.dedup();
+            hosts
+        });
+        Guard { allowed_hosts, allowed_origins }
+    }
+
+    /// Applies the Host check, the Origin check and CORS preflight, in that order.
+    pub fn check<B>(&self, req: &Request<B>) -> Verdict {
+        if !self.host_allowed(req) {
+            return Verdict::Answer(respond::jsonrpc_error(
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                "Host not allowed (DNS rebinding protection)",
+                None,
+            ));
+        }
+        let origin = match single_origin(req.headers()) {
+            Ok(None) => return Verdict::Proceed(None),
+            Ok(Some(origin)) if self.origin_allowed(origin) => origin.clone(),
+            _ => {
+                return Verdict::Answer(respond::jsonrpc_error(
+                    StatusCode::FORBIDDEN,
+                    INVALID_REQUEST,
+                    "Origin not allowed",
+                    None,
+                ));
+            }
+        };
+        if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+            return Verdict::Answer(preflight(&origin, req.headers()));
+        }
+        Verdict::Proceed(Some(origin))
+    }
+
+    fn host_allowed<B>(&self, req: &Request<B>) -> bool {
+        let Some(allowed) = &self.allowed_hosts else { return true };
+        let host = match req.headers().get(header::HOST) {
+            Some(h) => h.to_str().ok(),
+            None => req.uri().authority().map(|a| a.as_str()),
+        };
+        let Some(host) = host else { return false };
+        let name = host_part(host);
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        let Ok(origin) = origin.to_str() else { return false };
+        normalize_origin(origin).is_ok_and(|o| self.allowed_origins.iter().any(|a| *a == o))
+    }
+}
+
+/// Adds the CORS response headers for an allowed browser origin.
+pub fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The answer to a CORS preflight from an allowed origin. Any `Mcp-Param-*` header the
+/// browser asks for is allowed too (MCP 2026-07-28 §Request Metadata).
+fn preflight(origin: &HeaderValue, req_headers: &HeaderMap) -> Response<ProxyBody> {
+    let mut resp = respond::empty(StatusCode::NO_CONTENT);
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+    let params: Vec<&str> = req_headers
+        .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|name| name.len() > 10 && name[..10].eq_ignore_ascii_case("mcp-param-"))
+        .collect();
+    let allow = if params.is_empty() {
+        HeaderValue::from_static(ALLOW_HEADERS)
+    } else {
+        HeaderValue::try_from(format!("{ALLOW_HEADERS}, {}", params.join(", ")))
+            .unwrap_or(HeaderValue::from_static(ALLOW_HEADERS))
+    };
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow);
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+    );
+    resp
+}
+
+/// The request's `Origin`: `Ok(None)` if absent, `Err` if sent more than once (a browser
+/// never does; it is an attempt to confuse a checker that reads only the first).
+fn single_origin(headers: &HeaderMap) -> Result<Option<&HeaderValue>, ()> {
+    let mut all = headers.get_all(header::ORIGIN).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(());
+    }
+    Ok(first)
+}
+
+/// The host part of `host[:port]` (IPv6 literals keep their brackets).
+fn host_part(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+fn bracket_ipv6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(pairs: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri("/mcp");
+        for (k, v) in pairs {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn status(v: Verdict) -> Option<StatusCode> {
+        match v {
+            Verdict::Proceed(_) => None,
+            Verdict::Answer(r) => Some(r.status()),
+        }
+    }
+
+    #[test]
+    fn loopback_bind_refuses_foreign_hosts() {
+        let g = Guard::new(true, "127.0.0.1", 8080, &[]);
+        for ok in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST", "127.0.0.1"] {
+            assert_eq!(status(g.check(&req(&[("host", ok)]))), None, "{ok}");
+        }
+        for bad in ["evil.example:8080", "evil.example", "127.0.0.1.nip.io:8080", "localhost.evil:8080", ""] {
+            assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::FORBIDDEN), "{bad}");
+        }
+        assert_eq!(status(g.check(&req(&[]))), Some(StatusCode::FORBIDDEN), "no Host at all");
+    }
+
+    #[test]
+    fn public_bind_skips_the_host_check_but_not_origins() {
+        let g = Guard::new(false, "0.0.0.0", 8080, &["https://app.example".into()]);
+        assert_eq!(status(g.check(&req(&[("host", "mcp.example.com")]))), None);
+        assert_eq!(status(g.check(&req(&[("host", "x"), ("origin", "https://app.example")]))), None);
+        assert_eq!(
+            status(g.check(&req(&[("host", "x"), ("origin", "https://evil.example")]))),
+            Some(StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn origins() {
+        let g = Guard::new(true, "127.0.0.1", 8080, &["http://localhost:6274".into()]);
+        let h = ("host", "localhost:8080");
+        for ok in [
+            "http://localhost:8080",
+            "http://127.0.0.1:8080",
+            "HTTP://LOCALHOST:8080",
+            "http://[::1]:8080",
+            "http://localhost:6274",
+        ] {
+            assert_eq!(status(g.check(&req(&[h, ("origin", ok)]))), None, "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "http://localhost:8081",
+            "https://localhost:8080",
+            "null",
+            "http://u@localhost:8080",
+            "http://localhost:8080\u{1}",
+        ] {
+            let Ok(value) = HeaderValue::from_str(bad) else { continue };
+            let mut r = req(&[h]);
+            r.headers_mut().insert(header::ORIGIN, value);
+            assert_eq!(status(g.check(&r)), Some(StatusCode::FORBIDDEN), "{bad}");
+        }
+        let two = req(&[h, ("origin", "http://localhost:8080"), ("origin", "http://localhost:8080")]);
+        assert_eq!(status(g.check(&two)), Some(StatusCode::FORBIDDEN), "two Origin headers");
+        // The extra origin's host is also an accepted Host.
+        assert_eq!(status(g.check(&req(&[("host", "localhost:6274")]))), None);
+    }
+
+    #[test]
+    fn preflight_is_answered_locally() {
+        let g = Guard::new(true, "127.0.0.1", 8080, &[]);
+        let mut r = req(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://localhost:8080"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type, mcp-session-id, Mcp-Param-Region"),
+        ]);
+        *r.method_mut() = Method::OPTIONS;
+        let Verdict::Answer(resp) = g.check(&r) else { panic!("preflight must be answered") };
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], "http://localhost:8080");
+        let allow = h["access-control-allow-headers"].to_str().unwrap();
+        for name in [
+            "Authorization",
+            "Content-Type",
+            "Mcp-Session-Id",
+            "MCP-Protocol-Version",
+            "Last-Event-ID",
+            "Mcp-Param-Region",
+        ] {
+            assert!(allow.contains(name), "{allow} lacks {name}");
+        }
+        assert!(h["access-control-expose-headers"].to_str().unwrap().contains("WWW-Authenticate"));
+    }
+
+    #[test]
+    fn host_parts() {
+        assert_eq!(host_part("a.example:80"), "a.example");
+        assert_eq!(host_part("[::1]:80"), "[::1]");
+        assert_eq!(host_part("[::1]"), "[::1]");
+        assert_eq!(host_part("a.example"), "a.example");
+    }
+}

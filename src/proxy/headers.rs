@@ -1,0 +1,158 @@
+//! Header rules for a forwarding intermediary (RFC 9110 §7.6).
+//!
+//! - Hop-by-hop fields are removed in both directions (RFC 9110 §7.6.1): `Connection`, every
+//!   field it names, and the fields that are hop-by-hop by definition.
+//! - `X-Forwarded-For/-Host/-Proto` describe the client to servers on this machine or a
+//!   private network, and are never sent to third-party targets, where they leak the
+//!   user's address and, with `X-Forwarded-Proto: http` in front of an https server, cause
+//!   redirect loops (ToolHive #5567). Whatever a client sent in these fields is dropped
+//!   either way: a client must not be able to forge them.
+//! - Everything else, including the MCP headers (`Mcp-Session-Id`, `MCP-Protocol-Version`,
+//!   `Last-Event-ID`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`), passes unchanged.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 §7.6.1,
+/// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+];
+
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED: HeaderName = header::FORWARDED;
+
+/// Removes hop-by-hop fields in place, including those listed in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection must be collected first: removing `Connection` itself
+    // would lose them.
+    if let Some(listed) = connection_listed(headers) {
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(PROXY_CONNECTION);
+}
+
+/// The field names listed in every `Connection` header line. `None` (no allocation) in
+/// the common case of no `Connection` or only `keep-alive`/`close`.
+fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut listed = None;
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            if token.is_empty() || token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                listed.get_or_insert_with(Vec::new).push(name);
+            }
+        }
+    }
+    listed
+}
+
+/// Replaces any client-sent forwarding fields; when `describe_client` is set, adds
+/// `X-Forwarded-For` (the immediate client), `-Host` (the Host it addressed) and `-Proto`.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    describe_client: bool,
+    client_ip: IpAddr,
+    client_host: Option<HeaderValue>,
+) {
+    headers.remove(X_FORWARDED_FOR);
+    headers.remove(X_FORWARDED_HOST);
+    headers.remove(X_FORWARDED_PROTO);
+    headers.remove(FORWARDED);
+    if !describe_client {
+        return;
+    }
+    headers.insert(X_FORWARDED_FOR, ip_header_value(client_ip));
+    if let Some(host) = client_host {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() && v4.octets() == [127, 0, 0, 1] => HeaderValue::from_static("127.0.0.1"),
+        IpAddr::V6(v6) if v6.is_loopback() => HeaderValue::from_static("::1"),
+        other => HeaderValue::try_from(other.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_fields_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "x-other"),
+            ("x-secret-hop", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("mcp-session-id", "abc"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("last-event-id", "7"),
+            ("mcp-param-region", "eu"),
+            ("cookie", "a=b"),
+            ("accept", "application/json, text/event-stream"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["accept", "cookie", "last-event-id", "mcp-param-region", "mcp-protocol-version", "mcp-session-id"]
+        );
+    }
+
+    #[test]
+    fn forwarded_fields_are_replaced_not_trusted() {
+        let mut h =
+            map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("x-forwarded-proto", "https")]);
+        set_forwarded(&mut h, true, "127.0.0.1".parse().unwrap(), Some(HeaderValue::from_static("localhost:1234")));
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-host"], "localhost:1234");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(h.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn third_parties_learn_nothing_about_the_client() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil")]);
+        set_forwarded(&mut h, false, "10.0.0.9".parse().unwrap(), Some(HeaderValue::from_static("localhost:1")));
+        assert!(h.is_empty(), "{h:?}");
+    }
+}

@@ -1,0 +1,321 @@
+//! The request path: what happens to one request, in order.
+//!
+//! 1. [`guard`]: Host (DNS rebinding), Origin, CORS preflight.
+//! 2. Local routes: `GET /health`; `/.well-known/oauth-protected-resource*` is reserved
+//!    for the proxy's own RFC 9728 document and never forwarded.
+//! 3. The request body is read, bounded by `--max-request-body` (413 beyond it).
+//! 4. [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` set or withheld, `Host`
+//!    becomes the target's.
+//! 5. [`forward`]: sent to the target with the same method, path and query.
+//! 6. The response is relayed: status, headers (minus hop-by-hop) and body unchanged;
+//!    event streams go through [`SseBody`](crate::mcp::sse::SseBody).
+//!
+//! Failures at any step become responses in one place, [`respond`].
+
+pub mod forward;
+pub mod guard;
+pub mod headers;
+pub mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::mcp::jsonrpc;
+use crate::mcp::sse::{EndpointRewrite, SseBody};
+use forward::{ForwardError, Side, Upstream};
+use guard::{Guard, Verdict};
+use respond::{INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
+
+/// How long a client may take to send a request body once its headers arrived. Slower
+/// uploads tie up a buffer; MCP messages are small.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `/health` waits for a TCP connection to the target.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The path of the RFC 9728 document (RFC 9728 §3), reserved for incoming auth.
+const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Signals that end event streams during shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStops {
+    /// Cancelled when shutdown starts: ends standalone GET event streams, which never
+    /// finish on their own.
+    pub listening: CancellationToken,
+    /// Cancelled when the grace period is over: ends every remaining stream, including
+    /// responses to POSTs that were still in flight.
+    pub all: CancellationToken,
+}
+
+/// The proxy service. Cheap to clone: one per connection.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    upstream: Upstream,
+    guard: Guard,
+    max_body: usize,
+    /// Whether the target may learn about the client (`X-Forwarded-*`).
+    describe_client: bool,
+    /// Origins of the target as a legacy SSE server might spell them.
+    upstream_origins: Vec<String>,
+    stops: StreamStops,
+    server_name: String,
+    target_display: String,
+    target_socket: String,
+}
+
+impl Proxy {
+    /// Builds the service for `config`, now that the proxy listens on `port`.
+    pub fn new(config: &Config, port: u16, stops: StreamStops) -> Result<Proxy, forward::TlsSetupError> {
+        let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
+        let guard = Guard::new(config.listen.ip().is_loopback(), &config.listen_host, port, &config.extra_origins);
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                upstream,
+                guard,
+                max_body: config.max_request_body,
+                describe_client: config.target.is_local,
+                upstream_origins: upstream_origins(config),
+                stops,
+                server_name: config.server_name.clone(),
+                target_display: config.target.display(),
+                target_socket: config.target.socket_authority(),
+            }),
+        })
+    }
+
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
+        let cors = match self.shared.guard.check(&req) {
+            Verdict::Proceed(cors) => cors,
+            Verdict::Answer(resp) => return log_request(started, resp),
+        };
+        let path = req.uri().path();
+        let mut resp = if path == "/health" {
+            self.health(req.method()).await
+        } else if is_protected_resource_path(path) {
+            // Reserved: answering from the upstream here would let it impersonate the
+            // proxy's own authorization metadata.
+            respond::json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found","error_description":"this proxy does not protect its endpoint with OAuth"}"#
+                    .to_owned(),
+            )
+        } else {
+            self.forward(req, peer).await
+        };
+        if let Some(origin) = cors {
+            guard::add_cors(resp.headers_mut(), origin);
+        }
+        log_request(started, resp)
+    }
+
+    async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let s = &*self.shared;
+        let (mut parts, body) = req.into_parts();
+        if parts.method == Method::CONNECT {
+            let resp = respond::jsonrpc_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                INVALID_REQUEST,
+                "CONNECT is not supported by this proxy",
+                None,
+            );
+            return resp;
+        }
+        let body = match read_body(body, &parts.headers, s.max_body).await {
+            Ok(body) => body,
+            Err(e) => return self.rescue(&e, &[]),
+        };
+        let client_host = parts.headers.remove(header::HOST);
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.clone());
+        let is_get = parts.method == Method::GET;
+        let mut upstream_req = Request::new(Full::new(body.clone()));
+        *upstream_req.method_mut() = parts.method;
+        *upstream_req.uri_mut() = s.upstream.uri_for(parts.uri.path_and_query());
+        *upstream_req.version_mut() = Version::HTTP_11;
+        // `Host` was removed above: hyper sets it from the target URI (HTTP/1.1) or sends
+        // `:authority` (HTTP/2), so a client can never choose the upstream virtual host.
+        *upstream_req.headers_mut() = parts.headers;
+        match s.upstream.send(upstream_req).await {
+            Ok(resp) => self.relay(resp, is_get, client_host.as_ref()),
+            Err(e) => self.rescue(&e, &body),
+        }
+    }
+
+    /// Passes the target's response on: same status and body, hop-by-hop fields removed.
+    fn relay(&self, resp: Response<Incoming>, is_get: bool, client_host: Option<&HeaderValue>) -> Response<ProxyBody> {
+        let s = &*self.shared;
+        let (mut parts, body) = resp.into_parts();
+        // The client connection has its own version; an HTTP/1.0 or HTTP/2 upstream must
+        // not downgrade it (hyper would drop keep-alive for a 1.0 response).
+        parts.version = Version::HTTP_11;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let is_event_stream =
+            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+                ct.trim_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
+            });
+        let body = if is_event_stream {
+            // Tells nginx-style intermediaries in front of us not to buffer the stream
+            // (MCP 2026-07-28 Transports §Receiving Messages).
+            parts.headers.entry("x-accel-buffering").or_insert(HeaderValue::from_static("no"));
+            // Only a GET stream can be a legacy HTTP+SSE stream; only it is scanned, and
+            // it is the kind that never ends on its own.
+            let (stop, rewrite) = if is_get {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                let rewrite = EndpointRewrite::new(s.upstream_origins.clone(), proxy_origin(client_host));
+                (s.stops.listening.clone(), Some(rewrite))
+            } else {
+                (s.stops.all.clone(), None)
+            };
+            ProxyBody::Sse(SseBody::new(body, stop, rewrite))
+        } else {
+            ProxyBody::Upstream(body)
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// Turns a failure into the response the client gets, and logs it once.
+    fn rescue(&self, err: &ForwardError, body: &[u8]) -> Response<ProxyBody> {
+        let s = &*self.shared;
+        match err.side() {
+            Side::Upstream => warn!(upstream = %s.target_display, error = %err, "request to the MCP server failed"),
+            Side::Client => debug!(error = %err, "request refused"),
+        }
+        let id = jsonrpc::request_id(body);
+        let (status, code, message) = match err {
+            ForwardError::BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                format!("request body is larger than the proxy's limit of {limit} bytes (see --max-request-body)"),
+            ),
+            ForwardError::BodyRead(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string()),
+            ForwardError::Timeout(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", s.target_display))
+            }
+            ForwardError::Connect(_) | ForwardError::Broken(_) => {
+                (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, format!("{err} ({})", s.target_display))
+            }
+        };
+        respond::jsonrpc_error(status, code, &message, id.as_deref())
+    }
+
+    /// `GET /health`: the proxy's own state and whether the target accepts connections.
+    async fn health(&self, method: &Method) -> Response<ProxyBody> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut resp = respond::empty(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        let s = &*self.shared;
+        let probe = tokio::time::timeout(HEALTH_PROBE_TIMEOUT, tokio::net::TcpStream::connect(&s.target_socket)).await;
+        let reachable = matches!(probe, Ok(Ok(_)));
+        let body = serde_json::json!({
+            "status": if reachable { "healthy" } else { "unhealthy" },
+            "server": s.server_name,
+            "target": s.target_display,
+            "target_reachable": reachable,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let status = if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        respond::json(status, body.to_string())
+    }
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes (before reading, when
+/// `Content-Length` already says so) and bodies that trickle in too slowly.
+async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ForwardError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ForwardError::BodyTooLarge { limit });
+    }
+    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardError::BodyTooLarge { limit }),
+        Err(e) => Err(ForwardError::BodyRead(e.to_string())),
+    }
+}
+
+/// `/.well-known/oauth-protected-resource` and its path-inserted forms (RFC 9728 §3.1).
+fn is_protected_resource_path(path: &str) -> bool {
+    path.strip_prefix(PROTECTED_RESOURCE_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The origin a client used to reach the proxy, for rewriting a legacy `endpoint` URL;
+/// empty (making the URL relative) if the client sent no usable `Host`.
+fn proxy_origin(client_host: Option<&HeaderValue>) -> String {
+    client_host.and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}")).unwrap_or_default()
+}
+
+/// The spellings of the target's origin a legacy SSE server may use in its `endpoint`
+/// event: the configured one, and for a loopback target every loopback name.
+fn upstream_origins(config: &Config) -> Vec<String> {
+    let t = &config.target;
+    let scheme = t.scheme.as_str().to_ascii_lowercase();
+    let host = t.authority.host().to_ascii_lowercase();
+    let port = t.authority.port_u16();
+    let with_port = |h: &str| match port {
+        Some(p) => format!("{scheme}://{h}:{p}"),
+        None => format!("{scheme}://{h}"),
+    };
+    let mut origins = vec![with_port(&host)];
+    let loopback = host == "localhost"
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        for alias in ["localhost", "127.0.0.1", "[::1]"] {
+            origins.push(with_port(alias));
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
+/// Logs one line per request at debug level (method, path, status, duration, size).
+fn log_request(started: Option<(Instant, Method, String)>, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if let Some((at, method, path)) = started {
+        debug!(
+            %method,
+            path,
+            status = resp.status().as_u16(),
+            elapsed = ?at.elapsed(),
+            bytes = resp.body().size_hint().exact(),
+            "request"
+        );
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_resource_paths() {
+        assert!(is_protected_resource_path("/.well-known/oauth-protected-resource"));
+        assert!(is_protected_resource_path("/.well-known/oauth-protected-resource/mcp"));
+        assert!(!is_protected_resource_path("/.well-known/oauth-protected-resourcex"));
+        assert!(!is_protected_resource_path("/.well-known/openid-configuration"));
+    }
+}

@@ -1,0 +1,140 @@
+//! The one place where failures become HTTP responses (linkerd2-proxy's "rescue" idea),
+//! and the response body type every route returns.
+//!
+//! Errors that a JSON-RPC client will read carry a JSON-RPC 2.0 error object (JSON-RPC
+//! 2.0 §5.1), echoing the request `id` when the request was a single JSON-RPC request, so
+//! MCP clients can match the failure to their pending call instead of timing out.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::value::RawValue;
+
+use crate::mcp::sse::SseBody;
+
+/// JSON-RPC "Invalid Request" (JSON-RPC 2.0 §5.1); also what MCP servers use for a
+/// refused `Origin`.
+pub const INVALID_REQUEST: i32 = -32600;
+/// Implementation-defined server error (JSON-RPC 2.0 reserves -32000..-32099): the
+/// proxy could not get an answer from the MCP server.
+pub const UPSTREAM_UNAVAILABLE: i32 = -32000;
+/// Implementation-defined server error: the proxy refused the request itself.
+pub const REQUEST_REFUSED: i32 = -32001;
+
+/// The body of every response the proxy sends.
+///
+/// An enum rather than a boxed trait object: the hot path (an upstream body passed
+/// through) then costs no allocation and no dynamic dispatch.
+pub enum ProxyBody {
+    /// A response the proxy made itself.
+    Local(Full<Bytes>),
+    /// An upstream body passed through frame by frame.
+    Upstream(Incoming),
+    /// An upstream event stream, watched for shutdown and legacy `endpoint` events.
+    Sse(SseBody),
+}
+
+impl ProxyBody {
+    /// An empty local body.
+    pub fn empty() -> Self {
+        ProxyBody::Local(Full::new(Bytes::new()))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            ProxyBody::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
+            ProxyBody::Sse(sse) => Pin::new(sse).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local(full) => full.is_end_stream(),
+            ProxyBody::Upstream(incoming) => incoming.is_end_stream(),
+            ProxyBody::Sse(sse) => sse.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local(full) => full.size_hint(),
+            ProxyBody::Upstream(incoming) => incoming.size_hint(),
+            ProxyBody::Sse(sse) => sse.size_hint(),
+        }
+    }
+}
+
+/// A response with a JSON body.
+pub fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON-RPC error response. `id` is the raw JSON of the request id, echoed verbatim so
+/// that large integers survive; `None` omits the member (notifications, batches,
+/// requests the proxy could not read).
+pub fn jsonrpc_error(status: StatusCode, code: i32, message: &str, id: Option<&RawValue>) -> Response<ProxyBody> {
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_owned());
+    let body = match id {
+        Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{message}}}}}"#, id.get()),
+        None => format!(r#"{{"jsonrpc":"2.0","error":{{"code":{code},"message":{message}}}}}"#),
+    };
+    json(status, body)
+}
+
+/// A response with no body.
+pub fn empty(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Adds `Retry-After` (seconds).
+pub fn with_retry_after(mut resp: Response<ProxyBody>, seconds: u32) -> Response<ProxyBody> {
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body_json(resp: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn jsonrpc_error_echoes_large_ids_exactly() {
+        let id = RawValue::from_string("12345678901234567890123".to_owned()).unwrap();
+        let resp = jsonrpc_error(StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, "down \"now\"", Some(&id));
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""id":12345678901234567890123"#), "{text}");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["message"], "down \"now\"");
+    }
+
+    #[tokio::test]
+    async fn jsonrpc_error_without_id_omits_it() {
+        let v = body_json(jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, "Origin not allowed", None)).await;
+        assert_eq!(v, serde_json::json!({"jsonrpc":"2.0","error":{"code":-32600,"message":"Origin not allowed"}}));
+    }
+}

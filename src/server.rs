@@ -1,0 +1,167 @@
+//! The listener and the process lifecycle: bind first, announce, serve connections,
+//! and shut down gracefully on SIGINT/SIGTERM.
+//!
+//! Shutdown order: stop accepting; end standalone GET event streams (they never finish on
+//! their own) cleanly; let every other in-flight request finish within
+//! `--shutdown-timeout`; then end what is left cleanly, and close what still will not.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::proxy::{Proxy, StreamStops};
+
+/// How long a client may take to send request headers (slowloris bound). It also bounds
+/// how long an idle keep-alive connection is held.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the grace period and the clean end of streams, how long connections get to close.
+const FORCE_CLOSE_AFTER: Duration = Duration::from_secs(2);
+/// How long the startup reachability probe of the target waits.
+const STARTUP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Runs the proxy until a shutdown signal arrives.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let listener = bind(&config).await?;
+    let local = listener.local_addr().map_err(Error::Io)?;
+    let stops = StreamStops::default();
+    let proxy = Proxy::new(&config, local.port(), stops.clone())?;
+    announce(&config, local);
+    tokio::spawn(probe_target(config.target.socket_authority(), config.target.display()));
+
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve_connection(stream, peer, proxy.clone(), &graceful),
+                Err(e) => {
+                    warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    println!("Interrupt received, proxy is shutting down. Please wait for connections to close...");
+    stops.listening.cancel();
+    let drain = tokio::spawn(graceful.shutdown());
+    tokio::pin!(drain);
+    if tokio::time::timeout(config.shutdown_timeout, &mut drain).await.is_err() {
+        warn!(grace = ?config.shutdown_timeout, "grace period over; ending the remaining streams");
+        stops.all.cancel();
+        if tokio::time::timeout(FORCE_CLOSE_AFTER, &mut drain).await.is_err() {
+            warn!("closing the connections that are still open");
+        }
+    }
+    info!("proxy stopped");
+    Ok(())
+}
+
+/// Binds the listen socket. A busy explicit `--port` is an error: silently moving to
+/// another port (as ToolHive's proxy does) leaves clients talking to nothing.
+async fn bind(config: &Config) -> Result<TcpListener, Error> {
+    let addr = config.listen;
+    TcpListener::bind(addr).await.map_err(|e| {
+        let problem = match e.kind() {
+            io::ErrorKind::AddrInUse => format!(
+                "{addr} is already in use; stop what uses it, or choose another port (--port 0 picks a free one)"
+            ),
+            io::ErrorKind::PermissionDenied => {
+                format!("not allowed to listen on {addr}; ports below 1024 need privileges, choose a higher port")
+            }
+            io::ErrorKind::AddrNotAvailable => {
+                return Error::Bind {
+                    flag: "--host",
+                    problem: format!("{} is not an address of this machine ({e}); use 127.0.0.1 or 0.0.0.0", addr.ip()),
+                };
+            }
+            _ => format!("cannot listen on {addr}: {e}"),
+        };
+        Error::Bind { flag: "--port", problem }
+    })
+}
+
+/// Prints the startup line on stdout (ToolHive's wording, plus the URL clients use).
+fn announce(config: &Config, local: SocketAddr) {
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        config.listen_host.clone()
+    };
+    println!(
+        "Transparent proxy started for server {} on port {} -> {} (MCP clients: http://{host}:{}{})",
+        config.server_name,
+        local.port(),
+        config.target.display(),
+        local.port(),
+        config.target.endpoint_path,
+    );
+}
+
+/// Warns early when the target is not reachable, so the user does not first learn it from
+/// a client's 502.
+async fn probe_target(socket: String, upstream: String) {
+    match tokio::time::timeout(STARTUP_PROBE_TIMEOUT, TcpStream::connect(&socket)).await {
+        Ok(Ok(_)) => debug!(upstream = %upstream, "the MCP server accepts connections"),
+        Ok(Err(e)) => {
+            warn!(upstream = %upstream, error = %e, "the MCP server is not reachable yet; requests get 502 until it is")
+        }
+        Err(_) => {
+            warn!(upstream = %upstream, "the MCP server did not accept a connection within 2s; requests may fail")
+        }
+    }
+}
+
+fn serve_connection(stream: TcpStream, peer: SocketAddr, proxy: Proxy, graceful: &GracefulShutdown) {
+    // Small writes (one SSE event) must leave at once.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

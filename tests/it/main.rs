@@ -1,0 +1,10 @@
+//! The single integration-test binary: every test that runs `thv` as a real process.
+//!
+//! One binary keeps link time down on small machines; the modules group tests by role.
+
+mod support;
+
+mod cli;
+mod faults;
+mod forwarding;
+mod mcp;
