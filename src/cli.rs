@@ -90,7 +90,7 @@ pub struct ListenArgs {
     pub host: String,
 
     /// Port for the HTTP proxy to listen on (host port); 0 picks a free port
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16))]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16), allow_negative_numbers = true)]
     pub port: u16,
 
     /// URI for the target MCP server (e.g., http://localhost:8080/mcp) (required)
@@ -109,11 +109,11 @@ pub struct ListenArgs {
 
     /// How long to wait for the target's response headers before answering 504 (Go
     /// duration; 0 waits forever). Streams are never cut once they started.
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    #[arg(long, value_name = "DURATION", default_value = "5m", allow_hyphen_values = true)]
     pub upstream_timeout: String,
 
     /// How long a graceful shutdown waits for in-flight requests before it ends them
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    #[arg(long, value_name = "DURATION", default_value = "10s", allow_hyphen_values = true)]
     pub shutdown_timeout: String,
 }
 
@@ -196,7 +196,7 @@ pub struct RemoteAuthArgs {
     pub remote_auth_skip_browser: bool,
 
     /// Timeout for OAuth authentication flow (e.g., 30s, 1m, 2m30s)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
     pub remote_auth_timeout: Duration,
 
     /// Port for OAuth callback server during remote authentication

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mcp_server;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -129,16 +130,31 @@ fn parse_port(line: &str) -> Option<u16> {
     rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// Runs `thv` to completion with these arguments (bounded) and returns (exit code, stdout,
-/// stderr).
+/// Runs `thv` to completion with these arguments and returns (exit code, stdout, stderr).
+/// Bounded: a `thv` that is still running after 20 s is killed and the test fails.
 pub fn run_thv(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(THV)
+    let child = Command::new(THV)
         .args(args)
         .env_remove("TOOLHIVE_DEBUG")
         .env_remove("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET")
+        .env_remove("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run thv");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(STARTUP_DEADLINE) {
+        Ok(out) => out.expect("wait for thv"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("thv {args:?} did not exit within {STARTUP_DEADLINE:?}");
+        }
+    };
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
