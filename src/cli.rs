@@ -151,6 +151,25 @@ pub struct OidcArgs {
     /// Explicit resource URL for OAuth discovery endpoint (RFC 9728)
     #[arg(long, value_name = "URL")]
     pub resource_url: Option<String>,
+
+    /// Clock skew tolerated when checking token times (exp, nbf)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
+    pub oidc_leeway: Duration,
+
+    /// PEM file of extra CA certificates to trust for the IdP (JWKS, discovery, introspection)
+    #[arg(long, value_name = "PATH")]
+    pub oidc_ca_bundle: Option<String>,
+
+    /// Allow an IdP on plain http:// or a private network address (loopback http:// is
+    /// always allowed)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", require_equals = true, value_parser = go_bool)]
+    pub oidc_allow_insecure: bool,
+
+    /// How long an introspection result is reused (never beyond the token's exp; 0
+    /// asks the IdP every time)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
+    pub oidc_introspection_cache_ttl: Duration,
 }
 
 /// Outgoing authentication: the proxy as an OAuth 2.1 client of the target.
@@ -215,6 +234,21 @@ pub struct RemoteAuthArgs {
     /// Path to a file containing a static bearer token for the remote server
     #[arg(long, value_name = "PATH")]
     pub remote_auth_bearer_token_file: Option<String>,
+
+    /// URL of this client's Client ID Metadata Document, used as client ID when the
+    /// authorization server supports it (MCP 2025-11-25)
+    #[arg(long, value_name = "URL")]
+    pub remote_auth_client_metadata_url: Option<String>,
+
+    /// Keep the refresh token and registered client on disk (0600) so a restart needs no
+    /// new login
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          default_value = "true", require_equals = true, value_parser = go_bool)]
+    pub remote_auth_store: bool,
+
+    /// Directory of the token store (default: $XDG_STATE_HOME/thv or ~/.local/state/thv)
+    #[arg(long, value_name = "DIR")]
+    pub remote_auth_store_dir: Option<String>,
 }
 
 /// Parsed command line plus the names of the flags the user actually gave.

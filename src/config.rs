@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
+use secrecy::SecretString;
+use url::Url;
 
 use crate::cli::{Command, Invocation, ProxyArgs};
 
@@ -74,6 +76,105 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `--debug` or `TOOLHIVE_DEBUG`.
     pub debug: bool,
+    /// Incoming authentication (`--oidc-*`); `None` when the proxy accepts everyone.
+    pub inbound: Option<InboundConfig>,
+    /// Outgoing authentication (`--remote-auth*`); `None` when requests go as they came.
+    pub outbound: Option<OutboundConfig>,
+}
+
+/// How the proxy authenticates to the target.
+#[derive(Clone)]
+pub enum OutboundConfig {
+    /// A static token (`--remote-auth-bearer-token[-file]`, `TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN`).
+    Bearer(SecretString),
+    /// OAuth 2.1 authorization code with PKCE.
+    OAuth(Box<OAuthConfig>),
+}
+
+impl fmt::Debug for OutboundConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundConfig::Bearer(_) => f.write_str("Bearer([REDACTED])"),
+            OutboundConfig::OAuth(c) => f.debug_tuple("OAuth").field(&c.endpoints).finish(),
+        }
+    }
+}
+
+/// Where the authorization server's endpoints come from.
+#[derive(Debug, Clone)]
+pub enum OAuthEndpoints {
+    /// Discovered from the target (RFC 9728 → RFC 8414 / OIDC).
+    Discover,
+    /// `--remote-auth-issuer`: discovered from this issuer.
+    Issuer(String),
+    /// `--remote-auth-authorize-url` and `--remote-auth-token-url`.
+    Manual { authorize: Url, token: Url },
+}
+
+/// Validated `--remote-auth*` settings.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    pub endpoints: OAuthEndpoints,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub client_metadata_url: Option<String>,
+    /// Scopes the user asked for; empty means "as the server says" (MCP scope selection).
+    pub scopes: Vec<String>,
+    pub callback_port: u16,
+    pub skip_browser: bool,
+    pub timeout: Duration,
+    /// The RFC 8707 resource: `--remote-auth-resource` or the canonical target URI.
+    pub resource: String,
+    /// Where tokens are kept between runs; `None` keeps them in memory only.
+    pub store_dir: Option<std::path::PathBuf>,
+    /// `$BROWSER`, how to open the authorization page.
+    pub browser: Option<String>,
+}
+
+/// Validated incoming-authentication settings: the proxy as an OAuth 2.1 resource server.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// `--oidc-issuer`, exactly as given (compared byte for byte with `iss`).
+    pub issuer: Option<String>,
+    /// `--oidc-jwks-url`; when absent the JWKS URL comes from the issuer's metadata.
+    pub jwks_url: Option<Url>,
+    /// `--oidc-introspection-url` and how to authenticate to it.
+    pub introspection: Option<IntrospectionConfig>,
+    /// `--oidc-audience`; when absent the resource URL is the audience.
+    pub audience: Option<String>,
+    /// `--resource-url`; when absent the proxy's own URL (as the client addressed it).
+    pub resource_url: Option<Url>,
+    /// `--oidc-scopes`: scopes every token must carry.
+    pub required_scopes: Vec<String>,
+    /// `--oidc-leeway`.
+    pub leeway: Duration,
+    /// `--oidc-ca-bundle`, read at startup.
+    pub ca_bundle: Option<Vec<u8>>,
+    /// `--oidc-allow-insecure`.
+    pub allow_insecure: bool,
+}
+
+/// Where and how to introspect opaque tokens (RFC 7662).
+#[derive(Clone)]
+pub struct IntrospectionConfig {
+    pub url: Url,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// Google's tokeninfo dialect.
+    pub google: bool,
+    /// `--oidc-introspection-cache-ttl`.
+    pub cache_ttl: Duration,
+}
+
+impl fmt::Debug for IntrospectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionConfig")
+            .field("url", &self.url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
+            .field("google", &self.google)
+            .finish()
+    }
 }
 
 /// The upstream MCP server named by `--target-uri`.
@@ -116,40 +217,15 @@ impl fmt::Display for Target {
     }
 }
 
-/// Flags whose feature is not in this build yet. Using one stops the program rather
-/// than silently ignoring it.
-const UNAVAILABLE_FLAGS: &[(&str, &str)] = &[
-    ("oidc-issuer", "incoming OIDC authentication"),
-    ("oidc-audience", "incoming OIDC authentication"),
-    ("oidc-jwks-url", "incoming OIDC authentication"),
-    ("oidc-introspection-url", "incoming token introspection"),
-    ("oidc-client-id", "incoming token introspection"),
-    ("oidc-client-secret", "incoming token introspection"),
-    ("oidc-scopes", "incoming scope enforcement"),
-    ("resource-url", "RFC 9728 protected resource metadata"),
-    ("remote-auth", "outgoing OAuth authentication"),
-    ("remote-auth-issuer", "outgoing OAuth authentication"),
-    ("remote-auth-authorize-url", "outgoing OAuth authentication"),
-    ("remote-auth-token-url", "outgoing OAuth authentication"),
-    ("remote-auth-client-id", "outgoing OAuth authentication"),
-    ("remote-auth-client-secret", "outgoing OAuth authentication"),
-    ("remote-auth-client-secret-file", "outgoing OAuth authentication"),
-    ("remote-auth-scopes", "outgoing OAuth authentication"),
-    ("remote-auth-skip-browser", "outgoing OAuth authentication"),
-    ("remote-auth-timeout", "outgoing OAuth authentication"),
-    ("remote-auth-callback-port", "outgoing OAuth authentication"),
-    ("remote-auth-resource", "outgoing OAuth authentication"),
-    ("remote-auth-bearer-token", "outgoing bearer-token authentication"),
-    ("remote-auth-bearer-token-file", "outgoing bearer-token authentication"),
-];
-
 impl Config {
     /// Validates a parsed command line against `env`.
     pub fn from_invocation(inv: &Invocation, env: &dyn Environment) -> Result<Config, ConfigError> {
         let Command::Proxy(args) = &inv.cli.command;
-        refuse_unavailable(&inv.given, env)?;
         let debug = inv.cli.debug || env.var("TOOLHIVE_DEBUG").is_some_and(|v| is_truthy(&v));
-        from_proxy_args(args, debug)
+        let mut config = from_proxy_args(args, debug)?;
+        config.inbound = inbound_config(&args.oidc, env)?;
+        config.outbound = outbound_config(&args.remote_auth, &inv.given, env, &config.target)?;
+        Ok(config)
     }
 }
 
@@ -193,29 +269,335 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         connect_timeout: CONNECT_TIMEOUT,
         shutdown_timeout,
         debug,
+        inbound: None,
+        outbound: None,
     })
 }
 
-fn refuse_unavailable(given: &BTreeSet<String>, env: &dyn Environment) -> Result<(), ConfigError> {
-    for (flag, feature) in UNAVAILABLE_FLAGS {
-        if given.contains(*flag) {
+/// Remote-auth flags that only mean something when OAuth to the target is on.
+const OAUTH_ONLY_FLAGS: &[&str] = &[
+    "remote-auth-client-secret",
+    "remote-auth-client-secret-file",
+    "remote-auth-scopes",
+    "remote-auth-skip-browser",
+    "remote-auth-timeout",
+    "remote-auth-callback-port",
+    "remote-auth-resource",
+    "remote-auth-client-metadata-url",
+    "remote-auth-store",
+    "remote-auth-store-dir",
+];
+
+/// Validates the `--remote-auth*` flags. Secret precedence (ToolHive's): flag, then
+/// file (trimmed, must not be empty), then environment variable.
+fn outbound_config(
+    args: &crate::cli::RemoteAuthArgs,
+    given: &BTreeSet<String>,
+    env: &dyn Environment,
+    target: &Target,
+) -> Result<Option<OutboundConfig>, ConfigError> {
+    let bearer = resolve_secret(
+        &args.remote_auth_bearer_token,
+        ("--remote-auth-bearer-token-file", &args.remote_auth_bearer_token_file),
+        env.var("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN"),
+    )?;
+    let oauth_on = args.remote_auth
+        || [
+            &args.remote_auth_client_id,
+            &args.remote_auth_issuer,
+            &args.remote_auth_authorize_url,
+            &args.remote_auth_token_url,
+        ]
+        .iter()
+        .any(|v| non_empty(v).is_some());
+    if let Some(token) = bearer {
+        if oauth_on {
+            tracing::warn!(
+                "a static bearer token is configured: it is used as is and the OAuth flags are ignored (ToolHive's precedence)"
+            );
+        }
+        return Ok(Some(OutboundConfig::Bearer(token)));
+    }
+    if !oauth_on {
+        if let Some(flag) = OAUTH_ONLY_FLAGS.iter().find(|f| given.contains(**f)) {
             return Err(ConfigError::new(
                 format!("--{flag}"),
-                format!(
-                    "{feature} is not available in this build of thv yet; remove the flag to run a plain transparent proxy"
-                ),
+                "has no effect without --remote-auth; add --remote-auth to log in to the MCP server",
             ));
         }
+        return Ok(None);
     }
-    // ToolHive injects this token whenever the variable is set; ignoring it would send
-    // unauthenticated requests the user believes are authenticated.
-    if env.var("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN").is_some_and(|v| !v.trim().is_empty()) {
+    let endpoint_url = |flag: &str, raw: &str| -> Result<Url, ConfigError> {
+        let url = Url::parse(raw).map_err(|e| ConfigError::new(flag, format!("{raw:?} is not a valid URL ({e})")))?;
+        crate::oauth::http::UrlPolicy { allow_insecure: false }
+            .check(&url)
+            .map_err(|why| ConfigError::new(flag, why))?;
+        Ok(url)
+    };
+    let endpoints = match (
+        non_empty(&args.remote_auth_issuer),
+        non_empty(&args.remote_auth_authorize_url),
+        non_empty(&args.remote_auth_token_url),
+    ) {
+        (Some(issuer), None, None) => {
+            endpoint_url("--remote-auth-issuer", issuer)?;
+            OAuthEndpoints::Issuer(issuer.to_owned())
+        }
+        (None, Some(authorize), Some(token)) => OAuthEndpoints::Manual {
+            authorize: endpoint_url("--remote-auth-authorize-url", authorize)?,
+            token: endpoint_url("--remote-auth-token-url", token)?,
+        },
+        (None, Some(_), None) => {
+            return Err(ConfigError::new("--remote-auth-token-url", "is required with --remote-auth-authorize-url"));
+        }
+        (None, None, Some(_)) => {
+            return Err(ConfigError::new("--remote-auth-authorize-url", "is required with --remote-auth-token-url"));
+        }
+        (None, None, None) => OAuthEndpoints::Discover,
+        (Some(_), _, _) => {
+            return Err(ConfigError::new(
+                "--remote-auth-issuer",
+                "cannot be combined with --remote-auth-authorize-url/--remote-auth-token-url; choose one approach",
+            ));
+        }
+    };
+    let client_id = non_empty(&args.remote_auth_client_id).map(str::to_owned);
+    if matches!(endpoints, OAuthEndpoints::Manual { .. }) && client_id.is_none() {
         return Err(ConfigError::new(
-            "TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN",
-            "outgoing bearer-token authentication is not available in this build of thv yet; unset the variable",
+            "--remote-auth-client-id",
+            "is required with manual endpoints: without an issuer there is no registration endpoint to register a client at",
         ));
     }
-    Ok(())
+    let client_secret = resolve_secret(
+        &args.remote_auth_client_secret,
+        ("--remote-auth-client-secret-file", &args.remote_auth_client_secret_file),
+        env.var("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET"),
+    )?;
+    let client_metadata_url = non_empty(&args.remote_auth_client_metadata_url)
+        .map(|raw| {
+            let url = Url::parse(raw).map_err(|e| {
+                ConfigError::new("--remote-auth-client-metadata-url", format!("{raw:?} is not a valid URL ({e})"))
+            })?;
+            if url.scheme() != "https" || url.path().len() <= 1 {
+                return Err(ConfigError::new(
+                    "--remote-auth-client-metadata-url",
+                    "must be an https URL with a path (MCP 2025-11-25 §Client ID Metadata Documents)",
+                ));
+            }
+            Ok(raw.to_owned())
+        })
+        .transpose()?;
+    let resource = match non_empty(&args.remote_auth_resource) {
+        Some(raw) => {
+            let url = Url::parse(raw).map_err(|e| {
+                ConfigError::new("--remote-auth-resource", format!("{raw:?} is not an absolute URI ({e})"))
+            })?;
+            if url.fragment().is_some() {
+                return Err(ConfigError::new("--remote-auth-resource", "must not contain a #fragment (RFC 8707 §2)"));
+            }
+            raw.to_owned()
+        }
+        None => canonical_resource(target),
+    };
+    let scopes: Vec<String> =
+        args.remote_auth_scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let scopes = if scopes.is_empty() && matches!(endpoints, OAuthEndpoints::Issuer(_)) {
+        ["openid", "profile", "email"].map(str::to_owned).to_vec()
+    } else {
+        scopes
+    };
+    let store_dir = if args.remote_auth_store {
+        match non_empty(&args.remote_auth_store_dir) {
+            Some(dir) => Some(std::path::PathBuf::from(dir)),
+            None => env
+                .var("XDG_STATE_HOME")
+                .filter(|v| v.starts_with('/'))
+                .map(|d| std::path::PathBuf::from(d).join("thv"))
+                .or_else(|| {
+                    env.var("HOME")
+                        .filter(|h| !h.is_empty())
+                        .map(|h| std::path::PathBuf::from(h).join(".local/state/thv"))
+                }),
+        }
+    } else {
+        None
+    };
+    Ok(Some(OutboundConfig::OAuth(Box::new(OAuthConfig {
+        endpoints,
+        client_id,
+        client_secret,
+        client_metadata_url,
+        scopes,
+        callback_port: args.remote_auth_callback_port,
+        skip_browser: args.remote_auth_skip_browser,
+        timeout: if args.remote_auth_timeout.is_zero() { Duration::from_secs(300) } else { args.remote_auth_timeout },
+        resource,
+        store_dir,
+        browser: env.var("BROWSER"),
+    }))))
+}
+
+/// The canonical URI of the target for RFC 8707 (MCP 2025-11-25 §Canonical Server URI):
+/// lowercase scheme and host, no fragment, no trailing slash on a bare origin.
+fn canonical_resource(target: &Target) -> String {
+    let scheme = target.scheme.as_str().to_ascii_lowercase();
+    let authority = target.authority.as_str().to_ascii_lowercase();
+    let path = if target.endpoint_path == "/" { "" } else { target.endpoint_path.as_str() };
+    match &target.query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// A secret from its flag, else its file (trimmed; empty or unreadable is an error that
+/// names the file), else its environment variable.
+fn resolve_secret(
+    flag: &Option<String>,
+    file: (&str, &Option<String>),
+    env_value: Option<String>,
+) -> Result<Option<SecretString>, ConfigError> {
+    if let Some(value) = non_empty(flag) {
+        return Ok(Some(SecretString::from(value.to_owned())));
+    }
+    if let Some(path) = non_empty(file.1) {
+        let content = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(file.0, format!("cannot read {path:?}: {e}")))?;
+        let secret = content.trim();
+        if secret.is_empty() {
+            return Err(ConfigError::new(file.0, format!("{path:?} is empty")));
+        }
+        return Ok(Some(SecretString::from(secret.to_owned())));
+    }
+    Ok(env_value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(SecretString::from))
+}
+
+/// Validates the `--oidc-*` flags. Incoming auth is on when any of issuer, JWKS URL or
+/// introspection URL is given (ToolHive's rule).
+fn inbound_config(args: &crate::cli::OidcArgs, env: &dyn Environment) -> Result<Option<InboundConfig>, ConfigError> {
+    let issuer = non_empty(&args.oidc_issuer);
+    let jwks = non_empty(&args.oidc_jwks_url);
+    let introspection = non_empty(&args.oidc_introspection_url);
+    if issuer.is_none() && jwks.is_none() && introspection.is_none() {
+        for (given, flag) in [
+            (&args.oidc_audience, "--oidc-audience"),
+            (&args.resource_url, "--resource-url"),
+            (&args.oidc_client_id, "--oidc-client-id"),
+            (&args.oidc_client_secret, "--oidc-client-secret"),
+        ] {
+            if non_empty(given).is_some() {
+                return Err(ConfigError::new(
+                    flag,
+                    "has no effect without --oidc-issuer, --oidc-jwks-url or --oidc-introspection-url; add one of them",
+                ));
+            }
+        }
+        if !args.oidc_scopes.is_empty() {
+            return Err(ConfigError::new(
+                "--oidc-scopes",
+                "has no effect without --oidc-issuer, --oidc-jwks-url or --oidc-introspection-url; add one of them",
+            ));
+        }
+        return Ok(None);
+    }
+    let policy = crate::oauth::http::UrlPolicy { allow_insecure: args.oidc_allow_insecure };
+    let idp_url = |flag: &str, raw: &str| -> Result<Url, ConfigError> {
+        let url = Url::parse(raw).map_err(|e| ConfigError::new(flag, format!("{raw:?} is not a valid URL ({e})")))?;
+        policy.check(&url).map_err(|why| ConfigError::new(flag, why))?;
+        Ok(url)
+    };
+    if let Some(issuer) = issuer {
+        idp_url("--oidc-issuer", issuer)?;
+    }
+    let jwks_url = jwks.map(|raw| idp_url("--oidc-jwks-url", raw)).transpose()?;
+    let audience = non_empty(&args.oidc_audience).map(str::to_owned);
+    let introspection = match introspection {
+        None => None,
+        Some(raw) => {
+            let url = idp_url("--oidc-introspection-url", raw)?;
+            let google = raw.trim_end_matches('/') == crate::oauth::introspection::GOOGLE_TOKENINFO;
+            if google && audience.is_none() {
+                return Err(ConfigError::new(
+                    "--oidc-audience",
+                    "is required with Google's tokeninfo endpoint: without it any Google token for any app would be accepted; set it to your OAuth client ID",
+                ));
+            }
+            let client_secret = non_empty(&args.oidc_client_secret)
+                .map(str::to_owned)
+                .or_else(|| env.var("TOOLHIVE_OIDC_CLIENT_SECRET").filter(|v| !v.trim().is_empty()))
+                .map(SecretString::from);
+            let client_id = non_empty(&args.oidc_client_id).map(str::to_owned);
+            if client_secret.is_some() && client_id.is_none() {
+                return Err(ConfigError::new(
+                    "--oidc-client-id",
+                    "is required when a client secret is given: introspection authenticates as that client",
+                ));
+            }
+            Some(IntrospectionConfig {
+                url,
+                client_id,
+                client_secret,
+                google,
+                cache_ttl: args.oidc_introspection_cache_ttl,
+            })
+        }
+    };
+    let resource_url = non_empty(&args.resource_url)
+        .map(|raw| {
+            let url = Url::parse(raw).map_err(|e| {
+                ConfigError::new(
+                    "--resource-url",
+                    format!(
+                        "{raw:?} is not a valid URL ({e}); use the URL clients use, e.g. https://mcp.example.com/mcp"
+                    ),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || url.fragment().is_some() {
+                return Err(ConfigError::new(
+                    "--resource-url",
+                    format!("{raw:?} must be an http(s) URL with a host and no #fragment (RFC 8707 §2)"),
+                ));
+            }
+            Ok(url)
+        })
+        .transpose()?;
+    let required_scopes: Vec<String> =
+        args.oidc_scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if required_scopes.iter().any(|s| s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')) {
+        return Err(ConfigError::new(
+            "--oidc-scopes",
+            "scopes are single tokens without spaces or quotes; separate them with commas",
+        ));
+    }
+    if args.oidc_leeway > Duration::from_secs(600) {
+        return Err(ConfigError::new(
+            "--oidc-leeway",
+            "more than 10m would accept long-expired tokens; clocks should agree within a minute",
+        ));
+    }
+    let ca_bundle = non_empty(&args.oidc_ca_bundle)
+        .map(|path| {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::new("--oidc-ca-bundle", format!("cannot read {path:?}: {e}")))?;
+            crate::oauth::http::ControlClient::new(Some(&pem))
+                .map_err(|why| ConfigError::new("--oidc-ca-bundle", format!("{path:?} {why}")))?;
+            Ok(pem)
+        })
+        .transpose()?;
+    Ok(Some(InboundConfig {
+        issuer: issuer.map(str::to_owned),
+        jwks_url,
+        introspection,
+        audience,
+        resource_url,
+        required_scopes,
+        leeway: args.oidc_leeway,
+        ca_bundle,
+        allow_insecure: args.oidc_allow_insecure,
+    }))
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Resolves `--host` to the address to bind. IP literals (v4 or v6, with or without
@@ -468,14 +850,115 @@ mod tests {
     }
 
     #[test]
-    fn later_features_are_refused_not_ignored() {
-        let err = config(&["--target-uri", "http://x", "--oidc-issuer", "https://idp"], &[]).unwrap_err();
-        assert_eq!(err.flag, "--oidc-issuer");
+    fn oauth_only_flags_need_remote_auth() {
         let err = config(&["--target-uri", "http://x", "--remote-auth-callback-port", "9000"], &[]).unwrap_err();
         assert_eq!(err.flag, "--remote-auth-callback-port");
-        let err = config(&["--target-uri", "http://x"], &[("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "t")]).unwrap_err();
-        assert_eq!(err.flag, "TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN");
-        assert!(!err.to_string().contains("t\""), "never echo the secret");
+        let c =
+            config(&["--target-uri", "http://x", "--remote-auth-callback-port", "9000", "--remote-auth"], &[]).unwrap();
+        assert!(matches!(c.outbound, Some(OutboundConfig::OAuth(_))));
+    }
+
+    #[test]
+    fn outbound_modes_and_secret_precedence() {
+        use secrecy::ExposeSecret;
+        let dir = std::env::temp_dir().join(format!("thv-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "  from-file\n").unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let file = file.to_str().unwrap();
+        let env = [("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "from-env")];
+        let secret = |args: &[&str]| match config(args, &env).unwrap().outbound {
+            Some(OutboundConfig::OAuth(c)) => c.client_secret.map(|s| s.expose_secret().to_owned()),
+            other => panic!("{other:?}"),
+        };
+        let base = ["--target-uri", "https://api.example.com/mcp", "--remote-auth"];
+        assert_eq!(
+            secret(&[&base[..], &["--remote-auth-client-secret", "from-flag"]].concat()).as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(
+            secret(&[&base[..], &["--remote-auth-client-secret-file", file]].concat()).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(secret(&base).as_deref(), Some("from-env"));
+        let err = config(&[&base[..], &["--remote-auth-client-secret-file", empty.to_str().unwrap()]].concat(), &[])
+            .unwrap_err();
+        assert_eq!(err.flag, "--remote-auth-client-secret-file");
+        assert!(err.to_string().contains("empty"));
+        let err = config(&[&base[..], &["--remote-auth-client-secret-file", "/nonexistent/secret"]].concat(), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/secret"));
+
+        let c = config(
+            &["--target-uri", "https://API.example.com/mcp", "--remote-auth-issuer", "https://idp.example"],
+            &[],
+        )
+        .unwrap();
+        let Some(OutboundConfig::OAuth(o)) = c.outbound else { panic!() };
+        assert_eq!(o.resource, "https://api.example.com/mcp");
+        assert_eq!(o.scopes, ["openid", "profile", "email"], "ToolHive's OIDC default scopes");
+        let c = config(&["--target-uri", "http://x"], &[("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "tok")]).unwrap();
+        assert!(matches!(c.outbound, Some(OutboundConfig::Bearer(_))));
+        assert!(!format!("{:?}", c.outbound).contains("tok\""));
+        let err = config(&["--target-uri", "http://x", "--remote-auth-authorize-url", "https://a/authorize"], &[])
+            .unwrap_err();
+        assert_eq!(err.flag, "--remote-auth-token-url");
+        let err = config(&["--target-uri", "http://x", "--remote-auth-issuer", "http://idp.example"], &[]).unwrap_err();
+        assert_eq!(err.flag, "--remote-auth-issuer");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn incoming_auth_settings() {
+        let c = config(
+            &["--target-uri", "http://x", "--oidc-issuer", "http://127.0.0.1:9000", "--oidc-scopes", "a,b"],
+            &[],
+        )
+        .unwrap();
+        let inbound = c.inbound.unwrap();
+        assert_eq!(inbound.issuer.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(inbound.required_scopes, ["a", "b"]);
+        assert_eq!(inbound.leeway, Duration::from_secs(60));
+        assert!(config(&["--target-uri", "http://x"], &[]).unwrap().inbound.is_none());
+
+        let secret = [("TOOLHIVE_OIDC_CLIENT_SECRET", "s3cret")];
+        let args = [
+            "--target-uri",
+            "http://x",
+            "--oidc-introspection-url",
+            "https://idp.example/introspect",
+            "--oidc-client-id",
+            "proxy",
+        ];
+        let inbound = config(&args, &secret).unwrap().inbound.unwrap();
+        let intro = inbound.introspection.unwrap();
+        assert!(intro.client_secret.is_some(), "the env var is the fallback");
+        assert!(!format!("{intro:?}").contains("s3cret"), "Debug never shows the secret");
+    }
+
+    #[test]
+    fn incoming_auth_errors_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--oidc-issuer", "http://idp.example"], "--oidc-issuer"),
+            (&["--oidc-issuer", "not a url"], "--oidc-issuer"),
+            (&["--oidc-jwks-url", "https://10.1.2.3/jwks"], "--oidc-jwks-url"),
+            (&["--oidc-introspection-url", "https://oauth2.googleapis.com/tokeninfo"], "--oidc-audience"),
+            (&["--oidc-audience", "aud"], "--oidc-audience"),
+            (&["--oidc-issuer", "https://idp.example", "--resource-url", "ftp://x"], "--resource-url"),
+            (&["--oidc-issuer", "https://idp.example", "--oidc-leeway", "1h"], "--oidc-leeway"),
+            (&["--oidc-issuer", "https://idp.example", "--oidc-ca-bundle", "/nonexistent.pem"], "--oidc-ca-bundle"),
+        ];
+        for (args, flag) in cases {
+            let mut full = vec!["--target-uri", "http://x"];
+            full.extend_from_slice(args);
+            let err = config(&full, &[]).unwrap_err();
+            assert_eq!(err.flag, *flag, "{args:?}: {err}");
+        }
+        let c =
+            config(&["--target-uri", "http://x", "--oidc-issuer", "http://idp.example", "--oidc-allow-insecure"], &[]);
+        assert!(c.is_ok(), "the opt-in allows a plain-http IdP");
     }
 
     #[test]

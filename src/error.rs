@@ -13,6 +13,9 @@ pub enum Error {
     /// The listen socket could not be opened.
     #[error("{flag}: {problem}")]
     Bind { flag: &'static str, problem: String },
+    /// Incoming authentication could not start (IdP unreachable or inconsistent).
+    #[error(transparent)]
+    Inbound(#[from] crate::inbound::StartupError),
     /// TLS to the target cannot be set up.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),

@@ -5,6 +5,9 @@
 //! - [`cli`] parses raw flags (ToolHive-compatible), [`config`] validates them in one step;
 //! - [`server`] binds, serves connections and shuts down gracefully;
 //! - [`proxy`] is the request path: guard, local routes, forwarding, responses;
+//! - [`inbound`] checks the tokens of the proxy's own clients (OAuth resource server);
+//! - [`outbound`] logs in to the target and keeps its tokens (OAuth client);
+//! - [`oauth`] is the protocol layer underneath both (metadata, tokens, challenges);
 //! - [`mcp`] holds the little MCP knowledge a transparent proxy needs.
 
 #![forbid(unsafe_code)]
@@ -12,7 +15,10 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod inbound;
 pub mod mcp;
+pub mod oauth;
+pub mod outbound;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;

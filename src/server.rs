@@ -19,7 +19,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::proxy::{Proxy, StreamStops};
+use crate::inbound::Authenticator;
+use crate::inbound::metadata::ProtectedResource;
+use crate::outbound::Outbound;
+use crate::proxy::{Inbound, Proxy, StreamStops};
 
 /// How long a client may take to send request headers (slowloris bound). It also bounds
 /// how long an idle keep-alive connection is held.
@@ -36,8 +39,19 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let listener = bind(&config).await?;
     let local = listener.local_addr().map_err(Error::Io)?;
     let stops = StreamStops::default();
-    let proxy = Proxy::new(&config, local.port(), stops.clone())?;
+    let inbound = start_inbound(&config, local.port()).await?;
+    let outbound = match &config.outbound {
+        Some(o) => {
+            Some(Outbound::new(o, &config.target).map_err(|problem| Error::Bind { flag: "--remote-auth", problem })?)
+        }
+        None => None,
+    };
+    let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone())?;
     announce(&config, local);
+    // The login runs while the proxy already listens; requests wait with 503.
+    if let Some(outbound) = &outbound {
+        outbound.start();
+    }
     tokio::spawn(probe_target(config.target.socket_authority(), config.target.display()));
 
     let graceful = GracefulShutdown::new();
@@ -93,6 +107,48 @@ async fn bind(config: &Config) -> Result<TcpListener, Error> {
         };
         Error::Bind { flag: "--port", problem }
     })
+}
+
+/// Starts incoming authentication (discovery, keys) before the proxy reports ready, or
+/// warns that every request is accepted.
+async fn start_inbound(config: &Config, port: u16) -> Result<Option<Inbound>, Error> {
+    let Some(inbound) = &config.inbound else {
+        warn!(
+            "no authentication configured: every request that reaches the proxy is accepted (protect it with --oidc-issuer)"
+        );
+        return Ok(None);
+    };
+    let resource = ProtectedResource::new(
+        inbound.resource_url.clone(),
+        &config.target.endpoint_path,
+        inbound.issuer.clone(),
+        inbound.required_scopes.clone(),
+        config.server_name.clone(),
+    );
+    // Tokens must be meant for this proxy: by default its resource URL, under every name
+    // a client may use to reach it.
+    let audiences = match (&inbound.audience, &inbound.resource_url) {
+        (Some(audience), _) => vec![audience.clone()],
+        (None, Some(url)) => vec![url.as_str().to_owned()],
+        (None, None) => {
+            if !config.listen.ip().is_loopback() {
+                warn!(
+                    "--resource-url is not set: tokens must name http://{}:{port}{} as audience; set it to the public URL clients use",
+                    config.listen_host, config.target.endpoint_path
+                );
+            }
+            let mut names = vec![config.listen_host.clone(), config.listen.ip().to_string()];
+            if config.listen.ip().is_loopback() {
+                names.extend(["localhost", "127.0.0.1", "[::1]"].map(str::to_owned));
+            }
+            names.sort();
+            names.dedup();
+            names.iter().map(|h| resource.resource(&format!("{h}:{port}"))).collect()
+        }
+    };
+    let authenticator = Authenticator::start(inbound, audiences).await?;
+    info!("incoming authentication is on");
+    Ok(Some(Inbound { authenticator, resource }))
 }
 
 /// Prints the startup line on stdout (ToolHive's wording, plus the URL clients use).

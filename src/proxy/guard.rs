@@ -37,8 +37,9 @@ pub struct Guard {
 pub enum Verdict {
     /// Forward it; `Some(origin)` means CORS headers must be added to the response.
     Proceed(Option<HeaderValue>),
-    /// Answer with this response and stop.
-    Answer(Response<ProxyBody>),
+    /// Answer with this response and stop (boxed: refusals are rare, and the common
+    /// `Proceed` stays small).
+    Answer(Box<Response<ProxyBody>>),
 }
 
 impl Guard {
@@ -72,30 +73,44 @@ impl Guard {
 
     /// Applies the Host check, the Origin check and CORS preflight, in that order.
     pub fn check<B>(&self, req: &Request<B>) -> Verdict {
-        if !self.host_allowed(req) {
-            return Verdict::Answer(respond::jsonrpc_error(
+        match self.check_host(req) {
+            Some(refusal) => Verdict::Answer(Box::new(refusal)),
+            None => self.check_origin(req),
+        }
+    }
+
+    /// The DNS-rebinding check alone: `Some(refusal)` for a foreign `Host`.
+    pub fn check_host<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
+        (!self.host_allowed(req)).then(|| {
+            respond::jsonrpc_error(
                 StatusCode::FORBIDDEN,
                 INVALID_REQUEST,
                 "Host not allowed (DNS rebinding protection)",
                 None,
-            ));
-        }
+            )
+        })
+    }
+
+    /// The Origin check and CORS preflight.
+    pub fn check_origin<B>(&self, req: &Request<B>) -> Verdict {
         let origin = match single_origin(req.headers()) {
             Ok(None) => return Verdict::Proceed(None),
             Ok(Some(origin)) if self.origin_allowed(origin) => origin.clone(),
             _ => {
-                return Verdict::Answer(respond::jsonrpc_error(
-                    StatusCode::FORBIDDEN,
-                    INVALID_REQUEST,
-                    "Origin not allowed",
-                    None,
-                ));
+                let refusal =
+                    respond::jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, "Origin not allowed", None);
+                return Verdict::Answer(Box::new(refusal));
             }
         };
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-            return Verdict::Answer(preflight(&origin, req.headers()));
+            return Verdict::Answer(Box::new(preflight(&origin, req.headers())));
         }
         Verdict::Proceed(Some(origin))
+    }
+
+    /// The names (lowercase) a client may use in `Host`, when the check is on.
+    pub fn allowed_hosts(&self) -> Option<&[String]> {
+        self.allowed_hosts.as_deref()
     }
 
     fn host_allowed<B>(&self, req: &Request<B>) -> bool {
@@ -111,7 +126,7 @@ impl Guard {
 
     fn origin_allowed(&self, origin: &HeaderValue) -> bool {
         let Ok(origin) = origin.to_str() else { return false };
-        normalize_origin(origin).is_ok_and(|o| self.allowed_origins.iter().any(|a| *a == o))
+        normalize_origin(origin).is_ok_and(|o| self.allowed_origins.contains(&o))
     }
 }
 

@@ -1,13 +1,18 @@
 //! The request path: what happens to one request, in order.
 //!
-//! 1. [`guard`]: Host (DNS rebinding), Origin, CORS preflight.
-//! 2. Local routes: `GET /health`; `/.well-known/oauth-protected-resource*` is reserved
-//!    for the proxy's own RFC 9728 document and never forwarded.
-//! 3. The request body is read, bounded by `--max-request-body` (413 beyond it).
-//! 4. [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` set or withheld, `Host`
+//! 1. [`guard`]: the Host check (DNS rebinding).
+//! 2. `/.well-known/oauth-protected-resource*`: the proxy's own RFC 9728 document, public
+//!    and readable cross-origin; never forwarded.
+//! 3. [`guard`]: the Origin check and CORS preflight.
+//! 4. `GET /health`, answered locally.
+//! 5. Incoming authentication ([`crate::inbound`]), when configured; the client's token
+//!    is consumed here and never forwarded (MCP Security Best Practices §Token
+//!    Passthrough).
+//! 6. The request body is read, bounded by `--max-request-body` (413 beyond it).
+//! 7. [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` set or withheld, `Host`
 //!    becomes the target's.
-//! 5. [`forward`]: sent to the target with the same method, path and query.
-//! 6. The response is relayed: status, headers (minus hop-by-hop) and body unchanged;
+//! 8. [`forward`]: sent to the target with the same method, path and query.
+//! 9. The response is relayed: status, headers (minus hop-by-hop) and body unchanged;
 //!    event streams go through [`SseBody`](crate::mcp::sse::SseBody).
 //!
 //! Failures at any step become responses in one place, [`respond`].
@@ -28,11 +33,15 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::inbound::Authenticator;
+use crate::inbound::metadata::{self, ProtectedResource};
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::{EndpointRewrite, SseBody};
+use crate::outbound::discover::Challenged;
+use crate::outbound::{self, Outbound, Unavailable};
 use forward::{ForwardError, Side, Upstream};
 use guard::{Guard, Verdict};
 use respond::{INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
@@ -42,8 +51,6 @@ use respond::{INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `/health` waits for a TCP connection to the target.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The path of the RFC 9728 document (RFC 9728 §3), reserved for incoming auth.
-const PROTECTED_RESOURCE_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// Signals that end event streams during shutdown.
 #[derive(Debug, Clone, Default)]
@@ -74,11 +81,29 @@ struct Shared {
     server_name: String,
     target_display: String,
     target_socket: String,
+    inbound: Option<Inbound>,
+    outbound: Option<Outbound>,
+    /// Whether the remote-auth hint was logged.
+    auth_hint_given: std::sync::atomic::AtomicBool,
+    /// `host:port` the proxy listens on, for requests without a usable `Host`.
+    local_authority: String,
+}
+
+/// Incoming authentication, when configured.
+pub struct Inbound {
+    pub authenticator: Authenticator,
+    pub resource: ProtectedResource,
 }
 
 impl Proxy {
     /// Builds the service for `config`, now that the proxy listens on `port`.
-    pub fn new(config: &Config, port: u16, stops: StreamStops) -> Result<Proxy, forward::TlsSetupError> {
+    pub fn new(
+        config: &Config,
+        port: u16,
+        stops: StreamStops,
+        inbound: Option<Inbound>,
+        outbound: Option<Outbound>,
+    ) -> Result<Proxy, forward::TlsSetupError> {
         let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
         let guard = Guard::new(config.listen.ip().is_loopback(), &config.listen_host, port, &config.extra_origins);
         Ok(Proxy {
@@ -92,36 +117,92 @@ impl Proxy {
                 server_name: config.server_name.clone(),
                 target_display: config.target.display(),
                 target_socket: config.target.socket_authority(),
+                inbound,
+                outbound,
+                auth_hint_given: std::sync::atomic::AtomicBool::new(false),
+                local_authority: if config.listen.is_ipv6() {
+                    format!("[{}]:{port}", config.listen.ip())
+                } else {
+                    format!("{}:{port}", config.listen.ip())
+                },
             }),
         })
     }
 
     /// Handles one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let s = &*self.shared;
         let started = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
-        let cors = match self.shared.guard.check(&req) {
+        if let Some(refusal) = s.guard.check_host(&req) {
+            return log_request(started, refusal);
+        }
+        if req.uri().path().starts_with(metadata::WELL_KNOWN) {
+            return log_request(started, self.protected_resource_metadata(&req));
+        }
+        let cors = match s.guard.check_origin(&req) {
             Verdict::Proceed(cors) => cors,
-            Verdict::Answer(resp) => return log_request(started, resp),
+            Verdict::Answer(resp) => return log_request(started, *resp),
         };
-        let path = req.uri().path();
-        let mut resp = if path == "/health" {
+        let mut resp = if req.uri().path() == "/health" {
             self.health(req.method()).await
-        } else if is_protected_resource_path(path) {
-            // Reserved: answering from the upstream here would let it impersonate the
-            // proxy's own authorization metadata.
-            respond::json(
-                StatusCode::NOT_FOUND,
-                r#"{"error":"not_found","error_description":"this proxy does not protect its endpoint with OAuth"}"#
-                    .to_owned(),
-            )
         } else {
-            self.forward(req, peer).await
+            self.authenticate_and_forward(req, peer).await
         };
         if let Some(origin) = cors {
             guard::add_cors(resp.headers_mut(), origin);
         }
         log_request(started, resp)
+    }
+
+    /// Step 5 then the forwarding steps.
+    async fn authenticate_and_forward(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        if let Some(inbound) = &self.shared.inbound {
+            match inbound.authenticator.authenticate(req.headers()).await {
+                Ok(identity) => {
+                    debug!(subject = %identity.subject, "authenticated");
+                    req.headers_mut().remove(header::AUTHORIZATION);
+                }
+                Err(rejection) => {
+                    return respond::auth_rejection(rejection, &inbound.resource, self.client_authority(&req));
+                }
+            }
+        }
+        self.forward(req, peer).await
+    }
+
+    /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
+    /// any origin may read it (CORS `*`), and it needs no token.
+    fn protected_resource_metadata<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
+        let Some(inbound) = self.shared.inbound.as_ref().filter(|i| i.resource.serves(req.uri().path())) else {
+            return respond::json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned());
+        };
+        let mut resp = match *req.method() {
+            Method::GET | Method::HEAD => {
+                respond::json(StatusCode::OK, inbound.resource.document(self.client_authority(req)))
+            }
+            Method::OPTIONS => respond::empty(StatusCode::NO_CONTENT),
+            _ => {
+                let mut resp = respond::empty(StatusCode::METHOD_NOT_ALLOWED);
+                resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                resp
+            }
+        };
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("MCP-Protocol-Version"));
+        resp
+    }
+
+    /// The `host[:port]` the client used (already checked on loopback binds), or the
+    /// listen address.
+    fn client_authority<'a, B>(&'a self, req: &'a Request<B>) -> &'a str {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ', '\\']))
+            .unwrap_or(&self.shared.local_authority)
     }
 
     async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
@@ -144,16 +225,100 @@ impl Proxy {
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.clone());
         let is_get = parts.method == Method::GET;
-        let mut upstream_req = Request::new(Full::new(body.clone()));
-        *upstream_req.method_mut() = parts.method;
-        *upstream_req.uri_mut() = s.upstream.uri_for(parts.uri.path_and_query());
-        *upstream_req.version_mut() = Version::HTTP_11;
-        // `Host` was removed above: hyper sets it from the target URI (HTTP/1.1) or sends
-        // `:authority` (HTTP/2), so a client can never choose the upstream virtual host.
-        *upstream_req.headers_mut() = parts.headers;
-        match s.upstream.send(upstream_req).await {
-            Ok(resp) => self.relay(resp, is_get, client_host.as_ref()),
-            Err(e) => self.rescue(&e, &body),
+        let uri = s.upstream.uri_for(parts.uri.path_and_query());
+        let Some(outbound) = &s.outbound else {
+            let upstream_req = upstream_request(parts.method, uri, parts.headers, body.clone(), None);
+            return match s.upstream.send(upstream_req).await {
+                Ok(resp) => {
+                    if resp.status() == StatusCode::UNAUTHORIZED {
+                        self.hint_remote_auth(resp.headers());
+                    }
+                    self.relay(resp, is_get, client_host.as_ref())
+                }
+                Err(e) => self.rescue(&e, &body),
+            };
+        };
+        // The proxy authenticates to the target itself: whatever credentials the client
+        // sent are for someone else and are not passed on.
+        parts.headers.remove(header::AUTHORIZATION);
+        self.forward_authenticated(outbound, parts.method, uri, parts.headers, body, is_get, client_host.as_ref()).await
+    }
+
+    /// Sends with the proxy's own token; on 401 renews it once, on `403
+    /// insufficient_scope` steps up (at most [`outbound::MAX_STEP_UPS`] times), retrying
+    /// the request each time. The body is already buffered, so a retry resends it exactly.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_authenticated(
+        &self,
+        outbound: &Outbound,
+        method: Method,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: Bytes,
+        is_get: bool,
+        client_host: Option<&HeaderValue>,
+    ) -> Response<ProxyBody> {
+        let s = &*self.shared;
+        let (mut renewed, mut step_ups) = (false, 0);
+        loop {
+            let auth = match outbound.authorization().await {
+                Ok(auth) => auth,
+                Err(why) => return login_unavailable(&why, &body),
+            };
+            let upstream_req =
+                upstream_request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.clone());
+            let resp = match s.upstream.send(upstream_req).await {
+                Ok(resp) => resp,
+                Err(e) => return self.rescue(&e, &body),
+            };
+            if !outbound.renewable() {
+                return self.relay(resp, is_get, client_host);
+            }
+            match resp.status() {
+                StatusCode::UNAUTHORIZED if !renewed => {
+                    renewed = true;
+                    let challenged = Challenged::from_headers(resp.headers());
+                    drop(resp);
+                    if !outbound.recover_unauthorized(auth.as_ref(), challenged).await {
+                        return login_unavailable(&Unavailable::Pending, &body);
+                    }
+                }
+                StatusCode::UNAUTHORIZED => {
+                    warn!("the MCP server refused the proxy's new token as well");
+                    return login_unavailable(
+                        &Unavailable::Failed("the MCP server refuses the proxy's token".into()),
+                        &body,
+                    );
+                }
+                StatusCode::FORBIDDEN if step_ups < outbound::MAX_STEP_UPS => {
+                    let Some(scope) = insufficient_scope(resp.headers()) else {
+                        return self.relay(resp, is_get, client_host);
+                    };
+                    step_ups += 1;
+                    drop(resp);
+                    info!(%scope, attempt = step_ups, "the MCP server asks for more scope; logging in again");
+                    if !outbound.step_up(&scope).await {
+                        return login_unavailable(&Unavailable::Pending, &body);
+                    }
+                }
+                _ => return self.relay(resp, is_get, client_host),
+            }
+        }
+    }
+
+    /// Without remote auth the proxy stays transparent: the target's 401 goes to the client
+    /// unchanged. The first time it asks for an OAuth token, say once which flag would let
+    /// the proxy log in instead. (Noticed on real traffic rather than probed at startup:
+    /// a probe would open sessions on servers that need no login.)
+    fn hint_remote_auth(&self, headers: &http::HeaderMap) {
+        let s = &*self.shared;
+        if !s.auth_hint_given.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && crate::oauth::challenge::find_bearer(
+                headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
+            )
+            .is_some()
+        {
+            warn!(upstream = %s.target_display, "the MCP server asks for an OAuth token: restart with --remote-auth to let the proxy log in for your clients");
         }
     }
 
@@ -229,11 +394,57 @@ impl Proxy {
             "server": s.server_name,
             "target": s.target_display,
             "target_reachable": reachable,
+            "outgoing_auth": s.outbound.as_ref().map_or("none", Outbound::status),
+            "incoming_auth": s.inbound.is_some(),
             "version": env!("CARGO_PKG_VERSION"),
         });
         let status = if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         respond::json(status, body.to_string())
     }
+}
+
+/// The request to the target: same method and headers, the target URI, the buffered
+/// body, and the proxy's own credentials when it has them.
+fn upstream_request(
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+    auth: Option<HeaderValue>,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    // `Host` was removed by the caller: hyper sets it from the target URI (HTTP/1.1) or
+    // sends `:authority` (HTTP/2), so a client can never choose the upstream virtual host.
+    *req.headers_mut() = headers;
+    if let Some(auth) = auth {
+        req.headers_mut().insert(header::AUTHORIZATION, auth);
+    }
+    req
+}
+
+/// The `scope` of a `Bearer error="insufficient_scope"` challenge.
+fn insufficient_scope(headers: &http::HeaderMap) -> Option<String> {
+    let lines = headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
+    let challenge = crate::oauth::challenge::find_bearer(lines)?;
+    (challenge.param("error") == Some("insufficient_scope"))
+        .then(|| challenge.param("scope").unwrap_or_default().to_owned())
+}
+
+/// 503 while the proxy has no token for the target: MCP clients retry later rather than
+/// starting an OAuth flow of their own against the target (ToolHive's reasoning too).
+fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
+    let message = match why {
+        Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL is in the proxy's log) and retry".to_owned(),
+        Unavailable::Failed(reason) => format!("the proxy could not log in to the MCP server ({reason}); it will try again on a later request"),
+    };
+    let id = jsonrpc::request_id(body);
+    respond::with_retry_after(
+        respond::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_UNAVAILABLE, &message, id.as_deref()),
+        5,
+    )
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes (before reading, when
@@ -255,11 +466,6 @@ async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> R
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardError::BodyTooLarge { limit }),
         Err(e) => Err(ForwardError::BodyRead(e.to_string())),
     }
-}
-
-/// `/.well-known/oauth-protected-resource` and its path-inserted forms (RFC 9728 §3.1).
-fn is_protected_resource_path(path: &str) -> bool {
-    path.strip_prefix(PROTECTED_RESOURCE_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The origin a client used to reach the proxy, for rewriting a legacy `endpoint` URL;
@@ -305,17 +511,4 @@ fn log_request(started: Option<(Instant, Method, String)>, resp: Response<ProxyB
         );
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protected_resource_paths() {
-        assert!(is_protected_resource_path("/.well-known/oauth-protected-resource"));
-        assert!(is_protected_resource_path("/.well-known/oauth-protected-resource/mcp"));
-        assert!(!is_protected_resource_path("/.well-known/oauth-protected-resourcex"));
-        assert!(!is_protected_resource_path("/.well-known/openid-configuration"));
-    }
 }

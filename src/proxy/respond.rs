@@ -9,14 +9,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::value::RawValue;
 
+use crate::inbound::Rejection;
+use crate::inbound::metadata::ProtectedResource;
 use crate::mcp::sse::SseBody;
+use crate::oauth::challenge::BearerError;
 
 /// JSON-RPC "Invalid Request" (JSON-RPC 2.0 §5.1); also what MCP servers use for a
 /// refused `Origin`.
@@ -100,6 +103,45 @@ pub fn jsonrpc_error(status: StatusCode, code: i32, message: &str, id: Option<&R
 pub fn empty(status: StatusCode) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = status;
+    resp
+}
+
+/// The answer to a request refused by incoming authentication (RFC 6750 §3, RFC 9728
+/// §5.1): 401 with a challenge that points to the proxy's metadata, 400 for unusable
+/// credentials, 403 for missing scope, 503 when the IdP cannot be asked.
+pub fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: &str) -> Response<ProxyBody> {
+    let (status, error, description) = match rejection {
+        Rejection::Missing => (StatusCode::UNAUTHORIZED, None, "this MCP server requires a bearer token"),
+        Rejection::Malformed => (
+            StatusCode::BAD_REQUEST,
+            Some(BearerError::InvalidRequest),
+            "send exactly one Authorization: Bearer header with a token",
+        ),
+        Rejection::Invalid(failure) => {
+            (StatusCode::UNAUTHORIZED, Some(BearerError::InvalidToken), failure.description())
+        }
+        Rejection::InsufficientScope => (
+            StatusCode::FORBIDDEN,
+            Some(BearerError::InsufficientScope),
+            "the token lacks a scope this MCP server requires",
+        ),
+        Rejection::Unavailable => {
+            let resp = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"temporarily_unavailable","error_description":"the authorization server cannot be reached to check the token"}"#.to_owned(),
+            );
+            return with_retry_after(resp, 5);
+        }
+    };
+    let body = serde_json::json!({
+        "error": error.map_or("unauthorized", BearerError::as_str),
+        "error_description": description,
+    });
+    let mut resp = json(status, body.to_string());
+    let challenge = resource.challenge(host, error, error.map(|_| description));
+    if let Ok(value) = HeaderValue::try_from(challenge) {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
     resp
 }
 

@@ -99,22 +99,35 @@ fn missing_or_extra_server_name_is_refused() {
     assert_eq!(code, 1);
 }
 
+/// Flags that would do nothing without the feature they configure stop the proxy instead
+/// of being silently ignored.
 #[test]
-fn flags_of_features_not_built_yet_are_refused_not_ignored() {
-    for args in [
-        &["--oidc-issuer", "https://idp.example"][..],
-        &["--remote-auth"],
-        &["--remote-auth-client-id", "cid"],
-        &["--resource-url", "https://mcp.example/mcp"],
-        &["--remote-auth-bearer-token", "tok-secret-123"],
+fn flags_that_would_do_nothing_are_refused_not_ignored() {
+    for (args, needle) in [
+        (&["--resource-url", "https://mcp.example/mcp"][..], "--oidc-issuer"),
+        (&["--oidc-scopes", "mcp:tools"], "--oidc-issuer"),
+        (&["--remote-auth-scopes", "a,b"], "--remote-auth"),
+        (&["--remote-auth-callback-port", "9000"], "--remote-auth"),
     ] {
         let mut full = vec!["--target-uri", "http://127.0.0.1:1/mcp"];
         full.extend_from_slice(args);
         let err = startup_error(&full);
-        assert!(err.contains(args[0]), "{err} should name {}", args[0]);
-        assert!(!err.contains("tok-secret-123"), "secrets must not be echoed: {err}");
+        assert!(err.contains(args[0]) && err.contains(needle), "{err} should name {} and {needle}", args[0]);
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
+}
+
+#[test]
+fn secrets_are_never_echoed_in_errors() {
+    let err = startup_error(&[
+        "--target-uri",
+        "http://127.0.0.1:1/mcp",
+        "--remote-auth-bearer-token",
+        "tok-secret-123",
+        "--port",
+        "70000",
+    ]);
+    assert!(!err.contains("tok-secret-123"), "{err}");
 }
 
 #[test]

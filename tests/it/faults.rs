@@ -111,7 +111,7 @@ async fn reset_mid_stream_ends_the_client_stream_and_the_proxy_keeps_serving() {
         write_raw(&mut s, b"10\r\ndata: one\n\nxxxxx\r\n").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Abort with RST: linger 0 then drop.
-        let _ = s.set_linger(Some(Duration::ZERO));
+        let _ = s.set_zero_linger();
         drop(s);
     })
     .await;

@@ -303,13 +303,7 @@ async fn debug_logs_one_line_per_request_without_secrets() {
         .send()
         .await
         .unwrap();
-    // The log line is written before the response; give stderr's reader thread a moment.
-    let deadline = std::time::Instant::now() + STEP;
-    while !thv.stderr().contains("path=\"/mcp\"") {
-        assert!(std::time::Instant::now() < deadline, "no request line in: {}", thv.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let log = thv.stderr();
+    let log = thv.wait_for_stderr("path=\"/mcp\"");
     assert!(log.contains("method=POST") && log.contains("status=200"), "{log}");
     for secret in ["query-secret", "header-secret-token", "cookie-secret"] {
         assert!(!log.contains(secret), "{secret} leaked into: {log}");

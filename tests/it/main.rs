@@ -7,4 +7,5 @@ mod support;
 mod cli;
 mod faults;
 mod forwarding;
+mod inbound;
 mod mcp;

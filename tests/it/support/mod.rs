@@ -89,6 +89,20 @@ impl Thv {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
+    /// Waits (bounded) until stderr contains `needle`; the log line may be written just
+    /// after the response that caused it. Returns the whole stderr so far.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never appeared in stderr:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The OS process id of the proxy.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

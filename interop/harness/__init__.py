@@ -1,0 +1,1 @@
+"""Building blocks of the interop runner (run.py): processes, fixtures, clients, conformance."""

@@ -1,0 +1,73 @@
+"""Starting the upstream MCP servers and `thv proxy` in front of them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.bootstrap import Toolchain
+from harness.processes import LOOPBACK, ManagedProcess, child_env, free_port
+
+READY_TIMEOUT_SECONDS = 20
+SDK_EXAMPLES = "@modelcontextprotocol/sdk/dist/esm/examples/server"
+# thv prints "Transparent proxy started for server NAME on port 41234 -> ..." on stdout.
+PROXY_PORT_PATTERN = re.compile(r"on port (\d+)")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A Node MCP server from node_modules, run on a runner-chosen loopback port."""
+
+    name: str
+    script: str  # path under node_modules
+    args: tuple[str, ...] = ()
+    endpoint: str = "/mcp"  # path of the MCP endpoint: the path of thv's --target-uri
+
+
+SIMPLE_STREAMABLE = Upstream("simple-streamable-http", f"{SDK_EXAMPLES}/simpleStreamableHttp.js")
+SIMPLE_SSE = Upstream("simple-sse", f"{SDK_EXAMPLES}/simpleSseServer.js")  # legacy SSE on GET /mcp
+SSE_AND_STREAMABLE = Upstream("sse-and-streamable-http", f"{SDK_EXAMPLES}/sseAndStreamableHttpCompatibleServer.js")
+EVERYTHING = Upstream("server-everything", "@modelcontextprotocol/server-everything/dist/index.js", ("streamableHttp",))
+
+
+class ProcessPool:
+    """Starts the suite's processes and guarantees they are all stopped (see `stop_all`)."""
+
+    def __init__(self, tools: Toolchain, interop_dir: Path, log_dir: Path, thv_bin: Path) -> None:
+        self.tools = tools
+        self.interop_dir = interop_dir
+        self.log_dir = log_dir
+        self.thv_bin = thv_bin
+        self._started: list[ManagedProcess] = []
+
+    def start_upstream(self, upstream: Upstream) -> tuple[ManagedProcess, str]:
+        """Start `upstream`, wait until it listens, and return it with its base URL."""
+        port = free_port()
+        shim = self.interop_dir / "lib" / "loopback-listen.mjs"
+        argv = [str(self.tools.node), "--import", shim.as_uri(), str(self.tools.node_modules / upstream.script)]
+        # PORT / MCP_PORT are what server-everything / simpleStreamableHttp read; the shim makes the
+        # examples without a port option (and all of them for the host) use the same loopback port.
+        env = child_env({"INTEROP_LISTEN_PORT": str(port), "PORT": str(port), "MCP_PORT": str(port)})
+        process = self._start(upstream.name, [*argv, *upstream.args], env)
+        process.wait_for_port(port, READY_TIMEOUT_SECONDS)
+        return process, f"http://{LOOPBACK}:{port}"
+
+    def start_proxy(self, server_name: str, target_uri: str) -> tuple[ManagedProcess, str]:
+        """Start `thv proxy` in front of `target_uri` on a free port; return it with its base URL."""
+        argv = [str(self.thv_bin), "proxy", server_name, "--target-uri", target_uri, "--port", "0", "--debug"]
+        process = self._start(f"thv-{server_name}", argv, child_env())
+        port = int(process.wait_for_log(PROXY_PORT_PATTERN, READY_TIMEOUT_SECONDS).group(1))
+        process.wait_for_port(port, READY_TIMEOUT_SECONDS)
+        return process, f"http://{LOOPBACK}:{port}"
+
+    def stop_all(self) -> None:
+        """Stop every process still running, newest first (proxies before their upstreams)."""
+        for process in reversed(self._started):
+            process.stop()
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        env["PATH"] = f"{self.tools.node.parent}:{env.get('PATH', '')}"  # any `node` child gets Node 22
+        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env, self.interop_dir)
+        self._started.append(process)
+        return process

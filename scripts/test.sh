@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what it needs with pinned versions:
+#   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
+#   2. Rust unit tests and the integration-test binary (real `thv` processes, the official
+#      Rust MCP SDK `rmcp`, scripted faults);
+#   3. the cross-SDK interop suite (TypeScript SDK servers, Python SDK clients, the official
+#      MCP conformance suite, direct vs through the proxy): interop/run.py;
+#   4. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
+#      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
+#   5. the per-request instruction-count regression guard (valgrind callgrind).
+# Every stage prints its own "N passed, M failed" line; the script stops at the first
+# failing stage and exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() { printf '\n==> %s\n' "$*"; }
+
+stage "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+stage "Rust unit and integration tests"
+cargo test --locked
+
+stage "interop suite (TypeScript and Python SDKs, MCP conformance)"
+cargo build --locked --bin thv
+python3 interop/run.py
+
+if [[ -f interop/auth/run.py ]]; then
+  stage "incoming-auth suite (oidc-provider, Python SDK OAuth client, hostile tokens)"
+  python3 interop/auth/run.py
+fi
+
+if [[ -f bench/callgrind.sh ]]; then
+  stage "per-request instruction-count guard (callgrind)"
+  bash bench/callgrind.sh
+fi
+
+stage "all test stages passed"

@@ -1,0 +1,177 @@
+//! Opaque tokens: RFC 7662 introspection (and Google tokeninfo), with a cache.
+//!
+//! - `active: false` is a verdict (401), cached briefly so a client retrying a dead token
+//!   does not hammer the IdP.
+//! - An endpoint that errors, times out or answers garbage is *not* a verdict: the request
+//!   fails closed with 503 and is not cached (RFC 7662 §4: the resource server must not
+//!   treat a failed introspection as an active token).
+//! - Claims in the answer are checked when present: `exp`/`nbf` (with leeway), `iss`,
+//!   `aud`. Valid answers are reused until `min(exp, now + TTL)`.
+//! - The identity is `sub`, or `client_id` for client-credentials tokens, which often have
+//!   no `sub`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing::warn;
+use url::Url;
+
+use crate::inbound::cache::{Cached, TokenCache, digest, now_secs};
+use crate::inbound::{Identity, Rejection, TokenFailure};
+use crate::oauth::http::ControlClient;
+use crate::oauth::introspection::{Introspected, introspect};
+
+/// How long an inactive verdict is reused.
+const NEGATIVE_TTL: u64 = 5;
+/// Most tokens the cache holds.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// Introspects tokens at one endpoint.
+pub struct Introspector {
+    client: ControlClient,
+    endpoint: Url,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    google: bool,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    leeway: u64,
+    ttl: u64,
+    cache: TokenCache,
+}
+
+impl Introspector {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: ControlClient,
+        endpoint: Url,
+        client_id: Option<String>,
+        client_secret: Option<SecretString>,
+        google: bool,
+        issuer: Option<String>,
+        audiences: Vec<String>,
+        leeway: Duration,
+        ttl: Duration,
+    ) -> Introspector {
+        Introspector {
+            client,
+            endpoint,
+            client_id,
+            client_secret,
+            google,
+            issuer,
+            audiences,
+            leeway: leeway.as_secs(),
+            ttl: ttl.as_secs(),
+            cache: TokenCache::new(CACHE_CAPACITY),
+        }
+    }
+
+    /// Resolves `token` to an identity.
+    pub async fn check(&self, token: &str) -> Result<Arc<Identity>, Rejection> {
+        let key = digest(token);
+        let now = now_secs();
+        match self.cache.get(&key, now) {
+            Some(Cached::Valid(identity)) => return Ok(identity),
+            Some(Cached::Invalid) => return Err(Rejection::Invalid(TokenFailure::Inactive)),
+            None => {}
+        }
+        let auth =
+            self.client_id.as_deref().map(|id| (id, self.client_secret.as_ref().map_or("", |s| s.expose_secret())));
+        let answer = introspect(&self.client, &self.endpoint, token, auth, self.google).await.map_err(|e| {
+            warn!(error = %e, "token introspection failed; refusing the request");
+            Rejection::Unavailable
+        })?;
+        match self.judge(&answer, now) {
+            Ok(identity) => {
+                let identity = Arc::new(identity);
+                let until = answer.exp.map_or(now + self.ttl, |exp| exp.min(now + self.ttl));
+                self.cache.insert(key, Cached::Valid(identity.clone()), until, now);
+                Ok(identity)
+            }
+            Err(failure) => {
+                self.cache.insert(key, Cached::Invalid, now + NEGATIVE_TTL, now);
+                Err(Rejection::Invalid(failure))
+            }
+        }
+    }
+
+    fn judge(&self, answer: &Introspected, now: u64) -> Result<Identity, TokenFailure> {
+        if !answer.active {
+            return Err(TokenFailure::Inactive);
+        }
+        if answer.exp.is_some_and(|exp| exp + self.leeway <= now) {
+            return Err(TokenFailure::Expired);
+        }
+        if answer.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(TokenFailure::NotYetValid);
+        }
+        if let (Some(iss), Some(expected)) = (&answer.iss, &self.issuer)
+            && iss != expected
+        {
+            return Err(TokenFailure::Issuer);
+        }
+        // Google's answers always name the client the token was issued to: require it.
+        if (self.google || !answer.aud.is_empty()) && !answer.aud.iter().any(|a| self.audiences.contains(a)) {
+            return Err(TokenFailure::Audience);
+        }
+        let subject = answer.sub.clone().or_else(|| answer.client_id.clone()).unwrap_or_else(|| "unknown".to_owned());
+        let scopes = answer.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
+        Ok(Identity { subject, scopes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn introspector(google: bool) -> Introspector {
+        Introspector::new(
+            ControlClient::new(None).unwrap(),
+            Url::parse("https://idp.example/introspect").unwrap(),
+            None,
+            None,
+            google,
+            Some("https://idp.example".into()),
+            vec!["https://mcp.example/mcp".into()],
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+    }
+
+    #[test]
+    fn judging_answers() {
+        let i = introspector(false);
+        let now = 1_000_000;
+        let ok = Introspected {
+            active: true,
+            sub: Some("alice".into()),
+            exp: Some(now + 10),
+            scope: Some("a b".into()),
+            ..Default::default()
+        };
+        let id = i.judge(&ok, now).unwrap();
+        assert_eq!((id.subject.as_str(), id.scopes.len()), ("alice", 2));
+        let svc = Introspected { active: true, client_id: Some("svc".into()), ..Default::default() };
+        assert_eq!(i.judge(&svc, now).unwrap().subject, "svc", "client_id stands in for a missing sub");
+        let cases = [
+            (Introspected { active: false, ..ok.clone() }, TokenFailure::Inactive),
+            (Introspected { exp: Some(now - 61), ..ok.clone() }, TokenFailure::Expired),
+            (Introspected { nbf: Some(now + 61), ..ok.clone() }, TokenFailure::NotYetValid),
+            (Introspected { iss: Some("https://evil.example".into()), ..ok.clone() }, TokenFailure::Issuer),
+            (Introspected { aud: vec!["other".into()], ..ok.clone() }, TokenFailure::Audience),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(i.judge(&answer, now).unwrap_err(), want);
+        }
+        assert!(i.judge(&Introspected { exp: Some(now - 30), ..ok.clone() }, now).is_ok(), "within leeway");
+    }
+
+    #[test]
+    fn google_requires_our_audience() {
+        let i = introspector(true);
+        let answer = Introspected { active: true, sub: Some("1".into()), ..Default::default() };
+        assert_eq!(i.judge(&answer, 0).unwrap_err(), TokenFailure::Audience);
+    }
+}

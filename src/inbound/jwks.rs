@@ -1,0 +1,262 @@
+//! The IdP's signing keys (RFC 7517), kept fresh without ever blocking the hot path.
+//!
+//! - Readers load the current key set lock-free ([`ArcSwap`]).
+//! - A token with an unknown `kid` triggers one refetch (OIDC Core §10.1.1: key
+//!   rotation), single-flight and at most once per [`REFETCH_INTERVAL`], so a flood of
+//!   made-up `kid`s cannot turn the proxy into a load generator against the IdP.
+//! - A background task refreshes on the IdP's `Cache-Control: max-age`, within bounds.
+//! - A failed refresh keeps the last good keys (an IdP outage must not lock users out).
+//!
+//! Each key is bound to the algorithms it may verify (RFC 8725 §3.1): its `alg` if the JWK
+//! names one, else those its type and curve allow. Symmetric (`oct`) keys are never
+//! loaded, so HMAC-with-the-public-key confusion is impossible, and RSA keys under 2048
+//! bits are refused (RFC 7518 §3.3).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use crate::oauth::http::{ControlClient, FetchError};
+
+/// Least time between two fetches caused by unknown `kid`s.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Bounds for the background refresh period taken from `Cache-Control`.
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+/// Retry period of the background refresh after a failure.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// One verification key and what it may verify.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub key: DecodingKey,
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// A snapshot of the IdP's keys.
+#[derive(Default)]
+pub struct KeySet {
+    by_kid: HashMap<String, Arc<VerifyKey>>,
+    all: Vec<Arc<VerifyKey>>,
+}
+
+impl KeySet {
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
+        self.by_kid.get(kid)
+    }
+
+    /// Every key, for tokens without a `kid`.
+    pub fn all(&self) -> &[Arc<VerifyKey>] {
+        &self.all
+    }
+
+    /// Parses a JWKS document, skipping (and logging) keys that cannot be used safely.
+    pub fn parse(doc: &Value) -> KeySet {
+        let mut set = KeySet::default();
+        let Some(keys) = doc.get("keys").and_then(Value::as_array) else { return set };
+        for raw in keys {
+            match parse_key(raw) {
+                Ok(Some(key)) => {
+                    let key = Arc::new(key);
+                    if let Some(kid) = &key.kid {
+                        set.by_kid.insert(kid.clone(), key.clone());
+                    }
+                    set.all.push(key);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    let kid = raw.get("kid").and_then(|k| k.as_str()).unwrap_or("-");
+                    warn!(kid, "ignoring a JWKS key: {why}");
+                }
+            }
+        }
+        set
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Whether there are no usable keys.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+}
+
+/// `Ok(None)` for keys that are not for signatures (encryption keys, `oct`).
+fn parse_key(raw: &Value) -> Result<Option<VerifyKey>, String> {
+    let text = |k: &str| raw.get(k).and_then(Value::as_str);
+    if text("use").is_some_and(|u| u != "sig") {
+        return Ok(None);
+    }
+    let kty = text("kty").ok_or("no kty")?;
+    let allowed: Vec<Algorithm> = match (kty, text("crv")) {
+        ("RSA", _) => {
+            let n = text("n").ok_or("RSA key without n")?;
+            let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(n.trim_end_matches('='))
+                .map_err(|_| "RSA modulus is not base64url")?
+                .iter()
+                .skip_while(|b| **b == 0)
+                .count()
+                * 8;
+            if bits < 2048 {
+                return Err(format!("RSA key of {bits} bits is too small (2048 is the minimum)"));
+            }
+            vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ]
+        }
+        ("EC", Some("P-256")) => vec![Algorithm::ES256],
+        ("EC", Some("P-384")) => vec![Algorithm::ES384],
+        ("OKP", Some("Ed25519")) => vec![Algorithm::EdDSA],
+        ("oct", _) => return Ok(None),
+        (kty, crv) => return Err(format!("unsupported key type {kty} {}", crv.unwrap_or(""))),
+    };
+    let algorithms = match text("alg") {
+        None => allowed,
+        Some(alg) => {
+            let alg: Algorithm = alg.parse().map_err(|_| format!("unknown alg {alg}"))?;
+            if !allowed.contains(&alg) {
+                return Err(format!("alg {alg:?} does not fit a {kty} key"));
+            }
+            vec![alg]
+        }
+    };
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(raw.clone()).map_err(|e| format!("invalid JWK ({e})"))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key ({e})"))?;
+    Ok(Some(VerifyKey { kid: text("kid").map(str::to_owned), key, algorithms }))
+}
+
+/// The cached key set of one JWKS URL.
+pub struct JwksCache {
+    url: Url,
+    client: ControlClient,
+    keys: ArcSwap<KeySet>,
+    /// When the last fetch started; held across a fetch, which makes fetches single-flight.
+    last_fetch: Mutex<Instant>,
+}
+
+impl JwksCache {
+    /// Fetches the key set for the first time; fails if the IdP has no usable key.
+    pub async fn load(client: ControlClient, url: Url) -> Result<(Arc<JwksCache>, Duration), FetchError> {
+        let (keys, max_age) = fetch(&client, &url).await?;
+        if keys.is_empty() {
+            return Err(FetchError::BadAnswer {
+                url: url.to_string(),
+                what: "a JWKS without any usable signing key".to_owned(),
+            });
+        }
+        info!(url = %url, keys = keys.len(), "loaded the IdP's signing keys");
+        // The startup fetch does not count against the rate limit: a key rotated right
+        // after startup must still be found by the first token that uses it.
+        let allow_refetch = Instant::now().checked_sub(REFETCH_INTERVAL).unwrap_or_else(Instant::now);
+        let cache = Arc::new(JwksCache {
+            url,
+            client,
+            keys: ArcSwap::from_pointee(keys),
+            last_fetch: Mutex::new(allow_refetch),
+        });
+        Ok((cache, max_age.unwrap_or(DEFAULT_REFRESH)))
+    }
+
+    /// The current keys (lock-free).
+    pub fn current(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// Called when a token names an unknown `kid`: refetches unless a fetch started less
+    /// than [`REFETCH_INTERVAL`] ago. Concurrent callers wait for the one fetch.
+    pub async fn refetch_for_unknown_kid(&self) {
+        let mut last = self.last_fetch.lock().await;
+        if last.elapsed() < REFETCH_INTERVAL {
+            return;
+        }
+        *last = Instant::now();
+        debug!(url = %self.url, "unknown kid: refetching the JWKS");
+        self.refresh().await;
+    }
+
+    /// Refreshes now; keeps the old keys if the IdP fails. Returns the next period.
+    async fn refresh(&self) -> Duration {
+        match fetch(&self.client, &self.url).await {
+            Ok((keys, _)) if keys.is_empty() => {
+                warn!(url = %self.url, "the JWKS has no usable key now; keeping the previous keys");
+                RETRY_AFTER_FAILURE
+            }
+            Ok((keys, max_age)) => {
+                self.keys.store(Arc::new(keys));
+                max_age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
+            }
+            Err(e) => {
+                warn!(error = %e, "refreshing the JWKS failed; keeping the previous keys");
+                RETRY_AFTER_FAILURE
+            }
+        }
+    }
+
+    /// Refreshes in the background for the life of the process.
+    pub fn spawn_refresh(self: &Arc<Self>, first: Duration) {
+        let cache = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut wait = first.clamp(MIN_REFRESH, MAX_REFRESH);
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(cache) = cache.upgrade() else { return };
+                *cache.last_fetch.lock().await = Instant::now();
+                wait = cache.refresh().await;
+            }
+        });
+    }
+}
+
+async fn fetch(client: &ControlClient, url: &Url) -> Result<(KeySet, Option<Duration>), FetchError> {
+    let answer = client.get_json(url).await?;
+    Ok((KeySet::parse(&answer.body), answer.max_age))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const N_2048: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    #[test]
+    fn keys_are_bound_to_their_algorithms() {
+        let set = KeySet::parse(&json!({"keys": [
+            {"kty": "RSA", "kid": "rsa", "n": N_2048, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rsa-ps", "alg": "PS256", "n": N_2048, "e": "AQAB"},
+            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": N_2048, "e": "AQAB"},
+            {"kty": "RSA", "kid": "small", "n": "AQAB", "e": "AQAB"},
+            {"kty": "EC", "kid": "bad-alg", "crv": "P-256", "alg": "RS256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+        ]}));
+        assert_eq!(set.len(), 3, "oct, enc, small and mismatched keys are dropped");
+        assert!(set.get("rsa").unwrap().algorithms.contains(&Algorithm::RS256));
+        assert_eq!(set.get("rsa-ps").unwrap().algorithms, [Algorithm::PS256]);
+        assert_eq!(set.get("ec").unwrap().algorithms, [Algorithm::ES256]);
+        for gone in ["hmac", "enc", "small", "bad-alg"] {
+            assert!(set.get(gone).is_none(), "{gone}");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The proxy as an OAuth 2.1 resource server (MCP 2025-11-25 Authorization; RFC 6750,
+//! RFC 9728, RFC 9068, RFC 7662).
+//!
+//! [`Authenticator::authenticate`] turns a request's `Authorization` header into an
+//! [`Identity`] or a [`Rejection`]; [`crate::proxy::respond`] turns rejections into 401,
+//! 403 or 503 answers with the right `WWW-Authenticate` challenge. JWTs are validated
+//! locally against the IdP's keys; other tokens go to introspection. Verdicts are cached by
+//! token digest, so repeating a token costs a hash and a map lookup.
+
+pub mod bearer;
+pub mod cache;
+pub mod introspect;
+pub mod jwks;
+pub mod jwt;
+pub mod metadata;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::config::InboundConfig;
+use crate::oauth::http::{ControlClient, FetchError, UrlPolicy};
+use crate::oauth::metadata::{DiscoveryError, discover};
+use bearer::{BearerProblem, bearer_token};
+use cache::{Cached, TokenCache, digest, now_secs};
+use introspect::Introspector;
+use jwks::JwksCache;
+use jwt::JwtValidator;
+
+/// How long startup keeps retrying an IdP that is not up yet.
+const STARTUP_RETRY_WINDOW: Duration = Duration::from_secs(15);
+/// Most JWTs the verified-token cache holds.
+const JWT_CACHE_CAPACITY: usize = 10_000;
+
+/// Who made a request, as far as the token says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `sub`, or the client ID for tokens without a subject.
+    pub subject: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Why a token was refused. The descriptions are fixed, short and safe to send: internal
+/// error text never reaches a client (ToolHive leaks raw errors into `error_description`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFailure {
+    Malformed,
+    ForbiddenHeader,
+    WrongType,
+    Algorithm,
+    UnknownKey,
+    Signature,
+    Expired,
+    NotYetValid,
+    Issuer,
+    Audience,
+    MissingClaim,
+    Inactive,
+}
+
+impl TokenFailure {
+    /// The `error_description` sent to the client.
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenFailure::Malformed => "the token is malformed",
+            TokenFailure::ForbiddenHeader => {
+                "the token header names its own key (jku, x5u, jwk or x5c), which is not accepted"
+            }
+            TokenFailure::WrongType => "the token type is not an access token",
+            TokenFailure::Algorithm => "the token's signing algorithm is not accepted",
+            TokenFailure::UnknownKey => "the token was signed with an unknown key",
+            TokenFailure::Signature => "the token signature is invalid",
+            TokenFailure::Expired => "the token has expired",
+            TokenFailure::NotYetValid => "the token is not valid yet",
+            TokenFailure::Issuer => "the token was issued by another authorization server",
+            TokenFailure::Audience => "the token is not meant for this resource",
+            TokenFailure::MissingClaim => "the token lacks a required claim (exp, aud or iss)",
+            TokenFailure::Inactive => "the token is not active",
+        }
+    }
+}
+
+/// The outcome of a refused request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No bearer token: 401 with a challenge telling the client where to get one.
+    Missing,
+    /// Unusable credentials (several, or empty): 400 `invalid_request`.
+    Malformed,
+    /// 401 `invalid_token`.
+    Invalid(TokenFailure),
+    /// 403 `insufficient_scope`.
+    InsufficientScope,
+    /// The IdP could not be asked (introspection down): 503, fail closed.
+    Unavailable,
+}
+
+/// A startup failure of incoming auth, naming the flag to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {problem}")]
+pub struct StartupError {
+    pub flag: &'static str,
+    pub problem: String,
+}
+
+/// Checks tokens for the proxy's own endpoint.
+pub struct Authenticator {
+    jwt: Option<JwtValidator>,
+    introspector: Option<Introspector>,
+    required_scopes: Vec<String>,
+    jwt_cache: TokenCache,
+}
+
+impl Authenticator {
+    /// Discovers the issuer, loads its keys and prepares introspection: everything that
+    /// can fail is done here, before the proxy reports ready. `audiences` are the `aud`
+    /// values accepted as "this resource".
+    pub async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
+        let client = ControlClient::new(config.ca_bundle.as_deref())
+            .map_err(|problem| StartupError { flag: "--oidc-ca-bundle", problem })?;
+        let policy = UrlPolicy { allow_insecure: config.allow_insecure };
+        for url in [
+            config.issuer.as_deref(),
+            config.jwks_url.as_ref().map(Url::as_str),
+            config.introspection.as_ref().map(|i| i.url.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if url.starts_with("http://") {
+                warn!(url, "the IdP is reached over plain http; use https outside local development");
+            }
+        }
+        let jwks_url = match (&config.jwks_url, &config.issuer) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(issuer)) => {
+                let meta = with_retry(|| discover(&client, issuer), DiscoveryError::is_transient)
+                    .await
+                    .map_err(|e| StartupError { flag: "--oidc-issuer", problem: e.to_string() })?;
+                info!(issuer, "discovered the issuer's metadata");
+                match meta.jwks_uri {
+                    Some(raw) => {
+                        let url = Url::parse(&raw).map_err(|e| StartupError {
+                            flag: "--oidc-issuer",
+                            problem: format!("the metadata's jwks_uri {raw:?} is not a URL ({e})"),
+                        })?;
+                        policy.check(&url).map_err(|why| StartupError {
+                            flag: "--oidc-issuer",
+                            problem: format!("the metadata's jwks_uri is refused: {why}"),
+                        })?;
+                        Some(url)
+                    }
+                    None if config.introspection.is_some() => None,
+                    None => {
+                        return Err(StartupError {
+                            flag: "--oidc-jwks-url",
+                            problem: format!("the metadata of {issuer} has no jwks_uri; pass the JWKS URL explicitly"),
+                        });
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let jwt = match jwks_url {
+            None => None,
+            Some(url) => {
+                let (jwks, refresh) =
+                    with_retry(|| JwksCache::load(client.clone(), url.clone()), FetchError::is_transient)
+                        .await
+                        .map_err(|e| StartupError { flag: "--oidc-jwks-url", problem: e.to_string() })?;
+                jwks.spawn_refresh(refresh);
+                Some(JwtValidator::new(jwks, config.issuer.as_deref(), &audiences, config.leeway.as_secs()))
+            }
+        };
+        let introspector = config.introspection.as_ref().map(|i| {
+            Introspector::new(
+                client.clone(),
+                i.url.clone(),
+                i.client_id.clone(),
+                i.client_secret.clone(),
+                i.google,
+                config.issuer.clone(),
+                config.audience.iter().cloned().chain(audiences.iter().cloned()).collect(),
+                config.leeway,
+                i.cache_ttl,
+            )
+        });
+        Ok(Authenticator {
+            jwt,
+            introspector,
+            required_scopes: config.required_scopes.clone(),
+            jwt_cache: TokenCache::new(JWT_CACHE_CAPACITY),
+        })
+    }
+
+    /// Authenticates a request by its headers.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
+        let token = bearer_token(headers).map_err(|p| match p {
+            BearerProblem::Missing => Rejection::Missing,
+            BearerProblem::Malformed => Rejection::Malformed,
+        })?;
+        // JWTs are checked locally; anything else goes to introspection when configured.
+        let identity = match (&self.jwt, &self.introspector) {
+            (Some(jwt), None) => self.check_jwt(jwt, token).await?,
+            (Some(jwt), Some(_)) if JwtValidator::looks_like_jwt(token) => self.check_jwt(jwt, token).await?,
+            (_, Some(intro)) => intro.check(token).await?,
+            (None, None) => return Err(Rejection::Invalid(TokenFailure::Malformed)),
+        };
+        if self.required_scopes.iter().all(|s| identity.scopes.iter().any(|g| g == s)) {
+            Ok(identity)
+        } else {
+            Err(Rejection::InsufficientScope)
+        }
+    }
+
+    async fn check_jwt(&self, jwt: &JwtValidator, token: &str) -> Result<Arc<Identity>, Rejection> {
+        let key = digest(token);
+        let now = now_secs();
+        if let Some(Cached::Valid(identity)) = self.jwt_cache.get(&key, now) {
+            return Ok(identity);
+        }
+        let claims = jwt.validate(token).await.map_err(Rejection::Invalid)?;
+        let scopes = claims.scopes();
+        let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());
+        let identity = Arc::new(Identity { subject, scopes });
+        self.jwt_cache.insert(key, Cached::Valid(identity.clone()), claims.exp, now);
+        Ok(identity)
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or [`STARTUP_RETRY_WINDOW`] passes:
+/// an IdP started alongside the proxy may take a moment.
+async fn with_retry<T, E: std::fmt::Display, F, Fut>(mut attempt: F, transient: fn(&E) -> bool) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_RETRY_WINDOW;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Err(e) if transient(&e) && tokio::time::Instant::now() + pause < deadline => {
+                warn!(error = %e, "the IdP is not reachable yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}

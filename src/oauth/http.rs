@@ -1,0 +1,302 @@
+//! The control-plane HTTP client: discovery documents, JWKS, token introspection.
+//!
+//! Every fetch is bounded in time and size, checks status and content type, follows no
+//! redirects (a redirect to another host is how SSRF and issuer confusion start;
+//! MCP Security Best Practices §SSRF), and is only ever sent to URLs that passed
+//! [`UrlPolicy`]: https, or http on a loopback address, unless the operator opted in.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use url::Url;
+
+/// Largest metadata, JWKS or introspection answer accepted.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a control-plane request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The server could not be reached or did not answer in time. Worth retrying.
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server answered, but not with what was asked for.
+    #[error("{url} answered {what}")]
+    BadAnswer { url: String, what: String },
+}
+
+impl FetchError {
+    /// Whether waiting and trying again may help (the server is not up yet).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FetchError::Unreachable { .. })
+    }
+}
+
+/// Which URLs the proxy may fetch from. Operators configure the IdP, so the policy is
+/// theirs: https always; plain http and private addresses only on loopback or with
+/// explicit consent.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlPolicy {
+    /// `--oidc-allow-insecure`: allow http:// and private-network hosts.
+    pub allow_insecure: bool,
+}
+
+impl UrlPolicy {
+    /// Checks `url`; the error says what is wrong and how to allow it.
+    pub fn check(&self, url: &Url) -> Result<(), String> {
+        let host = url.host_str().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!("{url} has no host"));
+        }
+        let loopback = is_loopback_host(host);
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback || self.allow_insecure => {}
+            "http" => {
+                return Err(format!(
+                    "{url} uses plain http; use https, or pass --oidc-allow-insecure for a trusted private network"
+                ));
+            }
+            other => return Err(format!("{url} has scheme {other:?}; use https")),
+        }
+        if !loopback && !self.allow_insecure && is_private_ip_literal(host) {
+            return Err(format!(
+                "{url} is on a private network address; pass --oidc-allow-insecure if this IdP is trusted"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{} carries credentials in the URL; pass them with --oidc-client-id/--oidc-client-secret",
+                redact(url)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `url` without userinfo, query or fragment, for messages.
+pub fn redact(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + url.path()
+}
+
+/// Whether `host` names this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_private_ip_literal(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
+        Ok(IpAddr::V6(v6)) => {
+            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified()
+        }
+        Err(_) => false,
+    }
+}
+
+/// A bounded JSON answer.
+pub struct JsonAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// The parsed body (`Null` for an empty or non-JSON body of an error answer).
+    pub body: serde_json::Value,
+    /// `Cache-Control: max-age`, if the server sent one.
+    pub max_age: Option<Duration>,
+}
+
+/// Status and headers of a probe.
+pub struct ProbeAnswer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// The control-plane client.
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+    client: reqwest::Client,
+}
+
+impl ControlClient {
+    /// Builds the client; `extra_roots` is a PEM bundle of additional trusted CAs.
+    pub fn new(extra_roots: Option<&[u8]>) -> Result<ControlClient, String> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("thv/", env!("CARGO_PKG_VERSION")))
+            // The proxy environment variables are for the data path's users, not the
+            // IdP: a stray HTTPS_PROXY must not see introspected tokens.
+            .no_proxy();
+        if let Some(pem) = extra_roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+            if certs.is_empty() {
+                return Err("contains no certificates".to_owned());
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| format!("cannot set up TLS ({e})"))?;
+        Ok(ControlClient { client })
+    }
+
+    /// GETs a JSON document that must answer 200 with a JSON content type.
+    pub async fn get_json(&self, url: &Url) -> Result<JsonAnswer, FetchError> {
+        let req = self.client.get(url.clone()).header(ACCEPT, "application/json");
+        let answer = self.send(url, req).await?;
+        if answer.status != 200 {
+            return Err(FetchError::BadAnswer {
+                url: redact(url),
+                what: format!("HTTP {} instead of 200", answer.status),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// POSTs a form with HTTP Basic client authentication (RFC 6749 §2.3.1: id and secret
+    /// are form-encoded before base64) and returns the JSON answer whatever its status.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        client_auth: Option<(&str, &str)>,
+    ) -> Result<JsonAnswer, FetchError> {
+        let mut req = self.client.post(url.clone()).header(ACCEPT, "application/json").form(form);
+        if let Some((id, secret)) = client_auth {
+            let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+            let secret: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            req = req.basic_auth(id, Some(secret));
+        }
+        self.send(url, req).await
+    }
+
+    /// POSTs a form with extra headers and returns the JSON answer whatever its status.
+    pub async fn post_form_raw(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<JsonAnswer, FetchError> {
+        self.post_form(url, form, basic).await
+    }
+
+    /// POSTs a JSON document and returns the JSON answer whatever its status.
+    pub async fn post_json(&self, url: &Url, body: &serde_json::Value) -> Result<JsonAnswer, FetchError> {
+        let req = self.client.post(url.clone()).header(ACCEPT, "application/json").json(body);
+        self.send(url, req).await
+    }
+
+    /// POSTs an MCP message to see how the server answers (status and headers only; the
+    /// body is not read).
+    pub async fn probe_post(&self, url: &Url, body: &serde_json::Value) -> Result<ProbeAnswer, FetchError> {
+        let resp = self
+            .client
+            .post(url.clone())
+            .header(ACCEPT, "application/json, text/event-stream")
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?;
+        Ok(ProbeAnswer { status: resp.status().as_u16(), headers: resp.headers().clone() })
+    }
+
+    async fn send(&self, url: &Url, req: reqwest::RequestBuilder) -> Result<JsonAnswer, FetchError> {
+        let mut resp =
+            req.send().await.map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?;
+        let status = resp.status().as_u16();
+        let max_age =
+            resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+        let json_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .is_some_and(|ct| ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json")));
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(FetchError::BadAnswer {
+                    url: redact(url),
+                    what: format!("more than {MAX_DOCUMENT_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let parsed = if json_type { serde_json::from_slice(&body).ok() } else { None };
+        match parsed {
+            Some(body) => Ok(JsonAnswer { status, body, max_age }),
+            None if (200..300).contains(&status) => Err(FetchError::BadAnswer {
+                url: redact(url),
+                what: if json_type {
+                    "invalid JSON".to_owned()
+                } else {
+                    "a document that is not application/json".to_owned()
+                },
+            }),
+            None => Ok(JsonAnswer { status, body: serde_json::Value::Null, max_age }),
+        }
+    }
+}
+
+fn short_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}
+
+/// `max-age` from a `Cache-Control` value (RFC 9111 §5.2.2.1).
+pub fn parse_max_age(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|d| {
+        let (name, v) = d.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| v.trim().trim_matches('"').parse().ok().map(Duration::from_secs))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_policy() {
+        let strict = UrlPolicy { allow_insecure: false };
+        let lax = UrlPolicy { allow_insecure: true };
+        let ok = |p: UrlPolicy, u: &str| p.check(&Url::parse(u).unwrap()).is_ok();
+        assert!(ok(strict, "https://idp.example/"));
+        assert!(ok(strict, "http://127.0.0.1:8080/"));
+        assert!(ok(strict, "http://localhost:8080/"));
+        assert!(ok(strict, "http://[::1]:8080/"));
+        assert!(!ok(strict, "http://idp.example/"));
+        assert!(!ok(strict, "https://10.0.0.5/"));
+        assert!(!ok(strict, "https://169.254.169.254/"));
+        assert!(!ok(strict, "https://user:pw@idp.example/"));
+        assert!(!ok(strict, "ftp://idp.example/"));
+        assert!(ok(lax, "http://idp.example/"));
+        assert!(ok(lax, "https://10.0.0.5/"));
+    }
+
+    #[test]
+    fn max_age() {
+        assert_eq!(parse_max_age("public, max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_max_age("no-store"), None);
+        assert_eq!(parse_max_age("Max-Age=\"60\""), Some(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,109 @@
+//! OAuth 2.0 Token Introspection (RFC 7662) and Google's `tokeninfo` variant, which
+//! ToolHive supports: a request, and the answer reduced to what a resource server checks.
+
+use serde_json::Value;
+use url::Url;
+
+use crate::oauth::http::{ControlClient, FetchError};
+
+/// Google's token info endpoint; it speaks its own dialect (no `active`, string `exp`).
+pub const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
+
+/// What the authorization server said about a token.
+#[derive(Debug, Clone, Default)]
+pub struct Introspected {
+    pub active: bool,
+    pub sub: Option<String>,
+    pub client_id: Option<String>,
+    pub iss: Option<String>,
+    /// `aud` as a list (RFC 7662 allows a string or an array).
+    pub aud: Vec<String>,
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    /// Space-separated `scope`.
+    pub scope: Option<String>,
+}
+
+impl Introspected {
+    /// Reads an RFC 7662 §2.2 answer (or a Google tokeninfo answer, where every token
+    /// described is active and numbers may be strings).
+    pub fn from_json(body: &Value, google: bool) -> Introspected {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let number = |k: &str| body.get(k).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        let aud = match body.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        let active = if google {
+            body.is_object() && body.get("error").is_none()
+        } else {
+            body.get("active") == Some(&Value::Bool(true))
+        };
+        Introspected {
+            active,
+            sub: text("sub"),
+            client_id: text("client_id").or_else(|| google.then(|| text("azp")).flatten()),
+            iss: text("iss"),
+            aud,
+            exp: number("exp"),
+            nbf: number("nbf"),
+            scope: text("scope"),
+        }
+    }
+}
+
+/// Asks `endpoint` about `token`. Any answer other than 200 with JSON is an error: the
+/// caller must fail closed, never treat it as a verdict on the token. Google's endpoint
+/// answers 400 for invalid tokens, which is a verdict.
+pub async fn introspect(
+    client: &ControlClient,
+    endpoint: &Url,
+    token: &str,
+    client_auth: Option<(&str, &str)>,
+    google: bool,
+) -> Result<Introspected, FetchError> {
+    let answer = if google {
+        client.post_form(endpoint, &[("access_token", token)], None).await?
+    } else {
+        client.post_form(endpoint, &[("token", token), ("token_type_hint", "access_token")], client_auth).await?
+    };
+    match answer.status {
+        200 => Ok(Introspected::from_json(&answer.body, google)),
+        400 if google => Ok(Introspected::default()),
+        status => Err(FetchError::BadAnswer {
+            url: crate::oauth::http::redact(endpoint),
+            what: format!("HTTP {status} to an introspection request"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rfc7662_answers() {
+        let i = Introspected::from_json(
+            &json!({"active": true, "sub": "u", "aud": ["a", "b"], "exp": 10, "scope": "x y"}),
+            false,
+        );
+        assert!(i.active);
+        assert_eq!(i.aud, ["a", "b"]);
+        assert_eq!(i.exp, Some(10));
+        assert!(!Introspected::from_json(&json!({"active": false}), false).active);
+        assert!(!Introspected::from_json(&json!({"active": "true"}), false).active, "only a JSON true is active");
+        let i = Introspected::from_json(&json!({"active": true, "client_id": "svc", "aud": "one"}), false);
+        assert_eq!((i.sub, i.client_id.as_deref(), i.aud), (None, Some("svc"), vec!["one".to_owned()]));
+    }
+
+    #[test]
+    fn google_tokeninfo_answers() {
+        let i = Introspected::from_json(&json!({"aud": "cid", "exp": "1700000000", "azp": "cid", "sub": "123"}), true);
+        assert!(i.active);
+        assert_eq!(i.exp, Some(1_700_000_000));
+        assert!(!Introspected::from_json(&json!({"error": "invalid_token"}), true).active);
+    }
+}

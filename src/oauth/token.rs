@@ -1,0 +1,162 @@
+//! The token endpoint (RFC 6749 §4.1.3, §6; OAuth 2.1 §4.1.3, §4.3): code exchange and
+//! refresh, with RFC 8707 `resource` on both, and client authentication as the client
+//! was registered (RFC 7591 §2 `token_endpoint_auth_method`).
+
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use url::Url;
+
+use crate::oauth::http::{ControlClient, FetchError};
+
+/// How a client authenticates at the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// A public client: `client_id` in the form (OAuth 2.1 §2.4), no secret.
+    None,
+    /// `client_secret_basic` (RFC 6749 §2.3.1).
+    Basic(SecretString),
+    /// `client_secret_post` (RFC 6749 §2.3.1).
+    Post(SecretString),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAuth::None => "none",
+            ClientAuth::Basic(_) => "client_secret_basic",
+            ClientAuth::Post(_) => "client_secret_post",
+        })
+    }
+}
+
+impl ClientAuth {
+    /// The method for a client with `secret`, registered with `method` (RFC 7591 name).
+    pub fn from_method(method: Option<&str>, secret: Option<SecretString>) -> ClientAuth {
+        match (method, secret) {
+            (_, None) | (Some("none"), _) => ClientAuth::None,
+            (Some("client_secret_post"), Some(s)) => ClientAuth::Post(s),
+            (_, Some(s)) => ClientAuth::Basic(s),
+        }
+    }
+}
+
+/// Tokens from a token response. Secrets stay wrapped until they are put on the wire.
+#[derive(Clone)]
+pub struct Tokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// When the access token expires, if the server said.
+    pub expires_at: Option<Instant>,
+    /// Granted scopes, if the server said.
+    pub scope: Option<String>,
+}
+
+/// Why a token request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The server refused (RFC 6749 §5.2), e.g. `invalid_grant` for a dead refresh token.
+    #[error("the token endpoint refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused { error: String, description: Option<String> },
+    /// The server could not be asked, or answered nonsense.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+impl TokenError {
+    /// Whether the grant itself is dead (a new authorization is needed).
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant")
+    }
+}
+
+/// A token endpoint and the client that talks to it.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint {
+    pub url: Url,
+    pub client_id: String,
+    pub auth: ClientAuth,
+}
+
+impl TokenEndpoint {
+    /// Redeems an authorization code (with the PKCE verifier).
+    pub async fn exchange_code(
+        &self,
+        http: &ControlClient,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+        resource: Option<&str>,
+    ) -> Result<Tokens, TokenError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ];
+        if let Some(r) = resource {
+            form.push(("resource", r));
+        }
+        self.request(http, form).await
+    }
+
+    /// Uses a refresh token (RFC 6749 §6), with the same `resource` (RFC 8707 §2.2).
+    pub async fn refresh(
+        &self,
+        http: &ControlClient,
+        refresh_token: &SecretString,
+        resource: Option<&str>,
+    ) -> Result<Tokens, TokenError> {
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        if let Some(r) = resource {
+            form.push(("resource", r));
+        }
+        let mut tokens = self.request(http, form).await?;
+        // Servers that do not rotate refresh tokens omit them; the old one stays valid.
+        if tokens.refresh_token.is_none() {
+            tokens.refresh_token = Some(refresh_token.clone());
+        }
+        Ok(tokens)
+    }
+
+    async fn request(&self, http: &ControlClient, mut form: Vec<(&str, &str)>) -> Result<Tokens, TokenError> {
+        let basic = match &self.auth {
+            ClientAuth::None => {
+                form.push(("client_id", &self.client_id));
+                None
+            }
+            ClientAuth::Post(secret) => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", secret.expose_secret()));
+                None
+            }
+            ClientAuth::Basic(secret) => Some((self.client_id.as_str(), secret.expose_secret())),
+        };
+        let answer = http.post_form(&self.url, &form, basic).await?;
+        let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
+        if !(200..300).contains(&answer.status) {
+            return Err(TokenError::Refused {
+                error: text("error").unwrap_or_else(|| format!("HTTP {}", answer.status)),
+                description: text("error_description").map(|d| d.chars().take(200).collect()),
+            });
+        }
+        let access = text("access_token").filter(|t| !t.is_empty()).ok_or_else(|| TokenError::Refused {
+            error: "invalid_response".to_owned(),
+            description: Some("no access_token in the token response".to_owned()),
+        })?;
+        if let Some(kind) = text("token_type")
+            && !kind.eq_ignore_ascii_case("bearer")
+        {
+            return Err(TokenError::Refused { error: "unsupported_token_type".to_owned(), description: Some(kind) });
+        }
+        let expires_in =
+            answer.body.get("expires_in").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        Ok(Tokens {
+            access_token: SecretString::from(access),
+            refresh_token: text("refresh_token").filter(|t| !t.is_empty()).map(SecretString::from),
+            expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
+            scope: text("scope"),
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! Finding the target's authorization server: the whole MCP 2025-11-25 discovery chain
+//! (Authorization §Protected Resource Metadata Discovery Requirements, §Authorization
+//! Server Metadata Discovery), with the 2025-03-26 fallbacks last.
+//!
+//! 1. Probe the MCP endpoint; a 401 carries a `Bearer` challenge (full RFC 9110 parse)
+//!    with `resource_metadata` and often `scope`.
+//! 2. RFC 9728 metadata from `resource_metadata`, else the path-inserted, then the root
+//!    well-known URL. Its `resource` must name the target (RFC 9728 §3.3).
+//! 3. The first of its `authorization_servers` → RFC 8414 / OIDC metadata, exact issuer
+//!    check.
+//! 4. Without any RFC 9728 document: the target origin's RFC 8414 metadata, then the
+//!    default `/authorize`, `/token`, `/register` endpoints (MCP 2025-03-26).
+
+use http::header::WWW_AUTHENTICATE;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use crate::config::OAuthEndpoints;
+use crate::oauth::challenge::find_bearer;
+use crate::oauth::http::{ControlClient, UrlPolicy};
+use crate::oauth::metadata::{
+    AuthorizationServerMetadata, discover as discover_issuer, fetch_protected_resource, protected_resource_urls,
+};
+use crate::outbound::LoginError;
+
+/// An authorization server ready to be used.
+#[derive(Debug, Clone)]
+pub struct AuthServer {
+    /// The issuer, when known (not for manual endpoints or the default-endpoint fallback).
+    pub issuer: Option<String>,
+    pub metadata: AuthorizationServerMetadata,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub registration_endpoint: Option<Url>,
+}
+
+/// What discovery learned.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub server: AuthServer,
+    /// `scope` of the target's 401 challenge (authoritative, MCP §Scope Selection).
+    pub challenge_scope: Option<String>,
+    /// `scopes_supported` of the target's RFC 9728 document.
+    pub resource_scopes: Option<Vec<String>>,
+    /// Whether the target asked for authentication at all.
+    pub required: bool,
+}
+
+/// Runs discovery as configured. `challenged` is the target's own 401 challenge when a
+/// real request got one (some servers let `initialize` through unauthenticated and only
+/// challenge later calls); otherwise the target is probed.
+pub async fn discover(
+    http: &ControlClient,
+    endpoints: &OAuthEndpoints,
+    target: &Url,
+    resource: &str,
+    challenged: Option<Challenged>,
+) -> Result<Discovery, LoginError> {
+    match endpoints {
+        OAuthEndpoints::Manual { authorize, token } => Ok(Discovery {
+            server: AuthServer {
+                issuer: None,
+                metadata: AuthorizationServerMetadata::default(),
+                authorization_endpoint: authorize.clone(),
+                token_endpoint: token.clone(),
+                registration_endpoint: None,
+            },
+            challenge_scope: None,
+            resource_scopes: None,
+            required: true,
+        }),
+        OAuthEndpoints::Issuer(issuer) => {
+            let probe = match challenged {
+                Some(c) => Some(c),
+                None => probe(http, target).await,
+            };
+            Ok(Discovery {
+                server: server_from_issuer(http, issuer).await?,
+                challenge_scope: probe.as_ref().and_then(|p| p.scope.clone()),
+                resource_scopes: None,
+                required: true,
+            })
+        }
+        OAuthEndpoints::Discover => discover_from_target(http, target, resource, challenged).await,
+    }
+}
+
+/// What a target's 401 said in its `Bearer` challenge.
+#[derive(Debug, Clone, Default)]
+pub struct Challenged {
+    pub scope: Option<String>,
+    pub resource_metadata: Option<String>,
+}
+
+impl Challenged {
+    /// Reads the `Bearer` challenge of a 401's headers (any number of field lines).
+    pub fn from_headers(headers: &http::HeaderMap) -> Challenged {
+        let lines: Vec<&str> = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).collect();
+        let bearer = find_bearer(lines);
+        Challenged {
+            scope: bearer.as_ref().and_then(|c| c.param("scope")).map(str::to_owned),
+            resource_metadata: bearer.as_ref().and_then(|c| c.param("resource_metadata")).map(str::to_owned),
+        }
+    }
+}
+
+/// POSTs an `initialize` to the MCP endpoint and reads a 401's `Bearer` challenge.
+/// `None` when the target does not answer 401.
+async fn probe(http: &ControlClient, target: &Url) -> Option<Challenged> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "thv-proxy-auth-probe", "version": env!("CARGO_PKG_VERSION")}}
+    });
+    let answer = http.probe_post(target, &body).await.ok()?;
+    if answer.status != 401 {
+        debug!(status = answer.status, "the MCP server did not ask for authentication");
+        return None;
+    }
+    Some(Challenged::from_headers(&answer.headers))
+}
+
+async fn discover_from_target(
+    http: &ControlClient,
+    target: &Url,
+    resource: &str,
+    challenged: Option<Challenged>,
+) -> Result<Discovery, LoginError> {
+    let policy = UrlPolicy { allow_insecure: false };
+    let probe = match challenged {
+        Some(c) => Some(c),
+        None => probe(http, target).await,
+    };
+    let Some(probe) = probe else {
+        return Err(LoginError::NotRequired);
+    };
+    // RFC 9728 document: from the challenge, else the well-known URLs in order.
+    let mut candidates = Vec::new();
+    if let Some(raw) = &probe.resource_metadata {
+        let url = Url::parse(raw).map_err(|e| {
+            LoginError::Discovery(format!("the challenge's resource_metadata {raw:?} is not a URL ({e})"))
+        })?;
+        policy.check(&url).map_err(LoginError::Discovery)?;
+        candidates.push(url);
+    } else {
+        candidates.extend(protected_resource_urls(target));
+    }
+    let mut prm = None;
+    for url in &candidates {
+        match fetch_protected_resource(http, url).await {
+            Ok(doc) => {
+                prm = Some(doc);
+                break;
+            }
+            Err(e) => debug!(%url, error = %e, "no protected resource metadata here"),
+        }
+    }
+    let Some(prm) = prm else {
+        warn!("the MCP server publishes no RFC 9728 metadata; trying the 2025-03-26 conventions");
+        return Ok(Discovery {
+            server: legacy_server(http, target).await?,
+            challenge_scope: probe.scope,
+            resource_scopes: None,
+            required: true,
+        });
+    };
+    if !resource_matches(&prm.resource, resource) {
+        return Err(LoginError::Discovery(format!(
+            "the MCP server's metadata is for resource {:?}, not {resource:?}; refusing to use it (RFC 9728 §3.3)",
+            prm.resource
+        )));
+    }
+    let issuer = prm
+        .authorization_servers
+        .first()
+        .ok_or_else(|| LoginError::Discovery("the MCP server's metadata names no authorization server".to_owned()))?;
+    if let Ok(url) = Url::parse(issuer) {
+        policy.check(&url).map_err(LoginError::Discovery)?;
+    }
+    info!(issuer, "the MCP server uses this authorization server");
+    Ok(Discovery {
+        server: server_from_issuer(http, issuer).await?,
+        challenge_scope: probe.scope,
+        resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
+        required: true,
+    })
+}
+
+/// Whether a metadata `resource` names the target: identical, or a prefix of it on a
+/// path boundary (SDKs accept a resource that covers the endpoint; anything else, such as
+/// another host or a sibling path, is refused).
+pub fn resource_matches(declared: &str, wanted: &str) -> bool {
+    let (d, w) = (declared.trim_end_matches('/'), wanted.trim_end_matches('/'));
+    if d.eq_ignore_ascii_case(w) {
+        return true;
+    }
+    let (Ok(du), Ok(wu)) = (Url::parse(declared), Url::parse(wanted)) else { return false };
+    du.origin() == wu.origin() && du.query().is_none() && {
+        let dp = du.path().trim_end_matches('/');
+        wu.path().starts_with(dp) && matches!(wu.path()[dp.len()..].chars().next(), None | Some('/'))
+    }
+}
+
+/// An issuer's metadata, checked: exact issuer, https endpoints (loopback excepted), and
+/// PKCE S256 support (MCP 2025-11-25 §Authorization Code Protection: without it the client
+/// must not proceed).
+async fn server_from_issuer(http: &ControlClient, issuer: &str) -> Result<AuthServer, LoginError> {
+    let metadata = discover_issuer(http, issuer).await.map_err(|e| LoginError::Discovery(e.to_string()))?;
+    let s256 = metadata.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"));
+    if !s256 {
+        return Err(LoginError::Discovery(format!(
+            "{issuer} does not advertise PKCE S256 (code_challenge_methods_supported); refusing to log in without it"
+        )));
+    }
+    server_from_metadata(Some(issuer.to_owned()), metadata)
+}
+
+fn server_from_metadata(
+    issuer: Option<String>,
+    metadata: AuthorizationServerMetadata,
+) -> Result<AuthServer, LoginError> {
+    let policy = UrlPolicy { allow_insecure: false };
+    let endpoint = |name: &str, raw: Option<&String>| -> Result<Option<Url>, LoginError> {
+        raw.map(|raw| {
+            let url =
+                Url::parse(raw).map_err(|e| LoginError::Discovery(format!("{name} {raw:?} is not a URL ({e})")))?;
+            policy.check(&url).map_err(|why| LoginError::Discovery(format!("{name}: {why}")))?;
+            Ok(url)
+        })
+        .transpose()
+    };
+    let authorization_endpoint = endpoint("authorization_endpoint", metadata.authorization_endpoint.as_ref())?
+        .ok_or_else(|| {
+            LoginError::Discovery("the authorization server metadata has no authorization_endpoint".to_owned())
+        })?;
+    let token_endpoint = endpoint("token_endpoint", metadata.token_endpoint.as_ref())?
+        .ok_or_else(|| LoginError::Discovery("the authorization server metadata has no token_endpoint".to_owned()))?;
+    let registration_endpoint = endpoint("registration_endpoint", metadata.registration_endpoint.as_ref())?;
+    Ok(AuthServer { issuer, metadata, authorization_endpoint, token_endpoint, registration_endpoint })
+}
+
+/// MCP 2025-03-26: metadata at the target origin, else the default endpoints there.
+async fn legacy_server(http: &ControlClient, target: &Url) -> Result<AuthServer, LoginError> {
+    let origin = target.origin().ascii_serialization();
+    let base = Url::parse(&origin).map_err(|e| LoginError::Discovery(e.to_string()))?;
+    let mut well_known = base.clone();
+    well_known.set_path("/.well-known/oauth-authorization-server");
+    if let Ok(answer) = http.get_json(&well_known).await
+        && let Ok(metadata) = serde_json::from_value::<AuthorizationServerMetadata>(answer.body)
+    {
+        let issuer = (!metadata.issuer.is_empty()).then(|| metadata.issuer.clone());
+        return server_from_metadata(issuer, metadata);
+    }
+    let join = |p: &str| base.join(p).map_err(|e| LoginError::Discovery(e.to_string()));
+    Ok(AuthServer {
+        issuer: None,
+        metadata: AuthorizationServerMetadata::default(),
+        authorization_endpoint: join("/authorize")?,
+        token_endpoint: join("/token")?,
+        registration_endpoint: Some(join("/register")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_matching() {
+        assert!(resource_matches("https://mcp.example/mcp", "https://mcp.example/mcp"));
+        assert!(resource_matches("https://mcp.example/mcp/", "https://mcp.example/mcp"));
+        assert!(resource_matches("https://mcp.example", "https://mcp.example/mcp"));
+        assert!(!resource_matches("https://mcp.example/other", "https://mcp.example/mcp"));
+        assert!(!resource_matches("https://mcp.example/mc", "https://mcp.example/mcp"));
+        assert!(!resource_matches("https://evil.example/mcp", "https://mcp.example/mcp"));
+        assert!(!resource_matches("http://mcp.example/mcp", "https://mcp.example/mcp"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Keeping a login across restarts: the registered client and the refresh token, on disk,
+//! so a restart needs no browser and no new registration (ToolHive's proxy keeps nothing,
+//! ToolHive #6556, #3331).
+//!
+//! One JSON file per (authorization server, client, resource), in a 0700 directory, mode
+//! 0600, written atomically (temporary file + rename). A file that cannot be read, does not
+//! parse, or describes another server or resource is ignored with a warning: it is never
+//! trusted and never fatal.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+/// What is kept of a login.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Saved {
+    /// The authorization server (issuer, or token endpoint when there is no issuer).
+    pub server: String,
+    pub resource: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// A directory of saved logins.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    /// The file for a login. The key covers the server, the resource and the configured
+    /// client (`None` for a dynamically registered one), so credentials are never reused
+    /// with another authorization server (MCP 2026-07-28 §Authorization Server Binding).
+    fn path(&self, server: &str, resource: &str, configured_client: Option<&str>) -> PathBuf {
+        let mut h = Sha256::new();
+        for part in [server, resource, configured_client.unwrap_or("(registered)")] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let digest = h.finalize();
+        let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("login-{name}.json"))
+    }
+
+    /// The saved login, if there is a usable one.
+    pub fn load(&self, server: &str, resource: &str, configured_client: Option<&str>) -> Option<Saved> {
+        let path = self.path(server, resource, configured_client);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "ignoring an unreadable token store file");
+                return None;
+            }
+        };
+        let saved: Saved = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(_) => {
+                warn!(path = %path.display(), "ignoring a corrupt token store file");
+                return None;
+            }
+        };
+        if saved.server != server
+            || saved.resource != resource
+            || configured_client.is_some_and(|c| c != saved.client_id)
+        {
+            warn!(path = %path.display(), "ignoring a token store file written for another server or client");
+            return None;
+        }
+        Some(saved)
+    }
+
+    /// Saves `login`; failures are logged, not fatal (the proxy works without a store).
+    pub fn save(&self, login: &Saved, configured_client: Option<&str>) {
+        if let Err(e) = self.write(login, configured_client) {
+            warn!(dir = %self.dir.display(), error = %e, "could not save the login; the next start will ask again");
+        }
+    }
+
+    fn write(&self, login: &Saved, configured_client: Option<&str>) -> std::io::Result<()> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        let path = self.path(&login.server, &login.resource, configured_client);
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(serde_json::to_string(login).map_err(std::io::Error::other)?.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// Forgets a login (its refresh token died).
+    pub fn forget(&self, server: &str, resource: &str, configured_client: Option<&str>) {
+        let _ = fs::remove_file(self.path(server, resource, configured_client));
+    }
+
+    /// The directory (for messages).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Converts a secret for storage.
+pub fn expose(secret: &Option<SecretString>) -> Option<String> {
+    secret.as_ref().map(|s| s.expose_secret().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_permissions_and_foreign_files() {
+        let dir = std::env::temp_dir().join(format!("thv-store-test-{}", std::process::id()));
+        let store = Store::new(dir.join("nested"));
+        let login = Saved {
+            server: "https://as.example".into(),
+            resource: "https://mcp.example/mcp".into(),
+            client_id: "c1".into(),
+            client_secret: None,
+            token_endpoint_auth_method: Some("none".into()),
+            refresh_token: Some("rt".into()),
+            scope: Some("a b".into()),
+        };
+        store.save(&login, None);
+        let back = store.load("https://as.example", "https://mcp.example/mcp", None).unwrap();
+        assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        let path = store.path("https://as.example", "https://mcp.example/mcp", None);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(store.load("https://other.example", "https://mcp.example/mcp", None).is_none());
+        fs::write(&path, "{not json").unwrap();
+        assert!(
+            store.load("https://as.example", "https://mcp.example/mcp", None).is_none(),
+            "corrupt files are ignored"
+        );
+        store.forget("https://as.example", "https://mcp.example/mcp", None);
+        assert!(!path.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
