@@ -5,9 +5,11 @@
 #      Rust MCP SDK `rmcp`, scripted faults);
 #   3. the cross-SDK interop suite (TypeScript SDK servers, Python SDK clients, the official
 #      MCP conformance suite, direct vs through the proxy): interop/run.py;
-#   4. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
+#   4. the official conformance suite in client mode against the outgoing OAuth login:
+#      interop/outbound/run.py;
+#   5. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
 #      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
-#   5. the per-request instruction-count regression guard (valgrind callgrind).
+#   6. the per-request instruction-count regression guard (valgrind callgrind).
 # Every stage prints its own "N passed, M failed" line; the script stops at the first
 # failing stage and exits non-zero.
 set -euo pipefail
@@ -25,6 +27,9 @@ cargo test --locked
 stage "interop suite (TypeScript and Python SDKs, MCP conformance)"
 cargo build --locked --bin thv
 python3 interop/run.py
+
+stage "outgoing-auth conformance (official MCP conformance suite, client mode)"
+python3 interop/outbound/run.py
 
 if [[ -f interop/auth/run.py ]]; then
   stage "incoming-auth suite (oidc-provider, Python SDK OAuth client, hostile tokens)"

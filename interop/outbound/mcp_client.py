@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 PROTOCOL_VERSION = "2025-11-25"
+STATELESS_VERSION = "2026-07-28"
 
 
 class McpError(Exception):
@@ -21,6 +22,8 @@ class McpClient:
         self.session_id: str | None = None
         self.wait_seconds = wait_seconds
         self.next_id = 1
+        # MCP 2026-07-28 is stateless: no initialize; every request names its revision.
+        self.stateless = False
 
     def _post(self, message: dict) -> dict | None:
         body = json.dumps(message).encode()
@@ -29,7 +32,9 @@ class McpClient:
             request = urllib.request.Request(self.url, data=body, method="POST")
             request.add_header("Content-Type", "application/json")
             request.add_header("Accept", "application/json, text/event-stream")
-            request.add_header("MCP-Protocol-Version", PROTOCOL_VERSION)
+            request.add_header("MCP-Protocol-Version", STATELESS_VERSION if self.stateless else PROTOCOL_VERSION)
+            if self.stateless and "method" in message:
+                request.add_header("Mcp-Method", message["method"])
             if self.session_id:
                 request.add_header("Mcp-Session-Id", self.session_id)
             try:
@@ -58,7 +63,13 @@ class McpClient:
         return json.loads(payload)
 
     def request(self, method: str, params: dict | None = None) -> dict:
-        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params or {}}
+        params = dict(params or {})
+        if self.stateless:
+            params["_meta"] = {
+                "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
         self.next_id += 1
         answer = self._post(message)
         if answer is None or "error" in answer:
@@ -69,6 +80,16 @@ class McpClient:
         self._post({"jsonrpc": "2.0", "method": method})
 
     def initialize(self) -> dict:
+        try:
+            return self._initialize()
+        except McpError as err:
+            # A 2026-07-28 server refuses initialize without per-request _meta: go stateless.
+            if "HTTP 400" in str(err) and "_meta" in str(err):
+                self.stateless = True
+                return {}
+            raise
+
+    def _initialize(self) -> dict:
         result = self.request(
             "initialize",
             {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "thv-test-client", "version": "1"}},

