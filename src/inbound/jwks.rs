@@ -101,6 +101,12 @@ fn parse_key(raw: &Value) -> Result<Option<VerifyKey>, String> {
     if text("use").is_some_and(|u| u != "sig") {
         return Ok(None);
     }
+    // RFC 7517 §4.3: a key whose operations do not include verification must not verify.
+    if let Some(ops) = raw.get("key_ops").and_then(Value::as_array)
+        && !ops.iter().any(|op| op.as_str() == Some("verify"))
+    {
+        return Ok(None);
+    }
     let kty = text("kty").ok_or("no kty")?;
     let allowed: Vec<Algorithm> = match (kty, text("crv")) {
         ("RSA", _) => {

@@ -18,16 +18,43 @@ use serde_json::Value;
 use crate::inbound::TokenFailure;
 use crate::inbound::jwks::{JwksCache, VerifyKey};
 
-/// The claims the proxy reads from a valid token.
+/// The claims the proxy reads from a valid token. Time and issuer claims are kept as raw
+/// JSON so their *types* can be checked too (RFC 7519 §4.1: `iss` is a string, dates are
+/// NumericDates, which may have a fraction).
 #[derive(Debug, Deserialize)]
 pub struct Claims {
     pub sub: Option<String>,
     pub client_id: Option<String>,
     pub azp: Option<String>,
-    pub exp: u64,
+    pub exp: Value,
+    pub iss: Option<Value>,
+    pub iat: Option<Value>,
+    pub nbf: Option<Value>,
     pub scope: Option<String>,
     /// Some IdPs (Azure AD, Okta) list scopes as `scp`, a string or an array.
     pub scp: Option<Value>,
+}
+
+impl Claims {
+    /// `exp` in whole seconds (a fraction is dropped: the token expires no later).
+    pub fn expires_at(&self) -> u64 {
+        self.exp.as_f64().map_or(0, |e| e.max(0.0) as u64)
+    }
+
+    /// RFC 7519 type rules that the signature library does not enforce.
+    fn check_types(&self) -> Result<(), TokenFailure> {
+        let numeric = |v: &Value| v.as_f64().is_some_and(f64::is_finite);
+        if !numeric(&self.exp)
+            || self.iat.as_ref().is_some_and(|v| !numeric(v))
+            || self.nbf.as_ref().is_some_and(|v| !numeric(v))
+        {
+            return Err(TokenFailure::Malformed);
+        }
+        if self.iss.as_ref().is_some_and(|v| !v.is_string()) {
+            return Err(TokenFailure::Issuer);
+        }
+        Ok(())
+    }
 }
 
 impl Claims {
@@ -119,31 +146,34 @@ impl JwtValidator {
         if !key.algorithms.contains(&header.alg) {
             return Err(TokenFailure::Algorithm);
         }
-        jsonwebtoken::decode::<Claims>(token, &key.key, validation).map(|data| data.claims).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenFailure::Expired,
-                ErrorKind::ImmatureSignature => TokenFailure::NotYetValid,
-                ErrorKind::InvalidAudience => TokenFailure::Audience,
-                ErrorKind::InvalidIssuer => TokenFailure::Issuer,
-                ErrorKind::InvalidSignature => TokenFailure::Signature,
-                ErrorKind::MissingRequiredClaim(_) => TokenFailure::MissingClaim,
-                ErrorKind::InvalidAlgorithm => TokenFailure::Algorithm,
-                _ => TokenFailure::Malformed,
-            }
-        })
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &key.key, validation).map(|data| data.claims).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenFailure::Expired,
+                    ErrorKind::ImmatureSignature => TokenFailure::NotYetValid,
+                    ErrorKind::InvalidAudience => TokenFailure::Audience,
+                    ErrorKind::InvalidIssuer => TokenFailure::Issuer,
+                    ErrorKind::InvalidSignature => TokenFailure::Signature,
+                    ErrorKind::MissingRequiredClaim(_) => TokenFailure::MissingClaim,
+                    ErrorKind::InvalidAlgorithm => TokenFailure::Algorithm,
+                    _ => TokenFailure::Malformed,
+                }
+            })?;
+        claims.check_types()?;
+        Ok(claims)
     }
 
     fn find_key(&self, kid: Option<&str>, alg: Algorithm) -> Option<Arc<VerifyKey>> {
         let keys = self.jwks.current();
         match kid {
             Some(kid) => keys.get(kid).cloned(),
-            // No kid: acceptable only if exactly one key could have signed it.
-            None => {
-                let mut fitting = keys.all().iter().filter(|k| k.algorithms.contains(&alg));
-                let first = fitting.next().cloned();
-                if fitting.next().is_some() { None } else { first }
-            }
+            // No kid: acceptable only when the IdP publishes exactly one key, so there is
+            // no choice to get wrong (mcp-auth negative corpus: "no kid with two keys").
+            None => match keys.all() {
+                [only] if only.algorithms.contains(&alg) => Some(only.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -225,9 +225,10 @@ impl Authenticator {
         }
         let claims = jwt.validate(token).await.map_err(Rejection::Invalid)?;
         let scopes = claims.scopes();
+        let expires_at = claims.expires_at();
         let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());
         let identity = Arc::new(Identity { subject, scopes });
-        self.jwt_cache.insert(key, Cached::Valid(identity.clone()), claims.exp, now);
+        self.jwt_cache.insert(key, Cached::Valid(identity.clone()), expires_at, now);
         Ok(identity)
     }
 }
