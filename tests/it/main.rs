@@ -9,3 +9,4 @@ mod faults;
 mod forwarding;
 mod inbound;
 mod mcp;
+mod outbound;

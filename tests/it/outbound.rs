@@ -1,0 +1,336 @@
+//! Outgoing authentication against a scripted authorization server: the cases that need
+//! control over every answer (hostile callbacks, revoked tokens, dead refresh tokens),
+//! static bearer tokens and their precedence, and the token store. The full discovery chain
+//! runs against the official conformance suite (`interop/outbound`) and a real IdP with a
+//! real browser (`interop/browser`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::support::Thv;
+use crate::support::upstream::{ScriptedUpstream, Seen, reply};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn form(seen: &Seen) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(&seen.body).into_owned().collect()
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// An MCP upstream that accepts only the bearer tokens in `accepted`.
+async fn protected_upstream(accepted: Arc<Mutex<HashSet<String>>>) -> ScriptedUpstream {
+    ScriptedUpstream::start(move |seen| {
+        let token = seen
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        if token.is_some_and(|t| accepted.lock().unwrap().contains(&t)) {
+            reply(200, &[("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
+        } else {
+            reply(401, &[("www-authenticate", r#"Bearer error="invalid_token""#)], "")
+        }
+    })
+    .await
+}
+
+/// A scripted token endpoint: each grant answers the next scripted reply.
+struct TokenServer {
+    server: ScriptedUpstream,
+    replies: Arc<Mutex<Vec<(u16, String)>>>,
+}
+
+impl TokenServer {
+    async fn start() -> TokenServer {
+        let replies: Arc<Mutex<Vec<(u16, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let r = replies.clone();
+        let server = ScriptedUpstream::start(move |seen| {
+            if seen.uri.path() != "/token" {
+                return reply(404, &[], "");
+            }
+            let mut r = r.lock().unwrap();
+            let (status, body) = if r.is_empty() { (500, "{}".to_owned()) } else { r.remove(0) };
+            reply(status, &[("content-type", "application/json")], &body)
+        })
+        .await;
+        TokenServer { server, replies }
+    }
+
+    fn push(&self, status: u16, body: serde_json::Value) {
+        self.replies.lock().unwrap().push((status, body.to_string()));
+    }
+
+    fn grants(&self) -> Vec<Vec<(String, String)>> {
+        self.server.seen().iter().filter(|s| s.uri.path() == "/token").map(form).collect()
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Waits for the n-th authorization URL the proxy prints (1-based).
+fn authorization_url(thv: &Thv, n: usize) -> url::Url {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = thv.stderr();
+        let urls: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("http://127.0.0.1") && l.contains("/authorize?"))
+            .collect();
+        if let Some(url) = urls.get(n - 1) {
+            return url::Url::parse(url).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no authorization URL #{n} in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn query(url: &url::Url, name: &str) -> String {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+async fn health(thv: &Thv) -> String {
+    let v: serde_json::Value = client().get(thv.url("/health")).send().await.unwrap().json().await.unwrap();
+    v["outgoing_auth"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn call(thv: &Thv) -> reqwest::Response {
+    client()
+        .post(thv.url("/mcp"))
+        .header("authorization", "Bearer the-clients-own-token")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Starts thv in manual-endpoint mode against `as_server`, with the browser skipped.
+fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra: &[&str]) -> (Thv, u16) {
+    let port = free_port().to_string();
+    let authorize = as_server.url("/authorize");
+    let token = as_server.url("/token");
+    let mut args = vec![
+        "--remote-auth-authorize-url",
+        &authorize,
+        "--remote-auth-token-url",
+        &token,
+        "--remote-auth-client-id",
+        "cid",
+        "--remote-auth-skip-browser",
+        "--remote-auth-callback-port",
+        &port,
+        "--remote-auth-timeout",
+        "30s",
+    ];
+    args.extend_from_slice(extra);
+    let thv = Thv::start(&upstream.url("/mcp"), &args);
+    (thv, port.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_checks_state_first_and_accepts_one_callback() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
+    let up = protected_upstream(accepted.clone()).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
+    let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store=false"]);
+
+    // Requests wait with 503 while the user has not logged in.
+    let resp = call(&thv).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(health(&thv).await, "login-pending");
+
+    let url = authorization_url(&thv, 1);
+    let (state, challenge) = (query(&url, "state"), query(&url, "code_challenge"));
+    assert_eq!(query(&url, "code_challenge_method"), "S256");
+    assert_eq!(query(&url, "resource"), up.url("/mcp"), "RFC 8707 resource = the target");
+    assert_eq!(query(&url, "redirect_uri"), format!("http://localhost:{port}/callback"));
+    assert!(state.len() >= 43, "state carries at least 256 bits");
+    let callback = |q: &str| client().get(format!("http://127.0.0.1:{port}/callback?{q}")).send();
+
+    // A forged error with the wrong state is ignored: the login goes on.
+    assert_eq!(callback("error=access_denied&state=forged").await.unwrap().status(), 400);
+    assert_eq!(callback("code=stolen&state=forged").await.unwrap().status(), 400);
+    assert_eq!(health(&thv).await, "login-pending");
+    assert!(tokens.grants().is_empty(), "no code was redeemed for a wrong state");
+
+    let ok = callback(&format!("code=the-code&state={state}")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+    // A replayed callback finds nobody listening, or is refused.
+    let replay = callback(&format!("code=the-code&state={state}")).await;
+    assert!(replay.is_err() || replay.unwrap().status() != 200);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health(&thv).await != "authenticated" {
+        assert!(std::time::Instant::now() < deadline, "login did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let grants = tokens.grants();
+    assert_eq!(grants.len(), 1);
+    let g = &grants[0];
+    assert_eq!(field(g, "grant_type"), Some("authorization_code"));
+    assert_eq!(field(g, "code"), Some("the-code"));
+    assert_eq!(field(g, "client_id"), Some("cid"), "a public client names itself in the form");
+    assert_eq!(field(g, "resource"), Some(up.url("/mcp").as_str()));
+    let verifier = field(g, "code_verifier").unwrap();
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    assert_eq!(expected, challenge, "the verifier matches the S256 challenge");
+
+    let resp = call(&thv).await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.headers["authorization"], "Bearer tok-1", "the proxy's token replaces the client's");
+    for secret in ["tok-1", "rt-1", "the-code", verifier] {
+        assert!(!thv.stderr().contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_401_refreshes_once_and_a_dead_refresh_token_means_a_new_login() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
+    let up = protected_upstream(accepted.clone()).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
+    let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store=false"]);
+    let url = authorization_url(&thv, 1);
+    client()
+        .get(format!("http://127.0.0.1:{port}/callback?code=c1&state={}", query(&url, "state")))
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health(&thv).await != "authenticated" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(call(&thv).await.status(), 200);
+
+    // The upstream stops accepting tok-1: one refresh, one retry, and the client never
+    // sees the 401.
+    accepted.lock().unwrap().clear();
+    accepted.lock().unwrap().insert("tok-2".into());
+    tokens.push(200, serde_json::json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"}));
+    assert_eq!(call(&thv).await.status(), 200);
+    let refresh = tokens.grants().last().cloned().unwrap();
+    assert_eq!(field(&refresh, "grant_type"), Some("refresh_token"));
+    assert_eq!(field(&refresh, "refresh_token"), Some("rt-1"));
+    assert_eq!(field(&refresh, "resource"), Some(up.url("/mcp").as_str()), "RFC 8707 §2.2: resource on refresh too");
+
+    // Now the refresh token dies: the proxy starts a new login instead of failing forever.
+    accepted.lock().unwrap().clear();
+    accepted.lock().unwrap().insert("tok-3".into());
+    tokens.push(400, serde_json::json!({"error": "invalid_grant"}));
+    tokens.push(200, serde_json::json!({"access_token": "tok-3", "token_type": "Bearer", "expires_in": 3600}));
+    let pending = tokio::spawn({
+        let url = thv.url("/mcp");
+        async move { client().post(url).body("{}").send().await.unwrap().status() }
+    });
+    let second = authorization_url(&thv, 2);
+    client()
+        .get(format!("http://127.0.0.1:{port}/callback?code=c2&state={}", query(&second, "state")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), pending).await.unwrap().unwrap(),
+        200,
+        "the request that hit the dead token waited for the new login"
+    );
+    assert_eq!(call(&thv).await.status(), 200);
+    assert_eq!(health(&thv).await, "authenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_login_survives_a_restart_without_a_browser() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned(), "tok-2".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
+    tokens.push(200, serde_json::json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}));
+    let store = std::env::temp_dir().join(format!("thv-outbound-store-{}", std::process::id()));
+    let store_arg = store.to_str().unwrap().to_owned();
+    {
+        let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store-dir", &store_arg]);
+        let url = authorization_url(&thv, 1);
+        client()
+            .get(format!("http://127.0.0.1:{port}/callback?code=c1&state={}", query(&url, "state")))
+            .send()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while health(&thv).await != "authenticated" {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let files: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let (thv, _) = start_manual(&up, &tokens.server, &["--remote-auth-store-dir", &store_arg]);
+    thv.wait_for_stderr("resumed the saved login");
+    assert_eq!(call(&thv).await.status(), 200);
+    assert!(!thv.stderr().contains("/authorize?"), "no browser login on the second start");
+    let refresh = tokens.grants().last().cloned().unwrap();
+    assert_eq!(field(&refresh, "refresh_token"), Some("rt-1"));
+    std::fs::remove_dir_all(&store).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_bearer_tokens_follow_flag_file_env_precedence() {
+    let up = ScriptedUpstream::start(|_| reply(200, &[], "ok")).await;
+    let dir = std::env::temp_dir().join(format!("thv-bearer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "  from-file \n").unwrap();
+    let file = file.to_str().unwrap();
+
+    let sent = |thv: &Thv| {
+        let thv_url = thv.url("/mcp");
+        async move {
+            client().post(thv_url).header("authorization", "Bearer client").body("{}").send().await.unwrap();
+        }
+    };
+    let thv = Thv::start(&up.url("/mcp"), &["--remote-auth-bearer-token", "from-flag", "--debug"]);
+    sent(&thv).await;
+    assert!(!thv.stderr().contains("from-flag"), "the token is never logged");
+    drop(thv);
+    let thv = Thv::start(&up.url("/mcp"), &["--remote-auth-bearer-token-file", file]);
+    sent(&thv).await;
+    drop(thv);
+    let mut child = std::process::Command::new(crate::support::THV)
+        .args(["proxy", "s", "--target-uri", &up.url("/mcp"), "--port", "0"])
+        .env("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "from-env")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.split("on port ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    client().post(format!("http://127.0.0.1:{port}/mcp")).body("{}").send().await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let auth: Vec<String> = up.seen().iter().map(|s| s.headers["authorization"].to_str().unwrap().to_owned()).collect();
+    assert_eq!(auth, ["Bearer from-flag", "Bearer from-file", "Bearer from-env"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
