@@ -184,8 +184,17 @@ impl EndpointRewrite {
         Some(out)
     }
 
-    fn into_remainder(self) -> Bytes {
-        self.held.freeze()
+    /// What is left when the stream ends. A block ended by a lone CR at the very end is
+    /// complete now that no LF can follow, so it still gets its chance to be rewritten.
+    fn into_remainder(mut self) -> Bytes {
+        let mut held = std::mem::take(&mut self.held);
+        if held.last() == Some(&b'\r') {
+            held.extend_from_slice(b"\n");
+        }
+        let (out, _) = self.scan(held.freeze());
+        let mut rest = BytesMut::from(&out[..]);
+        rest.extend_from_slice(&self.held);
+        rest.freeze()
     }
 }
 
@@ -203,7 +212,9 @@ impl<'a> Event<'a> {
         let mut event_type = None;
         let mut data_lines = 0;
         let mut data_line = None;
-        for line in Lines(block) {
+        for (i, line) in Lines(block).enumerate() {
+            // A UTF-8 byte order mark may open the stream (WHATWG SSE §9.2.5).
+            let line = if i == 0 { line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line) } else { line };
             if line.is_empty() || line[0] == b':' {
                 continue;
             }
@@ -377,6 +388,14 @@ mod tests {
         let (out, done) = run(&[&big]);
         assert!(done);
         assert_eq!(out, big);
+    }
+
+    #[test]
+    fn byte_order_mark_and_lone_cr_at_the_end() {
+        let (out, _) = run(&["\u{feff}event: endpoint\ndata: http://127.0.0.1:3000/m\n\n"]);
+        assert_eq!(out, "\u{feff}event: endpoint\ndata: http://127.0.0.1:9999/m\n\n");
+        let (out, _) = run(&["event: endpoint\rdata: http://127.0.0.1:3000/m\r\r"]);
+        assert_eq!(out, "event: endpoint\ndata: http://127.0.0.1:9999/m\n\n");
     }
 
     #[test]

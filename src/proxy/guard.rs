@@ -115,13 +115,25 @@ impl Guard {
 
     fn host_allowed<B>(&self, req: &Request<B>) -> bool {
         let Some(allowed) = &self.allowed_hosts else { return true };
-        let host = match req.headers().get(header::HOST) {
-            Some(h) => h.to_str().ok(),
-            None => req.uri().authority().map(|a| a.as_str()),
-        };
-        let Some(host) = host else { return false };
-        let name = host_part(host);
-        allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        let is_ours = |host: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(host_part(host)));
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let first = hosts.next();
+        // Two Host fields are a request smuggling shape (RFC 9112 §3.2 says 400); a
+        // checker that reads only one of them can be fooled.
+        if hosts.next().is_some() {
+            return false;
+        }
+        // In absolute form the target's authority is the host (RFC 9112 §3.2.2): check it
+        // as well, or `GET http://evil.example/ HTTP/1.1` with `Host: localhost` would pass.
+        if let Some(authority) = req.uri().authority()
+            && !is_ours(authority.as_str())
+        {
+            return false;
+        }
+        match first {
+            Some(h) => h.to_str().is_ok_and(is_ours),
+            None => req.uri().authority().is_some(),
+        }
     }
 
     fn origin_allowed(&self, origin: &HeaderValue) -> bool {
@@ -223,6 +235,14 @@ mod tests {
             assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::FORBIDDEN), "{bad}");
         }
         assert_eq!(status(g.check(&req(&[]))), Some(StatusCode::FORBIDDEN), "no Host at all");
+        let two = req(&[("host", "localhost:8080"), ("host", "evil.example")]);
+        assert_eq!(status(g.check(&two)), Some(StatusCode::FORBIDDEN), "duplicate Host");
+        let absolute =
+            Request::builder().uri("http://evil.example/mcp").header("host", "localhost:8080").body(()).unwrap();
+        assert_eq!(status(g.check(&absolute)), Some(StatusCode::FORBIDDEN), "absolute-form target names another host");
+        let absolute_ok =
+            Request::builder().uri("http://127.0.0.1:8080/mcp").header("host", "127.0.0.1:8080").body(()).unwrap();
+        assert_eq!(status(g.check(&absolute_ok)), None);
     }
 
     #[test]
