@@ -9,7 +9,8 @@
 #      interop/outbound/run.py;
 #   5. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
 #      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
-#   6. the per-request instruction-count regression guard (valgrind callgrind).
+#   6. the real-browser login suite (oidc-provider, headless Chromium): interop/browser/run.py;
+#   7. the per-request instruction-count regression guard (valgrind callgrind).
 # Every stage prints its own "N passed, M failed" line; the script stops at the first
 # failing stage and exits non-zero.
 set -euo pipefail
@@ -34,6 +35,11 @@ python3 interop/outbound/run.py
 if [[ -f interop/auth/run.py ]]; then
   stage "incoming-auth suite (oidc-provider, Python SDK OAuth client, hostile tokens)"
   python3 interop/auth/run.py
+fi
+
+if [[ -f interop/browser/run.py ]]; then
+  stage "real-browser login suite (oidc-provider, headless Chromium)"
+  python3 interop/browser/run.py
 fi
 
 if [[ -f bench/callgrind.sh ]]; then
