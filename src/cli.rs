@@ -112,6 +112,19 @@ pub struct ListenArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", allow_hyphen_values = true)]
     pub upstream_timeout: String,
 
+    /// Most client connections served at once; more wait in the listen backlog
+    #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Largest request head (request line and headers) accepted; larger ones get 431
+    #[arg(long, value_name = "SIZE", default_value = "64KiB")]
+    pub max_header_size: String,
+
+    /// How long a client may take to send a request head (slow clients are cut off); it
+    /// also bounds how long an idle keep-alive connection is kept
+    #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true)]
+    pub header_timeout: String,
+
     /// How long a graceful shutdown waits for in-flight requests before it ends them
     #[arg(long, value_name = "DURATION", default_value = "10s", allow_hyphen_values = true)]
     pub shutdown_timeout: String,

@@ -74,6 +74,12 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Grace period of a graceful shutdown.
     pub shutdown_timeout: Duration,
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// Largest request head, in bytes.
+    pub max_header_size: usize,
+    /// Deadline for a request head (slowloris bound, idle keep-alive bound).
+    pub header_timeout: Duration,
     /// `--debug` or `TOOLHIVE_DEBUG`.
     pub debug: bool,
     /// Incoming authentication (`--oidc-*`); `None` when the proxy accepts everyone.
@@ -258,6 +264,20 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         parse_go_duration(&args.listen.upstream_timeout).map_err(|why| ConfigError::new("--upstream-timeout", why))?;
     let shutdown_timeout =
         parse_go_duration(&args.listen.shutdown_timeout).map_err(|why| ConfigError::new("--shutdown-timeout", why))?;
+    let max_header_size = parse_size(&args.listen.max_header_size)
+        .map_err(|why| ConfigError::new("--max-header-size", format!("{:?} {why}", args.listen.max_header_size)))?;
+    // hyper's minimum read buffer; anything smaller could not hold a normal request.
+    if !(8192..=(1 << 20)).contains(&max_header_size) {
+        return Err(ConfigError::new("--max-header-size", "must be between 8KiB and 1MiB"));
+    }
+    let header_timeout =
+        parse_go_duration(&args.listen.header_timeout).map_err(|why| ConfigError::new("--header-timeout", why))?;
+    if header_timeout.is_zero() {
+        return Err(ConfigError::new(
+            "--header-timeout",
+            "must be more than 0: without it one slow client can hold a connection forever",
+        ));
+    }
     Ok(Config {
         server_name,
         listen: SocketAddr::new(listen_ip, args.listen.port),
@@ -268,6 +288,9 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         upstream_timeout: (!upstream_timeout.is_zero()).then_some(upstream_timeout),
         connect_timeout: CONNECT_TIMEOUT,
         shutdown_timeout,
+        max_connections: args.listen.max_connections as usize,
+        max_header_size,
+        header_timeout,
         debug,
         inbound: None,
         outbound: None,
@@ -329,9 +352,7 @@ fn outbound_config(
     }
     let endpoint_url = |flag: &str, raw: &str| -> Result<Url, ConfigError> {
         let url = Url::parse(raw).map_err(|e| ConfigError::new(flag, format!("{raw:?} is not a valid URL ({e})")))?;
-        crate::oauth::http::UrlPolicy { allow_insecure: false }
-            .check(&url)
-            .map_err(|why| ConfigError::new(flag, why))?;
+        crate::oauth::http::UrlPolicy::default().check(&url).map_err(|why| ConfigError::new(flag, why))?;
         Ok(url)
     };
     let endpoints = match (
@@ -499,7 +520,7 @@ fn inbound_config(args: &crate::cli::OidcArgs, env: &dyn Environment) -> Result<
         }
         return Ok(None);
     }
-    let policy = crate::oauth::http::UrlPolicy { allow_insecure: args.oidc_allow_insecure };
+    let policy = crate::oauth::http::UrlPolicy { allow_insecure: args.oidc_allow_insecure, block_internal: false };
     let idp_url = |flag: &str, raw: &str| -> Result<Url, ConfigError> {
         let url = Url::parse(raw).map_err(|e| ConfigError::new(flag, format!("{raw:?} is not a valid URL ({e})")))?;
         policy.check(&url).map_err(|why| ConfigError::new(flag, why))?;

@@ -8,25 +8,28 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use http::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
+use crate::proxy::respond;
 use crate::proxy::{Inbound, Proxy, StreamStops};
 
-/// How long a client may take to send request headers (slowloris bound). It also bounds
-/// how long an idle keep-alive connection is held.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the grace period and the clean end of streams, how long connections get to close.
 const FORCE_CLOSE_AFTER: Duration = Duration::from_secs(2);
 /// How long the startup reachability probe of the target waits.
@@ -57,10 +60,21 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let limits = ConnectionLimits { max_header_size: config.max_header_size, header_timeout: config.header_timeout };
+    // At the connection limit the proxy stops accepting; new clients wait in the backlog
+    // instead of starving the ones being served.
+    let slots = Arc::new(Semaphore::new(config.max_connections));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve_connection(stream, peer, proxy.clone(), &graceful),
+                Ok((stream, peer)) => serve_connection(stream, peer, proxy.clone(), &graceful, limits, slot),
                 Err(e) => {
                     warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -184,22 +198,53 @@ async fn probe_target(socket: String, upstream: String) {
     }
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, proxy: Proxy, graceful: &GracefulShutdown) {
+/// Per-connection limits from the configuration.
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    max_header_size: usize,
+    header_timeout: Duration,
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Proxy,
+    graceful: &GracefulShutdown,
+    limits: ConnectionLimits,
+    slot: OwnedSemaphorePermit,
+) {
     // Small writes (one SSE event) must leave at once.
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+        async move {
+            // A bug must cost one request, not the connection or the process: answer 500
+            // and log it once.
+            match AssertUnwindSafe(proxy.handle(req, peer)).catch_unwind().await {
+                Ok(resp) => Ok::<_, Infallible>(resp),
+                Err(_) => {
+                    error!("a request handler panicked; answered 500");
+                    Ok(respond::jsonrpc_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        respond::REQUEST_REFUSED,
+                        "internal error in the proxy",
+                        None,
+                    ))
+                }
+            }
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_size)
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             debug!(%peer, error = %e, "connection ended with an error");
         }
+        drop(slot);
     });
 }
 

@@ -122,7 +122,7 @@ impl Authenticator {
     pub async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
         let client = ControlClient::new(config.ca_bundle.as_deref())
             .map_err(|problem| StartupError { flag: "--oidc-ca-bundle", problem })?;
-        let policy = UrlPolicy { allow_insecure: config.allow_insecure };
+        let policy = UrlPolicy { allow_insecure: config.allow_insecure, block_internal: false };
         for url in [
             config.issuer.as_deref(),
             config.jwks_url.as_ref().map(Url::as_str),

@@ -34,13 +34,18 @@ impl FetchError {
     }
 }
 
-/// Which URLs the proxy may fetch from. Operators configure the IdP, so the policy is
-/// theirs: https always; plain http and private addresses only on loopback or with
-/// explicit consent.
-#[derive(Debug, Clone, Copy)]
+/// Which URLs the proxy may fetch from. Operators configure the IdP, so for URLs they
+/// give the policy is theirs: https always; plain http and private addresses only on
+/// loopback or with explicit consent. URLs *named by a remote server* (metadata of a
+/// public MCP server) are untrusted: internal addresses are refused outright, so a
+/// server cannot make the proxy probe the user's network (MCP Security Best Practices
+/// §SSRF; RFC 9728 §7.7).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct UrlPolicy {
     /// `--oidc-allow-insecure`: allow http:// and private-network hosts.
     pub allow_insecure: bool,
+    /// Refuse loopback, private and link-local hosts (server-named URLs).
+    pub block_internal: bool,
 }
 
 impl UrlPolicy {
@@ -51,6 +56,9 @@ impl UrlPolicy {
             return Err(format!("{url} has no host"));
         }
         let loopback = is_loopback_host(host);
+        if self.block_internal && (loopback || is_private_ip_literal(host)) {
+            return Err(format!("{} points into a private network, which a remote server may not name", redact(url)));
+        }
         match url.scheme() {
             "https" => {}
             "http" if loopback || self.allow_insecure => {}
@@ -128,6 +136,17 @@ pub struct ControlClient {
 impl ControlClient {
     /// Builds the client; `extra_roots` is a PEM bundle of additional trusted CAs.
     pub fn new(extra_roots: Option<&[u8]>) -> Result<ControlClient, String> {
+        Self::build(extra_roots, false)
+    }
+
+    /// A client for URLs named by a remote server: names that resolve to loopback,
+    /// private or link-local addresses are refused at connect time, which also defeats
+    /// DNS names pointing inside (RFC 9728 §7.7).
+    pub fn untrusted() -> Result<ControlClient, String> {
+        Self::build(None, true)
+    }
+
+    fn build(extra_roots: Option<&[u8]>, block_internal: bool) -> Result<ControlClient, String> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
@@ -143,6 +162,9 @@ impl ControlClient {
                 return Err("contains no certificates".to_owned());
             }
             builder = builder.tls_certs_merge(certs);
+        }
+        if block_internal {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
         }
         let client = builder.build().map_err(|e| format!("cannot set up TLS ({e})"))?;
         Ok(ControlClient { client })
@@ -248,6 +270,42 @@ impl ControlClient {
     }
 }
 
+/// Resolves names and keeps only public addresses.
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.filter(|a| is_public(a.ip())).collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves only to private or loopback addresses").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is a public unicast address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            !(v6.is_loopback() || v6.is_unspecified() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80)
+                && v6.to_ipv4_mapped().is_none_or(|v4| is_public(IpAddr::V4(v4)))
+        }
+    }
+}
+
 fn short_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_owned();
@@ -277,8 +335,9 @@ mod tests {
 
     #[test]
     fn url_policy() {
-        let strict = UrlPolicy { allow_insecure: false };
-        let lax = UrlPolicy { allow_insecure: true };
+        let strict = UrlPolicy::default();
+        let lax = UrlPolicy { allow_insecure: true, block_internal: false };
+        let remote = UrlPolicy { allow_insecure: false, block_internal: true };
         let ok = |p: UrlPolicy, u: &str| p.check(&Url::parse(u).unwrap()).is_ok();
         assert!(ok(strict, "https://idp.example/"));
         assert!(ok(strict, "http://127.0.0.1:8080/"));
@@ -290,6 +349,25 @@ mod tests {
         assert!(!ok(strict, "https://user:pw@idp.example/"));
         assert!(!ok(strict, "ftp://idp.example/"));
         assert!(ok(lax, "http://idp.example/"));
+        assert!(ok(remote, "https://as.example/"));
+        for internal in [
+            "http://127.0.0.1:8080/",
+            "https://localhost/",
+            "https://10.0.0.1/",
+            "https://[fe80::1]/",
+            "https://169.254.169.254/",
+        ] {
+            assert!(!ok(remote, internal), "{internal}");
+        }
+        for (ip, public) in [
+            ("8.8.8.8", true),
+            ("10.1.1.1", false),
+            ("100.64.0.1", false),
+            ("::ffff:127.0.0.1", false),
+            ("2001:4860::1", true),
+        ] {
+            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
+        }
         assert!(ok(lax, "https://10.0.0.5/"));
     }
 

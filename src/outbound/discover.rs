@@ -48,9 +48,11 @@ pub struct Discovery {
 
 /// Runs discovery as configured. `challenged` is the target's own 401 challenge when a
 /// real request got one (some servers let `initialize` through unauthenticated and only
-/// challenge later calls); otherwise the target is probed.
+/// challenge later calls); otherwise the target is probed. `policy` applies to every URL
+/// the target names (see [`remote_policy`]).
 pub async fn discover(
     http: &ControlClient,
+    policy: UrlPolicy,
     endpoints: &OAuthEndpoints,
     target: &Url,
     resource: &str,
@@ -75,13 +77,14 @@ pub async fn discover(
                 None => probe(http, target).await,
             };
             Ok(Discovery {
-                server: server_from_issuer(http, issuer).await?,
+                // The operator named this issuer: its metadata is trusted like a flag.
+                server: server_from_issuer(http, UrlPolicy::default(), issuer).await?,
                 challenge_scope: probe.as_ref().and_then(|p| p.scope.clone()),
                 resource_scopes: None,
                 required: true,
             })
         }
-        OAuthEndpoints::Discover => discover_from_target(http, target, resource, challenged).await,
+        OAuthEndpoints::Discover => discover_from_target(http, policy, target, resource, challenged).await,
     }
 }
 
@@ -119,13 +122,20 @@ async fn probe(http: &ControlClient, target: &Url) -> Option<Challenged> {
     Some(Challenged::from_headers(&answer.headers))
 }
 
+/// The policy for URLs a target names: a public target may not point the proxy into a
+/// private network; a target on this machine or network (development) may.
+pub fn remote_policy(target: &Url) -> UrlPolicy {
+    let local = target.host_str().is_some_and(crate::config::is_local_host);
+    UrlPolicy { allow_insecure: false, block_internal: !local }
+}
+
 async fn discover_from_target(
     http: &ControlClient,
+    policy: UrlPolicy,
     target: &Url,
     resource: &str,
     challenged: Option<Challenged>,
 ) -> Result<Discovery, LoginError> {
-    let policy = UrlPolicy { allow_insecure: false };
     let probe = match challenged {
         Some(c) => Some(c),
         None => probe(http, target).await,
@@ -157,7 +167,7 @@ async fn discover_from_target(
     let Some(prm) = prm else {
         warn!("the MCP server publishes no RFC 9728 metadata; trying the 2025-03-26 conventions");
         return Ok(Discovery {
-            server: legacy_server(http, target).await?,
+            server: legacy_server(http, policy, target).await?,
             challenge_scope: probe.scope,
             resource_scopes: None,
             required: true,
@@ -178,7 +188,7 @@ async fn discover_from_target(
     }
     info!(issuer, "the MCP server uses this authorization server");
     Ok(Discovery {
-        server: server_from_issuer(http, issuer).await?,
+        server: server_from_issuer(http, policy, issuer).await?,
         challenge_scope: probe.scope,
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
         required: true,
@@ -203,7 +213,7 @@ pub fn resource_matches(declared: &str, wanted: &str) -> bool {
 /// An issuer's metadata, checked: exact issuer, https endpoints (loopback excepted), and
 /// PKCE S256 support (MCP 2025-11-25 §Authorization Code Protection: without it the client
 /// must not proceed).
-async fn server_from_issuer(http: &ControlClient, issuer: &str) -> Result<AuthServer, LoginError> {
+async fn server_from_issuer(http: &ControlClient, policy: UrlPolicy, issuer: &str) -> Result<AuthServer, LoginError> {
     let metadata = discover_issuer(http, issuer).await.map_err(|e| LoginError::Discovery(e.to_string()))?;
     let s256 = metadata.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"));
     if !s256 {
@@ -211,14 +221,14 @@ async fn server_from_issuer(http: &ControlClient, issuer: &str) -> Result<AuthSe
             "{issuer} does not advertise PKCE S256 (code_challenge_methods_supported); refusing to log in without it"
         )));
     }
-    server_from_metadata(Some(issuer.to_owned()), metadata)
+    server_from_metadata(policy, Some(issuer.to_owned()), metadata)
 }
 
 fn server_from_metadata(
+    policy: UrlPolicy,
     issuer: Option<String>,
     metadata: AuthorizationServerMetadata,
 ) -> Result<AuthServer, LoginError> {
-    let policy = UrlPolicy { allow_insecure: false };
     let endpoint = |name: &str, raw: Option<&String>| -> Result<Option<Url>, LoginError> {
         raw.map(|raw| {
             let url =
@@ -239,7 +249,7 @@ fn server_from_metadata(
 }
 
 /// MCP 2025-03-26: metadata at the target origin, else the default endpoints there.
-async fn legacy_server(http: &ControlClient, target: &Url) -> Result<AuthServer, LoginError> {
+async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) -> Result<AuthServer, LoginError> {
     let origin = target.origin().ascii_serialization();
     let base = Url::parse(&origin).map_err(|e| LoginError::Discovery(e.to_string()))?;
     let mut well_known = base.clone();
@@ -248,7 +258,7 @@ async fn legacy_server(http: &ControlClient, target: &Url) -> Result<AuthServer,
         && let Ok(metadata) = serde_json::from_value::<AuthorizationServerMetadata>(answer.body)
     {
         let issuer = (!metadata.issuer.is_empty()).then(|| metadata.issuer.clone());
-        return server_from_metadata(issuer, metadata);
+        return server_from_metadata(policy, issuer, metadata);
     }
     let join = |p: &str| base.join(p).map_err(|e| LoginError::Discovery(e.to_string()));
     Ok(AuthServer {

@@ -33,11 +33,12 @@ use url::Url;
 
 use crate::config::{OAuthConfig, OutboundConfig, Target};
 use crate::oauth::http::ControlClient;
+use crate::oauth::http::UrlPolicy;
 use crate::oauth::pkce::{Pkce, random_token, verifier};
 use crate::oauth::registration::register;
 use crate::oauth::token::{ClientAuth, TokenEndpoint, TokenError, Tokens};
 use callback::{Callback, CallbackError, Expectation};
-use discover::{Challenged, Discovery, discover};
+use discover::{Challenged, Discovery, discover, remote_policy};
 use store::{Saved, Store};
 
 /// Most re-authorizations for more scope on behalf of one request. With the login that
@@ -144,6 +145,8 @@ enum Inner {
 struct OAuth {
     cfg: OAuthConfig,
     http: ControlClient,
+    /// For URLs the target names.
+    policy: UrlPolicy,
     target: Url,
     browser: Option<String>,
     store: Option<Store>,
@@ -163,8 +166,18 @@ impl Outbound {
             }
             OutboundConfig::OAuth(cfg) => {
                 let target_url = Url::parse(&target.display()).map_err(|e| e.to_string())?;
+                let policy = remote_policy(&target_url);
+                // A public target's metadata may not steer the proxy into the user's
+                // network, by address or by DNS name.
+                let discovering = matches!(cfg.endpoints, crate::config::OAuthEndpoints::Discover);
+                let http = if policy.block_internal && discovering {
+                    ControlClient::untrusted()?
+                } else {
+                    ControlClient::new(None)?
+                };
                 Inner::OAuth(Box::new(OAuth {
-                    http: ControlClient::new(None)?,
+                    http,
+                    policy,
                     target: target_url,
                     browser: cfg.browser.clone(),
                     store: cfg.store_dir.clone().map(Store::new),
@@ -240,8 +253,15 @@ impl Outbound {
             if first {
                 oauth.state.store(Arc::new(State::Pending));
             }
-            match discover(&oauth.http, &oauth.cfg.endpoints, &oauth.target, &oauth.cfg.resource, Some(challenged))
-                .await
+            match discover(
+                &oauth.http,
+                oauth.policy,
+                &oauth.cfg.endpoints,
+                &oauth.target,
+                &oauth.cfg.resource,
+                Some(challenged),
+            )
+            .await
             {
                 Ok(d) => {
                     if !first && d.server.issuer != previous {
@@ -333,8 +353,9 @@ impl OAuth {
 
     async fn ensure_discovery(&self, session: &mut Session) -> Result<(), LoginError> {
         if session.discovery.is_none() {
-            session.discovery =
-                Some(discover(&self.http, &self.cfg.endpoints, &self.target, &self.cfg.resource, None).await?);
+            session.discovery = Some(
+                discover(&self.http, self.policy, &self.cfg.endpoints, &self.target, &self.cfg.resource, None).await?,
+            );
         }
         Ok(())
     }

@@ -223,6 +223,11 @@ impl Proxy {
         };
         let client_host = parts.headers.remove(header::HOST);
         headers::strip_hop_by_hop(&mut parts.headers);
+        // The body is buffered, so the upstream request is framed by its exact length, set
+        // by hyper. The client's Content-Length must not survive: with `Transfer-Encoding`
+        // beside it (or a second one) it could disagree with the body actually sent, which
+        // is how request smuggling starts.
+        parts.headers.remove(header::CONTENT_LENGTH);
         headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.clone());
         let is_get = parts.method == Method::GET;
         let uri = s.upstream.uri_for(parts.uri.path_and_query());

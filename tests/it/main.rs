@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod faults;
 mod forwarding;
+mod hostile;
 mod inbound;
 mod mcp;
 mod outbound;

@@ -134,6 +134,8 @@ fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra
         &port,
         "--remote-auth-timeout",
         "30s",
+        // Every flow runs at debug level, so the secret checks cover the chattiest logs.
+        "--debug",
     ];
     args.extend_from_slice(extra);
     let thv = Thv::start(&upstream.url("/mcp"), &args);
