@@ -5,8 +5,12 @@
 //! - An endpoint that errors, times out or answers garbage is *not* a verdict: the request
 //!   fails closed with 503 and is not cached (RFC 7662 §4: the resource server must not
 //!   treat a failed introspection as an active token).
-//! - Claims in the answer are checked when present: `exp`/`nbf` (with leeway), `iss`,
-//!   `aud`. Valid answers are reused until `min(exp, now + TTL)`.
+//! - Claims in the answer are checked: `exp`/`nbf` (with leeway) and `iss` when present;
+//!   `aud` must be present and name this resource. An active token without an audience
+//!   may be a refresh token or a token for any other service of the same IdP, and MCP
+//!   forbids accepting tokens not issued for this server (MCP 2025-11-25 §Token Handling).
+//!   Members of the wrong JSON type make the whole answer untrustworthy.
+//!   Valid answers are reused until `min(exp, now + TTL)`.
 //! - The identity is `sub`, or `client_id` for client-credentials tokens, which often have
 //!   no `sub`.
 
@@ -17,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::warn;
 use url::Url;
 
+use crate::config::IntrospectionConfig;
 use crate::inbound::cache::{Cached, TokenCache, digest, now_secs};
 use crate::inbound::{Identity, Rejection, TokenFailure};
 use crate::oauth::http::ControlClient;
@@ -42,28 +47,25 @@ pub struct Introspector {
 }
 
 impl Introspector {
-    #[allow(clippy::too_many_arguments)]
+    /// Introspects at `config.url`; answers must name `issuer` (when given and present)
+    /// and one of `audiences` (when present).
     pub fn new(
         client: ControlClient,
-        endpoint: Url,
-        client_id: Option<String>,
-        client_secret: Option<SecretString>,
-        google: bool,
+        config: &IntrospectionConfig,
         issuer: Option<String>,
         audiences: Vec<String>,
         leeway: Duration,
-        ttl: Duration,
     ) -> Introspector {
         Introspector {
             client,
-            endpoint,
-            client_id,
-            client_secret,
-            google,
+            endpoint: config.url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            google: config.google,
             issuer,
             audiences,
             leeway: leeway.as_secs(),
-            ttl: ttl.as_secs(),
+            ttl: config.cache_ttl.as_secs(),
             cache: TokenCache::new(CACHE_CAPACITY),
         }
     }
@@ -101,6 +103,9 @@ impl Introspector {
         if !answer.active {
             return Err(TokenFailure::Inactive);
         }
+        if answer.malformed {
+            return Err(TokenFailure::Malformed);
+        }
         if answer.exp.is_some_and(|exp| exp + self.leeway <= now) {
             return Err(TokenFailure::Expired);
         }
@@ -112,8 +117,7 @@ impl Introspector {
         {
             return Err(TokenFailure::Issuer);
         }
-        // Google's answers always name the client the token was issued to: require it.
-        if (self.google || !answer.aud.is_empty()) && !answer.aud.iter().any(|a| self.audiences.contains(a)) {
+        if !answer.aud.iter().any(|a| self.audiences.contains(a)) {
             return Err(TokenFailure::Audience);
         }
         let subject = answer.sub.clone().or_else(|| answer.client_id.clone()).unwrap_or_else(|| "unknown".to_owned());
@@ -127,15 +131,19 @@ mod tests {
     use super::*;
 
     fn introspector(google: bool) -> Introspector {
+        let config = IntrospectionConfig {
+            url: Url::parse("https://idp.example/introspect").unwrap(),
+            client_id: None,
+            client_secret: None,
+            google,
+            cache_ttl: Duration::from_secs(60),
+        };
+        let issuer = Some("https://idp.example".into());
         Introspector::new(
             ControlClient::new(None).unwrap(),
-            Url::parse("https://idp.example/introspect").unwrap(),
-            None,
-            None,
-            google,
-            Some("https://idp.example".into()),
+            &config,
+            issuer,
             vec!["https://mcp.example/mcp".into()],
-            Duration::from_secs(60),
             Duration::from_secs(60),
         )
     }
@@ -144,16 +152,18 @@ mod tests {
     fn judging_answers() {
         let i = introspector(false);
         let now = 1_000_000;
+        let ours = vec!["https://mcp.example/mcp".to_owned()];
         let ok = Introspected {
             active: true,
             sub: Some("alice".into()),
             exp: Some(now + 10),
             scope: Some("a b".into()),
+            aud: ours.clone(),
             ..Default::default()
         };
         let id = i.judge(&ok, now).unwrap();
         assert_eq!((id.subject.as_str(), id.scopes.len()), ("alice", 2));
-        let svc = Introspected { active: true, client_id: Some("svc".into()), ..Default::default() };
+        let svc = Introspected { active: true, client_id: Some("svc".into()), aud: ours, ..Default::default() };
         assert_eq!(i.judge(&svc, now).unwrap().subject, "svc", "client_id stands in for a missing sub");
         let cases = [
             (Introspected { active: false, ..ok.clone() }, TokenFailure::Inactive),
@@ -161,6 +171,8 @@ mod tests {
             (Introspected { nbf: Some(now + 61), ..ok.clone() }, TokenFailure::NotYetValid),
             (Introspected { iss: Some("https://evil.example".into()), ..ok.clone() }, TokenFailure::Issuer),
             (Introspected { aud: vec!["other".into()], ..ok.clone() }, TokenFailure::Audience),
+            (Introspected { aud: vec![], ..ok.clone() }, TokenFailure::Audience),
+            (Introspected { malformed: true, ..ok.clone() }, TokenFailure::Malformed),
         ];
         for (answer, want) in cases {
             assert_eq!(i.judge(&answer, now).unwrap_err(), want);

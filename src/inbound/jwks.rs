@@ -36,6 +36,10 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 /// Retry period of the background refresh after a failure.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
+/// The algorithms an RSA key may verify (RFC 7518 §3.3, §3.5).
+pub const RSA_ALGORITHMS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
+
 /// One verification key and what it may verify.
 pub struct VerifyKey {
     pub kid: Option<String>,
@@ -121,14 +125,7 @@ fn parse_key(raw: &Value) -> Result<Option<VerifyKey>, String> {
             if bits < 2048 {
                 return Err(format!("RSA key of {bits} bits is too small (2048 is the minimum)"));
             }
-            vec![
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ]
+            RSA_ALGORITHMS.to_vec()
         }
         ("EC", Some("P-256")) => vec![Algorithm::ES256],
         ("EC", Some("P-384")) => vec![Algorithm::ES384],

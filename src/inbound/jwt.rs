@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::inbound::TokenFailure;
-use crate::inbound::jwks::{JwksCache, VerifyKey};
+use crate::inbound::jwks::{JwksCache, RSA_ALGORITHMS, VerifyKey};
 
 /// The claims the proxy reads from a valid token. Time and issuer claims are kept as raw
 /// JSON so their *types* can be checked too (RFC 7519 §4.1: `iss` is a string, dates are
@@ -77,23 +77,16 @@ pub struct JwtValidator {
     validations: HashMap<Algorithm, Validation>,
 }
 
-const ASYMMETRIC: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+/// Every algorithm a token may use: asymmetric only (RFC 8725 §3.1); HMAC and `none`
+/// never get a `Validation`, so they can never verify.
+const NON_RSA: [Algorithm; 3] = [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA];
 
 impl JwtValidator {
     /// `issuer`: required exact `iss` (if configured); `audiences`: accepted `aud` values.
     pub fn new(jwks: Arc<JwksCache>, issuer: Option<&str>, audiences: &[String], leeway_secs: u64) -> JwtValidator {
-        let validations = ASYMMETRIC
+        let validations = RSA_ALGORITHMS
             .iter()
+            .chain(&NON_RSA)
             .map(|alg| {
                 let mut v = Validation::new(*alg);
                 v.leeway = leeway_secs;

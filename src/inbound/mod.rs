@@ -177,17 +177,8 @@ impl Authenticator {
             }
         };
         let introspector = config.introspection.as_ref().map(|i| {
-            Introspector::new(
-                client.clone(),
-                i.url.clone(),
-                i.client_id.clone(),
-                i.client_secret.clone(),
-                i.google,
-                config.issuer.clone(),
-                config.audience.iter().cloned().chain(audiences.iter().cloned()).collect(),
-                config.leeway,
-                i.cache_ttl,
-            )
+            let audiences = config.audience.iter().cloned().chain(audiences.iter().cloned()).collect();
+            Introspector::new(client.clone(), i, config.issuer.clone(), audiences, config.leeway)
         });
         Ok(Authenticator {
             jwt,

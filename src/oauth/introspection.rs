@@ -22,18 +22,50 @@ pub struct Introspected {
     pub nbf: Option<u64>,
     /// Space-separated `scope`.
     pub scope: Option<String>,
+    /// A member had the wrong JSON type (`aud: 12345`, `iss: 7`, `exp: "soon"`): the
+    /// answer cannot be trusted.
+    pub malformed: bool,
 }
 
 impl Introspected {
     /// Reads an RFC 7662 §2.2 answer (or a Google tokeninfo answer, where every token
     /// described is active and numbers may be strings).
     pub fn from_json(body: &Value, google: bool) -> Introspected {
-        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
-        let number = |k: &str| body.get(k).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        let mut malformed = false;
+        let mut text = |k: &str| match body.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                malformed = true;
+                None
+            }
+        };
+        let (sub, client_id, iss, scope, azp) =
+            (text("sub"), text("client_id"), text("iss"), text("scope"), text("azp"));
+        // NumericDate; Google sends numbers as strings, which are accepted when they parse.
+        let mut number = |k: &str| match body.get(k) {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let n = v
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+                malformed |= n.is_none();
+                n
+            }
+        };
+        let (exp, nbf) = (number("exp"), number("nbf"));
         let aud = match body.get("aud") {
+            None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            _ => Vec::new(),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
+            Some(_) => {
+                malformed = true;
+                Vec::new()
+            }
         };
         let active = if google {
             body.is_object() && body.get("error").is_none()
@@ -42,13 +74,14 @@ impl Introspected {
         };
         Introspected {
             active,
-            sub: text("sub"),
-            client_id: text("client_id").or_else(|| google.then(|| text("azp")).flatten()),
-            iss: text("iss"),
+            sub,
+            client_id: client_id.or_else(|| azp.filter(|_| google)),
+            iss,
             aud,
-            exp: number("exp"),
-            nbf: number("nbf"),
-            scope: text("scope"),
+            exp,
+            nbf,
+            scope,
+            malformed,
         }
     }
 }
@@ -97,6 +130,19 @@ mod tests {
         assert!(!Introspected::from_json(&json!({"active": "true"}), false).active, "only a JSON true is active");
         let i = Introspected::from_json(&json!({"active": true, "client_id": "svc", "aud": "one"}), false);
         assert_eq!((i.sub, i.client_id.as_deref(), i.aud), (None, Some("svc"), vec!["one".to_owned()]));
+    }
+
+    #[test]
+    fn wrongly_typed_members_make_the_answer_untrustworthy() {
+        for body in [
+            json!({"active": true, "aud": 12345}),
+            json!({"active": true, "aud": [1, 2]}),
+            json!({"active": true, "iss": 7}),
+            json!({"active": true, "exp": "soon"}),
+        ] {
+            assert!(Introspected::from_json(&body, false).malformed, "{body}");
+        }
+        assert!(!Introspected::from_json(&json!({"active": true, "exp": 1.5, "aud": ["a"]}), false).malformed);
     }
 
     #[test]

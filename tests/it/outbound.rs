@@ -107,6 +107,23 @@ async fn health(thv: &Thv) -> String {
     v["outgoing_auth"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Plays the browser for the n-th login: answers the callback with the right state and
+/// waits (bounded) until the proxy reports it is authenticated.
+async fn complete_login(thv: &Thv, callback_port: u16, n: usize) {
+    let url = authorization_url(thv, n);
+    let callback = format!("http://127.0.0.1:{callback_port}/callback?code=code-{n}&state={}", query(&url, "state"));
+    client().get(callback).send().await.unwrap();
+    wait_authenticated(thv).await;
+}
+
+async fn wait_authenticated(thv: &Thv) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health(thv).await != "authenticated" {
+        assert!(std::time::Instant::now() < deadline, "the login did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn call(thv: &Thv) -> reqwest::Response {
     client()
         .post(thv.url("/mcp"))
@@ -177,11 +194,7 @@ async fn login_checks_state_first_and_accepts_one_callback() {
     let replay = callback(&format!("code=the-code&state={state}")).await;
     assert!(replay.is_err() || replay.unwrap().status() != 200);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while health(&thv).await != "authenticated" {
-        assert!(std::time::Instant::now() < deadline, "login did not complete");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_authenticated(&thv).await;
     let grants = tokens.grants();
     assert_eq!(grants.len(), 1);
     let g = &grants[0];
@@ -210,17 +223,7 @@ async fn upstream_401_refreshes_once_and_a_dead_refresh_token_means_a_new_login(
     let tokens = TokenServer::start().await;
     tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
     let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store=false"]);
-    let url = authorization_url(&thv, 1);
-    client()
-        .get(format!("http://127.0.0.1:{port}/callback?code=c1&state={}", query(&url, "state")))
-        .send()
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while health(&thv).await != "authenticated" {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    complete_login(&thv, port, 1).await;
     assert_eq!(call(&thv).await.status(), 200);
 
     // The upstream stops accepting tok-1: one refresh, one retry, and the client never
@@ -269,17 +272,7 @@ async fn a_saved_login_survives_a_restart_without_a_browser() {
     let store_arg = store.to_str().unwrap().to_owned();
     {
         let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store-dir", &store_arg]);
-        let url = authorization_url(&thv, 1);
-        client()
-            .get(format!("http://127.0.0.1:{port}/callback?code=c1&state={}", query(&url, "state")))
-            .send()
-            .await
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while health(&thv).await != "authenticated" {
-            assert!(std::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        complete_login(&thv, port, 1).await;
     }
     use std::os::unix::fs::PermissionsExt;
     let files: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();

@@ -1,0 +1,250 @@
+// A real OpenID Provider (npm `oidc-provider`) for the thv incoming-auth harness.
+//
+// Runs on 127.0.0.1 only. Prints exactly one JSON line on stdout once it listens:
+//   {"issuer":"http://127.0.0.1:PORT","port":PORT,"jwks_uri":"…","kids":["…"]}
+// Everything else (oidc-provider warnings, errors) goes to stderr.
+//
+// What it is configured for (see README.md):
+// * RFC 8707 resource indicators: an access token requested for resource R is a JWT
+//   (RFC 9068, `typ: at+jwt`) with `aud` = R, signed with the key set loaded from --keys.
+//   Client `minter-opaque` gets opaque (introspectable, revocable) tokens instead, and
+//   client `minter-es256` gets ES256-signed JWTs.
+// * Confidential clients for non-interactive minting (client_credentials + resource):
+//   `minter`, `minter-es256`, `minter-opaque` (secret = "<client_id>-secret").
+// * `thv-proxy` / `thv-proxy-secret`: a confidential client the proxy uses for RFC 7662
+//   introspection (client_secret_basic or client_secret_post).
+// * Open dynamic client registration (RFC 7591) so an MCP SDK registers itself as a public
+//   client with PKCE; login and consent interactions are approved automatically (account
+//   --user, default "alice"), so a headless client completes the flow by following redirects
+//   with a cookie jar.
+// * Introspection and revocation on.
+// * Every HTTP request is counted and (with --log) appended to a JSONL file; GET /_test/stats
+//   returns the counters (e.g. how often the JWKS was fetched). Restart with another --keys
+//   file on the same --port to rotate the signing key.
+//
+// Usage: node idp.mjs --port 0 --keys keys.json [--log requests.jsonl] [--ttl 300]
+//                     [--user alice] [--jwks-cache-control "max-age=300"] [--path-prefix /realms/x]
+
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import { exportJWK, generateKeyPair } from 'jose';
+import Provider from 'oidc-provider';
+
+const { values: opts } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.IDP_PORT ?? '0' },
+    keys: { type: 'string', default: process.env.IDP_KEYS ?? '' },
+    log: { type: 'string', default: process.env.IDP_LOG ?? '' },
+    ttl: { type: 'string', default: process.env.IDP_TOKEN_TTL ?? '300' },
+    user: { type: 'string', default: process.env.IDP_USER ?? 'alice' },
+    'jwks-cache-control': { type: 'string', default: '' },
+    'path-prefix': { type: 'string', default: '' },
+  },
+});
+
+const SCOPES = ['openid', 'offline_access', 'mcp:tools', 'mcp:admin'];
+const RESOURCE_SCOPE = 'mcp:tools mcp:admin';
+const ACCESS_TOKEN_TTL = Number.parseInt(opts.ttl, 10);
+
+async function generateKeySet() {
+  const keys = [];
+  for (const alg of ['RS256', 'ES256']) {
+    const { privateKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
+    const jwk = await exportJWK(privateKey);
+    keys.push({ ...jwk, kid: `${alg.toLowerCase()}-${randomUUID()}`, alg, use: 'sig' });
+  }
+  return { keys };
+}
+
+async function loadKeySet(path) {
+  if (!path) return generateKeySet();
+  if (!existsSync(path)) {
+    const set = await generateKeySet();
+    writeFileSync(path, `${JSON.stringify(set, null, 2)}\n`, { mode: 0o600 });
+    return set;
+  }
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
+
+const keySet = await loadKeySet(opts.keys);
+
+const counters = { total: 0, byPath: {} };
+function record(entry) {
+  counters.total += 1;
+  counters.byPath[entry.path] = (counters.byPath[entry.path] ?? 0) + 1;
+  if (opts.log) appendFileSync(opts.log, `${JSON.stringify(entry)}\n`);
+}
+
+let provider;
+let callback;
+
+async function autoInteraction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session, grantId } = details;
+  let result;
+  if (prompt.name === 'login') {
+    result = { login: { accountId: opts.user } };
+  } else if (prompt.name === 'consent') {
+    const grant = grantId
+      ? await provider.Grant.find(grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const missing = prompt.details;
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    if (missing.missingResourceScopes) {
+      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes)) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+    }
+    result = { consent: { grantId: await grant.save() } };
+  } else {
+    result = { error: 'access_denied', error_description: `unsupported prompt ${prompt.name}` };
+  }
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+}
+
+const PREFIX = opts['path-prefix'].replace(/\/+$/, '');
+
+async function handle(req, res) {
+  let url = new URL(req.url, 'http://127.0.0.1');
+  const entry = { t: Date.now() / 1000, method: req.method, path: url.pathname };
+  res.on('finish', () => record({ ...entry, status: res.statusCode }));
+  try {
+    if (url.pathname === '/_test/stats') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ ...counters, kids: keySet.keys.map((k) => k.kid) }));
+      return;
+    }
+    if (PREFIX) {
+      // Issuer with a path (like a Keycloak realm): only PREFIX/... exists, mounted the way
+      // oidc-provider documents (strip the prefix, keep originalUrl).
+      if (url.pathname !== PREFIX && !url.pathname.startsWith(`${PREFIX}/`)) {
+        res.statusCode = 404;
+        res.setHeader('content-type', 'application/json');
+        res.end('{"error":"not_found"}');
+        return;
+      }
+      req.originalUrl = req.url;
+      req.url = req.url.slice(PREFIX.length) || '/';
+      url = new URL(req.url, 'http://127.0.0.1');
+    }
+    if (url.pathname.startsWith('/interaction/')) {
+      await autoInteraction(req, res);
+      return;
+    }
+    if (url.pathname === '/jwks' && opts['jwks-cache-control']) {
+      res.setHeader('cache-control', opts['jwks-cache-control']);
+    }
+    await callback(req, res);
+  } catch (err) {
+    process.stderr.write(`idp: ${req.method} ${url.pathname}: ${err?.stack ?? err}\n`);
+    if (!res.headersSent) {
+      res.statusCode = 500;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ error: 'server_error', error_description: String(err?.message ?? err) }));
+    } else {
+      res.end();
+    }
+  }
+}
+
+const server = http.createServer((req, res) => { handle(req, res); });
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number.parseInt(opts.port, 10), '127.0.0.1', resolve);
+});
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}${PREFIX}`;
+
+const minter = (clientId) => ({
+  client_id: clientId,
+  client_secret: `${clientId}-secret`,
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  scope: RESOURCE_SCOPE,
+  token_endpoint_auth_method: 'client_secret_basic',
+});
+
+provider = new Provider(issuer, {
+  clients: [
+    minter('minter'),
+    minter('minter-es256'),
+    minter('minter-opaque'),
+    {
+      client_id: 'thv-proxy',
+      client_secret: 'thv-proxy-secret',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      client_id: 'thv-proxy-post',
+      client_secret: 'thv-proxy-secret',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_post',
+    },
+  ],
+  jwks: keySet,
+  scopes: SCOPES,
+  claims: { openid: ['sub'] },
+  findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  cookies: { keys: ['thv-interop-auth-cookie-key'] },
+  interactions: { url: (_ctx, interaction) => `${PREFIX}/interaction/${interaction.uid}` },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    // Explicit policies (the defaults print notices): any authenticated confidential client may
+    // introspect; a public client only its own tokens; revocation only by the owning client.
+    introspection: {
+      enabled: true,
+      allowedPolicy: async (ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+    },
+    registration: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, resource, client) => ({
+        scope: RESOURCE_SCOPE,
+        audience: resource,
+        accessTokenTTL: ACCESS_TOKEN_TTL,
+        accessTokenFormat: client?.clientId === 'minter-opaque' ? 'opaque' : 'jwt',
+        jwt: { sign: { alg: client?.clientId === 'minter-es256' ? 'ES256' : 'RS256' } },
+      }),
+    },
+  },
+  ttl: {
+    AccessToken: ACCESS_TOKEN_TTL,
+    ClientCredentials: ACCESS_TOKEN_TTL,
+    AuthorizationCode: 60,
+    Grant: 3600,
+    IdToken: 3600,
+    Interaction: 600,
+    RefreshToken: 14 * 24 * 3600,
+    Session: 3600,
+  },
+});
+callback = provider.callback();
+
+process.stdout.write(`${JSON.stringify({
+  issuer,
+  port,
+  jwks_uri: `${issuer}/jwks`,
+  path_prefix: PREFIX,
+  kids: keySet.keys.map((k) => k.kid),
+})}\n`);
+
+const stop = () => { server.close(); server.closeAllConnections(); process.exit(0); };
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

@@ -1,0 +1,132 @@
+"""A real MCP server (Python SDK `mcp`, Streamable HTTP) used as thv's upstream by the auth harness.
+
+It records every HTTP request it receives - method, path, the `Authorization` header (verbatim),
+the harness's `X-Auth-Case` marker and the header names - so a test can prove that the proxy
+never forwarded a client's token, and that refused requests never arrived at all.
+
+    GET  /_log        -> {"requests": [...]}   (not itself recorded)
+    POST /_log/clear  -> clears the record
+
+Tools: `whoami` (JSON of the Authorization / X-Auth-Case headers this very request carried) and
+`echo(text)`.
+
+Prints one JSON line {"url": "http://127.0.0.1:PORT/mcp", "port": PORT} on stdout when it listens.
+
+Usage: .venv/bin/python upstream.py [--port 0] [--log requests.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+RECORD: list[dict[str, Any]] = []
+
+
+def build_server() -> MCPServer:
+    server = MCPServer(name="thv-auth-upstream", version="1.0.0")
+
+    @server.tool()
+    def whoami(ctx: Context) -> str:
+        """Report the credentials this request reached the upstream with."""
+        headers = ctx.headers or {}
+        return json.dumps(
+            {
+                "authorization": headers.get("authorization"),
+                "x_auth_case": headers.get("x-auth-case"),
+            },
+            sort_keys=True,
+        )
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    return server
+
+
+class Recorder:
+    """ASGI middleware: records each HTTP request, serves the record at /_log."""
+
+    def __init__(self, app: Any, log_path: str | None) -> None:
+        self.app = app
+        self.log_path = log_path
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in ("/_log", "/_log/clear"):
+            if path == "/_log/clear":
+                RECORD.clear()
+                body = b'{"cleared": true}'
+            else:
+                body = json.dumps({"requests": RECORD}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers: dict[str, list[str]] = {}
+        for raw_name, raw_value in scope.get("headers", []):
+            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        entry = {
+            "t": time.time(),
+            "method": scope.get("method"),
+            "path": path,
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "authorization": headers.get("authorization"),
+            "x_auth_case": (headers.get("x-auth-case") or [None])[0],
+            "header_names": sorted(headers),
+        }
+        RECORD.append(entry)
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(entry) + "\n")
+        await self.app(scope, receive, send)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--log", default=None, help="append each recorded request as a JSON line")
+    args = parser.parse_args()
+
+    app = Recorder(build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"), args.log)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        for _ in range(200):  # bounded: up to 10 s for startup
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        if server.started:
+            print(json.dumps({"url": f"http://127.0.0.1:{port}/mcp", "port": port}), flush=True)
+        await task
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
