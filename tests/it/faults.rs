@@ -208,3 +208,26 @@ async fn sigterm_ends_streams_cleanly_and_lets_requests_finish() {
     let status = thv.wait_exit(STEP);
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_pooled_connections_is_not_a_client_error() {
+    // Each connection answers one request with keep-alive, then the upstream closes it a
+    // moment later, as servers with short idle timeouts do. The proxy must notice the dead
+    // pooled connection and open a new one rather than answer 502.
+    let (addr, _task) = raw_upstream(|mut s| async move {
+        if !read_head(&mut s).await {
+            return;
+        }
+        write_raw(&mut s, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(s);
+    })
+    .await;
+    let thv = Thv::start(&format!("http://{addr}/mcp"), &[]);
+    for i in 0..5 {
+        let resp = client().post(thv.url("/mcp")).body(CALL).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        // Let the upstream close the pooled connection before the next request.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

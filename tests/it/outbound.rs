@@ -329,3 +329,21 @@ async fn static_bearer_tokens_follow_flag_file_env_precedence() {
     assert_eq!(auth, ["Bearer from-flag", "Bearer from-file", "Bearer from-env"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_token_store_only_costs_a_warning() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
+    // A regular file where the store directory should be: every save fails.
+    let blocker = std::env::temp_dir().join(format!("thv-store-blocker-{}", std::process::id()));
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let store = blocker.join("store");
+    let (thv, port) = start_manual(&up, &tokens.server, &["--remote-auth-store-dir", store.to_str().unwrap()]);
+    complete_login(&thv, port, 1).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    thv.wait_for_stderr("could not save the login");
+    assert!(!thv.stderr().contains("rt-1"));
+    std::fs::remove_file(&blocker).unwrap();
+}
