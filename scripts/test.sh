@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, installing what it needs with pinned versions:
-#   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings);
+#   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings), licences and
+#      banned crates (cargo deny);
 #   2. Rust unit tests and the integration-test binary (real `thv` processes, the official
 #      Rust MCP SDK `rmcp`, scripted faults);
 #   3. the cross-SDK interop suite (TypeScript SDK servers, Python SDK clients, the official
@@ -21,6 +22,12 @@ stage() { printf '\n==> %s\n' "$*"; }
 stage "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+
+stage "dependency licences and bans (cargo deny; advisories need a network CI does not have)"
+if ! cargo deny --version 2>/dev/null | grep -q "0.20.2"; then
+  cargo install --locked cargo-deny --version 0.20.2
+fi
+cargo deny check licenses bans
 
 stage "Rust unit and integration tests"
 cargo test --locked
