@@ -371,6 +371,28 @@ mod tests {
         assert!(ok(lax, "https://10.0.0.5/"));
     }
 
+    /// Discovery never follows a redirect: a 302 to another host is an answer, not a hop.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/latest\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+        });
+        let client = ControlClient::new(None).unwrap();
+        let url = Url::parse(&format!("http://{addr}/.well-known/openid-configuration")).unwrap();
+        let err = client.get_json(&url).await.err().expect("a redirect is not a document");
+        assert!(err.to_string().contains("302"), "{err}");
+    }
+
     #[test]
     fn max_age() {
         assert_eq!(parse_max_age("public, max-age=300"), Some(Duration::from_secs(300)));

@@ -274,6 +274,31 @@ async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) ->
 mod tests {
     use super::*;
 
+    /// A public MCP server may not send the proxy into the user's network: URLs it names
+    /// that point at loopback, private or link-local addresses are refused before any
+    /// request is made (the addresses below would fail to connect anyway, so an accepted
+    /// URL would show up as a different error).
+    #[tokio::test]
+    async fn a_public_target_cannot_name_internal_urls() {
+        let http = ControlClient::untrusted().unwrap();
+        let target = Url::parse("https://mcp.example.com/mcp").unwrap();
+        let policy = remote_policy(&target);
+        assert!(policy.block_internal);
+        for internal in [
+            "http://127.0.0.1:1/.well-known/oauth-protected-resource",
+            "https://10.0.0.7/prm",
+            "https://169.254.169.254/latest/meta-data",
+        ] {
+            let challenged = Challenged { scope: None, resource_metadata: Some(internal.to_owned()) };
+            let err = discover(&http, policy, &OAuthEndpoints::Discover, &target, target.as_str(), Some(challenged))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("private network"), "{internal}: {err}");
+        }
+        // A local target (development) may name local URLs.
+        assert!(!remote_policy(&Url::parse("http://127.0.0.1:8080/mcp").unwrap()).block_internal);
+    }
+
     #[test]
     fn resource_matching() {
         assert!(resource_matches("https://mcp.example/mcp", "https://mcp.example/mcp"));
