@@ -76,6 +76,9 @@ pub enum Unavailable {
     Pending,
     /// The last login failed; another starts on a later request.
     Failed(Arc<str>),
+    /// The authorization server is briefly unavailable; the login is kept and the refresh
+    /// is tried again on a later request.
+    Retry,
 }
 
 /// The token in use, ready to be put on requests.
@@ -83,6 +86,9 @@ struct Active {
     header: HeaderValue,
     refresh_token: Option<SecretString>,
     expires_at: Option<Instant>,
+    /// When to refresh: [`REFRESH_MARGIN`] before expiry, or a quarter of the lifetime for
+    /// short-lived tokens (a 5 s token refreshed 30 s early would refresh on every request).
+    refresh_at: Option<Instant>,
 }
 
 impl Active {
@@ -91,11 +97,19 @@ impl Active {
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
         // Never indexed by HPACK on an HTTP/2 upstream connection.
         header.set_sensitive(true);
-        Active { header, refresh_token: tokens.refresh_token.clone(), expires_at: tokens.expires_at }
+        let refresh_at = tokens.expires_at.map(|at| {
+            let lifetime = at.saturating_duration_since(Instant::now());
+            at - REFRESH_MARGIN.min(lifetime / 4)
+        });
+        Active { header, refresh_token: tokens.refresh_token.clone(), expires_at: tokens.expires_at, refresh_at }
     }
 
     fn expiring(&self) -> bool {
-        self.expires_at.is_some_and(|at| at <= Instant::now() + REFRESH_MARGIN)
+        self.refresh_at.is_some_and(|at| at <= Instant::now())
+    }
+
+    fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= Instant::now())
     }
 }
 
@@ -231,76 +245,35 @@ impl Outbound {
         }
         match oauth.refresh(&mut session, &active).await {
             Ok(fresh) => Ok(Some(fresh.header.clone())),
-            Err(_) => {
+            // Only a dead grant needs the user again; an IdP outage does not throw the login
+            // away: the current token is used while it lasts, then requests wait.
+            Err(e) if e.is_invalid_grant() => {
                 drop(session);
                 self.relogin_in_background();
                 Err(Unavailable::Pending)
             }
+            Err(_) if !active.expired() => Ok(Some(active.header.clone())),
+            Err(_) => Err(Unavailable::Retry),
         }
     }
 
     /// After the target answered 401 (with `challenged`) to a request sent with `used`:
-    /// refresh (or log in again) and say whether a retry with the new token makes sense.
-    pub async fn recover_unauthorized(&self, used: Option<&HeaderValue>, challenged: Challenged) -> bool {
-        let Inner::OAuth(oauth) = &*self.inner else { return false };
-        let mut session = oauth.session.lock().await;
-        // A challenge that names metadata may mean the metadata changed (RFC 9728 §5.2):
-        // discover again, and if the authorization server changed, forget the client
-        // registered with the old one (MCP 2026-07-28 §Authorization Server Binding).
-        if session.discovery.is_none() || challenged.resource_metadata.is_some() {
-            let previous = session.discovery.as_ref().and_then(|d| d.server.issuer.clone());
-            let first = session.discovery.is_none();
-            if first {
-                oauth.state.store(Arc::new(State::Pending));
-            }
-            match discover(
-                &oauth.http,
-                oauth.policy,
-                &oauth.cfg.endpoints,
-                &oauth.target,
-                &oauth.cfg.resource,
-                Some(challenged),
-            )
-            .await
-            {
-                Ok(d) => {
-                    if !first && d.server.issuer != previous {
-                        info!(issuer = ?d.server.issuer, "the MCP server moved to another authorization server; registering again");
-                        session.client = None;
-                        session.scope = None;
-                        oauth.state.store(Arc::new(State::Pending));
-                    }
-                    session.discovery = Some(d);
-                }
-                Err(e) => {
-                    oauth.fail(e);
-                    return false;
-                }
-            }
-            if first && oauth.resume_saved(&mut session).await {
-                return true;
-            }
-        }
-        if let State::Ready(current) = &**oauth.state.load()
-            && used.is_none_or(|u| u != current.header)
-        {
-            return true; // someone else already refreshed
-        }
-        if let State::Ready(current) = &**oauth.state.load()
-            && current.refresh_token.is_some()
-            && oauth.refresh(&mut session, &current.clone()).await.is_ok()
-        {
-            return true;
-        }
-        oauth.interactive(&mut session, None).await
+    /// refresh (or log in again); `Ok` means a retry with the new token makes sense.
+    pub async fn recover_unauthorized(
+        &self,
+        used: Option<&HeaderValue>,
+        challenged: Challenged,
+    ) -> Result<(), Unavailable> {
+        let Inner::OAuth(oauth) = &*self.inner else { return Err(Unavailable::Retry) };
+        oauth.recover_unauthorized(used, challenged).await.then_some(()).ok_or_else(|| oauth.unavailable())
     }
 
     /// After `403 insufficient_scope` with `scope`: log in again asking for the union of
     /// the scopes so far and `scope` (MCP 2026-07-28 §Step-Up).
-    pub async fn step_up(&self, scope: &str) -> bool {
-        let Inner::OAuth(oauth) = &*self.inner else { return false };
+    pub async fn step_up(&self, scope: &str) -> Result<(), Unavailable> {
+        let Inner::OAuth(oauth) = &*self.inner else { return Err(Unavailable::Retry) };
         let mut session = oauth.session.lock().await;
-        oauth.interactive(&mut session, Some(scope)).await
+        oauth.interactive(&mut session, Some(scope)).await.then_some(()).ok_or_else(|| oauth.unavailable())
     }
 
     /// For `/health`.
@@ -334,6 +307,72 @@ impl Outbound {
 }
 
 impl OAuth {
+    /// See [`Outbound::recover_unauthorized`]; true if a retry makes sense.
+    async fn recover_unauthorized(&self, used: Option<&HeaderValue>, challenged: Challenged) -> bool {
+        let mut session = self.session.lock().await;
+        // A challenge that names metadata may mean the metadata changed (RFC 9728 §5.2):
+        // discover again, and if the authorization server changed, forget the client
+        // registered with the old one (MCP 2026-07-28 §Authorization Server Binding).
+        if session.discovery.is_none() || challenged.resource_metadata.is_some() {
+            let previous = session.discovery.as_ref().and_then(|d| d.server.issuer.clone());
+            let first = session.discovery.is_none();
+            if first {
+                self.state.store(Arc::new(State::Pending));
+            }
+            match discover(
+                &self.http,
+                self.policy,
+                &self.cfg.endpoints,
+                &self.target,
+                &self.cfg.resource,
+                Some(challenged),
+            )
+            .await
+            {
+                Ok(d) => {
+                    if !first && d.server.issuer != previous {
+                        info!(issuer = ?d.server.issuer, "the MCP server moved to another authorization server; registering again");
+                        session.client = None;
+                        session.scope = None;
+                        self.state.store(Arc::new(State::Pending));
+                    }
+                    session.discovery = Some(d);
+                }
+                Err(e) => {
+                    self.fail(e);
+                    return false;
+                }
+            }
+            if first && self.resume_saved(&mut session).await {
+                return true;
+            }
+        }
+        if let State::Ready(current) = &**self.state.load()
+            && used.is_none_or(|u| u != current.header)
+        {
+            return true; // someone else already refreshed
+        }
+        if let State::Ready(current) = &**self.state.load()
+            && current.refresh_token.is_some()
+        {
+            match self.refresh(&mut session, &current.clone()).await {
+                Ok(_) => return true,
+                Err(e) if !e.is_invalid_grant() => return false, // the IdP is down: keep the login
+                Err(_) => {}
+            }
+        }
+        self.interactive(&mut session, None).await
+    }
+
+    /// Why requests cannot get a token right now.
+    fn unavailable(&self) -> Unavailable {
+        match &**self.state.load() {
+            State::Pending => Unavailable::Pending,
+            State::Failed { reason, .. } => Unavailable::Failed(reason.clone()),
+            State::Ready(_) | State::NotRequired => Unavailable::Retry,
+        }
+    }
+
     /// Discovery, then a saved login if there is one, else the browser.
     async fn first_login(&self, session: &mut Session) {
         match self.ensure_discovery(session).await {
@@ -366,33 +405,55 @@ impl OAuth {
         Some(server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()))
     }
 
-    /// Uses a saved refresh token; true if that gave a token.
+    /// Uses a saved refresh token; true if that gave a token. A saved registered client is
+    /// kept for the next login even when its refresh token is dead.
     async fn resume_saved(&self, session: &mut Session) -> bool {
-        let (Some(store), Some(server)) = (&self.store, Self::server_key(session)) else { return false };
-        let Some(saved) = store.load(&server, &self.cfg.resource, self.cfg.client_id.as_deref()) else { return false };
-        let Some(refresh) = saved.refresh_token.clone().map(SecretString::from) else { return false };
-        let secret = saved.client_secret.clone().map(SecretString::from);
-        let client = Client {
-            id: saved.client_id.clone(),
-            auth: ClientAuth::from_method(saved.token_endpoint_auth_method.as_deref(), secret.clone()),
-            secret,
-            method: saved.token_endpoint_auth_method.clone(),
-            registered_redirect: None,
+        self.try_resume_saved(session).await.unwrap_or(false)
+    }
+
+    async fn try_resume_saved(&self, session: &mut Session) -> Option<bool> {
+        let (Some(store), Some(server)) = (&self.store, Self::server_key(session)) else { return None };
+        let saved = store.load(&server, &self.cfg.resource, self.cfg.client_id.as_deref())?;
+        // A configured client authenticates with the configured secret (the user may have
+        // rotated it); only a registered client's own secret comes from the store.
+        let client = match &self.cfg.client_id {
+            Some(_) => self.configured_client(session)?,
+            None => {
+                let secret = saved.client_secret.clone().map(SecretString::from);
+                Client {
+                    id: saved.client_id.clone(),
+                    auth: ClientAuth::from_method(saved.token_endpoint_auth_method.as_deref(), secret.clone()),
+                    secret,
+                    method: saved.token_endpoint_auth_method.clone(),
+                    registered_redirect: saved.redirect_uri.clone(),
+                }
+            }
         };
+        session.client = Some(client.clone());
+        let refresh = saved.refresh_token.clone().map(SecretString::from)?;
         let endpoint = self.token_endpoint(session, &client);
         match endpoint.refresh(&self.http, &refresh, Some(&self.cfg.resource)).await {
             Ok(tokens) => {
                 info!(store = %store.dir().display(), "resumed the saved login; no browser needed");
-                session.client = Some(client);
                 session.scope = saved.scope.clone();
                 self.activate(session, &tokens);
-                true
+                Some(true)
             }
             Err(e) => {
                 warn!(error = %e, "the saved login is no longer valid; logging in again");
-                store.forget(&server, &self.cfg.resource, self.cfg.client_id.as_deref());
-                false
+                self.forget_refresh_token(session);
+                Some(false)
             }
+        }
+    }
+
+    /// Drops the saved refresh token but keeps the registered client.
+    fn forget_refresh_token(&self, session: &Session) {
+        if let (Some(store), Some(server)) = (&self.store, Self::server_key(session))
+            && let Some(mut saved) = store.load(&server, &self.cfg.resource, self.cfg.client_id.as_deref())
+        {
+            saved.refresh_token = None;
+            store.save(&saved, self.cfg.client_id.as_deref());
         }
     }
 
@@ -409,10 +470,8 @@ impl OAuth {
             Ok(tokens) => Ok(self.activate(session, &tokens)),
             Err(e) => {
                 warn!(error = %e, "refreshing the access token failed");
-                if e.is_invalid_grant()
-                    && let (Some(store), Some(server)) = (&self.store, Self::server_key(session))
-                {
-                    store.forget(&server, &self.cfg.resource, self.cfg.client_id.as_deref());
+                if e.is_invalid_grant() {
+                    self.forget_refresh_token(session);
                 }
                 Err(e)
             }
@@ -445,6 +504,8 @@ impl OAuth {
         let pre_registered = self.cfg.client_id.is_some();
         let callback = Callback::bind(self.cfg.callback_port, pre_registered).await?;
         let client = self.client(session, &callback.redirect_uri).await?;
+        // Kept even if this login fails: the next attempt reuses the registration.
+        session.client = Some(client.clone());
         let discovery = session.discovery.as_ref().ok_or(LoginError::NotRequired)?;
         let server = &discovery.server;
         let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
@@ -463,6 +524,11 @@ impl OAuth {
                 .append_pair("resource", &self.cfg.resource);
             if let Some(scope) = &scope {
                 q.append_pair("scope", scope);
+                // OIDC Core §11: an OpenID provider grants offline_access (a refresh token)
+                // only with explicit consent.
+                if scope.split(' ').any(|s| s == "offline_access") {
+                    q.append_pair("prompt", "consent");
+                }
             }
         }
         eprintln!("Waiting for the login to the MCP server (up to {:?})…", self.cfg.timeout);
@@ -476,7 +542,6 @@ impl OAuth {
         let endpoint = self.token_endpoint(session, &client);
         let tokens =
             endpoint.exchange_code(&self.http, &code, verifier(&pkce), &redirect_uri, Some(&self.cfg.resource)).await?;
-        session.client = Some(client);
         session.scope = scope;
         self.activate(session, &tokens);
         info!("logged in to the MCP server");
@@ -543,6 +608,33 @@ impl OAuth {
         })
     }
 
+    /// The pre-registered client (`--remote-auth-client-id`), authenticating as the
+    /// authorization server supports: basic, else post, with a secret; none without.
+    fn configured_client(&self, session: &Session) -> Option<Client> {
+        let id = self.cfg.client_id.clone()?;
+        let secret = self.cfg.client_secret.clone();
+        let supported = session
+            .discovery
+            .as_ref()
+            .and_then(|d| d.server.metadata.token_endpoint_auth_methods_supported.clone())
+            .unwrap_or_default();
+        let method = match &secret {
+            None => "none",
+            Some(_) if supported.is_empty() || supported.iter().any(|m| m == "client_secret_basic") => {
+                "client_secret_basic"
+            }
+            Some(_) if supported.iter().any(|m| m == "client_secret_post") => "client_secret_post",
+            Some(_) => "client_secret_basic",
+        };
+        Some(Client {
+            id,
+            auth: ClientAuth::from_method(Some(method), secret.clone()),
+            secret,
+            method: Some(method.to_owned()),
+            registered_redirect: None,
+        })
+    }
+
     fn token_endpoint(&self, session: &Session, client: &Client) -> TokenEndpoint {
         let url =
             session.discovery.as_ref().map(|d| d.server.token_endpoint.clone()).unwrap_or_else(|| self.target.clone());
@@ -559,8 +651,10 @@ impl OAuth {
                     server,
                     resource: self.cfg.resource.clone(),
                     client_id: client.id.clone(),
-                    client_secret: store::expose(&client.secret),
+                    // A configured secret stays where the user keeps it (flag, file, env).
+                    client_secret: if self.cfg.client_id.is_some() { None } else { store::expose(&client.secret) },
                     token_endpoint_auth_method: client.method.clone(),
+                    redirect_uri: client.registered_redirect.clone(),
                     refresh_token: store::expose(&tokens.refresh_token),
                     scope: session.scope.clone().or_else(|| tokens.scope.clone()),
                 },

@@ -32,6 +32,9 @@ pub struct Saved {
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// The redirect URI a registered client was registered with.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
 }
 
 /// A directory of saved logins.
@@ -105,11 +108,6 @@ impl Store {
         fs::rename(&tmp, &path)
     }
 
-    /// Forgets a login (its refresh token died).
-    pub fn forget(&self, server: &str, resource: &str, configured_client: Option<&str>) {
-        let _ = fs::remove_file(self.path(server, resource, configured_client));
-    }
-
     /// The directory (for messages).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -137,6 +135,7 @@ mod tests {
             token_endpoint_auth_method: Some("none".into()),
             refresh_token: Some("rt".into()),
             scope: Some("a b".into()),
+            redirect_uri: None,
         };
         store.save(&login, None);
         let back = store.load("https://as.example", "https://mcp.example/mcp", None).unwrap();
@@ -150,8 +149,6 @@ mod tests {
             store.load("https://as.example", "https://mcp.example/mcp", None).is_none(),
             "corrupt files are ignored"
         );
-        store.forget("https://as.example", "https://mcp.example/mcp", None);
-        assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -284,8 +284,8 @@ impl Proxy {
                     renewed = true;
                     let challenged = Challenged::from_headers(resp.headers());
                     drop(resp);
-                    if !outbound.recover_unauthorized(auth.as_ref(), challenged).await {
-                        return login_unavailable(&Unavailable::Pending, &body);
+                    if let Err(why) = outbound.recover_unauthorized(auth.as_ref(), challenged).await {
+                        return login_unavailable(&why, &body);
                     }
                 }
                 StatusCode::UNAUTHORIZED => {
@@ -302,8 +302,8 @@ impl Proxy {
                     step_ups += 1;
                     drop(resp);
                     info!(%scope, attempt = step_ups, "the MCP server asks for more scope; logging in again");
-                    if !outbound.step_up(&scope).await {
-                        return login_unavailable(&Unavailable::Pending, &body);
+                    if let Err(why) = outbound.step_up(&scope).await {
+                        return login_unavailable(&why, &body);
                     }
                 }
                 _ => return self.relay(resp, is_get, client_host),
@@ -444,6 +444,7 @@ fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
     let message = match why {
         Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL is in the proxy's log) and retry".to_owned(),
         Unavailable::Failed(reason) => format!("the proxy could not log in to the MCP server ({reason}); it will try again on a later request"),
+        Unavailable::Retry => "the authorization server of the MCP server is unavailable; the proxy keeps its login and retries".to_owned(),
     };
     let id = jsonrpc::request_id(body);
     respond::with_retry_after(
