@@ -1,0 +1,224 @@
+"""A real MCP server protected by the IdP's tokens: the upstream that `thv proxy` logs in to.
+
+The Python SDK (`mcp`) in resource-server mode: `AuthSettings` + a token verifier. Without a
+valid token it answers 401 with `WWW-Authenticate: Bearer … resource_metadata="…"` and serves
+its RFC 9728 document at /.well-known/oauth-protected-resource/mcp (`authorization_servers`
+= the IdP, `scopes_supported` = ["mcp:tools"]), exactly what `thv proxy --remote-auth`
+discovers. The verifier checks the IdP's JWTs with `jwcrypto`: signature against the IdP's
+JWKS, `iss` = the IdP, `aud` = this server's own URL, `exp` with no leeway at all, and the
+`mcp:tools` scope (enforced by the SDK's middleware).
+
+Every HTTP request is recorded - time, method, path, the response status and the
+`Authorization` header verbatim - and served at GET /_log (POST /_log/clear empties it), so the
+harness can prove which token reached the upstream, and that each was one of the IdP's.
+POST /_test/reject?n=N makes the next N MCP requests that carry a token get a 401
+`invalid_token` (with `resource_metadata`, as the SDK sends it), as if the token had been revoked.
+
+Tools: `whoami` (the token's subject, client and expiry, and a SHA-256 of the token) and
+`echo(text)`.
+
+Usage: .venv/bin/python upstream.py --issuer http://127.0.0.1:IDP [--port 0]
+Prints {"url": "http://127.0.0.1:PORT/mcp", "port": PORT} on stdout when it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import socket
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import uvicorn
+from jwcrypto import jwk, jwt
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+
+RECORD: list[dict[str, Any]] = []
+REJECT = {"next": 0}  # how many of the next MCP requests that carry a token get a 401 anyway
+VERIFIED: dict[str, dict[str, Any]] = {}  # sha256(token) -> claims of tokens that verified
+
+
+class JwtVerifier:
+    def __init__(self, issuer: str, resource: str) -> None:
+        self.issuer = issuer
+        self.resource = resource
+        self.keys: jwk.JWKSet | None = None
+
+    def _keyset(self) -> jwk.JWKSet:
+        if self.keys is None:
+            with urllib.request.urlopen(f"{self.issuer}/jwks", timeout=5) as response:  # noqa: S310 - loopback IdP
+                self.keys = jwk.JWKSet.from_json(response.read())
+        return self.keys
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            parsed = jwt.JWT(
+                jwt=token,
+                key=self._keyset(),
+                algs=["RS256"],
+                check_claims={"iss": self.issuer, "aud": self.resource, "exp": None},
+                expected_type="JWS",
+            )
+            claims = json.loads(parsed.claims)
+            # jwcrypto allows 60 s of skew; this upstream allows none.
+            if float(claims["exp"]) <= time.time():
+                return None
+        except Exception:  # noqa: BLE001 - any failure means "not a valid token"
+            return None
+        VERIFIED[hashlib.sha256(token.encode()).hexdigest()] = claims
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id", "")),
+            scopes=str(claims.get("scope", "")).split(),
+            expires_at=int(claims["exp"]),
+            resource=self.resource,
+            subject=claims.get("sub"),
+        )
+
+
+class Recorder:
+    """ASGI middleware: records each HTTP request and its status, serves the record at /_log."""
+
+    def __init__(self, app: Any, resource: str) -> None:
+        self.app = app
+        self.mcp_path = "/mcp"
+        self.metadata_url = resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in ("/_log", "/_log/clear", "/_test/reject"):
+            if path == "/_log/clear":
+                RECORD.clear()
+                body = b'{"cleared": true}'
+            elif path == "/_test/reject":
+                query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
+                REJECT["next"] = int(query.get("n", "1"))
+                body = json.dumps(REJECT).encode()
+            else:
+                body = json.dumps({"requests": RECORD, "verified": VERIFIED}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        headers: dict[str, list[str]] = {}
+        for raw_name, raw_value in scope.get("headers", []):
+            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        entry: dict[str, Any] = {
+            "t": time.time(),
+            "method": scope.get("method"),
+            "path": path,
+            "authorization": headers.get("authorization"),
+            "status": None,
+        }
+        RECORD.append(entry)
+        if path == self.mcp_path and entry["authorization"] and REJECT["next"] > 0:
+            # As if the token had been revoked at the IdP: the SDK's own 401 shape.
+            REJECT["next"] -= 1
+            entry["status"] = 401
+            entry["injected"] = True
+            challenge = (
+                'Bearer error="invalid_token", error_description="The token was revoked", '
+                f'resource_metadata="{self.metadata_url}"'
+            )
+            body = b'{"error": "invalid_token", "error_description": "The token was revoked"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", challenge.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_and_record)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--issuer", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    port = sock.getsockname()[1]
+    resource = f"http://127.0.0.1:{port}/mcp"
+
+    server = MCPServer(
+        name="thv-browser-upstream",
+        token_verifier=JwtVerifier(args.issuer, resource),
+        auth=AuthSettings(
+            issuer_url=args.issuer,
+            resource_server_url=resource,
+            required_scopes=["mcp:tools"],
+            validate_token_resource=False,  # the verifier checks aud itself
+        ),
+    )
+
+    @server.tool()
+    def whoami(ctx: Context) -> str:
+        """Who the upstream thinks is calling (from the bearer token this request carried)."""
+        header = (ctx.headers or {}).get("authorization") or ""
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        claims = VERIFIED.get(digest, {})
+        return json.dumps(
+            {
+                "token_sha256": digest,
+                "sub": claims.get("sub"),
+                "client_id": claims.get("client_id"),
+                "aud": claims.get("aud"),
+                "exp": claims.get("exp"),
+                "scope": claims.get("scope"),
+            },
+            sort_keys=True,
+        )
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    app = Recorder(server.streamable_http_app(streamable_http_path="/mcp"), resource)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+
+    async def serve() -> None:
+        task = asyncio.create_task(uv.serve(sockets=[sock]))
+        deadline = time.monotonic() + 10
+        while not uv.started and not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if uv.started:
+            print(json.dumps({"url": resource, "port": port}), flush=True)
+        await task
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
