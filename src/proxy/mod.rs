@@ -26,11 +26,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -455,7 +455,7 @@ fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
 
 /// Reads the whole request body, refusing more than `limit` bytes (before reading, when
 /// `Content-Length` already says so) and bodies that trickle in too slowly.
-async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ForwardError> {
+async fn read_body(mut body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ForwardError> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
@@ -464,14 +464,37 @@ async fn read_body(body: Incoming, headers: &http::HeaderMap, limit: usize) -> R
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ForwardError::BodyTooLarge { limit });
     }
-    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect())
+    let read = async {
+        // A small message arrives in one frame and is kept as it is, without a copy. A
+        // larger one is gathered into one buffer sized from Content-Length, each frame
+        // freed once copied, so memory peaks near the body's size, not twice it.
+        let mut first: Option<Bytes> = None;
+        let mut gathered: Option<BytesMut> = None;
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ForwardError::BodyRead(e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            total += data.len();
+            if total > limit {
+                return Err(ForwardError::BodyTooLarge { limit });
+            }
+            match (&mut gathered, first.take()) {
+                (Some(buf), _) => buf.extend_from_slice(&data),
+                (None, None) => first = Some(data),
+                (None, Some(head)) => {
+                    let capacity = declared.map_or(head.len() + data.len(), |n| n as usize);
+                    let mut buf = BytesMut::with_capacity(capacity.min(limit));
+                    buf.extend_from_slice(&head);
+                    buf.extend_from_slice(&data);
+                    gathered = Some(buf);
+                }
+            }
+        }
+        Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
         .await
-        .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?;
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ForwardError::BodyTooLarge { limit }),
-        Err(e) => Err(ForwardError::BodyRead(e.to_string())),
-    }
+        .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?
 }
 
 /// The origin a client used to reach the proxy, for rewriting a legacy `endpoint` URL;
