@@ -11,7 +11,9 @@
 #   5. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
 #      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
 #   6. the real-browser login suite (oidc-provider, headless Chromium): interop/browser/run.py;
-#   7. the per-request instruction-count regression guard (valgrind callgrind).
+#   7. fuzzing: every cargo-fuzz target for FUZZ_SECONDS (default 10 s) from its seeds;
+#   8. the short soak (soak/run.sh --quick);
+#   9. the per-request instruction-count regression guard (valgrind callgrind).
 # Every stage prints its own "N passed, M failed" line; the script stops at the first
 # failing stage and exits non-zero.
 set -euo pipefail
@@ -48,6 +50,12 @@ if [[ -f interop/browser/run.py ]]; then
   stage "real-browser login suite (oidc-provider, headless Chromium)"
   python3 interop/browser/run.py
 fi
+
+stage "fuzzing (cargo-fuzz, every target for a bounded time from its seeds)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash fuzz/run.sh
+
+stage "soak, short version (100 clients mixing POSTs and SSE with incoming auth, then SIGTERM)"
+bash soak/run.sh --quick
 
 if [[ -f bench/callgrind.sh ]]; then
   stage "per-request instruction-count guard (callgrind)"

@@ -689,6 +689,11 @@ fn parse_target(raw: &str) -> Result<Target, ConfigError> {
     if authority.host().is_empty() {
         return Err(ConfigError::new(flag, format!("{raw:?} has no host; {example}")));
     }
+    // http::Uri is lenient about ports and hosts (":99999", ":abc", "217.0.0.1000"
+    // pass, and the default port would be used silently); the WHATWG parser is not.
+    if Url::parse(raw).is_err() {
+        return Err(ConfigError::new(flag, format!("{raw:?} has an invalid host or port; {example}")));
+    }
     if authority.port_u16() == Some(0) {
         return Err(ConfigError::new(flag, format!("{raw:?} has port 0; name the port the MCP server listens on")));
     }
@@ -725,24 +730,25 @@ pub fn is_local_host(host: &str) -> bool {
 /// non-HTTP schemes are refused.
 pub fn normalize_origin(raw: &str) -> Result<String, &'static str> {
     let raw = raw.trim();
-    let (scheme, rest) = raw.split_once("://").ok_or("is not an origin (scheme://host[:port])")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => "80",
-        "https" => "443",
-        _ => return Err("must use http or https"),
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || rest.bytes().any(|b| b.is_ascii_control() || b == b' ')
+    if !raw.contains("://") {
+        return Err("is not an origin (scheme://host[:port])");
+    }
+    let url = Url::parse(raw).map_err(|_| "has an invalid host or port")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must use http or https");
+    }
+    if url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
     {
         return Err("must be scheme://host[:port] with no path, query or credentials");
     }
-    let authority: Authority = rest.parse().map_err(|_| "has an invalid host or port")?;
-    let host = authority.host().to_ascii_lowercase();
-    Ok(match authority.port() {
-        Some(p) if p.as_str() != default_port => format!("{scheme}://{host}:{p}"),
-        _ => format!("{scheme}://{host}"),
-    })
+    // Serialised as a browser sends it (WHATWG URL: lowercase, default port dropped,
+    // IP addresses canonical), so that comparison is plain string equality.
+    Ok(url.origin().ascii_serialization())
 }
 
 /// Parses a byte size: a whole number with an optional unit (`B`, `KiB`/`K`, `MiB`/`M`,
@@ -863,6 +869,9 @@ mod tests {
             ("http://user:pw@example.com/", "credentials"),
             ("http://example.com/mcp#frag", "fragment"),
             ("/mcp", "no scheme"),
+            ("http://example.com:99999/mcp", "invalid host or port"),
+            ("https://example.com:abc/mcp", "invalid host or port"),
+            ("http://217.0.0.1000/mcp", "invalid host or port"),
         ] {
             let err = config(&["--target-uri", uri], &[]).unwrap_err();
             assert_eq!(err.flag, "--target-uri", "{uri}");
@@ -1006,7 +1015,18 @@ mod tests {
         assert_eq!(normalize_origin("HTTP://LocalHost:80/").unwrap(), "http://localhost");
         assert_eq!(normalize_origin("https://a.example:8443").unwrap(), "https://a.example:8443");
         assert_eq!(normalize_origin("http://[::1]:6274").unwrap(), "http://[::1]:6274");
-        for bad in ["a.example", "ftp://a", "http://u@a", "http://a/path", "http://a?x", "http://"] {
+        assert_eq!(normalize_origin("http://a:080").unwrap(), "http://a");
+        assert_eq!(normalize_origin("http://[::ffff:1.2.3.4]").unwrap(), "http://[::ffff:102:304]");
+        for bad in [
+            "a.example",
+            "ftp://a",
+            "http://u@a",
+            "http://a/path",
+            "http://a?x",
+            "http://",
+            "http://:",
+            "http://3[::00ms1]:62",
+        ] {
             assert!(normalize_origin(bad).is_err(), "{bad}");
         }
         let err = config(&["--target-uri", "http://x", "--allowed-origins", "example.com"], &[]).unwrap_err();

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use thv::cli::Invocation;
 
+/// See Cargo.toml: RSS that follows the load, and cheaper small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let invocation = match Invocation::parse_from(std::env::args_os()) {
         Ok(invocation) => invocation,

@@ -117,7 +117,8 @@ impl EndpointRewrite {
 
     /// Takes the next chunk of the stream. Returns what may be sent on now and whether the
     /// scan is over (the first data-carrying event was seen, or the limit was reached).
-    fn feed(&mut self, data: Bytes) -> (Bytes, bool) {
+    #[doc(hidden)] // public for the fuzz targets
+    pub fn feed(&mut self, data: Bytes) -> (Bytes, bool) {
         if self.held.is_empty() {
             // Common case: the chunk holds whole events. Scan it in place, zero-copy.
             return self.scan(data);
@@ -185,16 +186,19 @@ impl EndpointRewrite {
     }
 
     /// What is left when the stream ends. A block ended by a lone CR at the very end is
-    /// complete now that no LF can follow, so it still gets its chance to be rewritten.
-    fn into_remainder(mut self) -> Bytes {
-        let mut held = std::mem::take(&mut self.held);
-        if held.last() == Some(&b'\r') {
-            held.extend_from_slice(b"\n");
+    /// complete now that no LF can follow, so it still gets its chance to be rewritten;
+    /// otherwise the bytes go out exactly as received.
+    #[doc(hidden)] // public for the fuzz targets
+    pub fn into_remainder(mut self) -> Bytes {
+        let held = std::mem::take(&mut self.held).freeze();
+        if held.last() != Some(&b'\r') {
+            return held;
         }
-        let (out, _) = self.scan(held.freeze());
-        let mut rest = BytesMut::from(&out[..]);
-        rest.extend_from_slice(&self.held);
-        rest.freeze()
+        let mut probe = BytesMut::from(&held[..]);
+        probe.extend_from_slice(b"\n");
+        let (out, _) = self.scan(probe.freeze());
+        let unchanged = out.len() == held.len() + 1 && out[..held.len()] == held[..];
+        if unchanged || !self.held.is_empty() { held } else { out }
     }
 }
 
@@ -396,6 +400,8 @@ mod tests {
         assert_eq!(out, "\u{feff}event: endpoint\ndata: http://127.0.0.1:9999/m\n\n");
         let (out, _) = run(&["event: endpoint\rdata: http://127.0.0.1:3000/m\r\r"]);
         assert_eq!(out, "event: endpoint\ndata: http://127.0.0.1:9999/m\n\n");
+        let (out, _) = run(&[": comment\r"]);
+        assert_eq!(out, ": comment\r", "nothing is added to a stream that needed no rewrite");
     }
 
     #[test]

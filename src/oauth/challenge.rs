@@ -203,7 +203,7 @@ impl Parser<'_> {
         // `name=` but not `token68==` (a token68 may end in `=` padding).
         self.s.get(j) == Some(&b'=')
             && self.s.get(j + 1) != Some(&b'=')
-            && !self.s[j + 1..].iter().take_while(|b| **b != b',').all(|b| *b == b'=' || *b == b' ')
+            && !self.s[j + 1..].iter().take_while(|b| **b != b',').all(|b| *b == b'=' || *b == b' ' || *b == b'\t')
     }
 
     fn challenges(&mut self, out: &mut Vec<Challenge>) -> Result<(), ChallengeParseError> {

@@ -56,7 +56,10 @@ impl UrlPolicy {
             return Err(format!("{url} has no host"));
         }
         let loopback = is_loopback_host(host);
-        if self.block_internal && (loopback || is_private_ip_literal(host)) {
+        // Any address literal that is not public (including IPv4-mapped IPv6 such as
+        // [::ffff:169.254.169.254], which no resolver ever sees) is internal.
+        let internal_literal = ip_literal(host).is_some_and(|ip| !is_public(ip));
+        if self.block_internal && (loopback || internal_literal) {
             return Err(format!("{} points into a private network, which a remote server may not name", redact(url)));
         }
         match url.scheme() {
@@ -94,21 +97,22 @@ pub fn redact(url: &Url) -> String {
     ) + url.path()
 }
 
+/// The address of an IP-literal host (brackets allowed), with IPv4-mapped IPv6 unwrapped.
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    })
+}
+
 /// Whether `host` names this machine.
 pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || ip_literal(host).is_some_and(|ip| ip.is_loopback())
 }
 
 fn is_private_ip_literal(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
-        Ok(IpAddr::V6(v6)) => {
-            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified()
-        }
-        Err(_) => false,
-    }
+    ip_literal(host).is_some_and(|ip| !ip.is_loopback() && !is_public(ip))
 }
 
 /// A bounded JSON answer.

@@ -22,7 +22,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::Target;
 
 /// How long an idle pooled connection to the target is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most idle connections kept to the target: enough for steady load, while a burst of
+/// clients does not leave hundreds of idle upstream connections behind.
+const POOL_MAX_IDLE: usize = 256;
 
 /// Which side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,7 @@ impl Upstream {
         let connector = tls.https_or_http().enable_http1().enable_http2().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);

@@ -11,3 +11,4 @@ mod hostile;
 mod inbound;
 mod mcp;
 mod outbound;
+mod properties;

@@ -1,0 +1,618 @@
+//! Property tests (proptest) for the parsers that have a round trip or an invariant. The
+//! fuzz targets in `fuzz/` check the same invariants on arbitrary bytes; these run in every
+//! `cargo test` with modest case counts.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use proptest::prelude::*;
+use thv::config::{is_local_host, normalize_origin, parse_go_duration, parse_size};
+use thv::mcp::jsonrpc::request_id;
+use thv::mcp::sse::{EndpointRewrite, SseBody};
+use thv::oauth::challenge::{BearerChallenge, BearerError, Challenge, parse_challenges};
+use thv::oauth::http::UrlPolicy;
+use thv::oauth::metadata::{protected_resource_urls, well_known_urls};
+use thv::outbound::discover::resource_matches;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+// ---------------------------------------------------------------- WWW-Authenticate
+
+/// What `BearerChallenge::render` makes of a value.
+fn sanitised(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_ascii_control() || !c.is_ascii() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// RFC 9110 `token`.
+fn token() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}"
+}
+
+/// Any text a quoted-string can carry (quotes, backslashes, commas, `=`, Unicode).
+fn quotable() -> impl Strategy<Value = String> {
+    "[ -~\u{e9}\u{2603}]{0,24}"
+}
+
+fn error() -> impl Strategy<Value = Option<BearerError>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(BearerError::InvalidRequest)),
+        Just(Some(BearerError::InvalidToken)),
+        Just(Some(BearerError::InsufficientScope)),
+    ]
+}
+
+/// One challenge to render: a scheme and either a token68 or parameters whose values are
+/// tokens (sent bare) or arbitrary text (sent quoted).
+#[derive(Debug, Clone)]
+struct Spec {
+    scheme: String,
+    token68: Option<String>,
+    params: Vec<(String, String, bool)>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    let param = prop_oneof![
+        (token(), token()).prop_map(|(n, v)| (n, v, false)),
+        (token(), quotable()).prop_map(|(n, v)| (n, v, true)),
+    ];
+    prop_oneof![
+        (token(), "[A-Za-z0-9._~+/-]{1,16}={0,2}").prop_map(|(scheme, t)| Spec {
+            scheme,
+            token68: Some(t),
+            params: vec![]
+        }),
+        (token(), prop::collection::vec(param, 0..4)).prop_map(|(scheme, params)| Spec {
+            scheme,
+            token68: None,
+            params
+        }),
+    ]
+}
+
+/// Renders with the optional whitespace and empty list elements RFC 9110 allows.
+fn render(specs: &[Spec], ows: &[u8]) -> String {
+    let mut ws = ows.iter().cycle();
+    let mut pick = move || match ws.next().copied().unwrap_or(0) % 4 {
+        0 => "",
+        1 => " ",
+        2 => "\t",
+        _ => "  ",
+    };
+    let mut out = String::new();
+    if ows.first() == Some(&3) {
+        out.push_str(", ");
+    }
+    for (i, s) in specs.iter().enumerate() {
+        if i > 0 {
+            // KNOWN ISSUE (reported): a tab between a token68 and the next comma is taken
+            // for a parameter (`Negotiate abc=\t, Basic …` fails to parse); space is fine.
+            let before_comma = if specs[i - 1].token68.is_some() { " " } else { pick() };
+            out.push_str(&format!("{before_comma},{} ", if pick().is_empty() { "" } else { "," }));
+        }
+        out.push_str(&s.scheme);
+        if let Some(t) = &s.token68 {
+            out.push(' ');
+            out.push_str(t);
+        }
+        for (j, (name, value, quoted)) in s.params.iter().enumerate() {
+            out.push_str(if j == 0 { " " } else { ", " });
+            out.push_str(&format!("{name}{}={}", pick(), pick()));
+            if *quoted {
+                out.push('"');
+                for c in value.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            } else {
+                out.push_str(value);
+            }
+        }
+    }
+    out
+}
+
+fn expected(s: &Spec) -> Challenge {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (name, value, _) in &s.params {
+        if !params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            params.push((name.to_ascii_lowercase(), value.clone()));
+        }
+    }
+    Challenge { scheme: s.scheme.clone(), params, token68: s.token68.clone() }
+}
+
+#[test]
+fn token68_followed_by_a_tab_parses_like_followed_by_a_space() {
+    let spaced = parse_challenges(["Negotiate abc= , Basic realm=\"x\""]).unwrap();
+    assert_eq!(parse_challenges(["Negotiate abc=\t, Basic realm=\"x\""]), Ok(spaced));
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn bearer_challenge_renders_a_header_that_parses_back(
+        realm in prop::option::of(quotable()),
+        error in error(),
+        description in prop::option::of(any::<String>()),
+        scope in prop::option::of("[a-z:. ]{0,30}"),
+        resource_metadata in prop::option::of("https://[a-z.]{1,12}/\\.well-known/oauth-protected-resource(/[a-z]{1,6}){0,2}"),
+    ) {
+        let c = BearerChallenge {
+            realm: realm.as_deref(),
+            error,
+            error_description: description.as_deref(),
+            scope: scope.as_deref(),
+            resource_metadata: resource_metadata.as_deref(),
+        };
+        let rendered = c.render();
+        prop_assert!(http::HeaderValue::from_str(&rendered).is_ok(), "{rendered:?}");
+        let parsed = parse_challenges([rendered.as_str()]).unwrap();
+        prop_assert_eq!(parsed.len(), 1);
+        prop_assert!(parsed[0].is_bearer());
+        let want: Vec<(String, String)> = [
+            ("realm", realm.as_deref().map(sanitised)),
+            ("error", error.map(|e| e.as_str().to_owned())),
+            ("error_description", description.as_deref().map(sanitised)),
+            ("scope", scope.as_deref().map(sanitised)),
+            ("resource_metadata", resource_metadata.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n.to_owned(), v)))
+        .collect();
+        prop_assert_eq!(&parsed[0].params, &want);
+    }
+
+    #[test]
+    fn challenge_lists_parse_as_rendered(specs in prop::collection::vec(spec(), 1..5), ows in prop::collection::vec(0u8..4, 1..8)) {
+        let header = render(&specs, &ows);
+        let parsed = parse_challenges([header.as_str()]).unwrap_or_else(|e| panic!("{header:?}: {e}"));
+        let want: Vec<Challenge> = specs.iter().map(expected).collect();
+        prop_assert_eq!(parsed, want, "{:?}", header);
+    }
+
+    #[test]
+    fn challenges_split_over_field_lines_parse_the_same(specs in prop::collection::vec(spec(), 1..5)) {
+        let one = render(&specs, &[1]);
+        let lines: Vec<String> = specs.iter().map(|s| render(std::slice::from_ref(s), &[1])).collect();
+        prop_assert_eq!(
+            parse_challenges([one.as_str()]).unwrap(),
+            parse_challenges(lines.iter().map(String::as_str)).unwrap()
+        );
+    }
+}
+
+// ---------------------------------------------------------------- origins, hosts
+
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z][a-zA-Z0-9-]{0,8}(\\.[a-zA-Z][a-zA-Z0-9]{0,8}){0,3}"
+            .prop_filter("no punycode", |h| !h.to_ascii_lowercase().contains("xn--")),
+        any::<[u8; 4]>().prop_map(|o| Ipv4Addr::from(o).to_string()),
+        // Not IPv4-mapped or -compatible: those print as `::ffff:1.2.3.4`, which
+        // normalize_origin keeps while browsers write `::ffff:102:304` (the known
+        // host-canonicalisation gap, see the fuzz README).
+        any::<[u16; 8]>()
+            .prop_filter("not IPv4-embedded", |s| s[..5] != [0; 5])
+            .prop_map(|s| format!("[{}]", Ipv6Addr::from(s))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn origins_normalise_idempotently_and_as_browsers_serialise_them(
+        https in any::<bool>(),
+        upper_scheme in any::<bool>(),
+        host in host(),
+        port in prop_oneof![Just(None), Just(Some(0u16)), (1u16..).prop_map(Some)],
+        slash in any::<bool>(),
+    ) {
+        let scheme = match (https, upper_scheme) {
+            (false, false) => "http",
+            (false, true) => "HTTP",
+            (true, false) => "https",
+            (true, true) => "HttpS",
+        };
+        // Port 0 in the strategy stands for "the scheme's default port, written out".
+        let port = port.map(|p| if p == 0 { if https { 443 } else { 80 } } else { p });
+        let raw = format!("{scheme}://{host}{}{}", port.map(|p| format!(":{p}")).unwrap_or_default(), if slash { "/" } else { "" });
+        let origin = normalize_origin(&raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+        prop_assert_eq!(normalize_origin(&origin), Ok(origin.clone()));
+        let browser = Url::parse(&raw).unwrap().origin().ascii_serialization();
+        prop_assert_eq!(origin, browser, "{}", raw);
+    }
+
+    #[test]
+    fn hosts_are_local_or_not_whatever_their_case(host in host()) {
+        prop_assert_eq!(is_local_host(&host), is_local_host(&host.to_ascii_uppercase()));
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        prop_assert_eq!(is_local_host(&host), is_local_host(bare));
+    }
+
+    #[test]
+    fn internal_ipv4_hosts_are_local(ip in internal_ipv4()) {
+        prop_assert!(is_local_host(&ip.to_string()), "{}", ip);
+    }
+}
+
+// ---------------------------------------------------------------- sizes and durations
+
+/// Go's `time.Duration.String()`.
+fn go_format(d: Duration) -> String {
+    let ns = d.as_nanos();
+    let frac = |value: u128, unit: u128, suffix: &str| {
+        let (whole, rest) = (value / unit, value % unit);
+        if rest == 0 {
+            format!("{whole}{suffix}")
+        } else {
+            let digits = format!("{rest:0width$}", width = unit.ilog10() as usize);
+            format!("{whole}.{}{suffix}", digits.trim_end_matches('0'))
+        }
+    };
+    match ns {
+        0 => "0s".to_owned(),
+        1..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => frac(ns, 1_000, "µs"),
+        1_000_000..1_000_000_000 => frac(ns, 1_000_000, "ms"),
+        _ => {
+            let (h, m, s) = (ns / 3_600_000_000_000, ns / 60_000_000_000 % 60, ns % 60_000_000_000);
+            let mut out = String::new();
+            if h > 0 {
+                out += &format!("{h}h");
+            }
+            if h > 0 || m > 0 {
+                out += &format!("{m}m");
+            }
+            out + &frac(s, 1_000_000_000, "s")
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn go_durations_round_trip(ns in 0u64..(1 << 53)) {
+        let d = Duration::from_nanos(ns);
+        let text = go_format(d);
+        prop_assert_eq!(parse_go_duration(&text), Ok(d), "{}", text);
+        prop_assert_eq!(parse_go_duration(&format!(" +{text} ")), Ok(d));
+        prop_assert_eq!(parse_go_duration(&format!("{ns}ns")), Ok(d));
+    }
+
+    #[test]
+    fn go_duration_components_add_up(h in 0u64..1000, m in 0u64..1000, s in 0u64..1000, ms in 0u64..1000, us in 0u64..1000) {
+        let text = format!("{h}h{m}m{s}s{ms}ms{us}us");
+        let want = Duration::from_secs(h * 3600 + m * 60 + s) + Duration::from_millis(ms) + Duration::from_micros(us);
+        prop_assert_eq!(parse_go_duration(&text), Ok(want));
+    }
+
+    #[test]
+    fn negative_and_unitless_durations_are_refused(n in 1u64.., unit in "(ns|us|µs|ms|s|m|h)") {
+        let negative = format!("-{n}{unit}");
+        prop_assert!(parse_go_duration(&negative).is_err(), "{}", negative);
+        prop_assert!(parse_go_duration(&n.to_string()).is_err(), "{}", n);
+    }
+
+    #[test]
+    fn sizes_round_trip(n in 1u64..=(4 << 30), unit in 0usize..7) {
+        let (suffix, mult) = [("", 1u64), ("B", 1), ("KiB", 1 << 10), ("k", 1 << 10), ("MiB", 1 << 20), ("KB", 1000), ("MB", 1_000_000)][unit];
+        let count = (n / mult).max(1);
+        let bytes = count * mult;
+        let text = format!("{count}{suffix}");
+        if bytes <= 4 << 30 {
+            prop_assert_eq!(parse_size(&text), Ok(bytes as usize), "{}", text);
+            prop_assert_eq!(parse_size(&format!(" {count} {} ", suffix.to_ascii_uppercase())), Ok(bytes as usize));
+        } else {
+            prop_assert!(parse_size(&text).is_err());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- JSON-RPC ids
+
+fn json_id() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<String>().prop_map(serde_json::Value::from),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn request_ids_are_echoed_exactly(id in json_id(), method in "[a-z/]{1,20}", ws in "[ \t\r\n]{0,3}", id_first in any::<bool>()) {
+        let id_text = id.to_string();
+        let body = if id_first {
+            format!(r#"{ws}{{"id":{id_text},"jsonrpc":"2.0","method":"{method}","params":{{}}}}"#)
+        } else {
+            format!(r#"{ws}{{"jsonrpc":"2.0","method":"{method}","params":{{"id":0}},"id":{id_text}}}"#)
+        };
+        prop_assert_eq!(request_id(body.as_bytes()).map(|r| r.get().to_owned()), Some(id_text));
+        // The same message as a notification, a response or inside a batch has no id.
+        let notification = format!(r#"{{"jsonrpc":"2.0","method":"{method}"}}"#);
+        let response = format!(r#"{{"id":{id},"result":{{}}}}"#);
+        let batch = format!("[{body}]");
+        for no_id in [notification, response, batch] {
+            prop_assert!(request_id(no_id.as_bytes()).is_none(), "{}", no_id);
+        }
+    }
+
+    #[test]
+    fn request_id_never_panics(body in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = request_id(&body);
+    }
+}
+
+// ---------------------------------------------------------------- discovery URLs
+
+/// A path segment that is never `.` or `..` (which URL parsing would resolve away).
+fn segment() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9_~-][a-zA-Z0-9._~-]{0,7}"
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn well_known_urls_stay_on_the_issuer_origin(
+        https in any::<bool>(),
+        host in "[a-z]{1,8}\\.example",
+        port in prop::option::of(1u16..),
+        path in prop::collection::vec(segment(), 0..4),
+        slash in any::<bool>(),
+        query in prop::option::of("[a-z]=[0-9]"),
+    ) {
+        let path: String = path.iter().map(|s| format!("/{s}")).collect();
+        let raw = format!(
+            "{}://{host}{}{path}{}{}",
+            if https { "https" } else { "http" },
+            port.map(|p| format!(":{p}")).unwrap_or_default(),
+            if slash { "/" } else { "" },
+            query.map(|q| format!("?{q}")).unwrap_or_default(),
+        );
+        let issuer = Url::parse(&raw).unwrap();
+        let p = issuer.path().trim_end_matches('/').to_owned();
+        let urls = well_known_urls(&issuer);
+        for u in &urls {
+            prop_assert_eq!(u.origin(), issuer.origin());
+            prop_assert!(u.query().is_none() && u.fragment().is_none());
+        }
+        let paths: Vec<&str> = urls.iter().map(Url::path).collect();
+        if p.is_empty() {
+            prop_assert_eq!(paths, ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]);
+        } else {
+            prop_assert_eq!(
+                paths,
+                [
+                    format!("/.well-known/oauth-authorization-server{p}"),
+                    format!("/.well-known/openid-configuration{p}"),
+                    format!("{p}/.well-known/openid-configuration"),
+                ]
+            );
+        }
+        let prm = protected_resource_urls(&issuer);
+        prop_assert_eq!(prm.last().unwrap().path(), "/.well-known/oauth-protected-resource");
+        prop_assert_eq!(prm.len(), if p.is_empty() { 1 } else { 2 });
+        for u in &prm {
+            prop_assert_eq!(u.origin(), issuer.origin());
+        }
+    }
+
+    #[test]
+    fn resources_match_themselves_and_their_sub_paths_only(
+        host in "[a-z]{1,8}\\.example",
+        other in "[a-z]{1,8}\\.test",
+        base in prop::collection::vec(segment(), 0..3),
+        sub in prop::collection::vec(segment(), 1..3),
+        suffix in "[a-z0-9]{1,4}",
+    ) {
+        let base: String = base.iter().map(|s| format!("/{s}")).collect();
+        let sub: String = sub.iter().map(|s| format!("/{s}")).collect();
+        let declared = format!("https://{host}{base}");
+        prop_assert!(resource_matches(&declared, &declared));
+        let with_slash = format!("{declared}/");
+        prop_assert!(resource_matches(&with_slash, &declared), "{}", with_slash);
+        prop_assert!(resource_matches(&declared, &format!("{declared}{sub}")), "a covering resource");
+        prop_assert!(!resource_matches(&format!("{declared}{sub}"), &declared), "a narrower resource");
+        prop_assert!(!resource_matches(&format!("{declared}{suffix}"), &format!("{declared}/x")), "a sibling path");
+        prop_assert!(!resource_matches(&format!("https://{other}{base}"), &format!("{declared}{sub}")), "another host");
+        prop_assert!(!resource_matches(&format!("http://{host}{base}"), &format!("{declared}{sub}")), "another scheme");
+    }
+}
+
+// ---------------------------------------------------------------- URL policy
+
+/// Addresses inside: private (RFC 1918), link-local (cloud metadata), loopback, unspecified.
+fn internal_ipv4() -> impl Strategy<Value = Ipv4Addr> {
+    prop_oneof![
+        any::<[u8; 3]>().prop_map(|[b, c, d]| Ipv4Addr::new(10, b, c, d)),
+        (16u8..32, any::<[u8; 2]>()).prop_map(|(b, [c, d])| Ipv4Addr::new(172, b, c, d)),
+        any::<[u8; 2]>().prop_map(|[c, d]| Ipv4Addr::new(192, 168, c, d)),
+        any::<[u8; 2]>().prop_map(|[c, d]| Ipv4Addr::new(169, 254, c, d)),
+        any::<[u8; 3]>().prop_map(|[b, c, d]| Ipv4Addr::new(127, b, c, d)),
+        Just(Ipv4Addr::UNSPECIFIED),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn the_policy_refuses_private_ipv4_addresses(ip in internal_ipv4(), block_internal in any::<bool>()) {
+        let url = Url::parse(&format!("https://{ip}/jwks")).unwrap();
+        #[allow(clippy::needless_update)]
+        let policy = UrlPolicy { allow_insecure: false, block_internal, ..Default::default() };
+        if ip.is_private() || ip.is_link_local() || ip.is_unspecified() {
+            prop_assert!(policy.check(&url).is_err(), "{}", url);
+        }
+        if ip.is_loopback() && block_internal {
+            prop_assert!(policy.check(&url).is_err(), "{}", url);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// `https://[::ffff:169.254.169.254]/` reaches 169.254.169.254 through a dual-stack
+    /// socket; an IP literal is never resolved, so the policy is the only guard.
+    #[test]
+    fn the_policy_refuses_internal_ipv4_mapped_addresses(ip in internal_ipv4(), block_internal in any::<bool>()) {
+        let url = Url::parse(&format!("https://[{}]/jwks", ip.to_ipv6_mapped())).unwrap();
+        #[allow(clippy::needless_update)]
+        let policy = UrlPolicy { allow_insecure: false, block_internal, ..Default::default() };
+        if ip.is_private() || ip.is_link_local() || ip.is_unspecified() || (block_internal && ip.is_loopback()) {
+            prop_assert!(policy.check(&url).is_err(), "{}", url);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SSE
+
+const UPSTREAM: [&str; 2] = ["http://127.0.0.1:3000", "http://localhost:3000"];
+const PROXY: &str = "http://127.0.0.1:9999";
+
+/// Sends `chunks` as a chunked `text/event-stream` body through `SseBody` (a real hyper
+/// `Incoming` over an in-memory pipe) and returns what comes out.
+fn through_sse_body(rt: &tokio::runtime::Runtime, chunks: &[&[u8]]) -> Vec<u8> {
+    let rewrite = EndpointRewrite::new(UPSTREAM.iter().map(|s| (*s).to_owned()).collect(), PROXY.to_owned());
+    let mut response =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for c in chunks.iter().filter(|c| !c.is_empty()) {
+        response.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        response.extend_from_slice(c);
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"0\r\n\r\n");
+    rt.block_on(async move {
+        let (client_io, mut server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = server_io.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                head.extend_from_slice(&buf[..n]);
+            }
+            server_io.write_all(&response).await.unwrap();
+            let _ = server_io.read(&mut buf).await;
+        });
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(client_io)).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let request = http::Request::get("/sse").header("host", "127.0.0.1:3000").body(Empty::new()).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let body = SseBody::new(response.into_body(), CancellationToken::new(), Some(rewrite));
+        let out = body.collect().await.unwrap().to_bytes().to_vec();
+        drop(sender);
+        let _ = conn.await;
+        server.abort();
+        out
+    })
+}
+
+fn eol() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just("\n"), Just("\r\n"), Just("\r")]
+}
+
+/// One SSE event block that never names the upstream.
+fn block() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        "[a-z ]{0,10}".prop_map(|c| format!(":{c}")),
+        "[0-9]{1,4}".prop_map(|n| format!("id: {n}")),
+        "[0-9]{1,4}".prop_map(|n| format!("retry: {n}")),
+        prop_oneof![Just("message"), Just("endpoint"), Just("ping")].prop_map(|e| format!("event: {e}")),
+        "[ -~]{0,30}".prop_filter("no upstream URL", |d| !d.contains("3000")).prop_map(|d| format!("data: {d}")),
+    ];
+    (prop::collection::vec((line, eol()), 1..4), eol())
+        .prop_map(|(lines, end)| lines.into_iter().map(|(l, e)| format!("{l}{e}")).collect::<String>() + end)
+}
+
+/// Cuts `s` at the given fractions of its length.
+fn cut<'a>(s: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (s.len() + 1)).collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for p in points {
+        out.push(&s[at..p]);
+        at = p;
+    }
+    out.push(&s[at..]);
+    out
+}
+
+/// KNOWN ISSUE (reported): a stream that ends in a lone CR before any data event gets an
+/// LF appended.
+fn known_lone_cr(input: &[u8], output: &[u8]) -> bool {
+    input.last() == Some(&b'\r') && output.len() == input.len() + 1 && output.starts_with(input)
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn sse_streams_without_an_upstream_endpoint_pass_byte_for_byte(
+        blocks in prop::collection::vec(block(), 1..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let stream = blocks.concat().into_bytes();
+        let out = through_sse_body(&rt, &cut(&stream, &cuts));
+        prop_assert!(out == stream || known_lone_cr(&stream, &out), "{:?} → {:?}", String::from_utf8_lossy(&stream), String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn the_legacy_endpoint_is_rewritten_however_the_stream_is_cut(
+        before in prop::collection::vec("[a-z ]{0,10}".prop_map(|c| format!(":{c}\n\n")), 0..3),
+        origin in prop::sample::select(&["http://127.0.0.1:3000", "HTTP://LOCALHOST:3000", "http://localhost:3000"][..]),
+        path in "(/[a-z]{1,8}){0,2}(\\?sessionId=[0-9a-f]{1,8})?",
+        e1 in eol(),
+        e2 in eol(),
+        after in "[a-z ]{0,20}",
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A CR then an LF would be one CRLF line end, not a blank line.
+        let e2 = if e1 == "\r" && e2 == "\n" { "\r\n" } else { e2 };
+        let head = before.concat();
+        let stream = format!("{head}event: endpoint{e1}data: {origin}{path}{e1}{e2}data: {after}\n\n");
+        let path = if path.is_empty() { "/".to_owned() } else { path };
+        let want = format!("{head}event: endpoint\ndata: {PROXY}{path}\n\ndata: {after}\n\n");
+        let whole = through_sse_body(&rt, &[stream.as_bytes()]);
+        let pieces = through_sse_body(&rt, &cut(stream.as_bytes(), &cuts));
+        prop_assert_eq!(String::from_utf8_lossy(&whole), want.as_str());
+        prop_assert_eq!(whole, pieces);
+    }
+}
+
+#[test]
+fn sse_stream_ending_in_a_lone_cr_passes_unchanged() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_eq!(through_sse_body(&rt, &[b": comment\r"]), b": comment\r");
+}
