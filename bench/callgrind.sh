@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# CI regression guard: instructions per forwarded request under callgrind vs
+# bench/callgrind-baseline.txt; exits 1 when more than 10% above. A few minutes on 2 cores.
+#
+#   bench/callgrind.sh             build the release thv, measure, compare
+#   bench/callgrind.sh --update    record a new baseline (commit it on its own, with the reason)
+#
+# Set CARGO_TARGET_DIR to build elsewhere, or THV_BIN to measure a binary already built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "callgrind: installing valgrind (apt)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
+if [ -z "${THV_BIN:-}" ]; then
+  cargo build --release --quiet --bin thv
+  THV_BIN="${CARGO_TARGET_DIR:-target}/release/thv"
+fi
+exec python3 bench/callgrind.py --thv "$THV_BIN" "$@"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what bench/run.sh needs. Idempotent: re-running skips what is already there.
+#   Debian: nginx-light, haproxy, wrk, valgrind      (apt)
+#   crates.io: oha 1.16.0, mcp-proxy 0.6.0            (cargo install --locked, into ~/.cargo/bin)
+#   PyPI: bench/requirements.txt                      (venv in bench/run/venv, for JWT minting)
+# mcp-proxy is optional: if it does not build, the run reports that peer as skipped.
+set -euo pipefail
+cd "$(dirname "$0")"
+BENCH=$PWD
+OHA_VERSION=1.16.0
+MCP_PROXY_VERSION=0.6.0
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+export PATH="$CARGO_BIN:$PATH"
+mkdir -p run
+
+need_apt=()
+for pair in nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind taskset:util-linux; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts the packaged services; the bench runs its own instances, never those.
+
+installed_version() { # crate -> version installed by cargo install, or empty
+  cargo install --list 2>/dev/null | awk -v c="$1" '$1==c {sub(/^v/,"",$2); sub(/:$/,"",$2); print $2}'
+}
+if [ "$(installed_version oha)" != "$OHA_VERSION" ]; then
+  echo "setup: cargo install oha $OHA_VERSION (about 4 min on 2 cores)"
+  cargo install oha --version "$OHA_VERSION" --locked --quiet
+fi
+if [ "$(installed_version mcp-proxy)" != "$MCP_PROXY_VERSION" ]; then
+  echo "setup: cargo install mcp-proxy $MCP_PROXY_VERSION (about 10 min on 2 cores)"
+  if ! cargo install mcp-proxy --version "$MCP_PROXY_VERSION" --locked --quiet > run/mcp-proxy-install.log 2>&1; then
+    echo "setup: WARNING: mcp-proxy $MCP_PROXY_VERSION did not build (see bench/run/mcp-proxy-install.log);" \
+         "the bench skips that peer"
+  fi
+fi
+
+if [ ! -x run/venv/bin/python ] || ! cmp -s requirements.txt run/venv/requirements.txt; then
+  echo "setup: python venv run/venv (pinned bench/requirements.txt)"
+  rm -rf run/venv
+  python3 -m venv run/venv
+  run/venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+  cp requirements.txt run/venv/requirements.txt
+fi
+
+echo "setup: ok — nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'), $(/usr/sbin/haproxy -v | head -1 | awk '{print "haproxy", $3}')," \
+     "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(oha --version), " \
+     "$(command -v mcp-proxy >/dev/null && mcp-proxy --version 2>/dev/null || echo 'mcp-proxy: not installed')"
