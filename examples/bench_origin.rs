@@ -9,7 +9,8 @@
 //!   `Accept` that names only `text/event-stream`, the same answer comes as one SSE event.
 //!   Notifications (no `id`) get `202 Accepted`. The body may be large (the 5 MiB test).
 //! * `GET` with `Accept: text/event-stream` (any path): an endless event stream, one event
-//!   immediately and then one every `interval_ms` (query, default 10), each
+//!   immediately and then one every `interval_ms` (query, default 10; successive streams get
+//!   spread phases), each
 //!   `data: {"seq":N,"t_ns":UNIX_NANOS}` stamped when the event is written, so a client can
 //!   measure per-event latency as now − t_ns (same machine, same clock).
 //! * `GET /jwks.json`: the file given with `--jwks` (a static JWKS for the JWT bench rows);
@@ -24,6 +25,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -230,17 +232,25 @@ async fn post(req: Request<Incoming>, cfg: &'static Config) -> Response<OriginBo
     }
 }
 
+/// Streams opened so far: spreads the phases of their ticks.
+static STREAMS: AtomicU64 = AtomicU64::new(0);
+
 /// An endless event stream: an event right away, then one per tick, stamped when written.
+/// The ticks of successive streams are spread over the interval (golden-ratio phases), so
+/// many streams opened together do not all fire in the same timer tick.
 struct EventStream {
+    first: bool,
     tick: Interval,
     seq: u64,
 }
 
 impl EventStream {
     fn new(every: Duration) -> EventStream {
-        let mut tick = tokio::time::interval(every);
+        let n = STREAMS.fetch_add(1, Ordering::Relaxed);
+        let phase = every.mul_f64((n as f64 * 0.618_033_988_75).fract());
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every + phase, every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        EventStream { tick, seq: 0 }
+        EventStream { first: true, tick, seq: 0 }
     }
 }
 
@@ -250,14 +260,12 @@ impl Body for EventStream {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        match this.tick.poll_tick(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => {
-                let t_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-                let ev = format!("id: {0}\ndata: {{\"seq\":{0},\"t_ns\":{t_ns}}}\n\n", this.seq);
-                this.seq += 1;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(ev)))))
-            }
+        if !std::mem::take(&mut this.first) && this.tick.poll_tick(cx).is_pending() {
+            return Poll::Pending;
         }
+        let t_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let ev = format!("id: {0}\ndata: {{\"seq\":{0},\"t_ns\":{t_ns}}}\n\n", this.seq);
+        this.seq += 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(ev)))))
     }
 }
