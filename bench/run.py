@@ -792,7 +792,8 @@ class Bench:
                 return (r.stdout + r.stderr).strip().splitlines()[0]
             except Exception:
                 return "n/a"
-        sha = cmd(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"])
+        # BENCH_COMMIT: the commit the binaries were built from, when that is not the work tree's HEAD.
+        sha = os.environ.get("BENCH_COMMIT") or cmd(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"])
         dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--", "src",
                                 "Cargo.toml", "Cargo.lock"], capture_output=True, text=True).stdout.strip()
         # BENCH_CLEAN_EXPORT=1: the binaries were built from `git archive HEAD` (not the work tree).
