@@ -34,6 +34,25 @@ pub fn run(invocation: &Invocation) -> Result<(), Error> {
     telemetry::init(config.debug);
     // rustls needs one process-wide crypto provider; installing it twice is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Io)?;
+    let runtime = match worker_threads() {
+        // One worker: a single-threaded runtime, as an nginx worker is. The work-stealing
+        // scheduler would add cross-thread wake-ups (the accept loop runs on the main
+        // thread) and per-batch bookkeeping, for no parallelism. This is the common sidecar
+        // shape: a container limited to one CPU.
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .map_err(Error::Io)?;
     runtime.block_on(server::serve(config))
+}
+
+/// Tokio's rule for the number of workers: `TOKIO_WORKER_THREADS` when it is a positive
+/// number, else the CPUs this process may use (cgroup quota and affinity included).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(std::num::NonZeroUsize::get))
+        .unwrap_or(1)
 }

@@ -29,22 +29,25 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 const ENDPOINT_SCAN_LIMIT: usize = 64 * 1024;
 
 /// An upstream `text/event-stream` body on its way to the client.
-pub struct SseBody {
-    inner: Incoming,
+pub struct SseBody<B = Incoming> {
+    inner: B,
     rewrite: Option<EndpointRewrite>,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
 }
 
-impl SseBody {
+impl<B> SseBody<B> {
     /// Wraps `inner`. The stream ends cleanly when `stop` is cancelled. With `rewrite`,
     /// the legacy `endpoint` event is rewritten as described in the module docs.
-    pub fn new(inner: Incoming, stop: CancellationToken, rewrite: Option<EndpointRewrite>) -> Self {
+    pub fn new(inner: B, stop: CancellationToken, rewrite: Option<EndpointRewrite>) -> Self {
         SseBody { inner, rewrite, stop: Box::pin(stop.cancelled_owned()), done: false }
     }
 }
 
-impl Body for SseBody {
+impl<B> Body for SseBody<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 

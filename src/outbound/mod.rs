@@ -95,7 +95,7 @@ impl Active {
     fn new(tokens: &Tokens) -> Active {
         let mut header = HeaderValue::try_from(format!("Bearer {}", tokens.access_token.expose_secret()))
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
-        // Never indexed by HPACK on an HTTP/2 upstream connection.
+        // Sensitive: shown as "Sensitive" by Debug, so no log line can carry it.
         header.set_sensitive(true);
         let refresh_at = tokens.expires_at.map(|at| {
             let lifetime = at.saturating_duration_since(Instant::now());

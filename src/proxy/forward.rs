@@ -1,9 +1,9 @@
 //! Sending a request to the target and classifying what went wrong (pingora's idea: every
 //! failure records which side caused it).
 //!
-//! The upstream client is hyper's pooled client over rustls (HTTP/1.1, and HTTP/2 when an
-//! https target offers it by ALPN). Request bodies are already buffered (bounded by
-//! `--max-request-body`); response bodies are streamed back untouched.
+//! Requests go over the [`pool`](super::pool) of HTTP/1.1 connections, through rustls for
+//! an https target. Request bodies are already buffered (bounded by `--max-request-body`);
+//! response bodies are streamed back untouched.
 
 use std::error::Error as StdError;
 use std::io;
@@ -11,21 +11,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::pool::{Pool, UpstreamBody};
 use crate::config::Target;
 
-/// How long an idle pooled connection to the target is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most idle connections kept to the target: enough for steady load, while a burst of
-/// clients does not leave hundreds of idle upstream connections behind.
-const POOL_MAX_IDLE: usize = 256;
+/// How many times a request is sent when reused connections turn out to be closed before
+/// it could even start (the server closed them while idle). Never retried once started.
+const MAX_ATTEMPTS: usize = 3;
 
 /// Which side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +62,11 @@ impl ForwardError {
     }
 }
 
-/// The pooled client that talks to the target.
+/// The client that talks to the target.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    scheme: Scheme,
-    authority: http::uri::Authority,
+    pool: Pool,
+    host: HeaderValue,
     query: Option<String>,
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
@@ -103,25 +98,27 @@ impl Upstream {
                     .with_no_client_auth(),
             ),
         };
-        let connector = tls.https_or_http().enable_http1().enable_http2().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let mut origin = http::uri::Parts::default();
+        origin.scheme = Some(target.scheme.clone());
+        origin.authority = Some(target.authority.clone());
+        origin.path_and_query = Some(PathAndQuery::from_static("/"));
+        let origin = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
         Ok(Upstream {
-            client,
-            scheme: target.scheme.clone(),
-            authority: target.authority.clone(),
+            pool: Pool::new(connector, origin),
+            // RFC 9112 §3.2: Host is the target's authority (default port omitted, as the
+            // configured URI spells it), never what the client sent.
+            host: HeaderValue::from_str(target.authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             query: target.query.clone(),
             connect_timeout,
             response_timeout,
         })
     }
 
-    /// The target URI for a request that came in for `path_and_query`: same path and
-    /// query, on the target's origin, with the target's own query (if any) prepended.
+    /// The request target for a request that came in for `path_and_query`, in origin-form
+    /// (RFC 9112 §3.2.1): same path and query, with the target's own query (if any)
+    /// prepended.
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
         let pq = match (&self.query, path_and_query) {
             (None, Some(pq)) => pq.clone(),
@@ -135,44 +132,59 @@ impl Upstream {
                 PathAndQuery::try_from(merged).unwrap_or_else(|_| PathAndQuery::from_static("/"))
             }
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(pq);
-        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+        Uri::from(pq)
     }
 
-    /// The `Host` value to send: the target's authority.
-    pub fn host_header(&self) -> http::HeaderValue {
-        http::HeaderValue::from_str(self.authority.as_str())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
+    /// The `Host` value sent: the target's authority.
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host
     }
 
-    /// Sends `req` and waits for the response headers (bounded by the response timeout).
-    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ForwardError> {
-        let call = self.client.request(req);
-        let result = match self.response_timeout {
+    /// Sends `req` (origin-form URI, `Host` from [`Upstream::host_header`]) and waits for the response headers, bounded by the
+    /// response timeout.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
+        let call = self.send_pooled(req);
+        match self.response_timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| ForwardError::Timeout(limit))?,
             None => call.await,
-        };
-        result.map_err(|e| self.classify(&e))
+        }
     }
 
-    fn classify(&self, err: &hyper_util::client::legacy::Error) -> ForwardError {
-        let io_kind = source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
-        if err.is_connect() {
-            return match io_kind {
-                Some(io::ErrorKind::TimedOut) => ForwardError::Timeout(self.connect_timeout),
-                _ => ForwardError::Connect(describe(err, io_kind)),
+    async fn send_pooled(&self, mut req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.pool.checkout().await.map_err(|e| self.classify_connect(&*e))?;
+            let mut failed = match conn.sender.try_send_request(req).await {
+                Ok(resp) => return Ok(resp.map(|body| self.pool.body(body, conn.sender))),
+                Err(failed) => failed,
             };
+            match failed.take_message() {
+                // Not a byte of it was written: safe to send again, on another connection.
+                Some(unsent) if conn.reused && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    req = unsent;
+                }
+                _ => {
+                    let err = failed.into_error();
+                    let io_kind = source_chain(&err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
+                    return Err(ForwardError::Broken(describe(&err, io_kind)));
+                }
+            }
         }
-        ForwardError::Broken(describe(err, io_kind))
+    }
+
+    fn classify_connect(&self, err: &(dyn StdError + 'static)) -> ForwardError {
+        let io_kind = source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
+        match io_kind {
+            Some(io::ErrorKind::TimedOut) => ForwardError::Timeout(self.connect_timeout),
+            _ => ForwardError::Connect(describe(err, io_kind)),
+        }
     }
 }
 
 /// A short, single-line reason: the io error kind where there is one (no addresses or
 /// internals beyond what helps the user).
-fn describe(err: &hyper_util::client::legacy::Error, io_kind: Option<io::ErrorKind>) -> String {
+fn describe(err: &(dyn StdError + 'static), io_kind: Option<io::ErrorKind>) -> String {
     match io_kind {
         Some(io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
         Some(io::ErrorKind::ConnectionReset) => "connection reset".to_owned(),
@@ -206,12 +218,9 @@ mod tests {
     fn uris_keep_path_and_query() {
         let up = upstream("http://127.0.0.1:3000/mcp");
         let pq = |s: &'static str| PathAndQuery::from_static(s);
-        assert_eq!(up.uri_for(Some(&pq("/mcp?x=1&y=%2F"))).to_string(), "http://127.0.0.1:3000/mcp?x=1&y=%2F");
-        assert_eq!(
-            up.uri_for(Some(&pq("/messages?sessionId=a"))).to_string(),
-            "http://127.0.0.1:3000/messages?sessionId=a"
-        );
-        assert_eq!(up.uri_for(None).to_string(), "http://127.0.0.1:3000/");
+        assert_eq!(up.uri_for(Some(&pq("/mcp?x=1&y=%2F"))).to_string(), "/mcp?x=1&y=%2F");
+        assert_eq!(up.uri_for(Some(&pq("/messages?sessionId=a"))).to_string(), "/messages?sessionId=a");
+        assert_eq!(up.uri_for(None).to_string(), "/");
         assert_eq!(up.host_header(), "127.0.0.1:3000");
     }
 
@@ -219,7 +228,8 @@ mod tests {
     fn target_query_is_merged() {
         let up = upstream("https://api.example.com/mcp?key=k");
         let pq = |s: &'static str| PathAndQuery::from_static(s);
-        assert_eq!(up.uri_for(Some(&pq("/mcp"))).to_string(), "https://api.example.com/mcp?key=k");
-        assert_eq!(up.uri_for(Some(&pq("/mcp?a=1"))).to_string(), "https://api.example.com/mcp?key=k&a=1");
+        assert_eq!(up.uri_for(Some(&pq("/mcp"))).to_string(), "/mcp?key=k");
+        assert_eq!(up.uri_for(Some(&pq("/mcp?a=1"))).to_string(), "/mcp?key=k&a=1");
+        assert_eq!(up.host_header(), "api.example.com");
     }
 }

@@ -35,6 +35,11 @@ const FORWARDED: HeaderName = header::FORWARDED;
 
 /// Removes hop-by-hop fields in place, including those listed in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the few names present is cheaper
+    // than ten hashed removals, and fields named by `Connection` need `Connection` present.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     // Names listed in Connection must be collected first: removing `Connection` itself
     // would lose them.
     if let Some(listed) = connection_listed(headers) {
@@ -46,6 +51,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(PROXY_CONNECTION);
+}
+
+/// Whether `name` is hop-by-hop by definition ([`HOP_BY_HOP`] or `Proxy-Connection`). A
+/// match on the lowercase name: no hashing, and nothing built per call.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    )
 }
 
 /// The field names listed in every `Connection` header line. `None` (no allocation) in
@@ -74,10 +96,14 @@ pub fn set_forwarded(
     client_ip: IpAddr,
     client_host: Option<HeaderValue>,
 ) {
-    headers.remove(X_FORWARDED_FOR);
-    headers.remove(X_FORWARDED_HOST);
-    headers.remove(X_FORWARDED_PROTO);
-    headers.remove(FORWARDED);
+    let forwarding = |name: &HeaderName| {
+        matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded")
+    };
+    if headers.keys().any(forwarding) {
+        for name in [X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, FORWARDED] {
+            headers.remove(name);
+        }
+    }
     if !describe_client {
         return;
     }

@@ -20,6 +20,7 @@
 pub mod forward;
 pub mod guard;
 pub mod headers;
+pub mod pool;
 pub mod respond;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use crate::outbound::discover::Challenged;
 use crate::outbound::{self, Outbound, Unavailable};
 use forward::{ForwardError, Side, Upstream};
 use guard::{Guard, Verdict};
+use pool::UpstreamBody;
 use respond::{INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
 
 /// How long a client may take to send a request body once its headers arrived. Slower
@@ -221,7 +223,9 @@ impl Proxy {
             Ok(body) => body,
             Err(e) => return self.rescue(&e, &[]),
         };
-        let client_host = parts.headers.remove(header::HOST);
+        // The target's Host replaces the client's (which is kept for X-Forwarded-Host and
+        // the legacy endpoint rewrite): a client can never choose the upstream virtual host.
+        let client_host = parts.headers.insert(header::HOST, s.upstream.host_header().clone());
         headers::strip_hop_by_hop(&mut parts.headers);
         // The body is buffered, so the upstream request is framed by its exact length, set
         // by hyper. The client's Content-Length must not survive: with `Transfer-Encoding`
@@ -328,11 +332,16 @@ impl Proxy {
     }
 
     /// Passes the target's response on: same status and body, hop-by-hop fields removed.
-    fn relay(&self, resp: Response<Incoming>, is_get: bool, client_host: Option<&HeaderValue>) -> Response<ProxyBody> {
+    fn relay(
+        &self,
+        resp: Response<UpstreamBody>,
+        is_get: bool,
+        client_host: Option<&HeaderValue>,
+    ) -> Response<ProxyBody> {
         let s = &*self.shared;
         let (mut parts, body) = resp.into_parts();
-        // The client connection has its own version; an HTTP/1.0 or HTTP/2 upstream must
-        // not downgrade it (hyper would drop keep-alive for a 1.0 response).
+        // The client connection has its own version; an HTTP/1.0 upstream must not
+        // downgrade it (hyper would drop keep-alive for a 1.0 response).
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         let is_event_stream =
@@ -421,8 +430,7 @@ fn upstream_request(
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
-    // `Host` was removed by the caller: hyper sets it from the target URI (HTTP/1.1) or
-    // sends `:authority` (HTTP/2), so a client can never choose the upstream virtual host.
+    // `headers` already carry the target's `Host` (set by the caller).
     *req.headers_mut() = headers;
     if let Some(auth) = auth {
         req.headers_mut().insert(header::AUTHORIZATION, auth);

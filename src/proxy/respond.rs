@@ -13,9 +13,9 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::value::RawValue;
 
+use super::pool::UpstreamBody;
 use crate::inbound::Rejection;
 use crate::inbound::metadata::ProtectedResource;
 use crate::mcp::sse::SseBody;
@@ -38,9 +38,9 @@ pub enum ProxyBody {
     /// A response the proxy made itself.
     Local(Full<Bytes>),
     /// An upstream body passed through frame by frame.
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     /// An upstream event stream, watched for shutdown and legacy `endpoint` events.
-    Sse(SseBody),
+    Sse(SseBody<UpstreamBody>),
 }
 
 impl ProxyBody {

@@ -231,3 +231,51 @@ async fn upstream_closing_pooled_connections_is_not_a_client_error() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_unless_a_body_was_cut_short() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let up = ScriptedUpstream::start(move |seen| {
+        if seen.method == http::Method::GET {
+            let (resp, events) = paced_stream(1);
+            tx.lock().unwrap().send(events).unwrap();
+            return resp;
+        }
+        // Bodies framed by Content-Length, including the empty 202 of a notification.
+        if seen.body.windows(6).any(|w| w == b"notify") {
+            reply(202, &[], "")
+        } else {
+            reply(200, &[("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        }
+    })
+    .await;
+    let thv = Thv::start(&up.url("/mcp"), &[]);
+    let c = client();
+    for i in 0..10 {
+        let body = if i % 2 == 0 { CALL } else { r#"{"jsonrpc":"2.0","method":"notify"}"# };
+        let resp = c.post(thv.url("/mcp")).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), if i % 2 == 0 { 200 } else { 202 }, "request {i}");
+        resp.bytes().await.unwrap();
+    }
+    let peers: std::collections::HashSet<_> = up.seen().iter().map(|s| s.peer).collect();
+    assert_eq!(peers.len(), 1, "ten sequential requests share one upstream connection: {peers:?}");
+
+    // A stream the client abandons half-way: the rest of it is still on that connection,
+    // which must never carry another request.
+    let resp = c.get(thv.url("/mcp")).send().await.unwrap();
+    let events = rx.recv_timeout(STEP).unwrap();
+    let mut body = resp.bytes_stream();
+    events.send(Bytes::from_static(b"data: first\n\n")).await.unwrap();
+    timeout(STEP, body.next()).await.unwrap().unwrap().unwrap();
+    drop(body);
+    let stream_peer = up.seen().last().unwrap().peer;
+    for i in 0..3 {
+        let resp = c.post(thv.url("/mcp")).body(CALL).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i} after the abandoned stream");
+        resp.bytes().await.unwrap();
+    }
+    let after: Vec<_> = up.seen().iter().rev().take(3).map(|s| s.peer).collect();
+    assert!(!after.contains(&stream_peer), "a connection with an unread body was reused: {after:?}");
+    drop(events);
+}

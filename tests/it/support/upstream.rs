@@ -25,6 +25,8 @@ pub struct Seen {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The proxy's end of the connection the request came on.
+    pub peer: SocketAddr,
 }
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -47,7 +49,7 @@ impl ScriptedUpstream {
         let log = seen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, peer)) = listener.accept().await else { return };
                 let handler = handler.clone();
                 let log = log.clone();
                 tokio::spawn(async move {
@@ -57,7 +59,8 @@ impl ScriptedUpstream {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                            let seen = Seen { method: parts.method, uri: parts.uri, headers: parts.headers, body };
+                            let seen =
+                                Seen { method: parts.method, uri: parts.uri, headers: parts.headers, body, peer };
                             log.lock().expect("log").push(seen.clone());
                             Ok::<_, Infallible>(handler(seen))
                         }
