@@ -13,21 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use http::StatusCode;
+use http::{Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
-use crate::proxy::respond;
+use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{Inbound, Proxy, StreamStops};
 
 /// After the grace period and the clean end of streams, how long connections get to close.
@@ -217,22 +217,7 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move {
-            // A bug must cost one request, not the connection or the process: answer 500
-            // and log it once.
-            match AssertUnwindSafe(proxy.handle(req, peer)).catch_unwind().await {
-                Ok(resp) => Ok::<_, Infallible>(resp),
-                Err(_) => {
-                    error!("a request handler panicked; answered 500");
-                    Ok(respond::jsonrpc_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        respond::REQUEST_REFUSED,
-                        "internal error in the proxy",
-                        None,
-                    ))
-                }
-            }
-        }
+        async move { Ok::<_, Infallible>(answer_panics(proxy.handle(req, peer)).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -246,6 +231,21 @@ fn serve_connection(
         }
         drop(slot);
     });
+}
+
+/// Runs one request's handler. A bug must cost one request, not the connection or the
+/// process: a panic becomes a 500 with a JSON-RPC error (the panic hook installed by
+/// [`crate::telemetry::init`] has already logged it, once, with its location).
+async fn answer_panics(handler: impl Future<Output = Response<ProxyBody>>) -> Response<ProxyBody> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(_) => respond::jsonrpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            respond::REQUEST_REFUSED,
+            "internal error in the proxy",
+            None,
+        ),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -264,5 +264,50 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Incoming;
+
+    /// A handler that panics on `/boom`, served by hyper over a real socket exactly as
+    /// `serve_connection` serves the proxy: the client gets a 500 and the same
+    /// connection goes on serving.
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_and_the_connection_survives() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = service_fn(|req: Request<Incoming>| async move {
+                let handler = async move {
+                    assert_ne!(req.uri().path(), "/boom", "a bug in a handler");
+                    respond::json(StatusCode::OK, r#"{"ok":true}"#.to_owned())
+                };
+                Ok::<_, Infallible>(answer_panics(handler).await)
+            });
+            http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let get = |path: &str| Request::get(path).header("host", "x").body(Empty::<Bytes>::new()).unwrap();
+
+        let resp = sender.send_request(get("/boom")).await.expect("an answer, not a closed connection");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["code"], respond::REQUEST_REFUSED, "{error}");
+
+        sender.ready().await.expect("the connection is still open");
+        let resp = sender.send_request(get("/ok")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        drop(sender);
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
     }
 }

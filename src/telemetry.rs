@@ -6,8 +6,20 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber.
+/// Installs the global subscriber, and a panic hook that reports a panic as one log line.
 pub fn init(debug: bool) {
+    // One line with the location, through the same subscriber, instead of the default
+    // hook's separate stderr text; request tasks catch the unwind and answer 500.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        tracing::error!(%location, "internal error (panic): {message}");
+    }));
     let filter = if debug { "thv=debug,warn" } else { "thv=info,warn" };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
