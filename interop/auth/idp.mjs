@@ -27,11 +27,12 @@
 
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { parseArgs } from 'node:util';
 
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
+
+import { answerServerError, exitOnSignals, grantMissing, listenOnLoopback } from '../idp-common.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -83,23 +84,12 @@ let callback;
 
 async function autoInteraction(req, res) {
   const details = await provider.interactionDetails(req, res);
-  const { prompt, params, session, grantId } = details;
+  const { prompt } = details;
   let result;
   if (prompt.name === 'login') {
     result = { login: { accountId: opts.user } };
   } else if (prompt.name === 'consent') {
-    const grant = grantId
-      ? await provider.Grant.find(grantId)
-      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-    const missing = prompt.details;
-    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
-    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-    if (missing.missingResourceScopes) {
-      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes)) {
-        grant.addResourceScope(indicator, scopes.join(' '));
-      }
-    }
-    result = { consent: { grantId: await grant.save() } };
+    result = { consent: { grantId: await grantMissing(provider, details) } };
   } else {
     result = { error: 'access_denied', error_description: `unsupported prompt ${prompt.name}` };
   }
@@ -140,22 +130,11 @@ async function handle(req, res) {
     }
     await callback(req, res);
   } catch (err) {
-    process.stderr.write(`idp: ${req.method} ${url.pathname}: ${err?.stack ?? err}\n`);
-    if (!res.headersSent) {
-      res.statusCode = 500;
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ error: 'server_error', error_description: String(err?.message ?? err) }));
-    } else {
-      res.end();
-    }
+    answerServerError(req, res, url.pathname, err);
   }
 }
 
-const server = http.createServer((req, res) => { handle(req, res); });
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(Number.parseInt(opts.port, 10), '127.0.0.1', resolve);
-});
+const server = await listenOnLoopback((req, res) => { handle(req, res); }, opts.port);
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}${PREFIX}`;
 
@@ -245,6 +224,4 @@ process.stdout.write(`${JSON.stringify({
   kids: keySet.keys.map((k) => k.kid),
 })}\n`);
 
-const stop = () => { server.close(); server.closeAllConnections(); process.exit(0); };
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+exitOnSignals(server);

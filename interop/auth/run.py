@@ -21,7 +21,6 @@ fresh directory under interop/auth/results/ (gitignored), printed at the start a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -32,37 +31,17 @@ REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 
+sys.path.append(str(HERE.parent))  # interop/: suite_common.py, shared with interop/browser
+import suite_common  # noqa: E402
+
 
 # ------------------------------------------------------------------------------------------------
 # Bootstrap (stdlib only, runs under any python3): node_modules + .venv, then re-exec in the venv.
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def bootstrap() -> None:
-    lock = HERE / "package-lock.json"
-    stamp = HERE / "node_modules" / ".thv-auth-lock-sha256"
-    if not (HERE / "node_modules" / "oidc-provider" / "package.json").exists() or (
-        not stamp.exists() or stamp.read_text().strip() != _digest(lock)
-    ):
-        print("bootstrap: npm ci (interop/auth)", flush=True)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
-        stamp.write_text(_digest(lock))
-    reqs = HERE / "requirements.txt"
-    vstamp = VENV / ".thv-auth-requirements-sha256"
-    if not VENV_PY.exists():
-        print("bootstrap: python3 -m venv interop/auth/.venv", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
-    if not vstamp.exists() or vstamp.read_text().strip() != _digest(reqs):
-        print("bootstrap: pip install -r interop/auth/requirements.txt", flush=True)
-        subprocess.run(
-            [str(VENV_PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(reqs)],
-            check=True,
-            timeout=900,
-        )
-        vstamp.write_text(_digest(reqs))
+    suite_common.ensure_node_modules(HERE, "auth", "oidc-provider")
+    suite_common.ensure_venv(HERE, "auth")
 
 
 if __name__ == "__main__" and os.environ.get("THV_AUTH_IN_VENV") != "1":
@@ -78,7 +57,6 @@ import concurrent.futures  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
-import signal  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -102,83 +80,43 @@ INTROSPECTION_CACHE_TTL = 3  # seconds, passed as --oidc-introspection-cache-ttl
 HTTP_TIMEOUT = 15
 STARTUP_TIMEOUT = 40
 FLOOD_SIZE = 200
-INIT_BODY = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "thv-auth-harness", "version": "1"},
-        },
-    }
-).encode()
-MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+INIT_BODY = suite_common.initialize_body(1, "thv-auth-harness")
+MCP_HEADERS = suite_common.MCP_HEADERS
 
 
 # ------------------------------------------------------------------------------------------------
 # Processes
 
 
-class Proc:
+class Proc(suite_common.ReadyLineProcess):
     """A child process whose first stdout line announces readiness; the rest goes to a log."""
 
     def __init__(self, name: str, cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.cmd = cmd
         self.log_path = logdir / f"{name}.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.log.write(f"$ {' '.join(cmd)}\n".encode())
         self.log.flush()
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
-            cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=full_env, cwd=HERE
-        )
-        self.first_line: str | None = None
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+        super().__init__(name, cmd, cwd=HERE, env=full_env, stderr=self.log, on_stdout=self._log_stdout)
 
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace")
-            if self.first_line is None:
-                self.first_line = line.strip()
-                self._ready.set()
-            self.log.write(b"[stdout] " + raw)
-            self.log.flush()
-        self._ready.set()
+    def _log_stdout(self, raw: bytes) -> None:
+        self.log.write(b"[stdout] " + raw)
+        self.log.flush()
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
-        self._ready.wait(timeout)
-        if self.first_line is None:
+        line = self.wait_first_line(timeout)
+        if line is None:
             code = self.proc.poll()
             raise RuntimeError(f"{self.name} not ready within {timeout}s (exit={code}); log tail: {self.tail()}")
-        return self.first_line
+        return line
 
     def tail(self, n: int = 600) -> str:
         self.log.flush()
         return self.log_path.read_bytes()[-n:].decode(errors="replace").replace("\n", " | ")
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._reader.join(timeout=2)
+        self.terminate(timeout=8, join_timeout=2)
         self.log.close()
 
 
@@ -1123,17 +1061,9 @@ def startup_outcome(name: str, flags: list[str], up: Upstream, logdir: Path, tim
     return proc.first_line, proc.proc.poll(), time.monotonic() - started, proc
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def startup_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     def late_idp() -> str:
-        port = free_port()
+        port = suite_common.free_port()
         late = Idp(logdir, name="idp-late")
         late.port = port
         result: dict[str, Any] = {}
@@ -1196,7 +1126,7 @@ def startup_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     keys = corpus.KeyMaterial.generate()
     liar = corpus.KeyHost(keys).start()
     liar.advertised_issuer = "http://127.0.0.1:1/someone-else"
-    dead_port = free_port()
+    dead_port = suite_common.free_port()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             a = pool.submit(lambda: run.check("startup.issuer_mismatch_refused", lambda: refused(

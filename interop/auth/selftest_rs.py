@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
-import time
 import urllib.request
+from pathlib import Path
 
 import uvicorn
 from jwcrypto import jwk, jwt
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
+from suite_common import add_echo_tool, protected_mcp_server, sdk_access_token, serve_and_announce  # noqa: E402
 
 
 class JwtVerifier:
@@ -45,14 +46,7 @@ class JwtVerifier:
             claims = json.loads(parsed.claims)
         except Exception:  # noqa: BLE001 - any failure means "not a valid token"
             return None
-        return AccessToken(
-            token=token,
-            client_id=claims.get("client_id", ""),
-            scopes=str(claims.get("scope", "")).split(),
-            expires_at=int(claims["exp"]),
-            resource=self.resource,
-            subject=claims.get("sub"),
-        )
+        return sdk_access_token(token, claims, self.resource)
 
 
 def main() -> int:
@@ -61,46 +55,19 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    port = sock.getsockname()[1]
-    resource = f"http://127.0.0.1:{port}/mcp"
-
-    server = MCPServer(
-        name="thv-auth-selftest-rs",
-        token_verifier=JwtVerifier(args.issuer, resource),
-        auth=AuthSettings(
-            issuer_url=args.issuer,
-            resource_server_url=resource,
-            required_scopes=["mcp:tools"],
-            validate_token_resource=False,  # the verifier checks aud itself
-        ),
-    )
+    server, sock, _ = protected_mcp_server("thv-auth-selftest-rs", args.issuer, args.port, JwtVerifier)
 
     @server.tool()
     def whoami(ctx: Context) -> str:
         headers = ctx.headers or {}
         return json.dumps({"authorization": headers.get("authorization"), "x_auth_case": headers.get("x-auth-case")})
 
-    @server.tool()
-    def echo(text: str) -> str:
-        return text
+    add_echo_tool(server)
 
     uv = uvicorn.Server(
         uvicorn.Config(server.streamable_http_app(streamable_http_path="/mcp"), log_level="warning", lifespan="on")
     )
-
-    async def serve() -> None:
-        task = asyncio.create_task(uv.serve(sockets=[sock]))
-        deadline = time.monotonic() + 10
-        while not uv.started and not task.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if uv.started:
-            print(json.dumps({"url": resource, "port": port}), flush=True)
-        await task
-
-    asyncio.run(serve())
+    asyncio.run(serve_and_announce(uv, sock))
     return 0
 
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
+from suite_common import add_echo_tool, bind_loopback, request_headers, send_json, serve_and_announce  # noqa: E402
 
 RECORD: list[dict[str, Any]] = []
 
@@ -46,11 +49,7 @@ def build_server() -> MCPServer:
             sort_keys=True,
         )
 
-    @server.tool()
-    def echo(text: str) -> str:
-        """Return the text unchanged."""
-        return text
-
+    add_echo_tool(server)
     return server
 
 
@@ -72,18 +71,9 @@ class Recorder:
                 body = b'{"cleared": true}'
             else:
                 body = json.dumps({"requests": RECORD}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, body)
             return
-        headers: dict[str, list[str]] = {}
-        for raw_name, raw_value in scope.get("headers", []):
-            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        headers = request_headers(scope)
         entry = {
             "t": time.time(),
             "method": scope.get("method"),
@@ -107,24 +97,10 @@ def main() -> int:
     args = parser.parse_args()
 
     app = Recorder(build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"), args.log)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    port = sock.getsockname()[1]
+    sock = bind_loopback(args.port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-
-    async def serve() -> None:
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        for _ in range(200):  # bounded: up to 10 s for startup
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.05)
-        if server.started:
-            print(json.dumps({"url": f"http://127.0.0.1:{port}/mcp", "port": port}), flush=True)
-        await task
-
-    asyncio.run(serve())
+    asyncio.run(serve_and_announce(server, sock))  # prints the URL line once it listens (bounded wait)
     return 0
 
 

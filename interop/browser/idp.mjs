@@ -36,11 +36,12 @@
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
-import http from 'node:http';
 import * as querystring from 'node:querystring';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
+
+import { answerServerError, exitOnSignals, grantMissing, listenOnLoopback } from '../idp-common.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -132,7 +133,7 @@ async function interaction(req, res, url) {
   const [, , uid, action] = url.pathname.split('/');
   const details = await provider.interactionDetails(req, res);
   if (details.uid !== uid) throw new Error('interaction mismatch');
-  const { prompt, params, session, grantId } = details;
+  const { prompt, params } = details;
   if (req.method === 'GET' && !action) {
     if (prompt.name === 'login') return loginPage(res, uid, params);
     if (prompt.name === 'consent') {
@@ -153,19 +154,9 @@ async function interaction(req, res, url) {
     return provider.interactionFinished(req, res, { login: { accountId: opts.user } }, { mergeWithLastSubmission: false });
   }
   if (action === 'confirm' && prompt.name === 'consent') {
-    const grant = grantId
-      ? await provider.Grant.find(grantId)
-      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-    const missing = prompt.details;
-    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
-    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
-    if (missing.missingResourceScopes) {
-      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes)) {
-        grant.addResourceScope(indicator, scopes.join(' '));
-      }
-    }
+    const grantId = await grantMissing(provider, details);
     log({ event: 'consent.allowed', client_id: params.client_id });
-    return provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
   }
   if (action === 'abort') {
     log({ event: 'consent.denied', client_id: params.client_id });
@@ -244,22 +235,11 @@ async function handle(req, res) {
     }
     await callback(req, res);
   } catch (err) {
-    process.stderr.write(`idp: ${req.method} ${url.pathname}: ${err?.stack ?? err}\n`);
-    if (!res.headersSent) {
-      res.statusCode = 500;
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ error: 'server_error', error_description: String(err?.message ?? err) }));
-    } else {
-      res.end();
-    }
+    answerServerError(req, res, url.pathname, err);
   }
 }
 
-const server = http.createServer((req, res) => { handle(req, res); });
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(Number.parseInt(opts.port, 10), '127.0.0.1', resolve);
-});
+const server = await listenOnLoopback((req, res) => { handle(req, res); }, opts.port);
 const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
 
@@ -350,6 +330,4 @@ for (const name of [
 
 process.stdout.write(`${JSON.stringify({ issuer, port, ttl: ACCESS_TOKEN_TTL, redirect_uris: REDIRECT_URIS })}\n`);
 
-const stop = () => { server.close(); server.closeAllConnections(); process.exit(0); };
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+exitOnSignals(server);

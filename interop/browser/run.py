@@ -27,7 +27,6 @@ to a fresh interop/browser/results/<timestamp>/ (gitignored).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -40,38 +39,18 @@ VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 CHROMIUM = "/usr/bin/chromium"
 
+sys.path.append(str(HERE.parent))  # interop/: suite_common.py, shared with interop/auth
+import suite_common  # noqa: E402
+
 
 # ------------------------------------------------------------------------------------------------
 # Bootstrap (stdlib only, runs under any python3): node_modules, .venv, chromium; then re-exec in
 # the venv (inside a new network namespace when possible).
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def bootstrap() -> None:
-    lock = HERE / "package-lock.json"
-    stamp = HERE / "node_modules" / ".thv-browser-lock-sha256"
-    if not (HERE / "node_modules" / "playwright-core" / "package.json").exists() or (
-        not stamp.exists() or stamp.read_text().strip() != _digest(lock)
-    ):
-        print("bootstrap: npm ci (interop/browser)", flush=True)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600)
-        stamp.write_text(_digest(lock))
-    reqs = HERE / "requirements.txt"
-    vstamp = VENV / ".thv-browser-requirements-sha256"
-    if not VENV_PY.exists():
-        print("bootstrap: python3 -m venv interop/browser/.venv", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
-    if not vstamp.exists() or vstamp.read_text().strip() != _digest(reqs):
-        print("bootstrap: pip install -r interop/browser/requirements.txt", flush=True)
-        subprocess.run(
-            [str(VENV_PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(reqs)],
-            check=True,
-            timeout=900,
-        )
-        vstamp.write_text(_digest(reqs))
+    suite_common.ensure_node_modules(HERE, "browser", "playwright-core")
+    suite_common.ensure_venv(HERE, "browser")
     if not Path(CHROMIUM).exists():
         if os.geteuid() != 0:
             sys.exit(f"bootstrap: {CHROMIUM} is missing; install Debian's chromium (apt-get install chromium)")
@@ -109,11 +88,8 @@ import base64  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import stat  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import urllib.error  # noqa: E402
@@ -138,19 +114,8 @@ LOGIN_TIMEOUT = "60s"  # --remote-auth-timeout
 STARTUP_TIMEOUT = 30
 HTTP_TIMEOUT = 20
 URL_LINE = "Please open this URL in your browser to log in to the MCP server:"
-INIT_BODY = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": "probe-1",
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "thv-browser-probe", "version": "1"},
-        },
-    }
-).encode()
-MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+INIT_BODY = suite_common.initialize_body("probe-1", "thv-browser-probe")
+MCP_HEADERS = suite_common.MCP_HEADERS
 SECRET_FLAGS = {"--remote-auth-client-secret", "--remote-auth-bearer-token", "--password", "--oidc-secret",
                 "--plain-secret", "--minter-secret"}
 
@@ -159,12 +124,10 @@ SECRET_FLAGS = {"--remote-auth-client-secret", "--remote-auth-bearer-token", "--
 # Processes
 
 
-class Proc:
+class Proc(suite_common.ReadyLineProcess):
     """A child process whose first stdout line announces readiness; stderr goes to a log file."""
 
     def __init__(self, name: str, cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.cmd = cmd
         self.log_path = logdir / f"{name}.stderr.log"
         self.out_path = logdir / f"{name}.stdout.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -177,32 +140,20 @@ class Proc:
         for key in ("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "BROWSER"):
             full_env.pop(key, None)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
-            cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=full_env, cwd=HERE
-        )
-        self.first_line: str | None = None
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+        super().__init__(name, cmd, cwd=HERE, env=full_env, stderr=self.log, on_stdout=self._save_stdout)
         self.exit_code: int | None = None
 
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if self.first_line is None:
-                self.first_line = raw.decode(errors="replace").strip()
-                self._ready.set()
-            self.out.write(raw)
-            self.out.flush()
-        self._ready.set()
+    def _save_stdout(self, raw: bytes) -> None:
+        self.out.write(raw)
+        self.out.flush()
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
-        self._ready.wait(timeout)
-        if self.first_line is None:
+        line = self.wait_first_line(timeout)
+        if line is None:
             raise RuntimeError(
                 f"{self.name} not ready within {timeout}s (exit={self.proc.poll()}); stderr: {self.tail()}"
             )
-        return self.first_line
+        return line
 
     def stderr(self) -> str:
         self.log.flush()
@@ -211,29 +162,12 @@ class Proc:
     def tail(self, n: int = 800) -> str:
         return self.stderr()[-n:].replace("\n", " | ")
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def stop(self, timeout: float = 15) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._reader.join(timeout=3)
-        self.exit_code = self.proc.returncode
+        self.exit_code = self.terminate(timeout=timeout, join_timeout=3)
         if not self.log.closed:
             self.log.close()
             self.out.close()
         return self.exit_code
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,7 +294,7 @@ class Thv:
 
 
 def start_fixtures(results: Path) -> Env:
-    callback_ports = [free_port() for _ in range(12)]
+    callback_ports = [suite_common.free_port() for _ in range(12)]
     secrets_ = {
         "oidc": "oidc-" + secrets.token_urlsafe(18),
         "plain": "plain-" + secrets.token_urlsafe(18),

@@ -27,17 +27,26 @@ import argparse
 import asyncio
 import hashlib
 import json
-import socket
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from jwcrypto import jwk, jwt
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
+from suite_common import (  # noqa: E402
+    add_echo_tool,
+    protected_mcp_server,
+    request_headers,
+    sdk_access_token,
+    send_json,
+    serve_and_announce,
+)
 
 RECORD: list[dict[str, Any]] = []
 REJECT = {"next": 0}  # how many of the next MCP requests that carry a token get a 401 anyway
@@ -72,14 +81,7 @@ class JwtVerifier:
         except Exception:  # noqa: BLE001 - any failure means "not a valid token"
             return None
         VERIFIED[hashlib.sha256(token.encode()).hexdigest()] = claims
-        return AccessToken(
-            token=token,
-            client_id=str(claims.get("client_id", "")),
-            scopes=str(claims.get("scope", "")).split(),
-            expires_at=int(claims["exp"]),
-            resource=self.resource,
-            subject=claims.get("sub"),
-        )
+        return sdk_access_token(token, claims, self.resource)
 
 
 class Recorder:
@@ -105,18 +107,9 @@ class Recorder:
                 body = json.dumps(REJECT).encode()
             else:
                 body = json.dumps({"requests": RECORD, "verified": VERIFIED}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, body)
             return
-        headers: dict[str, list[str]] = {}
-        for raw_name, raw_value in scope.get("headers", []):
-            headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+        headers = request_headers(scope)
         entry: dict[str, Any] = {
             "t": time.time(),
             "method": scope.get("method"),
@@ -135,18 +128,7 @@ class Recorder:
                 f'resource_metadata="{self.metadata_url}"'
             )
             body = b'{"error": "invalid_token", "error_description": "The token was revoked"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", challenge.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, body, 401, [(b"www-authenticate", challenge.encode())])
             return
 
         async def send_and_record(message: dict[str, Any]) -> None:
@@ -163,22 +145,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    port = sock.getsockname()[1]
-    resource = f"http://127.0.0.1:{port}/mcp"
-
-    server = MCPServer(
-        name="thv-browser-upstream",
-        token_verifier=JwtVerifier(args.issuer, resource),
-        auth=AuthSettings(
-            issuer_url=args.issuer,
-            resource_server_url=resource,
-            required_scopes=["mcp:tools"],
-            validate_token_resource=False,  # the verifier checks aud itself
-        ),
-    )
+    server, sock, resource = protected_mcp_server("thv-browser-upstream", args.issuer, args.port, JwtVerifier)
 
     @server.tool()
     def whoami(ctx: Context) -> str:
@@ -199,24 +166,11 @@ def main() -> int:
             sort_keys=True,
         )
 
-    @server.tool()
-    def echo(text: str) -> str:
-        """Return the text unchanged."""
-        return text
+    add_echo_tool(server)
 
     app = Recorder(server.streamable_http_app(streamable_http_path="/mcp"), resource)
     uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-
-    async def serve() -> None:
-        task = asyncio.create_task(uv.serve(sockets=[sock]))
-        deadline = time.monotonic() + 10
-        while not uv.started and not task.done() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if uv.started:
-            print(json.dumps({"url": resource, "port": port}), flush=True)
-        await task
-
-    asyncio.run(serve())
+    asyncio.run(serve_and_announce(uv, sock))
     return 0
 
 

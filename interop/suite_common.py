@@ -1,0 +1,268 @@
+"""Code shared by the standalone suites interop/auth and interop/browser and their fixtures.
+
+Stdlib only at import time: each run.py imports it under any python3, before it re-executes itself
+inside its own .venv, and the fixture servers (auth/upstream.py, auth/selftest_rs.py,
+browser/upstream.py) import it inside the venv. The helpers that build MCP SDK objects import the
+SDK when they are called.
+
+Scripts find it by appending their parent folder (interop/) to sys.path.
+
+* bootstrap: `npm ci` and the .venv, each redone only when the lock file / requirements.txt
+  changed (hash stamps; the stamp names are each suite's own, as before);
+* processes: a child whose first stdout line announces readiness, stopped only by its own PID
+  (SIGTERM, then SIGKILL after a bounded wait);
+* loopback: a free port, a listening socket on 127.0.0.1, and a uvicorn server that announces its
+  URL on stdout once it has started (bounded wait);
+* fixture servers: the SDK's resource-server mode, the `echo` tool, an ASGI request's headers, a
+  JSON response;
+* MCP: the headers and the `initialize` body the suites probe with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+LOOPBACK = "127.0.0.1"
+
+# ------------------------------------------------------------------------------------------------
+# Bootstrap (runs under any python3)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stamp_is_current(stamp: Path, source: Path) -> bool:
+    return stamp.exists() and stamp.read_text().strip() == file_digest(source)
+
+
+def ensure_node_modules(here: Path, suite: str, sentinel_package: str) -> None:
+    """`npm ci` in interop/<suite> unless node_modules/<sentinel_package> is installed and
+    package-lock.json has not changed since the last install."""
+    lock = here / "package-lock.json"
+    stamp = here / "node_modules" / f".thv-{suite}-lock-sha256"
+    installed = (here / "node_modules" / sentinel_package / "package.json").exists()
+    if not installed or not _stamp_is_current(stamp, lock):
+        print(f"bootstrap: npm ci (interop/{suite})", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=here, check=True, timeout=600)
+        stamp.write_text(file_digest(lock))
+
+
+def ensure_venv(here: Path, suite: str) -> Path:
+    """interop/<suite>/.venv with requirements.txt installed (again only when it changed).
+    Returns the venv's python."""
+    venv = here / ".venv"
+    python = venv / "bin" / "python"
+    reqs = here / "requirements.txt"
+    stamp = venv / f".thv-{suite}-requirements-sha256"
+    if not python.exists():
+        print(f"bootstrap: python3 -m venv interop/{suite}/.venv", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    if not _stamp_is_current(stamp, reqs):
+        print(f"bootstrap: pip install -r interop/{suite}/requirements.txt", flush=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(reqs)],
+            check=True,
+            timeout=900,
+        )
+        stamp.write_text(file_digest(reqs))
+    return python
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+
+class ReadyLineProcess:
+    """A child process whose first stdout line announces readiness.
+
+    A reader thread hands every stdout line (the first included) to `on_stdout`; stderr goes to
+    the given file. Only this child, by its own PID, is ever signalled.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        stderr: IO[bytes],
+        on_stdout: Callable[[bytes], None],
+    ) -> None:
+        self.name = name
+        self.cmd = cmd
+        self._on_stdout = on_stdout
+        self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
+            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+        )
+        self.first_line: str | None = None
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            if self.first_line is None:
+                self.first_line = raw.decode(errors="replace").strip()
+                self._ready.set()
+            self._on_stdout(raw)
+        self._ready.set()
+
+    def wait_first_line(self, timeout: float) -> str | None:
+        """The first stdout line; None when none came within `timeout` seconds (or it exited)."""
+        self._ready.wait(timeout)
+        return self.first_line
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self, timeout: float, join_timeout: float) -> int | None:
+        """SIGTERM, wait up to `timeout` s, then SIGKILL; then let the reader finish. The exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._reader.join(timeout=join_timeout)
+        return self.proc.returncode
+
+
+# ------------------------------------------------------------------------------------------------
+# Loopback servers
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def bind_loopback(port: int = 0) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1:`port` (0: the OS picks), for uvicorn to serve on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, port))
+    return sock
+
+
+def mcp_url(sock: socket.socket) -> str:
+    """The MCP endpoint URL of a fixture server listening on `sock`."""
+    return f"http://{LOOPBACK}:{sock.getsockname()[1]}/mcp"
+
+
+async def serve_and_announce(server: Any, sock: socket.socket, startup_timeout: float = 10) -> None:
+    """Run a `uvicorn.Server` on `sock`; once it has started (waiting at most `startup_timeout`
+    seconds), print {"url": <its MCP URL>, "port": <its port>} as one JSON line on stdout - the
+    runner's readiness signal."""
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    deadline = time.monotonic() + startup_timeout
+    while not server.started and not task.done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(json.dumps({"url": mcp_url(sock), "port": sock.getsockname()[1]}), flush=True)
+    await task
+
+
+def request_headers(scope: dict[str, Any]) -> dict[str, list[str]]:
+    """An ASGI HTTP request's headers: lower-cased name -> every value, in order."""
+    headers: dict[str, list[str]] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        headers.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
+    return headers
+
+
+async def send_json(
+    send: Any, body: bytes, status: int = 200, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """An ASGI response with a JSON body."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+def protected_mcp_server(
+    name: str, issuer: str, port: int, verifier: Callable[[str, str], Any]
+) -> tuple[Any, socket.socket, str]:
+    """An MCP server (Python SDK) in resource-server mode on a new 127.0.0.1 socket: tokens from
+    `issuer` with scope mcp:tools, each checked by `verifier(issuer, resource)` (which checks
+    `aud` itself). Returns (server, socket, resource = its MCP URL)."""
+    from mcp.server.auth.settings import AuthSettings  # the venv's SDK; not needed at import time
+    from mcp.server.mcpserver import MCPServer
+
+    sock = bind_loopback(port)
+    resource = mcp_url(sock)
+    server = MCPServer(
+        name=name,
+        token_verifier=verifier(issuer, resource),
+        auth=AuthSettings(
+            issuer_url=issuer,
+            resource_server_url=resource,
+            required_scopes=["mcp:tools"],
+            validate_token_resource=False,  # the verifier checks aud itself
+        ),
+    )
+    return server, sock, resource
+
+
+def add_echo_tool(server: Any) -> None:
+    """Tool `echo(text)`, which every fixture server offers."""
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+
+def sdk_access_token(token: str, claims: dict[str, Any], resource: str) -> Any:
+    """What a fixture's token verifier hands the SDK for a JWT whose claims it has verified."""
+    from mcp.server.auth.provider import AccessToken  # the venv's SDK; not needed at import time
+
+    return AccessToken(
+        token=token,
+        client_id=str(claims.get("client_id", "")),
+        scopes=str(claims.get("scope", "")).split(),
+        expires_at=int(claims["exp"]),
+        resource=resource,
+        subject=claims.get("sub"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# MCP probes
+
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def initialize_body(request_id: int | str, client_name: str) -> bytes:
+    """A JSON-RPC `initialize` request (protocol 2025-11-25) from client `client_name`."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": client_name, "version": "1"},
+            },
+        }
+    ).encode()
