@@ -873,30 +873,26 @@ def show(name, target, r):
     log(f"  {name:9} {target:10} " + " ".join(parts))
 
 
-def http_post(url, body, headers, timeout=10):
+def http_request(method, url, body=None, headers=None, timeout=10):
+    """One request on a fresh connection: (status, text), or (0, the error) when it failed."""
     host, port, path = split_url(url)
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        c.request("POST", path, body, headers)
+        c.request(method, path, body, headers or {})
         r = c.getresponse()
         return r.status, r.read().decode(errors="replace")
     except OSError as e:
         return 0, str(e)
     finally:
         c.close()
+
+
+def http_post(url, body, headers, timeout=10):
+    return http_request("POST", url, body, headers, timeout)
 
 
 def http_get(url, timeout=10):
-    host, port, path = split_url(url)
-    c = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read().decode(errors="replace")
-    except OSError as e:
-        return 0, str(e)
-    finally:
-        c.close()
+    return http_request("GET", url, timeout=timeout)
 
 
 def split_url(url):

@@ -48,7 +48,7 @@ impl BearerChallenge<'_> {
         let mut out = String::from("Bearer");
         let mut first = true;
         let mut param = |name: &str, value: &str| {
-            let _ = write!(out, "{} {name}=\"{}\"", if first { "" } else { "," }, quote(value));
+            let _ = write!(out, "{} {name}=\"{}\"", if first { "" } else { "," }, sanitise(value));
             first = false;
         };
         if let Some(realm) = self.realm {
@@ -70,10 +70,11 @@ impl BearerChallenge<'_> {
     }
 }
 
-/// Escapes a value for a quoted-string (RFC 9110 §5.6.4). Characters RFC 6750 §3 forbids
-/// in `error_description` (controls, `"` and `\` outside the allowed set) are replaced,
-/// so an attacker-controlled detail can never break the header.
-fn quote(value: &str) -> String {
+/// Makes a value safe for a quoted-string (RFC 9110 §5.6.4). Characters RFC 6750 §3
+/// forbids in `error_description` (controls, `"` and `\` outside the allowed set) are
+/// replaced one for one, so an attacker-controlled detail can never break the header.
+/// Public so the property tests and fuzz targets check `render` against it.
+pub fn sanitise(value: &str) -> String {
     value
         .chars()
         .map(|c| match c {

@@ -554,24 +554,8 @@ impl OAuth {
     async fn client(&self, session: &mut Session, redirect_uri: &str) -> Result<Client, LoginError> {
         let discovery = session.discovery.as_ref().ok_or(LoginError::NotRequired)?;
         let meta = &discovery.server.metadata;
-        if let Some(id) = &self.cfg.client_id {
-            let secret = self.cfg.client_secret.clone();
-            let supported = meta.token_endpoint_auth_methods_supported.clone().unwrap_or_default();
-            let method = match &secret {
-                None => "none",
-                Some(_) if supported.is_empty() || supported.iter().any(|m| m == "client_secret_basic") => {
-                    "client_secret_basic"
-                }
-                Some(_) if supported.iter().any(|m| m == "client_secret_post") => "client_secret_post",
-                Some(_) => "client_secret_basic",
-            };
-            return Ok(Client {
-                id: id.clone(),
-                auth: ClientAuth::from_method(Some(method), secret.clone()),
-                secret,
-                method: Some(method.to_owned()),
-                registered_redirect: None,
-            });
+        if let Some(client) = self.configured_client(session) {
+            return Ok(client);
         }
         if let Some(url) = &self.cfg.client_metadata_url
             && meta.client_id_metadata_document_supported == Some(true)
@@ -616,7 +600,7 @@ impl OAuth {
         let supported = session
             .discovery
             .as_ref()
-            .and_then(|d| d.server.metadata.token_endpoint_auth_methods_supported.clone())
+            .and_then(|d| d.server.metadata.token_endpoint_auth_methods_supported.as_deref())
             .unwrap_or_default();
         let method = match &secret {
             None => "none",

@@ -164,34 +164,34 @@ impl Upstream {
                     attempt += 1;
                     req = unsent;
                 }
-                _ => {
-                    let err = failed.into_error();
-                    let io_kind = source_chain(&err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
-                    return Err(ForwardError::Broken(describe(&err, io_kind)));
-                }
+                _ => return Err(ForwardError::Broken(describe(&failed.into_error()))),
             }
         }
     }
 
     fn classify_connect(&self, err: &(dyn StdError + 'static)) -> ForwardError {
-        let io_kind = source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind));
-        match io_kind {
+        match io_kind(err) {
             Some(io::ErrorKind::TimedOut) => ForwardError::Timeout(self.connect_timeout),
-            _ => ForwardError::Connect(describe(err, io_kind)),
+            _ => ForwardError::Connect(describe(err)),
         }
     }
 }
 
 /// A short, single-line reason: the io error kind where there is one (no addresses or
 /// internals beyond what helps the user).
-fn describe(err: &(dyn StdError + 'static), io_kind: Option<io::ErrorKind>) -> String {
-    match io_kind {
+fn describe(err: &(dyn StdError + 'static)) -> String {
+    match io_kind(err) {
         Some(io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
         Some(io::ErrorKind::ConnectionReset) => "connection reset".to_owned(),
         Some(io::ErrorKind::ConnectionAborted) => "connection aborted".to_owned(),
         Some(io::ErrorKind::UnexpectedEof) => "connection closed before a complete response".to_owned(),
         _ => source_chain(err).last().map(ToString::to_string).unwrap_or_else(|| err.to_string()),
     }
+}
+
+/// The kind of the first I/O error in `err`'s source chain.
+fn io_kind(err: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    source_chain(err).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind))
 }
 
 fn source_chain<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {

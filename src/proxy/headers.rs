@@ -14,47 +14,27 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 §7.6.1,
-/// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("keep-alive"),
-];
-
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const FORWARDED: HeaderName = header::FORWARDED;
 
 /// Removes hop-by-hop fields in place, including those listed in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of these: one pass over the few names present is cheaper
-    // than ten hashed removals, and fields named by `Connection` need `Connection` present.
+    // Fields named by `Connection` need `Connection` present, which `is_hop_by_hop` covers.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    // Names listed in Connection must be collected first: removing `Connection` itself
-    // would lose them.
-    if let Some(listed) = connection_listed(headers) {
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
+    // Collected before anything is removed: removing `Connection` would lose them.
+    let listed = connection_listed(headers);
+    remove_where(headers, is_hop_by_hop);
+    for name in listed {
         headers.remove(name);
     }
-    headers.remove(PROXY_CONNECTION);
 }
 
-/// Whether `name` is hop-by-hop by definition ([`HOP_BY_HOP`] or `Proxy-Connection`). A
-/// match on the lowercase name: no hashing, and nothing built per call.
+/// Fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 §7.6.1,
+/// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send).
+/// A match on the lowercase name: no hashing, and nothing built per call.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -70,10 +50,28 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The field names listed in every `Connection` header line. `None` (no allocation) in
-/// the common case of no `Connection` or only `keep-alive`/`close`.
-fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut listed = None;
+/// Fields that describe the client to the server; only the proxy may set them.
+fn is_forwarding(name: &HeaderName) -> bool {
+    matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded")
+}
+
+/// Removes every field whose name satisfies `matches`. Most messages carry none: one pass
+/// over the few names present is cheaper than a hashed removal per candidate name, and
+/// nothing is allocated unless something is removed.
+fn remove_where(headers: &mut HeaderMap, matches: fn(&HeaderName) -> bool) {
+    if !headers.keys().any(matches) {
+        return;
+    }
+    let found: Vec<HeaderName> = headers.keys().filter(|name| matches(name)).cloned().collect();
+    for name in found {
+        headers.remove(name);
+    }
+}
+
+/// The field names listed in every `Connection` header line (empty, so unallocated, in
+/// the common case of only `keep-alive`/`close`).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut listed = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
@@ -81,7 +79,7 @@ fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.get_or_insert_with(Vec::new).push(name);
+                listed.push(name);
             }
         }
     }
@@ -94,22 +92,15 @@ pub fn set_forwarded(
     headers: &mut HeaderMap,
     describe_client: bool,
     client_ip: IpAddr,
-    client_host: Option<HeaderValue>,
+    client_host: Option<&HeaderValue>,
 ) {
-    let forwarding = |name: &HeaderName| {
-        matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded")
-    };
-    if headers.keys().any(forwarding) {
-        for name in [X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, FORWARDED] {
-            headers.remove(name);
-        }
-    }
+    remove_where(headers, is_forwarding);
     if !describe_client {
         return;
     }
     headers.insert(X_FORWARDED_FOR, ip_header_value(client_ip));
     if let Some(host) = client_host {
-        headers.insert(X_FORWARDED_HOST, host);
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
@@ -168,7 +159,7 @@ mod tests {
     fn forwarded_fields_are_replaced_not_trusted() {
         let mut h =
             map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"), ("x-forwarded-proto", "https")]);
-        set_forwarded(&mut h, true, "127.0.0.1".parse().unwrap(), Some(HeaderValue::from_static("localhost:1234")));
+        set_forwarded(&mut h, true, "127.0.0.1".parse().unwrap(), Some(&HeaderValue::from_static("localhost:1234")));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-host"], "localhost:1234");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -178,7 +169,7 @@ mod tests {
     #[test]
     fn third_parties_learn_nothing_about_the_client() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil")]);
-        set_forwarded(&mut h, false, "10.0.0.9".parse().unwrap(), Some(HeaderValue::from_static("localhost:1")));
+        set_forwarded(&mut h, false, "10.0.0.9".parse().unwrap(), Some(&HeaderValue::from_static("localhost:1")));
         assert!(h.is_empty(), "{h:?}");
     }
 }

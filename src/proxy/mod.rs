@@ -232,7 +232,7 @@ impl Proxy {
         // beside it (or a second one) it could disagree with the body actually sent, which
         // is how request smuggling starts.
         parts.headers.remove(header::CONTENT_LENGTH);
-        headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.clone());
+        headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.as_ref());
         let is_get = parts.method == Method::GET;
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {
@@ -262,7 +262,7 @@ impl Proxy {
         outbound: &Outbound,
         method: Method,
         uri: http::Uri,
-        headers: http::HeaderMap,
+        mut headers: http::HeaderMap,
         body: Bytes,
         is_get: bool,
         client_host: Option<&HeaderValue>,
@@ -274,8 +274,9 @@ impl Proxy {
                 Ok(auth) => auth,
                 Err(why) => return login_unavailable(&why, &body),
             };
-            let upstream_req =
-                upstream_request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.clone());
+            // Only a renewable login can resend the request; otherwise the headers move.
+            let headers = if outbound.renewable() { headers.clone() } else { std::mem::take(&mut headers) };
+            let upstream_req = upstream_request(method.clone(), uri.clone(), headers, body.clone(), auth.clone());
             let resp = match s.upstream.send(upstream_req).await {
                 Ok(resp) => resp,
                 Err(e) => return self.rescue(&e, &body),

@@ -83,7 +83,7 @@ impl Pool {
         // Bounded: each turn removes one entry, and the stack holds at most MAX_IDLE.
         loop {
             // Its own statement: the lock is released before any await.
-            let next = self.lock_idle().pop_back();
+            let next = self.shared.lock_idle().pop_back();
             let Some(Idle { mut sender, .. }) = next else { break };
             if sender.is_closed() {
                 continue;
@@ -116,16 +116,6 @@ impl Pool {
             body.check_in();
         }
         body
-    }
-
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.shared.lock_idle()
-    }
-
-    /// How many idle connections the pool holds (for tests).
-    #[doc(hidden)]
-    pub fn idle_count(&self) -> usize {
-        self.lock_idle().len()
     }
 }
 

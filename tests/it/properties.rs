@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use thv::config::{is_local_host, normalize_origin, parse_go_duration, parse_size};
 use thv::mcp::jsonrpc::request_id;
 use thv::mcp::sse::{EndpointRewrite, SseBody};
-use thv::oauth::challenge::{BearerChallenge, BearerError, Challenge, parse_challenges};
+use thv::oauth::challenge::{BearerChallenge, BearerError, Challenge, parse_challenges, sanitise};
 use thv::oauth::http::UrlPolicy;
 use thv::oauth::metadata::{protected_resource_urls, well_known_urls};
 use thv::outbound::discover::resource_matches;
@@ -25,18 +25,6 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 // ---------------------------------------------------------------- WWW-Authenticate
-
-/// What `BearerChallenge::render` makes of a value.
-fn sanitised(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' => '\'',
-            c if c.is_ascii_control() || !c.is_ascii() => ' ',
-            c => c,
-        })
-        .collect()
-}
 
 /// RFC 9110 `token`.
 fn token() -> impl Strategy<Value = String> {
@@ -170,16 +158,35 @@ proptest! {
         prop_assert_eq!(parsed.len(), 1);
         prop_assert!(parsed[0].is_bearer());
         let want: Vec<(String, String)> = [
-            ("realm", realm.as_deref().map(sanitised)),
+            ("realm", realm.as_deref().map(sanitise)),
             ("error", error.map(|e| e.as_str().to_owned())),
-            ("error_description", description.as_deref().map(sanitised)),
-            ("scope", scope.as_deref().map(sanitised)),
+            ("error_description", description.as_deref().map(sanitise)),
+            ("scope", scope.as_deref().map(sanitise)),
             ("resource_metadata", resource_metadata.clone()),
         ]
         .into_iter()
         .filter_map(|(n, v)| v.map(|v| (n.to_owned(), v)))
         .collect();
         prop_assert_eq!(&parsed[0].params, &want);
+    }
+
+    /// The rule itself (RFC 6750 §3, RFC 9110 §5.6.4), not a copy of the implementation:
+    /// one character out for each in; what a quoted-string may hold passes unchanged; `"`,
+    /// `\`, controls and non-ASCII never come out.
+    #[test]
+    fn sanitise_keeps_only_what_a_quoted_string_may_hold(
+        chars in prop::collection::vec(prop_oneof![any::<char>(), Just('"'), Just('\\'), Just('\t'), Just('a')], 0..40),
+    ) {
+        let value: String = chars.iter().collect();
+        let out = sanitise(&value);
+        let allowed = |c: char| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\';
+        prop_assert_eq!(out.chars().count(), chars.len());
+        prop_assert!(out.chars().all(allowed), "{:?}", out);
+        for (given, kept) in chars.iter().zip(out.chars()) {
+            if allowed(*given) {
+                prop_assert_eq!(*given, kept);
+            }
+        }
     }
 
     #[test]
