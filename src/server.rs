@@ -16,7 +16,7 @@ use futures_util::FutureExt as _;
 use http::{Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
+use crate::proxy::deadline::{Deadlines, Tracked};
 use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{Inbound, Proxy, StreamStops};
 
@@ -215,19 +216,30 @@ fn serve_connection(
 ) {
     // Small writes (one SSE event) must leave at once.
     let _ = stream.set_nodelay(true);
+    // The header timeout is the watchdog's, not hyper's: hyper's arms a timer per request.
+    let (deadlines, watchdog) = Deadlines::new(limits.header_timeout);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(answer_panics(proxy.handle(req, peer)).await) }
+        let busy = deadlines.begin();
+        async move {
+            let resp = answer_panics(proxy.handle(req, peer, busy.deadlines())).await;
+            Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, busy)))
+        }
     });
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_size)
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!(%peer, error = %e, "connection ended with an error");
+        tokio::select! {
+            biased;
+            ended = conn => {
+                if let Err(e) = ended {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = watchdog => debug!(%peer, "no complete request head within the header timeout; closed"),
         }
         drop(slot);
     });

@@ -16,6 +16,7 @@ use http_body_util::Full;
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use super::deadline::Deadlines;
 use super::pool::{Pool, UpstreamBody};
 use crate::config::Target;
 
@@ -142,10 +143,14 @@ impl Upstream {
 
     /// Sends `req` (origin-form URI, `Host` from [`Upstream::host_header`]) and waits for the response headers, bounded by the
     /// response timeout.
-    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
+    pub async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        deadlines: &Deadlines,
+    ) -> Result<Response<UpstreamBody>, ForwardError> {
         let call = self.send_pooled(req);
         match self.response_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| ForwardError::Timeout(limit))?,
+            Some(limit) => deadlines.within(limit, call).await.map_err(|_| ForwardError::Timeout(limit))?,
             None => call.await,
         }
     }

@@ -17,6 +17,7 @@
 //!
 //! Failures at any step become responses in one place, [`respond`].
 
+pub mod deadline;
 pub mod forward;
 pub mod guard;
 pub mod headers;
@@ -43,6 +44,7 @@ use crate::mcp::jsonrpc;
 use crate::mcp::sse::{EndpointRewrite, SseBody};
 use crate::outbound::discover::Challenged;
 use crate::outbound::{self, Outbound, Unavailable};
+use deadline::Deadlines;
 use forward::{ForwardError, Side, Upstream};
 use guard::{Guard, Verdict};
 use pool::UpstreamBody;
@@ -131,8 +133,9 @@ impl Proxy {
         })
     }
 
-    /// Handles one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Handles one request from `peer`, waiting no longer than its connection's
+    /// `deadlines` allow.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
         let s = &*self.shared;
         let started = tracing::enabled!(tracing::Level::DEBUG)
             .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
@@ -149,7 +152,7 @@ impl Proxy {
         let mut resp = if req.uri().path() == "/health" {
             self.health(req.method()).await
         } else {
-            self.authenticate_and_forward(req, peer).await
+            self.authenticate_and_forward(req, peer, deadlines).await
         };
         if let Some(origin) = cors {
             guard::add_cors(resp.headers_mut(), origin);
@@ -158,7 +161,12 @@ impl Proxy {
     }
 
     /// Step 5 then the forwarding steps.
-    async fn authenticate_and_forward(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn authenticate_and_forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        deadlines: &Deadlines,
+    ) -> Response<ProxyBody> {
         if let Some(inbound) = &self.shared.inbound {
             match inbound.authenticator.authenticate(req.headers()).await {
                 Ok(identity) => {
@@ -170,7 +178,7 @@ impl Proxy {
                 }
             }
         }
-        self.forward(req, peer).await
+        self.forward(req, peer, deadlines).await
     }
 
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
@@ -207,7 +215,7 @@ impl Proxy {
             .unwrap_or(&self.shared.local_authority)
     }
 
-    async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    async fn forward(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
         let s = &*self.shared;
         let (mut parts, body) = req.into_parts();
         if parts.method == Method::CONNECT {
@@ -219,7 +227,7 @@ impl Proxy {
             );
             return resp;
         }
-        let body = match read_body(body, &parts.headers, s.max_body).await {
+        let body = match read_body(body, &parts.headers, s.max_body, deadlines).await {
             Ok(body) => body,
             Err(e) => return self.rescue(&e, &[]),
         };
@@ -237,7 +245,7 @@ impl Proxy {
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {
             let upstream_req = upstream_request(parts.method, uri, parts.headers, body.clone(), None);
-            return match s.upstream.send(upstream_req).await {
+            return match s.upstream.send(upstream_req, deadlines).await {
                 Ok(resp) => {
                     if resp.status() == StatusCode::UNAUTHORIZED {
                         self.hint_remote_auth(resp.headers());
@@ -250,7 +258,17 @@ impl Proxy {
         // The proxy authenticates to the target itself: whatever credentials the client
         // sent are for someone else and are not passed on.
         parts.headers.remove(header::AUTHORIZATION);
-        self.forward_authenticated(outbound, parts.method, uri, parts.headers, body, is_get, client_host.as_ref()).await
+        self.forward_authenticated(
+            outbound,
+            parts.method,
+            uri,
+            parts.headers,
+            body,
+            is_get,
+            client_host.as_ref(),
+            deadlines,
+        )
+        .await
     }
 
     /// Sends with the proxy's own token; on 401 renews it once, on `403
@@ -266,6 +284,7 @@ impl Proxy {
         body: Bytes,
         is_get: bool,
         client_host: Option<&HeaderValue>,
+        deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
         let s = &*self.shared;
         let (mut renewed, mut step_ups) = (false, 0);
@@ -277,7 +296,7 @@ impl Proxy {
             // Only a renewable login can resend the request; otherwise the headers move.
             let headers = if outbound.renewable() { headers.clone() } else { std::mem::take(&mut headers) };
             let upstream_req = upstream_request(method.clone(), uri.clone(), headers, body.clone(), auth.clone());
-            let resp = match s.upstream.send(upstream_req).await {
+            let resp = match s.upstream.send(upstream_req, deadlines).await {
                 Ok(resp) => resp,
                 Err(e) => return self.rescue(&e, &body),
             };
@@ -464,7 +483,12 @@ fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
 
 /// Reads the whole request body, refusing more than `limit` bytes (before reading, when
 /// `Content-Length` already says so) and bodies that trickle in too slowly.
-async fn read_body(mut body: Incoming, headers: &http::HeaderMap, limit: usize) -> Result<Bytes, ForwardError> {
+async fn read_body(
+    mut body: Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+    deadlines: &Deadlines,
+) -> Result<Bytes, ForwardError> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
@@ -501,7 +525,8 @@ async fn read_body(mut body: Incoming, headers: &http::HeaderMap, limit: usize) 
         }
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
-    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+    deadlines
+        .within(BODY_READ_TIMEOUT, read)
         .await
         .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?
 }

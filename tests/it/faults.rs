@@ -62,10 +62,19 @@ async fn stalled_target_gives_504() {
         drop(s);
     })
     .await;
-    let thv = Thv::start(&format!("http://{addr}/mcp"), &["--upstream-timeout", "300ms"]);
-    let resp = timeout(STEP, client().post(thv.url("/mcp")).body(CALL).send()).await.expect("answered").unwrap();
-    assert_eq!(resp.status(), 504);
-    assert_eq!(json_error(resp).await["id"], "call-7");
+    // 300 ms: shorter than the connection watchdog's next look (the header timeout);
+    // 1.5 s: longer, so the watchdog expires the wait.
+    for (limit, header_timeout) in [(Duration::from_millis(300), "30s"), (Duration::from_millis(1500), "1s")] {
+        let upstream_timeout = format!("{}ms", limit.as_millis());
+        let args = ["--upstream-timeout", upstream_timeout.as_str(), "--header-timeout", header_timeout];
+        let thv = Thv::start(&format!("http://{addr}/mcp"), &args);
+        let started = std::time::Instant::now();
+        let resp = timeout(STEP, client().post(thv.url("/mcp")).body(CALL).send()).await.expect("answered").unwrap();
+        assert_eq!(resp.status(), 504);
+        let waited = started.elapsed();
+        assert!(waited >= limit && waited < limit + Duration::from_secs(3), "504 after {waited:?} for {limit:?}");
+        assert_eq!(json_error(resp).await["id"], "call-7");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

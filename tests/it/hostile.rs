@@ -158,3 +158,49 @@ async fn slow_and_idle_clients_cannot_hold_the_proxy() {
     assert!(started.elapsed() < Duration::from_secs(12));
     drop(idle);
 }
+
+/// `--header-timeout` bounds waiting for a request head, including the idle time of a
+/// keep-alive connection between requests; it never cuts a response in progress, however
+/// long it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_timeout_closes_idle_keep_alive_connections_but_never_a_stream() {
+    use crate::support::upstream::{raw_upstream, read_head, write_raw};
+    const EVENTS: usize = 6;
+    let (addr, _task) = raw_upstream(|mut s| async move {
+        read_head(&mut s).await;
+        write_raw(&mut s, b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
+        // 6 events 400 ms apart: the stream lasts 2.4 s, over twice the header timeout.
+        for i in 0..EVENTS {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let event = format!("data: {i}\n\n");
+            write_raw(&mut s, format!("{:x}\r\n{event}\r\n", event.len()).as_bytes()).await;
+        }
+        write_raw(&mut s, b"0\r\n\r\n").await;
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    })
+    .await;
+    let thv = Thv::start(&format!("http://{addr}/mcp"), &["--header-timeout", "1s"]);
+    let mut conn = TcpStream::connect(("127.0.0.1", thv.port)).await.unwrap();
+    conn.write_all(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !got.ends_with(b"0\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, conn.read(&mut chunk)).await.expect("the stream ends") {
+            Ok(0) | Err(_) => panic!("the stream was cut: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    for i in 0..EVENTS {
+        assert!(text.contains(&format!("data: {i}\n\n")), "event {i} missing: {text}");
+    }
+    // Now idle between requests: closed about one header timeout later.
+    let idle = Instant::now();
+    let answer = read_status(&mut conn, Duration::from_secs(10)).await;
+    assert_eq!(answer, Answer::Closed);
+    let waited = idle.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
+}
