@@ -198,7 +198,9 @@ impl Authenticator {
         let identity = match (&self.jwt, &self.introspector) {
             (Some(jwt), None) => self.check_jwt(jwt, token).await?,
             (Some(jwt), Some(_)) if JwtValidator::looks_like_jwt(token) => self.check_jwt(jwt, token).await?,
-            (_, Some(intro)) => intro.check(token).await?,
+            // Boxed, as is JWT validation below: their network calls (key refresh,
+            // introspection) are large futures that every request would otherwise carry.
+            (_, Some(intro)) => Box::pin(intro.check(token)).await?,
             (None, None) => return Err(Rejection::Invalid(TokenFailure::Malformed)),
         };
         if self.required_scopes.iter().all(|s| identity.scopes.iter().any(|g| g == s)) {
@@ -214,7 +216,7 @@ impl Authenticator {
         if let Some(Cached::Valid(identity)) = self.jwt_cache.get(&key, now) {
             return Ok(identity);
         }
-        let claims = jwt.validate(token).await.map_err(Rejection::Invalid)?;
+        let claims = Box::pin(jwt.validate(token)).await.map_err(Rejection::Invalid)?;
         let scopes = claims.scopes();
         let expires_at = claims.expires_at();
         let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());

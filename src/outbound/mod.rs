@@ -243,7 +243,7 @@ impl Outbound {
             State::Ready(current) if !Arc::ptr_eq(current, &active) => return Ok(Some(current.header.clone())),
             _ => {}
         }
-        match oauth.refresh(&mut session, &active).await {
+        match Box::pin(oauth.refresh(&mut session, &active)).await {
             Ok(fresh) => Ok(Some(fresh.header.clone())),
             // Only a dead grant needs the user again; an IdP outage does not throw the login
             // away: the current token is used while it lasts, then requests wait.

@@ -258,7 +258,9 @@ impl Proxy {
         // The proxy authenticates to the target itself: whatever credentials the client
         // sent are for someone else and are not passed on.
         parts.headers.remove(header::AUTHORIZATION);
-        self.forward_authenticated(
+        // Boxed: its retry loop keeps a second request's worth of state, which the
+        // unauthenticated path would otherwise carry (and move) on every request.
+        Box::pin(self.forward_authenticated(
             outbound,
             parts.method,
             uri,
@@ -267,7 +269,7 @@ impl Proxy {
             is_get,
             client_host.as_ref(),
             deadlines,
-        )
+        ))
         .await
     }
 
@@ -308,7 +310,7 @@ impl Proxy {
                     renewed = true;
                     let challenged = Challenged::from_headers(resp.headers());
                     drop(resp);
-                    if let Err(why) = outbound.recover_unauthorized(auth.as_ref(), challenged).await {
+                    if let Err(why) = Box::pin(outbound.recover_unauthorized(auth.as_ref(), challenged)).await {
                         return login_unavailable(&why, &body);
                     }
                 }
@@ -326,7 +328,7 @@ impl Proxy {
                     step_ups += 1;
                     drop(resp);
                     info!(%scope, attempt = step_ups, "the MCP server asks for more scope; logging in again");
-                    if let Err(why) = outbound.step_up(&scope).await {
+                    if let Err(why) = Box::pin(outbound.step_up(&scope)).await {
                         return login_unavailable(&why, &body);
                     }
                 }
@@ -381,7 +383,7 @@ impl Proxy {
             } else {
                 (s.stops.all.clone(), None)
             };
-            ProxyBody::Sse(SseBody::new(body, stop, rewrite))
+            ProxyBody::Sse(Box::new(SseBody::new(body, stop, rewrite)))
         } else {
             ProxyBody::Upstream(body)
         };

@@ -94,7 +94,9 @@ impl Pool {
                 return Ok(Checkout { sender, reused: true });
             }
         }
-        self.connect().await
+        // Boxed: the connector's future (DNS, TCP, TLS) is kilobytes, and inline it would
+        // make every request's future that much larger to move around; connecting is rare.
+        Box::pin(self.connect()).await
     }
 
     /// Opens a new connection.
