@@ -27,7 +27,11 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerProblem> {
         return Err(BearerProblem::Missing);
     }
     let token = token.trim();
-    if token.is_empty() || token.contains(char::is_whitespace) {
+    // A header value is visible ASCII, spaces and tabs (`to_str` above), so those two are
+    // the only whitespace left to look for. memchr scans a ~1 KiB JWT in a few vector
+    // steps; `contains(char::is_whitespace)` decoded it char by char, and was the largest
+    // cost of a cached token's check (perf).
+    if token.is_empty() || memchr::memchr2(b' ', b'\t', token.as_bytes()).is_some() {
         return Err(BearerProblem::Malformed);
     }
     Ok(token)
@@ -57,6 +61,7 @@ mod tests {
         assert_eq!(get(&["Bearer"]), Err(BearerProblem::Malformed));
         assert_eq!(get(&["Bearer "]), Err(BearerProblem::Malformed));
         assert_eq!(get(&["Bearer a b"]), Err(BearerProblem::Malformed));
+        assert_eq!(get(&["Bearer a\tb"]), Err(BearerProblem::Malformed));
         assert_eq!(get(&["Bearer a", "Bearer b"]), Err(BearerProblem::Malformed));
     }
 }
