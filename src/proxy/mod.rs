@@ -227,7 +227,7 @@ impl Proxy {
             );
             return resp;
         }
-        let body = match read_body(body, &parts.headers, s.max_body, deadlines).await {
+        let body = match read_body(body, s.max_body, deadlines).await {
             Ok(body) => body,
             Err(e) => return self.rescue(&e, &[]),
         };
@@ -244,7 +244,11 @@ impl Proxy {
         let is_get = parts.method == Method::GET;
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {
-            let upstream_req = upstream_request(parts.method, uri, parts.headers, body.clone(), None);
+            // The client's request parts become the target's (no new header map).
+            parts.uri = uri;
+            parts.version = Version::HTTP_11;
+            parts.extensions.clear();
+            let upstream_req = Request::from_parts(parts, Full::new(body.clone()));
             return match s.upstream.send(upstream_req, deadlines).await {
                 Ok(resp) => {
                     if resp.status() == StatusCode::UNAUTHORIZED {
@@ -439,8 +443,9 @@ impl Proxy {
     }
 }
 
-/// The request to the target: same method and headers, the target URI, the buffered
-/// body, and the proxy's own credentials when it has them.
+/// A request to the target for the remote-auth path, which may send it more than once:
+/// same method and headers, the target URI, the buffered body and the proxy's own
+/// credentials.
 fn upstream_request(
     method: Method,
     uri: http::Uri,
@@ -485,17 +490,12 @@ fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
 
 /// Reads the whole request body, refusing more than `limit` bytes (before reading, when
 /// `Content-Length` already says so) and bodies that trickle in too slowly.
-async fn read_body(
-    mut body: Incoming,
-    headers: &http::HeaderMap,
-    limit: usize,
-    deadlines: &Deadlines,
-) -> Result<Bytes, ForwardError> {
+async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> Result<Bytes, ForwardError> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    // hyper has parsed and checked Content-Length; its exact size hint is that length.
+    let declared = body.size_hint().exact();
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ForwardError::BodyTooLarge { limit });
     }
