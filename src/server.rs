@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -17,7 +18,6 @@ use http::{Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
-use crate::proxy::deadline::{Deadlines, Tracked};
+use crate::proxy::deadline::{Deadlines, Drain, Event, Tracked};
 use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{Inbound, Proxy, StreamStops};
 
@@ -58,7 +58,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     }
     tokio::spawn(probe_target(config.target.socket_authority(), config.target.display()));
 
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let limits = ConnectionLimits { max_header_size: config.max_header_size, header_timeout: config.header_timeout };
@@ -75,7 +75,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve_connection(stream, peer, proxy.clone(), &graceful, limits, slot),
+                Ok((stream, peer)) => serve_connection(stream, peer, proxy.clone(), &drain, limits, slot),
                 Err(e) => {
                     warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -87,12 +87,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     drop(listener);
     println!("Interrupt received, proxy is shutting down. Please wait for connections to close...");
     stops.listening.cancel();
-    let drain = tokio::spawn(graceful.shutdown());
-    tokio::pin!(drain);
-    if tokio::time::timeout(config.shutdown_timeout, &mut drain).await.is_err() {
+    drain.start();
+    // Every connection holds one slot until it has closed: all slots back means all closed.
+    let all_closed = slots.acquire_many(u32::try_from(config.max_connections).unwrap_or(u32::MAX));
+    tokio::pin!(all_closed);
+    if tokio::time::timeout(config.shutdown_timeout, &mut all_closed).await.is_err() {
         warn!(grace = ?config.shutdown_timeout, "grace period over; ending the remaining streams");
         stops.all.cancel();
-        if tokio::time::timeout(FORCE_CLOSE_AFTER, &mut drain).await.is_err() {
+        if tokio::time::timeout(FORCE_CLOSE_AFTER, &mut all_closed).await.is_err() {
             warn!("closing the connections that are still open");
         }
     }
@@ -210,14 +212,14 @@ fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Proxy,
-    graceful: &GracefulShutdown,
+    drain: &Drain,
     limits: ConnectionLimits,
     slot: OwnedSemaphorePermit,
 ) {
     // Small writes (one SSE event) must leave at once.
     let _ = stream.set_nodelay(true);
     // The header timeout is the watchdog's, not hyper's: hyper's arms a timer per request.
-    let (deadlines, watchdog) = Deadlines::new(limits.header_timeout);
+    let (deadlines, watchdog) = Deadlines::new(limits.header_timeout, drain);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let busy = deadlines.begin();
@@ -230,16 +232,24 @@ fn serve_connection(
         .header_read_timeout(None)
         .max_buf_size(limits.max_header_size)
         .serve_connection(TokioIo::new(stream), service);
-    let conn = graceful.watch(conn);
     tokio::spawn(async move {
-        tokio::select! {
-            biased;
-            ended = conn => {
-                if let Err(e) = ended {
-                    debug!(%peer, error = %e, "connection ended with an error");
-                }
+        let mut conn = std::pin::pin!(conn);
+        let mut watchdog = watchdog;
+        let ended = std::future::poll_fn(|cx| {
+            match watchdog.poll_event(cx) {
+                Poll::Ready(Event::Idle) => return Poll::Ready(None),
+                // Finish the response in progress, then close (hyper sends
+                // `Connection: close` on it).
+                Poll::Ready(Event::Drain) => conn.as_mut().graceful_shutdown(),
+                Poll::Pending => {}
             }
-            () = watchdog => debug!(%peer, "no complete request head within the header timeout; closed"),
+            conn.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        match ended {
+            None => debug!(%peer, "no complete request head within the header timeout; closed"),
+            Some(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
+            Some(Ok(())) => {}
         }
         drop(slot);
     });

@@ -13,11 +13,15 @@
 //! only then are the deadlines compared with the clock. A deadline earlier than the sleep
 //! (an `--upstream-timeout` shorter than `--header-timeout`) falls back to a timer of its
 //! own, so every limit still holds to the millisecond.
+//!
+//! The same alarm carries the start of a graceful shutdown ([`Drain`]) to every connection.
+//! hyper-util's graceful watcher polled a `tokio::sync::watch` receiver (a mutex-guarded
+//! waiter list) on every wake-up of every connection, ~300 instructions per request.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -59,8 +63,8 @@ struct Shared {
 pub struct Elapsed;
 
 impl Deadlines {
-    /// Deadlines for a connection accepted now.
-    pub fn new(header_timeout: Duration) -> (Self, Watchdog) {
+    /// Deadlines for a connection accepted now, which `drain` can ask to close.
+    pub fn new(header_timeout: Duration, drain: &Drain) -> (Self, Watchdog) {
         // Never zero (the configuration refuses it): a zero timeout would re-arm forever.
         let header_timeout = nanos(header_timeout).max(1_000_000);
         let origin = Instant::now();
@@ -74,7 +78,9 @@ impl Deadlines {
             request_waker: AtomicWaker::new(),
             armed: AtomicU64::new(header_timeout),
         });
-        (Deadlines { shared: shared.clone() }, Watchdog::new(shared))
+        let watchdog = Watchdog::new(shared.clone(), drain.clone());
+        drain.register(&watchdog.alarm);
+        (Deadlines { shared }, watchdog)
     }
 
     /// Marks a request as started; the connection is idle again when every returned
@@ -220,18 +226,30 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     }
 }
 
-/// The connection's one timer. Resolves when the connection has been idle, or has been
-/// sending a request head, for longer than the header timeout: the connection is then
-/// closed. Along the way it expires request waits that outlived their limit.
+/// The connection's one timer. Reports [`Event::Idle`] when the connection has been idle,
+/// or has been sending a request head, for longer than the header timeout (the connection
+/// is then closed), and [`Event::Drain`] once when a graceful shutdown starts. Along the
+/// way it expires request waits that outlived their limit.
 ///
 /// It is polled with the connection, on every wake-up of the connection's task; its sleep
-/// is polled only when the sleep itself rang (through [`Alarm`]), which keeps the cost of
-/// those polls to two atomic operations.
+/// is polled only when the alarm rang (the sleep fired, or the drain started), which keeps
+/// the cost of those polls to two atomic operations.
 pub struct Watchdog {
     shared: Arc<Shared>,
     sleep: Pin<Box<Sleep>>,
     alarm: Arc<Alarm>,
     alarm_waker: Waker,
+    drain: Drain,
+    drain_reported: bool,
+}
+
+/// What the [`Watchdog`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Idle (or sending a head) beyond the header timeout: close the connection.
+    Idle,
+    /// A graceful shutdown started: finish the request in progress, then close.
+    Drain,
 }
 
 /// The waker the watchdog's sleep is polled with: notes that it rang, then wakes the task.
@@ -240,39 +258,42 @@ struct Alarm {
     task: AtomicWaker,
 }
 
-impl Wake for Alarm {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl Alarm {
+    fn ring(&self) {
         self.rang.store(true, Ordering::Release);
         self.task.wake();
     }
 }
 
-impl Watchdog {
-    fn new(shared: Arc<Shared>) -> Self {
-        let sleep = Box::pin(tokio::time::sleep_until(shared.at(shared.header_timeout)));
-        // `rang` starts true so that the first poll registers the sleep.
-        let alarm = Arc::new(Alarm { rang: AtomicBool::new(true), task: AtomicWaker::new() });
-        let alarm_waker = Waker::from(alarm.clone());
-        Watchdog { shared, sleep, alarm, alarm_waker }
+impl Wake for Alarm {
+    fn wake(self: Arc<Self>) {
+        self.ring();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ring();
     }
 }
 
-impl Future for Watchdog {
-    type Output = ();
+impl Watchdog {
+    fn new(shared: Arc<Shared>, drain: Drain) -> Self {
+        let sleep = Box::pin(tokio::time::sleep_until(shared.at(shared.header_timeout)));
+        // `rang` starts true so that the first poll registers the sleep (and sees a drain
+        // that started before the connection registered).
+        let alarm = Arc::new(Alarm { rang: AtomicBool::new(true), task: AtomicWaker::new() });
+        let alarm_waker = Waker::from(alarm.clone());
+        Watchdog { shared, sleep, alarm, alarm_waker, drain, drain_reported: false }
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        this.alarm.task.register(cx.waker());
-        if !this.alarm.rang.swap(false, Ordering::AcqRel) {
+    /// Polls for the next [`Event`].
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        self.alarm.task.register(cx.waker());
+        if !self.alarm.rang.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        let s = &*this.shared;
-        let mut alarm_cx = Context::from_waker(&this.alarm_waker);
-        while this.sleep.as_mut().poll(&mut alarm_cx).is_ready() {
+        let s = &*self.shared;
+        let mut alarm_cx = Context::from_waker(&self.alarm_waker);
+        while self.sleep.as_mut().poll(&mut alarm_cx).is_ready() {
             let now = s.now();
             let request_deadline = s.request_deadline.load(Ordering::Acquire);
             if request_deadline <= now {
@@ -282,7 +303,7 @@ impl Future for Watchdog {
             let mut next = if s.busy.load(Ordering::Acquire) == 0 {
                 let idle_deadline = s.idle_since.load(Ordering::Acquire).saturating_add(s.header_timeout);
                 if idle_deadline <= now {
-                    return Poll::Ready(());
+                    return Poll::Ready(Event::Idle);
                 }
                 idle_deadline
             } else {
@@ -293,9 +314,51 @@ impl Future for Watchdog {
                 next = next.min(request_deadline);
             }
             s.armed.store(next, Ordering::Release);
-            this.sleep.as_mut().reset(s.at(next));
+            self.sleep.as_mut().reset(s.at(next));
+        }
+        if !self.drain_reported && self.drain.started() {
+            self.drain_reported = true;
+            return Poll::Ready(Event::Drain);
         }
         Poll::Pending
+    }
+}
+
+/// Starts the graceful shutdown of every open connection: each one's alarm rings.
+#[derive(Clone, Default)]
+pub struct Drain {
+    shared: Arc<DrainShared>,
+}
+
+#[derive(Default)]
+struct DrainShared {
+    started: AtomicBool,
+    /// The alarms of connections; entries of closed connections are pruned as it grows.
+    alarms: Mutex<Vec<Weak<Alarm>>>,
+}
+
+impl Drain {
+    fn register(&self, alarm: &Arc<Alarm>) {
+        let mut alarms = self.shared.alarms.lock().unwrap_or_else(PoisonError::into_inner);
+        if alarms.len() == alarms.capacity() {
+            // Amortised: a prune before each doubling keeps it proportional to the open
+            // connections, not to every connection ever accepted.
+            alarms.retain(|a| a.strong_count() > 0);
+        }
+        alarms.push(Arc::downgrade(alarm));
+    }
+
+    /// Asks every connection, open now or registering later, to finish and close.
+    pub fn start(&self) {
+        self.shared.started.store(true, Ordering::Release);
+        let alarms = std::mem::take(&mut *self.shared.alarms.lock().unwrap_or_else(PoisonError::into_inner));
+        for alarm in alarms.iter().filter_map(Weak::upgrade) {
+            alarm.ring();
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.shared.started.load(Ordering::Acquire)
     }
 }
 
@@ -305,6 +368,20 @@ mod tests {
 
     const HEADER: Duration = Duration::from_secs(30);
 
+    /// Runs a watchdog until it reports `Idle` (a drain is reported at most once before).
+    async fn until_idle(mut watchdog: Watchdog) {
+        for _ in 0..2 {
+            if std::future::poll_fn(|cx| watchdog.poll_event(cx)).await == Event::Idle {
+                return;
+            }
+        }
+        panic!("no idle report");
+    }
+
+    fn deadlines(header_timeout: Duration) -> (Deadlines, Watchdog) {
+        Deadlines::new(header_timeout, &Drain::default())
+    }
+
     /// Fails (rather than hangs) a test whose future never ends; time is paused, so the
     /// bound costs no real time.
     async fn bounded<T>(f: impl Future<Output = T>) -> T {
@@ -313,18 +390,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_ends_after_the_header_timeout() {
-        let (_deadlines, watchdog) = Deadlines::new(HEADER);
+        let (_deadlines, watchdog) = deadlines(HEADER);
         let started = Instant::now();
-        bounded(watchdog).await;
+        bounded(until_idle(watchdog)).await;
         assert_eq!(started.elapsed(), HEADER);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_idle_clock_restarts_when_the_last_response_ends() {
-        let (deadlines, watchdog) = Deadlines::new(HEADER);
+        let (deadlines, watchdog) = deadlines(HEADER);
         let started = Instant::now();
         let busy = deadlines.begin();
-        let watchdog = tokio::spawn(watchdog);
+        let watchdog = tokio::spawn(until_idle(watchdog));
         // A request (a long stream, say) outlives several header timeouts.
         tokio::time::sleep(HEADER * 3 + Duration::from_secs(1)).await;
         assert!(!watchdog.is_finished(), "a busy connection is never timed out");
@@ -335,8 +412,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_is_expired_at_its_limit_and_not_before() {
-        let (deadlines, watchdog) = Deadlines::new(HEADER);
-        let _watchdog = tokio::spawn(watchdog);
+        let (deadlines, watchdog) = deadlines(HEADER);
+        let _watchdog = tokio::spawn(until_idle(watchdog));
         let _busy = deadlines.begin();
         let started = Instant::now();
         let limit = Duration::from_secs(300);
@@ -350,12 +427,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_limit_shorter_than_the_watchdogs_sleep_still_holds() {
-        let (deadlines, watchdog) = Deadlines::new(HEADER);
-        let _watchdog = tokio::spawn(watchdog);
+        let (deadlines, watchdog) = deadlines(HEADER);
+        let _watchdog = tokio::spawn(until_idle(watchdog));
         let _busy = deadlines.begin();
         let started = Instant::now();
         let limit = Duration::from_millis(300);
         assert_eq!(bounded(deadlines.within(limit, std::future::pending::<()>())).await, Err(Elapsed));
         assert_eq!(started.elapsed(), limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_reaches_connections_open_before_and_after_it_starts() {
+        let drain = Drain::default();
+        let (_before, mut open) = Deadlines::new(HEADER, &drain);
+        // The first poll registers the sleep; nothing to report yet.
+        let first = std::future::poll_fn(|cx| Poll::Ready(open.poll_event(cx))).await;
+        assert_eq!(first, Poll::Pending);
+        drain.start();
+        let started = Instant::now();
+        assert_eq!(bounded(std::future::poll_fn(|cx| open.poll_event(cx))).await, Event::Drain);
+        assert_eq!(started.elapsed(), Duration::ZERO, "at once, not at the next timer");
+        let (_after, mut late) = Deadlines::new(HEADER, &drain);
+        assert_eq!(bounded(std::future::poll_fn(|cx| late.poll_event(cx))).await, Event::Drain);
+        // Reported once; the idle timeout still applies afterwards.
+        bounded(until_idle(late)).await;
+        assert_eq!(started.elapsed(), HEADER);
     }
 }
