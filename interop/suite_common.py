@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,10 @@ import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Callable
+
+# The interop runner's process helpers (stdlib only, like this module): the same stop-by-PID
+# rule and free-port probe for every suite. `free_port` is re-exported for the suites.
+from harness.processes import free_port, stop_process  # noqa: F401
 
 LOOPBACK = "127.0.0.1"
 
@@ -134,26 +137,13 @@ class ReadyLineProcess:
 
     def terminate(self, timeout: float, join_timeout: float) -> int | None:
         """SIGTERM, wait up to `timeout` s, then SIGKILL; then let the reader finish. The exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        code = stop_process(self.proc, timeout, kill_wait_seconds=5)
         self._reader.join(timeout=join_timeout)
-        return self.proc.returncode
+        return code
 
 
 # ------------------------------------------------------------------------------------------------
 # Loopback servers
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def bind_loopback(port: int = 0) -> socket.socket:

@@ -219,7 +219,7 @@ fn serve_connection(
     // Small writes (one SSE event) must leave at once.
     let _ = stream.set_nodelay(true);
     // The header timeout is the watchdog's, not hyper's: hyper's arms a timer per request.
-    let (deadlines, watchdog) = Deadlines::new(limits.header_timeout, drain);
+    let (deadlines, mut watchdog) = Deadlines::new(limits.header_timeout, drain);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let busy = deadlines.begin();
@@ -234,7 +234,6 @@ fn serve_connection(
         .serve_connection(TokioIo::new(stream), service);
     tokio::spawn(async move {
         let mut conn = std::pin::pin!(conn);
-        let mut watchdog = watchdog;
         let ended = std::future::poll_fn(|cx| {
             match watchdog.poll_event(cx) {
                 Poll::Ready(Event::Idle) => return Poll::Ready(None),

@@ -42,6 +42,22 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def stop_process(popen: subprocess.Popen, grace_seconds: float, kill_wait_seconds: float) -> int:
+    """Stops a child this runner started, by its own PID: SIGTERM, wait up to `grace_seconds`,
+    then SIGKILL and wait up to `kill_wait_seconds`. Returns the exit code.
+
+    A process killed by a signal reports a negative code (-9 for SIGKILL).
+    """
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=kill_wait_seconds)
+    return popen.returncode
+
+
 class ManagedProcess:
     """One child process with stdout and stderr captured in one log file."""
 
@@ -65,18 +81,8 @@ class ManagedProcess:
         return self._popen.poll()
 
     def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> int:
-        """SIGTERM, wait up to `grace_seconds`, then SIGKILL. Returns the exit code.
-
-        A process killed by a signal reports a negative code (-9 for SIGKILL).
-        """
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-            try:
-                self._popen.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait(timeout=grace_seconds)
-        return self._popen.returncode
+        """SIGTERM, wait up to `grace_seconds`, then SIGKILL. Returns the exit code."""
+        return stop_process(self._popen, grace_seconds, kill_wait_seconds=grace_seconds)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

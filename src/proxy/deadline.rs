@@ -410,30 +410,22 @@ mod tests {
         assert_eq!(started.elapsed(), HEADER * 4 + Duration::from_secs(1));
     }
 
+    /// 300 s: later than the watchdog's sleep, which expires the wait; 300 ms: earlier, so
+    /// the wait takes a timer of its own.
     #[tokio::test(start_paused = true)]
     async fn a_wait_is_expired_at_its_limit_and_not_before() {
-        let (deadlines, watchdog) = deadlines(HEADER);
-        let _watchdog = tokio::spawn(until_idle(watchdog));
-        let _busy = deadlines.begin();
-        let started = Instant::now();
-        let limit = Duration::from_secs(300);
-        assert_eq!(bounded(deadlines.within(limit, std::future::pending::<()>())).await, Err(Elapsed));
-        assert_eq!(started.elapsed(), limit);
-        // A wait that ends in time returns its value; a ready one at once.
-        let quick = deadlines.within(limit, tokio::time::sleep(Duration::from_secs(299)));
-        assert_eq!(quick.await, Ok(()));
-        assert_eq!(deadlines.within(limit, async { 7 }).await, Ok(7));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_limit_shorter_than_the_watchdogs_sleep_still_holds() {
-        let (deadlines, watchdog) = deadlines(HEADER);
-        let _watchdog = tokio::spawn(until_idle(watchdog));
-        let _busy = deadlines.begin();
-        let started = Instant::now();
-        let limit = Duration::from_millis(300);
-        assert_eq!(bounded(deadlines.within(limit, std::future::pending::<()>())).await, Err(Elapsed));
-        assert_eq!(started.elapsed(), limit);
+        for limit in [Duration::from_secs(300), Duration::from_millis(300)] {
+            let (deadlines, watchdog) = deadlines(HEADER);
+            let _watchdog = tokio::spawn(until_idle(watchdog));
+            let _busy = deadlines.begin();
+            let started = Instant::now();
+            assert_eq!(bounded(deadlines.within(limit, std::future::pending::<()>())).await, Err(Elapsed));
+            assert_eq!(started.elapsed(), limit);
+            // A wait that ends in time returns its value; a ready one at once.
+            let quick = deadlines.within(limit, tokio::time::sleep(limit - Duration::from_millis(1)));
+            assert_eq!(quick.await, Ok(()));
+            assert_eq!(deadlines.within(limit, async { 7 }).await, Ok(7));
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -141,8 +141,8 @@ impl Upstream {
         &self.host
     }
 
-    /// Sends `req` (origin-form URI, `Host` from [`Upstream::host_header`]) and waits for the response headers, bounded by the
-    /// response timeout.
+    /// Sends `req` (origin-form URI, `Host` from [`Upstream::host_header`]) and waits for
+    /// the response headers, bounded by the response timeout.
     pub async fn send(
         &self,
         req: Request<Full<Bytes>>,
