@@ -86,6 +86,9 @@ pub struct Config {
     pub inbound: Option<InboundConfig>,
     /// Outgoing authentication (`--remote-auth*`); `None` when requests go as they came.
     pub outbound: Option<OutboundConfig>,
+    /// Plain requests take the own HTTP/1.1 path where it applies (`THV_HTTP1=hyper`
+    /// sends everything through hyper, e.g. to compare the two).
+    pub own_http1: bool,
 }
 
 /// How the proxy authenticates to the target.
@@ -231,6 +234,16 @@ impl Config {
         let mut config = from_proxy_args(args, debug)?;
         config.inbound = inbound_config(&args.oidc, env)?;
         config.outbound = outbound_config(&args.remote_auth, &inv.given, env, &config.target)?;
+        config.own_http1 = match env.var("THV_HTTP1").as_deref().map(str::trim) {
+            None | Some("" | "own") => true,
+            Some("hyper") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "THV_HTTP1",
+                    format!("{other:?} is not an HTTP/1.1 engine; use `own` (the default) or `hyper`"),
+                ));
+            }
+        };
         Ok(config)
     }
 }
@@ -294,6 +307,7 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         debug,
         inbound: None,
         outbound: None,
+        own_http1: true,
     })
 }
 

@@ -27,7 +27,10 @@ use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
-use crate::proxy::deadline::{Deadlines, Drain, Event, Tracked};
+use crate::proxy::deadline::{Deadlines, Drain, Event, Tracked, Watchdog};
+use crate::proxy::h1;
+use crate::proxy::h1::conn::Outcome;
+use crate::proxy::h1::rewind::Rewound;
 use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{Inbound, Proxy, StreamStops};
 
@@ -220,6 +223,36 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     // The header timeout is the watchdog's, not hyper's: hyper's arms a timer per request.
     let (deadlines, mut watchdog) = Deadlines::new(limits.header_timeout, drain);
+    tokio::spawn(async move {
+        let (io, draining) = match proxy.fast_path() {
+            Some(fast) => {
+                match h1::conn::serve(stream, peer, &proxy, fast, &deadlines, &mut watchdog, limits.max_header_size)
+                    .await
+                {
+                    Outcome::Closed => {
+                        drop(slot);
+                        return;
+                    }
+                    Outcome::Fallback(io, draining) => (io, draining),
+                }
+            }
+            None => (Rewound::new(bytes::Bytes::new(), stream), false),
+        };
+        serve_with_hyper(io, peer, proxy, deadlines, watchdog, limits, draining).await;
+        drop(slot);
+    });
+}
+
+/// Serves a connection with hyper until it closes.
+async fn serve_with_hyper(
+    io: Rewound,
+    peer: SocketAddr,
+    proxy: Proxy,
+    deadlines: Deadlines,
+    mut watchdog: Watchdog,
+    limits: ConnectionLimits,
+    mut draining: bool,
+) {
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let busy = deadlines.begin();
@@ -231,27 +264,28 @@ fn serve_connection(
     let conn = http1::Builder::new()
         .header_read_timeout(None)
         .max_buf_size(limits.max_header_size)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::spawn(async move {
-        let mut conn = std::pin::pin!(conn);
-        let ended = std::future::poll_fn(|cx| {
-            match watchdog.poll_event(cx) {
-                Poll::Ready(Event::Idle) => return Poll::Ready(None),
-                // Finish the response in progress, then close (hyper sends
-                // `Connection: close` on it).
-                Poll::Ready(Event::Drain) => conn.as_mut().graceful_shutdown(),
-                Poll::Pending => {}
-            }
-            conn.as_mut().poll(cx).map(Some)
-        })
-        .await;
-        match ended {
-            None => debug!(%peer, "no complete request head within the header timeout; closed"),
-            Some(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
-            Some(Ok(())) => {}
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = std::future::poll_fn(|cx| {
+        // A drain that began while the own path served the connection.
+        if std::mem::take(&mut draining) {
+            conn.as_mut().graceful_shutdown();
         }
-        drop(slot);
-    });
+        match watchdog.poll_event(cx) {
+            Poll::Ready(Event::Idle) => return Poll::Ready(None),
+            // Finish the response in progress, then close (hyper sends
+            // `Connection: close` on it).
+            Poll::Ready(Event::Drain) => conn.as_mut().graceful_shutdown(),
+            Poll::Pending => {}
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match ended {
+        None => debug!(%peer, "no complete request head within the header timeout; closed"),
+        Some(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
+    }
 }
 
 /// Runs one request's handler. A bug must cost one request, not the connection or the

@@ -184,7 +184,7 @@ impl Upstream {
 
 /// A short, single-line reason: the io error kind where there is one (no addresses or
 /// internals beyond what helps the user).
-fn describe(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn describe(err: &(dyn StdError + 'static)) -> String {
     match io_kind(err) {
         Some(io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
         Some(io::ErrorKind::ConnectionReset) => "connection reset".to_owned(),

@@ -115,7 +115,7 @@ impl Guard {
 
     fn host_allowed<B>(&self, req: &Request<B>) -> bool {
         let Some(allowed) = &self.allowed_hosts else { return true };
-        let is_ours = |host: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(host_part(host)));
+        let is_ours = |host: &str| is_allowed_host(allowed, host);
         let mut hosts = req.headers().get_all(header::HOST).iter();
         let first = hosts.next();
         // Two Host fields are a request smuggling shape (RFC 9112 §3.2 says 400); a
@@ -189,6 +189,12 @@ fn single_origin(headers: &HeaderMap) -> Result<Option<&HeaderValue>, ()> {
         return Err(());
     }
     Ok(first)
+}
+
+/// Whether a `Host` value (`host[:port]`) names one of the `allowed` hosts.
+pub fn is_allowed_host(allowed: &[String], host: &str) -> bool {
+    let host = host_part(host);
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
 }
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).

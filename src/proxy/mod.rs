@@ -20,6 +20,7 @@
 pub mod deadline;
 pub mod forward;
 pub mod guard;
+pub mod h1;
 pub mod headers;
 pub mod pool;
 pub mod respond;
@@ -91,6 +92,18 @@ struct Shared {
     auth_hint_given: std::sync::atomic::AtomicBool,
     /// `host:port` the proxy listens on, for requests without a usable `Host`.
     local_authority: String,
+    /// The own HTTP/1.1 path, where it applies.
+    fast: Option<h1::FastPath>,
+}
+
+impl Shared {
+    /// The target asked for an OAuth bearer token: say once which flag would let the
+    /// proxy log in (see [`Proxy::hint_remote_auth`]).
+    fn hint_remote_auth(&self) {
+        if !self.auth_hint_given.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            warn!(upstream = %self.target_display, "the MCP server asks for an OAuth token: restart with --remote-auth to let the proxy log in for your clients");
+        }
+    }
 }
 
 /// Incoming authentication, when configured.
@@ -124,6 +137,7 @@ impl Proxy {
                 inbound,
                 outbound,
                 auth_hint_given: std::sync::atomic::AtomicBool::new(false),
+                fast: h1::FastPath::for_config(config),
                 local_authority: if config.listen.is_ipv6() {
                     format!("[{}]:{port}", config.listen.ip())
                 } else {
@@ -131,6 +145,11 @@ impl Proxy {
                 },
             }),
         })
+    }
+
+    /// The own HTTP/1.1 path, when it applies to this configuration.
+    pub fn fast_path(&self) -> Option<&h1::FastPath> {
+        self.shared.fast.as_ref()
     }
 
     /// Handles one request from `peer`, waiting no longer than its connection's
@@ -346,14 +365,9 @@ impl Proxy {
     /// the proxy log in instead. (Noticed on real traffic rather than probed at startup:
     /// a probe would open sessions on servers that need no login.)
     fn hint_remote_auth(&self, headers: &http::HeaderMap) {
-        let s = &*self.shared;
-        if !s.auth_hint_given.swap(true, std::sync::atomic::Ordering::Relaxed)
-            && crate::oauth::challenge::find_bearer(
-                headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
-            )
-            .is_some()
-        {
-            warn!(upstream = %s.target_display, "the MCP server asks for an OAuth token: restart with --remote-auth to let the proxy log in for your clients");
+        let lines = headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
+        if crate::oauth::challenge::find_bearer(lines).is_some() {
+            self.shared.hint_remote_auth();
         }
     }
 
@@ -536,7 +550,11 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
 /// The origin a client used to reach the proxy, for rewriting a legacy `endpoint` URL;
 /// empty (making the URL relative) if the client sent no usable `Host`.
 fn proxy_origin(client_host: Option<&HeaderValue>) -> String {
-    client_host.and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}")).unwrap_or_default()
+    proxy_origin_of(client_host.and_then(|h| h.to_str().ok()))
+}
+
+fn proxy_origin_of(client_host: Option<&str>) -> String {
+    client_host.map(|h| format!("http://{h}")).unwrap_or_default()
 }
 
 /// The spellings of the target's origin a legacy SSE server may use in its `endpoint`

@@ -1,0 +1,302 @@
+//! Message body framing on the own HTTP/1.1 path (RFC 9112 §6 and §7.1).
+//!
+//! The target's body is decoded by its own framing (a length, chunked coding, or the end
+//! of the connection) and re-framed for the client: the same bytes under
+//! `Content-Length` when the target gave one, otherwise the proxy's own chunks. Chunked
+//! input is parsed strictly (no bare LF, no oversized sizes, bounded trailers): what the
+//! client receives is always well framed, whatever the target sent, so a confused target
+//! cannot desynchronise the client connection.
+
+/// How the target frames its response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the target closes the connection (RFC 9112 §6.3 rule 8).
+    Close,
+}
+
+/// The target's body broke its framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the MCP server sent a malformed chunked body")]
+    BadChunk,
+    #[error("the MCP server closed the connection before the end of the body")]
+    Truncated,
+}
+
+/// Longest chunk-size line (digits and extensions) and trailer section accepted.
+const MAX_LINE: u32 = 4096;
+const MAX_TRAILERS: u32 = 16 * 1024;
+
+/// Incremental decoder of one response body.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Length(u64),
+    Close,
+    /// In a chunk-size line: the size so far, digits seen, whether in an extension, and
+    /// the line's length so far.
+    Size {
+        size: u64,
+        digits: u8,
+        ext: bool,
+        cr: bool,
+        len: u32,
+    },
+    Data(u64),
+    /// After a chunk's data: expecting CR (false) or LF (true).
+    DataEnd {
+        cr: bool,
+    },
+    /// In the trailer section: whether the current line is empty so far, whether a CR
+    /// was seen, and the section's length so far.
+    Trailers {
+        line_empty: bool,
+        cr: bool,
+        len: u32,
+    },
+    Done,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Self {
+        let state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Size { size: 0, digits: 0, ext: false, cr: false, len: 0 },
+            Framing::Close => State::Close,
+        };
+        Decoder { state }
+    }
+
+    /// Whether the whole body has been decoded.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Decodes `input`, appending the body's data to `out`. Returns how many bytes of
+    /// `input` belong to this body; anything after them (once done) is not part of it.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, BodyError> {
+        let mut pos = 0;
+        while pos < input.len() {
+            match &mut self.state {
+                State::Done => break,
+                State::Close => {
+                    out.extend_from_slice(&input[pos..]);
+                    pos = input.len();
+                }
+                State::Length(left) | State::Data(left) => {
+                    let take = (input.len() - pos).min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[pos..pos + take]);
+                    pos += take;
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.state = match self.state {
+                            State::Data(_) => State::DataEnd { cr: false },
+                            _ => State::Done,
+                        };
+                    }
+                }
+                State::Size { size, digits, ext, cr, len } => {
+                    let b = input[pos];
+                    pos += 1;
+                    *len += 1;
+                    if *len > MAX_LINE {
+                        return Err(BodyError::BadChunk);
+                    }
+                    if *cr {
+                        if b != b'\n' || *digits == 0 {
+                            return Err(BodyError::BadChunk);
+                        }
+                        self.state = if *size == 0 {
+                            State::Trailers { line_empty: true, cr: false, len: 0 }
+                        } else {
+                            State::Data(*size)
+                        };
+                        continue;
+                    }
+                    match b {
+                        b'\r' => *cr = true,
+                        _ if *ext => {
+                            // Extensions are skipped (RFC 9112 §7.1.1: unknown ones are ignored),
+                            // but a control character in them is not HTTP.
+                            if b != b'\t' && (b < 0x20 || b == 0x7f) {
+                                return Err(BodyError::BadChunk);
+                            }
+                        }
+                        b';' | b' ' | b'\t' if *digits > 0 => *ext = true,
+                        _ => {
+                            let digit = (b as char).to_digit(16).ok_or(BodyError::BadChunk)?;
+                            // 15 hex digits are 60 bits: no overflow, and far past any body.
+                            if *digits == 15 {
+                                return Err(BodyError::BadChunk);
+                            }
+                            *digits += 1;
+                            *size = (*size << 4) | u64::from(digit);
+                        }
+                    }
+                }
+                State::DataEnd { cr } => {
+                    let b = input[pos];
+                    pos += 1;
+                    match (b, *cr) {
+                        (b'\r', false) => *cr = true,
+                        (b'\n', true) => self.state = State::Size { size: 0, digits: 0, ext: false, cr: false, len: 0 },
+                        _ => return Err(BodyError::BadChunk),
+                    }
+                }
+                State::Trailers { line_empty, cr, len } => {
+                    let b = input[pos];
+                    pos += 1;
+                    *len += 1;
+                    if *len > MAX_TRAILERS {
+                        return Err(BodyError::BadChunk);
+                    }
+                    match (b, *cr) {
+                        (b'\n', true) if *line_empty => self.state = State::Done,
+                        (b'\n', true) => {
+                            *line_empty = true;
+                            *cr = false;
+                        }
+                        (b'\r', false) => *cr = true,
+                        (b'\n', false) | (_, true) => return Err(BodyError::BadChunk),
+                        _ => *line_empty = false,
+                    }
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// The target closed the connection: the end of a close-delimited body, otherwise a
+    /// truncated one.
+    pub fn finish_at_eof(&mut self) -> Result<(), BodyError> {
+        match self.state {
+            State::Close | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(BodyError::Truncated),
+        }
+    }
+}
+
+/// Wraps `out[start..]` as one chunk (RFC 9112 §7.1), in place; nothing if it is empty.
+pub fn frame_chunk(out: &mut Vec<u8>, start: usize) {
+    let len = out.len() - start;
+    if len == 0 {
+        return;
+    }
+    let mut head = [0u8; 18];
+    let mut n = 0;
+    let digits = (64 - (len as u64).leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        head[n] = b"0123456789abcdef"[(len >> (i * 4)) & 0xf];
+        n += 1;
+    }
+    head[n..n + 2].copy_from_slice(b"\r\n");
+    out.splice(start..start, head[..n + 2].iter().copied());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(framing: Framing, parts: &[&[u8]]) -> (Result<Vec<u8>, BodyError>, bool) {
+        let mut d = Decoder::new(framing);
+        let mut out = Vec::new();
+        for p in parts {
+            match d.decode(p, &mut out) {
+                Ok(used) => assert!(used <= p.len()),
+                Err(e) => return (Err(e), false),
+            }
+        }
+        let done = d.is_done();
+        (Ok(out), done)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire: &[u8] = b"5;name=v\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for split in 0..wire.len() {
+            let (out, done) = decode_all(Framing::Chunked, &[&wire[..split], &wire[split..]]);
+            assert_eq!(out.unwrap(), b"hello, world", "split at {split}");
+            assert!(done, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_not_consumed() {
+        let mut d = Decoder::new(Framing::Chunked);
+        let mut out = Vec::new();
+        let wire = b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert_eq!(d.decode(wire, &mut out).unwrap(), 12);
+        assert!(d.is_done());
+        let mut d = Decoder::new(Framing::Length(2));
+        out.clear();
+        assert_eq!(d.decode(b"okEXTRA", &mut out).unwrap(), 2);
+        assert_eq!(out, b"ok");
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_refused() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"x\r\n",
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"1000000000000000\r\n",
+            b"0\r\n\n",
+            b"2;\x01\r\n",
+            b"0\r\nbad\rline\r\n\r\n",
+        ] {
+            let (out, _) = decode_all(Framing::Chunked, &[bad]);
+            assert_eq!(out, Err(BodyError::BadChunk), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn eof_ends_only_close_delimited_bodies() {
+        let mut d = Decoder::new(Framing::Close);
+        let mut out = Vec::new();
+        d.decode(b"anything", &mut out).unwrap();
+        assert!(d.finish_at_eof().is_ok());
+        assert!(d.is_done());
+        let mut d = Decoder::new(Framing::Length(10));
+        d.decode(b"short", &mut out).unwrap();
+        assert_eq!(d.finish_at_eof(), Err(BodyError::Truncated));
+        let mut d = Decoder::new(Framing::Chunked);
+        d.decode(b"5\r\nhel", &mut out).unwrap();
+        assert_eq!(d.finish_at_eof(), Err(BodyError::Truncated));
+    }
+
+    #[test]
+    fn chunks_are_framed_with_their_exact_length() {
+        let mut out = b"HEAD".to_vec();
+        out.extend_from_slice(&[b'a'; 300]);
+        frame_chunk(&mut out, 4);
+        assert!(out.starts_with(b"HEAD12c\r\naaa"), "{:?}", String::from_utf8_lossy(&out[..12]));
+        assert!(out.ends_with(b"a\r\n"));
+        assert_eq!(out.len(), 4 + 5 + 300 + 2);
+        let mut empty = b"x".to_vec();
+        frame_chunk(&mut empty, 1);
+        assert_eq!(empty, b"x");
+        let mut one = b"z".to_vec();
+        frame_chunk(&mut one, 0);
+        assert_eq!(one, b"1\r\nz\r\n");
+    }
+}

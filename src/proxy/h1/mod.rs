@@ -1,0 +1,48 @@
+//! The own HTTP/1.1 forwarding path: plain MCP requests to a plain-HTTP target, served
+//! without hyper (pingora's and nginx's shape: parse in place, one task per exchange, a
+//! pooled upstream socket written and read directly).
+//!
+//! hyper remains the server for everything else, with the same answers as before: the
+//! first request on a connection that this path does not take moves that connection to
+//! hyper, the bytes already read replayed ([`rewind`]). Which requests this path takes is
+//! decided in one place, [`request`]; the target's response is read by [`response`] and
+//! its body re-framed by [`body`].
+//!
+//! It is on when the target is `http://` without a query of its own and no outgoing
+//! authentication is configured (the remote-auth path resends requests and renews tokens,
+//! which hyper's path does); `THV_HTTP1=hyper` turns it off.
+
+pub mod body;
+pub mod conn;
+pub mod request;
+pub mod response;
+pub mod rewind;
+pub mod upstream;
+
+use std::time::Duration;
+
+use upstream::RawPool;
+
+/// The own path's fixed parts.
+pub struct FastPath {
+    pool: RawPool,
+    /// The `Host` the target gets.
+    upstream_host: Vec<u8>,
+    response_timeout: Option<Duration>,
+    connect_timeout: Duration,
+}
+
+impl FastPath {
+    /// For `config`, when the own path applies to it.
+    pub fn for_config(config: &crate::config::Config) -> Option<FastPath> {
+        let t = &config.target;
+        let applies =
+            config.own_http1 && config.outbound.is_none() && t.scheme == http::uri::Scheme::HTTP && t.query.is_none();
+        applies.then(|| FastPath {
+            pool: RawPool::new(t.socket_authority(), config.connect_timeout),
+            upstream_host: t.authority.as_str().as_bytes().to_vec(),
+            response_timeout: config.upstream_timeout,
+            connect_timeout: config.connect_timeout,
+        })
+    }
+}

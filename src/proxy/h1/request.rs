@@ -1,0 +1,405 @@
+//! Which requests the own HTTP/1.1 path serves, and the request it sends the target for
+//! them (RFC 9112 §3, §6; RFC 9110 §7.6).
+//!
+//! The own path takes the plain shape of MCP traffic only: `GET`, `POST` or `DELETE` in
+//! HTTP/1.1, an origin-form target of ordinary characters, exactly one `Host` that names
+//! the proxy, at most one `Content-Length` and no `Transfer-Encoding`, `Expect`,
+//! `Upgrade` or `Origin`. Anything else — every smuggling shape, browsers (CORS), the
+//! proxy's own endpoints, heads that are too large or malformed — is *not* judged here:
+//! the connection goes to hyper with the bytes already read, and gets the answer it
+//! always got. So this file can only ever take fewer requests than it could, never
+//! answer one differently.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use crate::inbound::metadata::WELL_KNOWN;
+
+/// Most request header fields looked at (hyper's default too; beyond it hyper answers).
+const MAX_HEADERS: usize = 100;
+
+/// The fixed facts a request is judged against.
+pub struct Rules<'a> {
+    /// Host names accepted in `Host` (see `Guard`); `None` accepts any.
+    pub hosts: Option<&'a [String]>,
+    /// `--max-request-body`.
+    pub max_body: usize,
+    /// Incoming authentication is on: `Authorization` is the proxy's, never forwarded.
+    pub consume_authorization: bool,
+    /// Whether `X-Forwarded-*` describe the client to the target.
+    pub describe_client: bool,
+    /// The `Host` the target gets.
+    pub upstream_host: &'a [u8],
+    pub client_ip: IpAddr,
+}
+
+/// The methods the own path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Safe to send again when a reused connection turned out dead before answering
+    /// (RFC 9110 §9.2.2, RFC 9112 §9.3.1.1).
+    pub fn idempotent(self) -> bool {
+        !matches!(self, Method::Post)
+    }
+}
+
+/// A request the own path serves.
+#[derive(Debug)]
+pub struct Plan {
+    /// Length of the head in the client's buffer; the body follows it.
+    pub head_len: usize,
+    pub body_len: usize,
+    pub method: Method,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+    /// Where in the client's buffer the request target, the `Host` value and (when
+    /// consumed) the `Authorization` value are.
+    pub target: (usize, usize),
+    pub host: (usize, usize),
+    pub authorization: Option<(usize, usize)>,
+    /// The head sent to the target.
+    pub upstream_head: Vec<u8>,
+}
+
+/// What the bytes received so far are.
+#[derive(Debug)]
+pub enum Classified {
+    /// Not a whole head yet.
+    Partial,
+    /// Served here.
+    Fast(Plan),
+    /// Left to hyper.
+    Fallback,
+}
+
+/// Judges the head at the start of `buf`.
+pub fn classify(buf: &[u8], rules: &Rules<'_>) -> Classified {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Classified::Partial,
+        Err(_) => return Classified::Fallback,
+    };
+    plan(buf, head_len, &req, rules).map_or(Classified::Fallback, Classified::Fast)
+}
+
+fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Rules<'_>) -> Option<Plan> {
+    // httparse takes bare LF line ends; whether to is hyper's call (RFC 9112 §2.2).
+    if req.version != Some(1) || has_bare_lf(&buf[..head_len]) {
+        return None;
+    }
+    let method = match req.method? {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "DELETE" => Method::Delete,
+        _ => return None,
+    };
+    let target = req.path?;
+    if !plain_origin_form(target.as_bytes()) {
+        return None;
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if path == "/health" || path.starts_with(WELL_KNOWN) {
+        return None;
+    }
+    let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
+
+    let mut out = Vec::with_capacity(head_len + 128);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(rules.upstream_host);
+    out.extend_from_slice(b"\r\n");
+
+    let (mut host, mut length, mut authorization, mut close) = (None, None, None, false);
+    for h in req.headers.iter() {
+        let name = h.name;
+        match field(name) {
+            Field::Other => {}
+            Field::Refuse => return None,
+            Field::Drop => continue,
+            Field::Host => {
+                if host.is_some() {
+                    return None;
+                }
+                host = Some(h.value);
+                continue;
+            }
+            Field::ContentLength => {
+                if length.is_some() {
+                    return None;
+                }
+                length = Some(content_length(h.value)?);
+                continue;
+            }
+            Field::Connection => {
+                close |= connection_close(h.value)?;
+                continue;
+            }
+            Field::Authorization if rules.consume_authorization => {
+                if authorization.is_some() {
+                    return None;
+                }
+                authorization = Some((offset(h.value), offset(h.value) + h.value.len()));
+                continue;
+            }
+            Field::Authorization => {}
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let host = host?;
+    let host_str = std::str::from_utf8(host).ok()?;
+    if let Some(allowed) = rules.hosts
+        && !crate::proxy::guard::is_allowed_host(allowed, host_str)
+    {
+        return None;
+    }
+    let body_len = length.unwrap_or(0);
+    if body_len > rules.max_body {
+        return None;
+    }
+    if rules.describe_client {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        match rules.client_ip {
+            IpAddr::V4(v4) if v4.octets() == [127, 0, 0, 1] => out.extend_from_slice(b"127.0.0.1"),
+            ip => {
+                let _ = write!(out, "{ip}");
+            }
+        }
+        out.extend_from_slice(b"\r\nx-forwarded-host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    }
+    // The body is read whole first, so the target gets it framed by its exact length.
+    if length.is_some() || method == Method::Post {
+        let _ = write!(out, "content-length: {body_len}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(Plan {
+        head_len,
+        body_len,
+        method,
+        close,
+        target: (offset(target.as_bytes()), offset(target.as_bytes()) + target.len()),
+        host: (offset(host), offset(host) + host.len()),
+        authorization,
+        upstream_head: out,
+    })
+}
+
+/// What a request header field means to the own path.
+enum Field {
+    /// Forwarded unchanged.
+    Other,
+    /// Not the own path's to judge.
+    Refuse,
+    /// Hop-by-hop or forwarding fields: not passed on.
+    Drop,
+    Host,
+    ContentLength,
+    Connection,
+    Authorization,
+}
+
+fn field(name: &str) -> Field {
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    // Dispatch on the length first: most fields compare against nothing.
+    match name.len() {
+        2 if is("te") => Field::Drop,
+        4 if is("host") => Field::Host,
+        6 if is("expect") || is("origin") => Field::Refuse,
+        7 if is("upgrade") => Field::Refuse,
+        7 if is("trailer") => Field::Drop,
+        9 if is("forwarded") => Field::Drop,
+        10 if is("connection") => Field::Connection,
+        10 if is("keep-alive") => Field::Drop,
+        13 if is("authorization") => Field::Authorization,
+        14 if is("content-length") => Field::ContentLength,
+        15 if is("x-forwarded-for") => Field::Drop,
+        16 if is("x-forwarded-host") || is("proxy-connection") => Field::Drop,
+        17 if is("transfer-encoding") => Field::Refuse,
+        17 if is("x-forwarded-proto") => Field::Drop,
+        18 if is("proxy-authenticate") => Field::Drop,
+        19 if is("proxy-authorization") => Field::Drop,
+        _ => Field::Other,
+    }
+}
+
+/// `Connection` names only `keep-alive` and `close`: `Some(close?)`. A field named in
+/// it would have to be removed too; such rare requests go to hyper's path.
+fn connection_close(value: &[u8]) -> Option<bool> {
+    let mut close = false;
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        if token.eq_ignore_ascii_case(b"close") {
+            close = true;
+        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+            return None;
+        }
+    }
+    Some(close)
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
+/// Digits only, as RFC 9110 §8.6 has it (no sign, no spaces, no list).
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+}
+
+/// An origin-form target (RFC 9112 §3.2.1) of unreserved characters, sub-delims,
+/// `:@/?` and well-formed percent-escapes: what every MCP client sends. Others (and
+/// their 400s) are hyper's.
+fn plain_origin_form(target: &[u8]) -> bool {
+    if target.first() != Some(&b'/') {
+        return false;
+    }
+    let mut i = 0;
+    while i < target.len() {
+        match target[i] {
+            b'%' => {
+                if !(target.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && target.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => {}
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            | b':' | b'@' | b'/' | b'?' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(consume: bool, describe: bool) -> Rules<'static> {
+        static HOSTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let hosts = HOSTS.get_or_init(|| vec!["127.0.0.1".into(), "localhost".into()]);
+        Rules {
+            hosts: Some(hosts),
+            max_body: 1000,
+            consume_authorization: consume,
+            describe_client: describe,
+            upstream_host: b"up:9",
+            client_ip: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    fn fast(raw: &[u8], r: &Rules<'_>) -> Plan {
+        match classify(raw, r) {
+            Classified::Fast(p) => p,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn a_plain_mcp_post_is_rewritten_for_the_target() {
+        let raw = b"POST /mcp?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/json\r\n\
+Mcp-Session-Id: s1\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
+X-Forwarded-For: 6.6.6.6\r\nAuthorization: Bearer t\r\nContent-Length: 2\r\n\r\n{}";
+        let p = fast(raw, &rules(true, true));
+        assert_eq!(p.head_len, raw.len() - 2);
+        assert_eq!(p.body_len, 2);
+        assert_eq!(&raw[p.authorization.unwrap().0..p.authorization.unwrap().1], b"Bearer t");
+        assert_eq!(&raw[p.host.0..p.host.1], b"localhost:8080");
+        assert_eq!(&raw[p.target.0..p.target.1], b"/mcp?x=1");
+        assert_eq!(
+            String::from_utf8(p.upstream_head).unwrap(),
+            "POST /mcp?x=1 HTTP/1.1\r\nhost: up:9\r\nContent-Type: application/json\r\nMcp-Session-Id: s1\r\n\
+x-forwarded-for: 127.0.0.1\r\nx-forwarded-host: localhost:8080\r\nx-forwarded-proto: http\r\ncontent-length: 2\r\n\r\n"
+        );
+        // Without incoming auth the client's credentials are the target's business.
+        let p = fast(raw, &rules(false, false));
+        let head = String::from_utf8(p.upstream_head).unwrap();
+        assert!(head.contains("Authorization: Bearer t\r\n") && !head.contains("x-forwarded"), "{head}");
+    }
+
+    #[test]
+    fn a_get_without_body_gets_no_length_and_close_is_seen() {
+        let p = fast(b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:1\r\nconnection: close\r\n\r\n", &rules(false, false));
+        assert!(p.close);
+        assert_eq!(p.body_len, 0);
+        assert!(!String::from_utf8(p.upstream_head).unwrap().contains("content-length"));
+    }
+
+    #[test]
+    fn unusual_requests_are_left_to_hyper() {
+        let r = rules(false, false);
+        for raw in [
+            &b"GET /mcp HTTP/1.0\r\nhost: localhost\r\n\r\n"[..],
+            b"PUT /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"OPTIONS /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"CONNECT localhost:1 HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET http://localhost/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /health?x HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /a%zz HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /a%2 HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /a\"b HTTP/1.1\r\nhost: localhost\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: evil.example\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost\r\n\r\n",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: +2\r\n\r\n{}",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2, 2\r\n\r\n{}",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1001\r\n\r\n",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nconnection: x-secret\r\nx-secret: 1\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nx-folded: a\r\n b\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost : localhost\r\n\r\n",
+            b"GET /mcp HTTP/1.1\nhost: localhost\n\n\x00",
+            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nbad\rheader: 1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(classify(raw, &r), Classified::Fallback),
+                "served on the own path: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let two_auth = b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nauthorization: a\r\nauthorization: b\r\n\r\n";
+        assert!(matches!(classify(two_auth, &rules(true, false)), Classified::Fallback));
+    }
+
+    #[test]
+    fn an_incomplete_head_waits() {
+        assert!(matches!(classify(b"POST /mcp HTTP/1.1\r\nhost: loc", &rules(false, false)), Classified::Partial));
+        assert!(matches!(classify(b"", &rules(false, false)), Classified::Partial));
+    }
+}

@@ -1,0 +1,119 @@
+//! Persistent plain-HTTP/1.1 connections to the target for the own path (RFC 9112 §9.3).
+//!
+//! Idle sockets sit on a stack, the most recently used taken first. Whether one is still
+//! usable is read from the readiness tokio already tracks: a socket the target closed (or
+//! wrote to unasked) has turned readable, and is dropped without a system call in the
+//! common case of a live one.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+/// How long an idle connection is kept (as on the hyper path).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most idle connections kept.
+const MAX_IDLE: usize = 256;
+
+/// The target's connections. Cheap to clone.
+#[derive(Clone)]
+pub struct RawPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// `host:port` dialled.
+    authority: String,
+    connect_timeout: Duration,
+    idle: Mutex<VecDeque<(TcpStream, Instant)>>,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    TimedOut,
+    Io(io::Error),
+}
+
+impl RawPool {
+    /// A pool dialling `authority`; inside a runtime it also starts the idle reaper.
+    pub fn new(authority: String, connect_timeout: Duration) -> RawPool {
+        let shared = Arc::new(Shared { authority, connect_timeout, idle: Mutex::new(VecDeque::new()) });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap_idle(Arc::downgrade(&shared)));
+        }
+        RawPool { shared }
+    }
+
+    /// A live idle connection (`true`: reused) or a new one.
+    pub async fn checkout(&self) -> Result<(TcpStream, bool), ConnectFailure> {
+        // Bounded: each turn removes an entry, and there are at most MAX_IDLE.
+        loop {
+            let next = self.shared.lock_idle().pop_back();
+            let Some((stream, _)) = next else { break };
+            if still_open(&stream) {
+                return Ok((stream, true));
+            }
+        }
+        Box::pin(self.connect()).await.map(|s| (s, false))
+    }
+
+    /// A new connection, never a pooled one.
+    pub async fn connect(&self) -> Result<TcpStream, ConnectFailure> {
+        let s = &self.shared;
+        let stream = tokio::time::timeout(s.connect_timeout, TcpStream::connect(&s.authority))
+            .await
+            .map_err(|_| ConnectFailure::TimedOut)?
+            .map_err(ConnectFailure::Io)?;
+        // Small writes (one SSE event, one request) must leave at once.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Returns a connection whose last response was read to its end.
+    pub fn check_in(&self, stream: TcpStream) {
+        let mut idle = self.shared.lock_idle();
+        if idle.len() >= MAX_IDLE {
+            idle.pop_front();
+        }
+        idle.push_back((stream, Instant::now()));
+    }
+}
+
+impl Shared {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(TcpStream, Instant)>> {
+        // Plain pushes and pops: a panic cannot leave the deque half-changed.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether an idle connection can carry a request: it must not have turned readable
+/// (closed by the target, or bytes nobody asked for). Readiness is tokio's record of the
+/// last epoll events; when it says readable, one non-blocking read tells which.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        // A short read of the previous response can leave the readiness set; a read
+        // that would block clears it and shows the socket is fine.
+        Poll::Ready(Ok(())) => {
+            matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Closes connections idle for longer than [`IDLE_TIMEOUT`], until the pool is gone.
+async fn reap_idle(pool: Weak<Shared>) {
+    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = pool.upgrade() else { return };
+        let now = Instant::now();
+        shared.lock_idle().retain(|(_, since)| now.duration_since(*since) <= IDLE_TIMEOUT);
+    }
+}
