@@ -267,18 +267,21 @@ async fn serve_with_hyper(
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let ended = std::future::poll_fn(|cx| {
-        // A drain that began while the own path served the connection.
-        if std::mem::take(&mut draining) {
-            conn.as_mut().graceful_shutdown();
-        }
         match watchdog.poll_event(cx) {
             Poll::Ready(Event::Idle) => return Poll::Ready(None),
-            // Finish the response in progress, then close (hyper sends
-            // `Connection: close` on it).
-            Poll::Ready(Event::Drain) => conn.as_mut().graceful_shutdown(),
+            Poll::Ready(Event::Drain) => draining = true,
             Poll::Pending => {}
         }
-        conn.as_mut().poll(cx).map(Some)
+        let polled = conn.as_mut().poll(cx);
+        if polled.is_pending() && std::mem::take(&mut draining) {
+            // Finish the response in progress, then close (hyper sends `Connection:
+            // close` on it). Only after a first poll: a connection handed over from the
+            // own path has a request to read, which hyper would drop if told to shut
+            // down before it started reading.
+            conn.as_mut().graceful_shutdown();
+            return conn.as_mut().poll(cx).map(Some);
+        }
+        polled.map(Some)
     })
     .await;
     match ended {

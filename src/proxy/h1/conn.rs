@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 
 use super::FastPath;
 use super::body::{self, Decoder};
-use super::request::{self, Classified, Method, Plan};
+use super::request::{self, Classified, INLINE_BODY, Method, Plan};
 use super::response::{self, Exchange, Parsed};
 use super::rewind::Rewound;
 use super::upstream::ConnectFailure;
@@ -45,8 +45,6 @@ use crate::proxy::{BODY_READ_TIMEOUT, Proxy, proxy_origin_of};
 
 /// Reads go through a stack buffer of this size.
 const READ_CHUNK: usize = 16 * 1024;
-/// Bodies up to this size are copied behind the head, so the target gets one write.
-const INLINE_BODY: usize = 64 * 1024;
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
 /// Largest response head accepted from the target (hyper's client allows ~400 KiB).
@@ -81,7 +79,7 @@ pub async fn serve(
     max_head: usize,
 ) -> Outcome {
     let flags = Flags::default();
-    let conn = Conn { client, peer, proxy, fast, deadlines, flags: &flags, buf: Vec::new(), max_head };
+    let conn = Conn { client, peer, proxy, fast, deadlines, flags: &flags, buf: Vec::new(), released: false, max_head };
     let mut run = std::pin::pin!(conn.run());
     poll_fn(|cx| {
         match watchdog.poll_event(cx) {
@@ -112,8 +110,14 @@ struct Conn<'a> {
     /// Received and not yet served: the current request, and whatever the client sent
     /// after it.
     buf: Vec<u8>,
+    /// The current request's bytes were dropped from `buf` already (see `relay`).
+    released: bool,
     max_head: usize,
 }
+
+/// When a request started and its path (no query: it may carry secrets), kept only
+/// when debug logging is on.
+type Started = Option<(Instant, String)>;
 
 enum Next {
     Request(Plan),
@@ -147,7 +151,7 @@ impl Conn<'_> {
             let busy = self.deadlines.begin();
             let keep = self.serve(&mut plan).await;
             drop(busy);
-            let used = (plan.head_len + plan.body_len).min(self.buf.len());
+            let used = if std::mem::take(&mut self.released) { 0 } else { plan.head_len + plan.body_len };
             if used == self.buf.len() {
                 self.buf.clear();
             } else {
@@ -201,7 +205,11 @@ impl Conn<'_> {
 
     /// Serves one request; whether the connection may carry another.
     async fn serve(&mut self, plan: &mut Plan) -> bool {
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let target = &self.buf[plan.target.0..plan.target.1];
+            let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+            (Instant::now(), String::from_utf8_lossy(path).into_owned())
+        });
         let total = plan.head_len + plan.body_len;
         if self.buf.len() < total {
             // Sized once from Content-Length (already within --max-request-body).
@@ -239,7 +247,7 @@ impl Conn<'_> {
             plan.upstream_head.extend_from_slice(&self.buf[plan.head_len..total]);
         }
         let body = if plan.body_len <= INLINE_BODY { &[][..] } else { &self.buf[plan.head_len..total] };
-        let exchange = Exchange { get: plan.method == Method::Get, close: false };
+        let exchange = Exchange { get: plan.method == Method::Get, close: plan.close };
         let sent = exchange_head(self.fast, &plan.upstream_head, body, plan.method, exchange);
         let sent = match self.fast.response_timeout {
             Some(limit) => self.deadlines.within(limit, sent).await.unwrap_or(Err(ForwardError::Timeout(limit))),
@@ -255,13 +263,7 @@ impl Conn<'_> {
     }
 
     /// Sends a response the proxy made itself.
-    async fn answer(
-        &mut self,
-        resp: Response<ProxyBody>,
-        plan: &Plan,
-        started: Option<Instant>,
-        force_close: bool,
-    ) -> bool {
+    async fn answer(&mut self, resp: Response<ProxyBody>, plan: &Plan, started: Started, force_close: bool) -> bool {
         let close = force_close || plan.close || self.flags.draining.load(Ordering::Relaxed);
         let status = resp.status().as_u16();
         let out = serialize_local(resp, close);
@@ -277,7 +279,7 @@ impl Conn<'_> {
         received: Vec<u8>,
         head: response::Plan,
         plan: &Plan,
-        started: Option<Instant>,
+        started: Started,
     ) -> bool {
         let s = &*self.proxy.shared;
         if head.bearer_challenge {
@@ -315,8 +317,9 @@ impl Conn<'_> {
             if head.event_stream {
                 // A stream may stay open for hours: hold no buffer between events.
                 out = Vec::new();
-                if self.buf.len() <= plan.head_len + plan.body_len {
+                if self.buf.len() == plan.head_len + plan.body_len {
                     self.buf = Vec::new();
+                    self.released = true;
                 }
             }
             let pipelined_limit = self.max_head + plan.head_len + plan.body_len;
@@ -425,17 +428,9 @@ impl Conn<'_> {
     }
 
     /// One line per request at debug level (method, path without query, status, time).
-    fn log(&self, plan: &Plan, started: Option<Instant>, status: u16) {
-        if let Some(at) = started {
-            let target = &self.buf[plan.target.0..plan.target.1.min(self.buf.len())];
-            let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-            debug!(
-                method = %plan.method.as_str(),
-                path = &*String::from_utf8_lossy(path),
-                status,
-                elapsed = ?at.elapsed(),
-                "request"
-            );
+    fn log(&self, plan: &Plan, started: Started, status: u16) {
+        if let Some((at, path)) = started {
+            debug!(method = %plan.method.as_str(), path, status, elapsed = ?at.elapsed(), "request");
         }
     }
 }

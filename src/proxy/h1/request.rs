@@ -18,6 +18,9 @@ use crate::inbound::metadata::WELL_KNOWN;
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
 
+/// Bodies up to this size are copied behind the head, so the target gets one write.
+pub const INLINE_BODY: usize = 64 * 1024;
+
 /// The fixed facts a request is judged against.
 pub struct Rules<'a> {
     /// Host names accepted in `Host` (see `Guard`); `None` accepts any.
@@ -119,7 +122,9 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     }
     let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
 
-    let mut out = Vec::with_capacity(head_len + 128);
+    // Room for the forwarding fields and, once read, a small body behind the head.
+    let inline = declared_length(req.headers).filter(|&n| n <= INLINE_BODY).unwrap_or(0);
+    let mut out = Vec::with_capacity(head_len + 160 + inline);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -261,6 +266,11 @@ fn connection_close(value: &[u8]) -> Option<bool> {
 
 fn has_bare_lf(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
+/// The first `Content-Length`, for sizing only (it is checked below).
+fn declared_length(headers: &[httparse::Header<'_>]) -> Option<usize> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).and_then(|h| content_length(h.value))
 }
 
 /// Digits only, as RFC 9110 §8.6 has it (no sign, no spaces, no list).

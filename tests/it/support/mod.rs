@@ -36,10 +36,22 @@ impl Thv {
         Thv::start_args(&args)
     }
 
+    /// As [`Thv::start`], with these environment variables set for the proxy.
+    pub fn start_env(target: &str, extra: &[&str], env: &[(&str, &str)]) -> Thv {
+        let mut args = vec!["proxy", "test-server", "--target-uri", target, "--port", "0"];
+        args.extend_from_slice(extra);
+        Thv::spawn(&args, env)
+    }
+
     /// Starts `thv` with exactly these arguments and waits for the startup line.
     pub fn start_args(args: &[&str]) -> Thv {
+        Thv::spawn(args, &[])
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Thv {
         let mut child = Command::new(THV)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("TOOLHIVE_DEBUG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -147,8 +159,14 @@ fn parse_port(line: &str) -> Option<u16> {
 /// Runs `thv` to completion with these arguments and returns (exit code, stdout, stderr).
 /// Bounded: a `thv` that is still running after 20 s is killed and the test fails.
 pub fn run_thv(args: &[&str]) -> (i32, String, String) {
+    run_thv_env(args, &[])
+}
+
+/// As [`run_thv`], with these environment variables set.
+pub fn run_thv_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let child = Command::new(THV)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("TOOLHIVE_DEBUG")
         .env_remove("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET")
         .env_remove("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN")
