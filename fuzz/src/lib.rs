@@ -6,6 +6,7 @@
 //! like a panic inside `thv`.
 
 pub mod config;
+pub mod h1;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod jwt;

@@ -16,6 +16,12 @@
 //!    event streams go through [`SseBody`](crate::mcp::sse::SseBody).
 //!
 //! Failures at any step become responses in one place, [`respond`].
+//!
+//! This is hyper's path. Plain MCP requests to an `http://` target run the same steps on
+//! the own HTTP/1.1 path, [`h1`]: steps 1–4 by leaving to this path every request they
+//! would act on (a foreign `Host` or any `Origin`, the local endpoints), then step 5 with
+//! the same [`Authenticator`], steps 6–9 on raw bytes, and failures through the same
+//! [`respond`] functions.
 
 pub mod deadline;
 pub mod forward;

@@ -178,15 +178,19 @@ impl Conn<'_> {
             upstream_host: &self.fast.upstream_host,
             client_ip: self.peer.ip(),
         };
+        // Where the search for the head's end resumes: a head that trickles in byte by
+        // byte is scanned once in all, and parsed once it is whole, not at every read.
+        let mut scanned = 0;
         loop {
-            if !self.buf.is_empty() {
-                match request::classify(&self.buf, &rules) {
-                    Classified::Fast(plan) => return Next::Request(plan),
-                    Classified::Fallback => return Next::Fallback,
-                    // hyper answers an oversized head (431), as it always did.
-                    Classified::Partial if self.buf.len() >= self.max_head => return Next::Fallback,
-                    Classified::Partial => {}
-                }
+            if let Some(end) = head_end(&self.buf, &mut scanned) {
+                return match request::classify(&self.buf[..end], &rules) {
+                    Classified::Fast(plan) => Next::Request(plan),
+                    Classified::Fallback | Classified::Partial => Next::Fallback,
+                };
+            }
+            // hyper answers an oversized head (431), as it always did.
+            if self.buf.len() >= self.max_head {
+                return Next::Fallback;
             }
             let idle = self.buf.is_empty();
             if idle && self.flags.draining.load(Ordering::Relaxed) {
@@ -286,8 +290,8 @@ impl Conn<'_> {
             s.hint_remote_auth();
         }
         let mut out = head.head;
-        let close = self.flags.draining.load(Ordering::Relaxed);
-        if close {
+        let draining = self.flags.draining.load(Ordering::Relaxed);
+        if draining && !plan.close {
             // The head was made before the drain was known; say it now.
             out.truncate(out.len() - 2);
             out.extend_from_slice(b"connection: close\r\n\r\n");
@@ -413,7 +417,7 @@ impl Conn<'_> {
             self.fast.pool.check_in(upstream);
         }
         self.log(plan, started, head.status);
-        !close
+        !draining
     }
 
     /// The `host[:port]` the client used, or the listen address.
@@ -433,6 +437,23 @@ impl Conn<'_> {
             debug!(method = %plan.method.as_str(), path, status, elapsed = ?at.elapsed(), "request");
         }
     }
+}
+
+/// The length of the head at the start of `buf` (through its empty line), once it is
+/// all there. `scanned` carries the search position from one call to the next.
+fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    // Back up over a line end that may have been cut in two by the previous read.
+    let from = scanned.saturating_sub(3);
+    *scanned = buf.len();
+    let rest = &buf[from..];
+    // A bare-LF empty line ends a head for httparse too; such heads go to hyper.
+    let crlf = memchr::memmem::find(rest, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(rest, b"\n\n").map(|i| i + 2);
+    let end = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(from + end)
 }
 
 /// Checks out a connection, sends the request and reads the response head.
@@ -627,4 +648,27 @@ fn serialize_local(resp: Response<ProxyBody>, close: bool) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_head_is_found_however_it_trickles_in() {
+        let head = b"POST /mcp HTTP/1.1\r\nhost: x\r\n\r\n{}";
+        for step in 1..head.len() {
+            let (mut buf, mut scanned, mut found) = (Vec::new(), 0, None);
+            for piece in head.chunks(step) {
+                buf.extend_from_slice(piece);
+                if let Some(end) = head_end(&buf, &mut scanned) {
+                    found = Some(end);
+                    break;
+                }
+            }
+            assert_eq!(found, Some(head.len() - 2), "pieces of {step}");
+        }
+        assert_eq!(head_end(b"GET / HTTP/1.1\nhost: x\n\n", &mut 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n", &mut 0), None);
+    }
 }
