@@ -64,6 +64,10 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     };
     let Some(status) = resp.code else { return Parsed::Invalid("no status") };
     match status {
+        // httparse reads any three digits; HTTP status codes start at 100 (RFC 9110 §15),
+        // and hyper's path refuses the others too (found by fuzzing: "002" was written
+        // on as the invalid status line "HTTP/1.1 2").
+        0..=99 => return Parsed::Invalid("invalid status code"),
         101 => return Parsed::Invalid("an upgrade nobody asked for"),
         100..=199 => return Parsed::Informational(head_len),
         _ => {}
@@ -301,6 +305,7 @@ Mcp-Session-Id: s\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n
         assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", POST), Parsed::Invalid(_)));
         assert!(matches!(parse(b"HTTP/1.1 200 OK\r\ncontent-le", POST), Parsed::Partial));
         assert!(matches!(parse(b"garbage\r\n\r\n", POST), Parsed::Invalid(_)));
+        assert!(matches!(parse(b"HTTP/1.1 002 OK\r\n\r\n", POST), Parsed::Invalid(_)));
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", POST),
             Parsed::Invalid(_)
