@@ -443,17 +443,15 @@ impl Conn<'_> {
 /// all there. `scanned` carries the search position from one call to the next.
 fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     // Back up over a line end that may have been cut in two by the previous read.
-    let from = scanned.saturating_sub(3);
+    let from = scanned.saturating_sub(2);
     *scanned = buf.len();
-    let rest = &buf[from..];
-    // A bare-LF empty line ends a head for httparse too; such heads go to hyper.
-    let crlf = memchr::memmem::find(rest, b"\r\n\r\n").map(|i| i + 4);
-    let lf = memchr::memmem::find(rest, b"\n\n").map(|i| i + 2);
-    let end = match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
-    Some(from + end)
+    // One pass over the line ends: an empty line follows `\n` as `\r\n` or, for
+    // httparse, a bare `\n` (such heads go to hyper, but they end here all the same).
+    memchr::memchr_iter(b'\n', &buf[from..]).map(|i| from + i).find_map(|i| match buf.get(i + 1) {
+        Some(b'\n') => Some(i + 2),
+        Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => Some(i + 3),
+        _ => None,
+    })
 }
 
 /// Checks out a connection, sends the request and reads the response head.
