@@ -28,6 +28,7 @@ pub mod forward;
 pub mod guard;
 pub mod h1;
 pub mod headers;
+pub mod idle;
 pub mod pool;
 pub mod respond;
 

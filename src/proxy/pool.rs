@@ -11,11 +11,9 @@
 //! HTTP/1.1 only, as nginx's `proxy_http_version 1.1`: every MCP server speaks it, and
 //! one request per connection keeps a slow stream from delaying anyone else's.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Uri;
@@ -28,17 +26,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service as _;
 use tracing::debug;
 
+use super::idle::{IdleStack, spawn_reaper};
+
 /// The sending half of one connection to the target.
 pub type Sender = http1::SendRequest<Full<Bytes>>;
 
 /// Why no connection to the target could be opened.
 pub type ConnectError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How long an idle connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most idle connections kept: enough for steady load, while a burst of clients does not
-/// leave hundreds of idle upstream connections behind.
-const MAX_IDLE: usize = 256;
 
 /// The connections to the target. Cheap to clone.
 #[derive(Clone)]
@@ -50,13 +44,7 @@ struct Shared {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/` of the target: what the connector dials.
     origin: Uri,
-    /// Idle connections, oldest first.
-    idle: Mutex<VecDeque<Idle>>,
-}
-
-struct Idle {
-    sender: Sender,
-    since: Instant,
+    idle: IdleStack<Sender>,
 }
 
 /// A connection ready for one request.
@@ -69,12 +57,10 @@ pub struct Checkout {
 
 impl Pool {
     /// A pool dialling `origin` through `connector`. Inside a Tokio runtime it also starts
-    /// a task that closes connections idle for longer than [`IDLE_TIMEOUT`].
+    /// a task that closes connections idle for too long.
     pub fn new(connector: HttpsConnector<HttpConnector>, origin: Uri) -> Pool {
-        let shared = Arc::new(Shared { connector, origin, idle: Mutex::new(VecDeque::new()) });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(reap_idle(Arc::downgrade(&shared)));
-        }
+        let shared = Arc::new(Shared { connector, origin, idle: IdleStack::default() });
+        spawn_reaper(Arc::downgrade(&shared), |s| &s.idle, Sender::is_closed);
         Pool { shared }
     }
 
@@ -83,8 +69,7 @@ impl Pool {
         // Bounded: each turn removes one entry, and the stack holds at most MAX_IDLE.
         loop {
             // Its own statement: the lock is released before any await.
-            let next = self.shared.lock_idle().pop_back();
-            let Some(Idle { mut sender, .. }) = next else { break };
+            let Some(mut sender) = self.shared.idle.pop() else { break };
             if sender.is_closed() {
                 continue;
             }
@@ -122,35 +107,9 @@ impl Pool {
 }
 
 impl Shared {
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        // The lock guards plain pushes and pops; a panic cannot leave the deque half-changed.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn check_in(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.lock_idle();
-        if idle.len() >= MAX_IDLE {
-            idle.pop_front();
-        }
-        idle.push_back(Idle { sender, since: Instant::now() });
-    }
-}
-
-/// Closes connections idle for longer than [`IDLE_TIMEOUT`], until the pool is gone.
-async fn reap_idle(pool: Weak<Shared>) {
-    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = pool.upgrade() else { return };
-        let now = Instant::now();
-        let mut idle = shared.lock_idle();
-        // Oldest first: stop at the first one still young enough.
-        while idle.front().is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) > IDLE_TIMEOUT) {
-            idle.pop_front();
+        if !sender.is_closed() {
+            self.idle.push(sender);
         }
     }
 }

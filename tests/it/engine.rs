@@ -218,6 +218,7 @@ async fn a_connection_moves_to_hyper_mid_way_and_keeps_serving() {
     }
     // A local endpoint on the same connection, now hyper's.
     let health = http::Request::get("/health").header("host", &host).body(Full::new(Bytes::new())).unwrap();
+    sender.ready().await.expect("the connection is still open");
     let resp = timeout(STEP, sender.send_request(health)).await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
     drop(sender);

@@ -1,22 +1,16 @@
-//! Persistent plain-HTTP/1.1 connections to the target for the own path (RFC 9112 §9.3).
-//!
-//! Idle sockets sit on a stack, the most recently used taken first. Whether one is still
-//! usable is read from the readiness tokio already tracks: a socket the target closed (or
-//! wrote to unasked) has turned readable, and is dropped without a system call in the
-//! common case of a live one.
+//! Persistent plain-HTTP/1.1 connections to the target for the own path (RFC 9112 §9.3),
+//! kept on an [`IdleStack`]. Whether one is still usable is read from the readiness tokio
+//! already tracks: a socket the target closed (or wrote to unasked) has turned readable,
+//! and is dropped without a system call in the common case of a live one.
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-/// How long an idle connection is kept (as on the hyper path).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most idle connections kept.
-const MAX_IDLE: usize = 256;
+use crate::proxy::idle::{IdleStack, spawn_reaper};
 
 /// The target's connections. Cheap to clone.
 #[derive(Clone)]
@@ -28,7 +22,7 @@ struct Shared {
     /// `host:port` dialled.
     authority: String,
     connect_timeout: Duration,
-    idle: Mutex<VecDeque<(TcpStream, Instant)>>,
+    idle: IdleStack<TcpStream>,
 }
 
 /// Why no connection could be had.
@@ -41,10 +35,9 @@ pub enum ConnectFailure {
 impl RawPool {
     /// A pool dialling `authority`; inside a runtime it also starts the idle reaper.
     pub fn new(authority: String, connect_timeout: Duration) -> RawPool {
-        let shared = Arc::new(Shared { authority, connect_timeout, idle: Mutex::new(VecDeque::new()) });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(reap_idle(Arc::downgrade(&shared)));
-        }
+        let shared = Arc::new(Shared { authority, connect_timeout, idle: IdleStack::default() });
+        // Dead ones are found at checkout, where it costs no system call.
+        spawn_reaper(Arc::downgrade(&shared), |s| &s.idle, |_| false);
         RawPool { shared }
     }
 
@@ -52,8 +45,7 @@ impl RawPool {
     pub async fn checkout(&self) -> Result<(TcpStream, bool), ConnectFailure> {
         // Bounded: each turn removes an entry, and there are at most MAX_IDLE.
         loop {
-            let next = self.shared.lock_idle().pop_back();
-            let Some((stream, _)) = next else { break };
+            let Some(stream) = self.shared.idle.pop() else { break };
             if still_open(&stream) {
                 return Ok((stream, true));
             }
@@ -75,18 +67,7 @@ impl RawPool {
 
     /// Returns a connection whose last response was read to its end.
     pub fn check_in(&self, stream: TcpStream) {
-        let mut idle = self.shared.lock_idle();
-        if idle.len() >= MAX_IDLE {
-            idle.pop_front();
-        }
-        idle.push_back((stream, Instant::now()));
-    }
-}
-
-impl Shared {
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<(TcpStream, Instant)>> {
-        // Plain pushes and pops: a panic cannot leave the deque half-changed.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.idle.push(stream);
     }
 }
 
@@ -103,17 +84,5 @@ fn still_open(stream: &TcpStream) -> bool {
         Poll::Ready(Ok(())) => {
             matches!(stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         }
-    }
-}
-
-/// Closes connections idle for longer than [`IDLE_TIMEOUT`], until the pool is gone.
-async fn reap_idle(pool: Weak<Shared>) {
-    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = pool.upgrade() else { return };
-        let now = Instant::now();
-        shared.lock_idle().retain(|(_, since)| now.duration_since(*since) <= IDLE_TIMEOUT);
     }
 }
