@@ -350,11 +350,11 @@ impl Conn<'_> {
                             Err(e) => bad = Some(e),
                         }
                     });
-                    Poll::Ready(match ready!(read) {
-                        _ if bad.is_some() => Wake::BadBody(bad.unwrap_or(body::BodyError::BadChunk)),
-                        Ok(0) => Wake::UpstreamEof,
-                        Ok(_) => Wake::Data,
-                        Err(e) => Wake::UpstreamError(e),
+                    Poll::Ready(match (ready!(read), bad) {
+                        (_, Some(e)) => Wake::BadBody(e),
+                        (Ok(0), None) => Wake::UpstreamEof,
+                        (Ok(_), None) => Wake::Data,
+                        (Err(e), None) => Wake::UpstreamError(e),
                     })
                 })
                 .await;
