@@ -224,21 +224,20 @@ fn serve_connection(
     // The header timeout is the watchdog's, not hyper's: hyper's arms a timer per request.
     let (deadlines, mut watchdog) = Deadlines::new(limits.header_timeout, drain);
     tokio::spawn(async move {
-        let (io, draining) = match proxy.fast_path() {
+        let for_hyper = match proxy.fast_path() {
             Some(fast) => {
                 match h1::conn::serve(stream, peer, &proxy, fast, &deadlines, &mut watchdog, limits.max_header_size)
                     .await
                 {
-                    Outcome::Closed => {
-                        drop(slot);
-                        return;
-                    }
-                    Outcome::Fallback(io, draining) => (io, draining),
+                    Outcome::Closed => None,
+                    Outcome::Fallback(io, draining) => Some((io, draining)),
                 }
             }
-            None => (Rewound::new(bytes::Bytes::new(), stream), false),
+            None => Some((Rewound::new(bytes::Bytes::new(), stream), false)),
         };
-        serve_with_hyper(io, peer, proxy, deadlines, watchdog, limits, draining).await;
+        if let Some((io, draining)) = for_hyper {
+            serve_with_hyper(io, peer, proxy, deadlines, watchdog, limits, draining).await;
+        }
         drop(slot);
     });
 }

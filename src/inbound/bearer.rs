@@ -2,7 +2,7 @@
 //! header is accepted: tokens in the query string (RFC 6750 §2.3) leak into logs and
 //! histories, and MCP forbids them (MCP 2025-11-25 Authorization §Token Requirements).
 
-use http::header::{AUTHORIZATION, HeaderMap};
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 /// Why no token could be taken from the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +16,11 @@ pub enum BearerProblem {
 
 /// The token from `Authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerProblem> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
+    bearer_token_of(headers.get_all(AUTHORIZATION).iter())
+}
+
+/// The same, from a request's `Authorization` values (for callers without a header map).
+pub fn bearer_token_of<'a>(mut values: impl Iterator<Item = &'a HeaderValue>) -> Result<&'a str, BearerProblem> {
     let Some(value) = values.next() else { return Err(BearerProblem::Missing) };
     if values.next().is_some() {
         return Err(BearerProblem::Malformed);

@@ -24,7 +24,7 @@ use url::Url;
 use crate::config::InboundConfig;
 use crate::oauth::http::{ControlClient, FetchError, UrlPolicy};
 use crate::oauth::metadata::{DiscoveryError, discover};
-use bearer::{BearerProblem, bearer_token};
+use bearer::{BearerProblem, bearer_token_of};
 use cache::{Cached, TokenCache, digest, now_secs};
 use introspect::Introspector;
 use jwks::JwksCache;
@@ -190,7 +190,16 @@ impl Authenticator {
 
     /// Authenticates a request by its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
-        let token = bearer_token(headers).map_err(|p| match p {
+        self.authenticate_credentials(headers.get_all(http::header::AUTHORIZATION).iter()).await
+    }
+
+    /// Authenticates a request by its `Authorization` values (the own HTTP/1.1 path has
+    /// no header map to give).
+    pub async fn authenticate_credentials<'a>(
+        &self,
+        authorization: impl Iterator<Item = &'a http::HeaderValue>,
+    ) -> Result<Arc<Identity>, Rejection> {
+        let token = bearer_token_of(authorization).map_err(|p| match p {
             BearerProblem::Missing => Rejection::Missing,
             BearerProblem::Malformed => Rejection::Malformed,
         })?;

@@ -285,11 +285,6 @@ impl Watchdog {
         Watchdog { shared, sleep, alarm, alarm_waker, drain, drain_reported: false }
     }
 
-    /// Whether [`Event::Drain`] has been reported already.
-    pub fn drain_reported(&self) -> bool {
-        self.drain_reported
-    }
-
     /// Polls for the next [`Event`].
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         self.alarm.task.register(cx.waker());

@@ -33,21 +33,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 §7.6.1,
-/// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send).
-/// A match on the lowercase name: no hashing, and nothing built per call.
+/// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send),
+/// lowercase.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// Whether `name` (as the `http` crate keeps it, lowercase) is in [`HOP_BY_HOP`]: no
+/// hashing, and nothing built per call.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "keep-alive"
-            | "proxy-connection"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Fields that describe the client to the server; only the proxy may set them.

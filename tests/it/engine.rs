@@ -158,7 +158,7 @@ async fn the_own_path_and_hyper_answer_every_framing_alike() {
     assert_eq!(body(32), "data: first\n\ndata: second\n\n");
     assert!(by_own[32].1.contains(&("x-accel-buffering".to_owned(), "no".to_owned())));
     assert_eq!((by_own[36].0, body(36)), (404, "nope".to_owned()));
-    // Client header spelling shows which engine forwarded: hyper lowercases names.
+    // Every request reached the target with its MCP headers.
     let heads = heads.lock().unwrap();
     assert!(heads.iter().all(|h| h.contains("mcp-session-id: s-1\r\n")), "{heads:?}");
 }
@@ -272,4 +272,50 @@ async fn an_unknown_engine_is_refused_at_startup() {
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("THV_HTTP1") && stderr.contains("hyper"), "{stderr}");
+}
+
+/// An upstream whose first connection to get a second request reads it and closes
+/// without answering (a server closing an idle connection just as a request arrives);
+/// everything else is answered 200 with keep-alive. Records each request line.
+async fn closes_one_reused_connection() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = lines.clone();
+    let (addr, _task) = raw_upstream(move |mut s| {
+        let (log, dropped) = (log.clone(), dropped.clone());
+        async move {
+            let mut buf = Vec::new();
+            // Bounded: at most 100 requests per connection, each within STEP.
+            for i in 0..100 {
+                let Some((head, used)) = read_request(&mut s, &mut buf).await else { return };
+                buf.drain(..used);
+                log.lock().unwrap().push(head.lines().next().unwrap_or_default().to_owned());
+                if i == 1 && !dropped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_is_sent_again_when_its_reused_connection_closes_but_a_post_never() {
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (method, second_status, times_sent) in [(reqwest::Method::GET, 200, 2), (reqwest::Method::POST, 502, 1)] {
+        let (addr, lines) = closes_one_reused_connection().await;
+        let thv = Thv::start(&format!("http://{addr}/mcp"), &[]);
+        let first = timeout(STEP, c.request(method.clone(), thv.url("/first")).send()).await.unwrap().unwrap();
+        assert_eq!(first.status(), 200);
+        first.bytes().await.unwrap();
+        let second = timeout(STEP, c.request(method.clone(), thv.url("/second")).send()).await.unwrap().unwrap();
+        assert_eq!(second.status(), second_status, "{method}");
+        let lines = lines.lock().unwrap();
+        let sent = lines.iter().filter(|l| l.starts_with(&format!("{method} /second "))).count();
+        assert_eq!(sent, times_sent, "{method}: {lines:?}");
+    }
 }

@@ -29,6 +29,15 @@ pub enum BodyError {
     Truncated,
 }
 
+/// A `Content-Length` value: digits only, as RFC 9110 §8.6 has it (no sign, no spaces,
+/// no list), at most 15 of them (far past any body, and no overflow).
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
 /// Longest chunk-size line (digits and extensions) and trailer section accepted.
 const MAX_LINE: u32 = 4096;
 const MAX_TRAILERS: u32 = 16 * 1024;

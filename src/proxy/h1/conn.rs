@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::Response;
-use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
@@ -232,13 +232,8 @@ impl Conn<'_> {
         }
         let s = &*self.proxy.shared;
         if let Some(inbound) = &s.inbound {
-            let mut headers = HeaderMap::new();
-            if let Some((from, to)) = plan.authorization
-                && let Ok(value) = HeaderValue::from_bytes(&self.buf[from..to])
-            {
-                headers.insert(AUTHORIZATION, value);
-            }
-            match inbound.authenticator.authenticate(&headers).await {
+            let value = plan.authorization.and_then(|(from, to)| HeaderValue::from_bytes(&self.buf[from..to]).ok());
+            match inbound.authenticator.authenticate_credentials(value.iter()).await {
                 Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
                 Err(rejection) => {
                     let host = self.client_authority(plan);
@@ -247,10 +242,12 @@ impl Conn<'_> {
                 }
             }
         }
-        if plan.body_len <= INLINE_BODY {
+        let body = if plan.body_len <= INLINE_BODY {
             plan.upstream_head.extend_from_slice(&self.buf[plan.head_len..total]);
-        }
-        let body = if plan.body_len <= INLINE_BODY { &[][..] } else { &self.buf[plan.head_len..total] };
+            &[][..]
+        } else {
+            &self.buf[plan.head_len..total]
+        };
         let exchange = Exchange { get: plan.method == Method::Get, close: plan.close };
         let sent = exchange_head(self.fast, &plan.upstream_head, body, plan.method, exchange);
         let sent = match self.fast.response_timeout {
@@ -303,10 +300,7 @@ impl Conn<'_> {
         let tail = &received[head.head_len..];
         match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite) {
             Ok(used) => reusable &= used == tail.len(),
-            Err(e) => {
-                warn!(upstream = %s.target_display, error = %e, "the MCP server's response broke off");
-                return false;
-            }
+            Err(e) => return self.broke_off(&e, &[]).await,
         }
         drop(received);
         if !decoder.is_done() {
@@ -361,10 +355,8 @@ impl Conn<'_> {
                 match woke {
                     Wake::Data => {}
                     Wake::UpstreamEof => {
-                        if decoder.finish_at_eof().is_err() {
-                            warn!(upstream = %s.target_display, "the MCP server closed the connection before the end of the response");
-                            let _ = self.client.write_all(&out).await;
-                            return false;
+                        if let Err(e) = decoder.finish_at_eof() {
+                            return self.broke_off(&e, &out).await;
                         }
                         reusable = false;
                         let start = out.len();
@@ -376,15 +368,9 @@ impl Conn<'_> {
                             out.extend_from_slice(body::LAST_CHUNK);
                         }
                     }
-                    Wake::UpstreamError(e) => {
-                        warn!(upstream = %s.target_display, error = %e, "the MCP server's response broke off");
-                        let _ = self.client.write_all(&out).await;
-                        return false;
-                    }
-                    Wake::BadBody(e) => {
-                        warn!(upstream = %s.target_display, error = %e, "the MCP server's response broke off");
-                        return false;
-                    }
+                    Wake::UpstreamError(e) => return self.broke_off(&e, &out).await,
+                    // What is past a framing error is not passed on.
+                    Wake::BadBody(e) => return self.broke_off(&e, &[]).await,
                     Wake::ClientGone => return false,
                     Wake::Stopped => {
                         // Shutdown: end the stream cleanly at an event boundary the target made.
@@ -418,6 +404,17 @@ impl Conn<'_> {
         }
         self.log(plan, started, head.status);
         !draining
+    }
+
+    /// The target's response ended early or broke its framing: the client gets what came
+    /// before (`sent_on`) and then a closed connection, so an incomplete body never looks
+    /// complete. Always `false`: the connection cannot carry another request.
+    async fn broke_off(&mut self, why: &(dyn std::fmt::Display + Sync), sent_on: &[u8]) -> bool {
+        warn!(upstream = %self.proxy.shared.target_display, error = %why, "the MCP server's response broke off");
+        if !sent_on.is_empty() {
+            let _ = self.client.write_all(sent_on).await;
+        }
+        false
     }
 
     /// The `host[:port]` the client used, or the listen address.

@@ -13,6 +13,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
+use super::body;
 use crate::inbound::metadata::WELL_KNOWN;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
@@ -122,9 +123,8 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     }
     let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
 
-    // Room for the forwarding fields and, once read, a small body behind the head.
-    let inline = declared_length(req.headers).filter(|&n| n <= INLINE_BODY).unwrap_or(0);
-    let mut out = Vec::with_capacity(head_len + 160 + inline);
+    // Room for the forwarding fields; a small body gets room once its length is seen.
+    let mut out = Vec::with_capacity(head_len + 160);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -150,7 +150,12 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 if length.is_some() {
                     return None;
                 }
-                length = Some(content_length(h.value)?);
+                let n = usize::try_from(body::content_length(h.value)?).ok()?;
+                // Read whole, a small body goes behind the head (one write to the target).
+                if n <= INLINE_BODY {
+                    out.reserve(n);
+                }
+                length = Some(n);
                 continue;
             }
             Field::Connection => {
@@ -266,19 +271,6 @@ fn connection_close(value: &[u8]) -> Option<bool> {
 
 fn has_bare_lf(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
-}
-
-/// The first `Content-Length`, for sizing only (it is checked below).
-fn declared_length(headers: &[httparse::Header<'_>]) -> Option<usize> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).and_then(|h| content_length(h.value))
-}
-
-/// Digits only, as RFC 9110 §8.6 has it (no sign, no spaces, no list).
-fn content_length(value: &[u8]) -> Option<usize> {
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value.iter().try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
 }
 
 /// An origin-form target (RFC 9112 §3.2.1) of unreserved characters, sub-delims,

@@ -9,7 +9,8 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::body::Framing;
+use super::body::{Framing, content_length};
+use crate::proxy::headers::HOP_BY_HOP;
 
 /// Most response header fields accepted (hyper's client default).
 const MAX_HEADERS: usize = 100;
@@ -82,7 +83,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = parse_length(h.value) else { return Parsed::Invalid("invalid Content-Length") };
+            let Some(n) = content_length(h.value) else { return Parsed::Invalid("invalid Content-Length") };
             if length.is_some_and(|l| l != n) {
                 return Parsed::Invalid("conflicting Content-Length");
             }
@@ -187,29 +188,10 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     Parsed::Complete(Plan { head_len, status, head: out, framing, chunked, reusable, event_stream, bearer_challenge })
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
-/// `Proxy-Connection`), as `headers::strip_hop_by_hop` removes them on the hyper path.
+/// The fields hyper's path removes as hop-by-hop (`headers::HOP_BY_HOP`), in any case as
+/// the target spelled them.
 fn is_hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "keep-alive",
-        "proxy-connection",
-    ]
-    .iter()
-    .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
-}
-
-fn parse_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 fn is_event_stream(value: &[u8]) -> bool {

@@ -54,7 +54,7 @@ impl RawPool {
     }
 
     /// A new connection, never a pooled one.
-    pub async fn connect(&self) -> Result<TcpStream, ConnectFailure> {
+    async fn connect(&self) -> Result<TcpStream, ConnectFailure> {
         let s = &self.shared;
         let stream = tokio::time::timeout(s.connect_timeout, TcpStream::connect(&s.authority))
             .await
