@@ -190,14 +190,15 @@ impl Authenticator {
 
     /// Authenticates a request by its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
-        self.authenticate_credentials(headers.get_all(http::header::AUTHORIZATION).iter()).await
+        let values = headers.get_all(http::header::AUTHORIZATION).iter().map(http::HeaderValue::as_bytes);
+        self.authenticate_credentials(values).await
     }
 
-    /// Authenticates a request by its `Authorization` values (the own HTTP/1.1 path has
-    /// no header map to give).
+    /// Authenticates a request by its raw `Authorization` values (the own HTTP/1.1 path
+    /// reads them in place, with no header map).
     pub async fn authenticate_credentials<'a>(
         &self,
-        authorization: impl Iterator<Item = &'a http::HeaderValue>,
+        authorization: impl Iterator<Item = &'a [u8]>,
     ) -> Result<Arc<Identity>, Rejection> {
         let token = bearer_token_of(authorization).map_err(|p| match p {
             BearerProblem::Missing => Rejection::Missing,

@@ -24,7 +24,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::Response;
-use http::header::HeaderValue;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
@@ -232,8 +231,8 @@ impl Conn<'_> {
         }
         let s = &*self.proxy.shared;
         if let Some(inbound) = &s.inbound {
-            let value = plan.authorization.and_then(|(from, to)| HeaderValue::from_bytes(&self.buf[from..to]).ok());
-            match inbound.authenticator.authenticate_credentials(value.iter()).await {
+            let value = plan.authorization.map(|(from, to)| &self.buf[from..to]);
+            match inbound.authenticator.authenticate_credentials(value.into_iter()).await {
                 Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
                 Err(rejection) => {
                     let host = self.client_authority(plan);
