@@ -2,11 +2,17 @@
 //! practices):
 //!
 //! - header: only asymmetric algorithms; `jku`, `x5u`, `jwk` and `x5c` are refused (keys
-//!   come from the configured JWKS only); unknown `crit` is refused (jsonwebtoken);
-//!   `typ` must be absent, `JWT` or `at+jwt`;
-//! - key: by `kid`, and the token's `alg` must be one the key is bound to;
-//! - claims: `iss` exact, `aud` must contain an accepted audience, `exp` required, `nbf`
-//!   honoured, both with the configured leeway.
+//!   come from the configured JWKS only); `crit` other than RFC 7797 `b64: true` is
+//!   refused (RFC 7515 §4.1.11); `typ` must be absent, `JWT` or `at+jwt`;
+//! - key: by `kid`, and the token's `alg` must be one the key is bound to; the signature
+//!   is checked with the key parsed at JWKS load ([`crate::inbound::jwks`]);
+//! - claims, read only once the signature holds: `iss` exact, `aud` must contain an
+//!   accepted audience, `exp` required, `nbf` honoured, both with the configured leeway.
+//!
+//! jsonwebtoken parses the header and names the algorithms; verification (aws-lc) and the
+//! claim checks are here, so that each part of a token is decoded once and no key is
+//! rebuilt per token (jsonwebtoken's `decode` decodes the header twice and the claims
+//! twice, and its aws-lc backend rebuilds an RSA key from (n, e) for every signature).
 
 use std::sync::Arc;
 
