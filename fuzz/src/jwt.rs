@@ -115,7 +115,7 @@ fn now() -> f64 {
 fn part(token: &str, i: usize) -> Option<Value> {
     let p = token.split('.').nth(i)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok()?;
-    // Lossy: serde_json does not check UTF-8 inside strings it skips, so jsonwebtoken
+    // Lossy: serde_json does not check UTF-8 inside strings it skips, so the validator
     // accepts a claims set with invalid UTF-8 in a claim nobody reads (harmless).
     serde_json::from_str(&String::from_utf8_lossy(&bytes)).ok()
 }
@@ -166,7 +166,7 @@ pub fn run(data: &[u8]) {
     }
     let raw_header = part(&token, 0).expect("accepted header is JSON");
     if let Some(crit) = raw_header.get("crit") {
-        // The one extension jsonwebtoken understands (RFC 7797 `b64`, and only `true`).
+        // The one extension the validator understands (RFC 7797 `b64`, and only `true`).
         assert_eq!(crit, &json!(["b64"]), "accepted a token with crit {crit}");
     }
     let payload = part(&token, 1).expect("accepted payload is JSON");
