@@ -67,8 +67,7 @@ impl VerifyKey {
     }
 }
 
-/// The aws-lc verification parameters of a JWS algorithm (RFC 7518 §3.1). ECDSA takes the
-/// fixed-width `r || s` signature that JWS uses (RFC 7518 §3.4), not ASN.1 DER.
+/// The aws-lc verification parameters of an RSA JWS algorithm (RFC 7518 §3.3, §3.5).
 fn rsa_parameters(alg: Algorithm) -> Option<&'static lc::RsaParameters> {
     Some(match alg {
         Algorithm::RS256 => &lc::RSA_PKCS1_2048_8192_SHA256,
@@ -209,7 +208,8 @@ enum PublicKey {
 }
 
 impl PublicKey {
-    /// The key parsed for `alg` (already checked to fit the key's type).
+    /// The key parsed for `alg` (already checked to fit the key's type). ECDSA verifies
+    /// the fixed-width `r || s` signature that JWS uses (RFC 7518 §3.4), not ASN.1 DER.
     fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, String> {
         let parsed = match (self, alg) {
             (PublicKey::Rsa { n, e }, alg) => {
