@@ -57,13 +57,9 @@ pub struct VerifyKey {
 }
 
 impl VerifyKey {
-    /// Whether `signature` is this key's signature of `message` under `alg`; `false` also
-    /// when the key is not bound to `alg`.
-    pub fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        self.algorithms
-            .iter()
-            .position(|a| *a == alg)
-            .is_some_and(|i| self.verifiers[i].verify_sig(message, signature).is_ok())
+    /// The key parsed for `alg`, or `None` when the key is not bound to `alg`.
+    pub fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.algorithms.iter().position(|a| *a == alg).map(|i| &self.verifiers[i])
     }
 }
 
@@ -351,5 +347,34 @@ mod tests {
         for gone in ["hmac", "enc", "small", "bad-alg"] {
             assert!(set.get(gone).is_none(), "{gone}");
         }
+        // Each kept key is parsed for exactly the algorithms it is bound to.
+        let rsa = set.get("rsa").unwrap();
+        assert!(RSA_ALGORITHMS.iter().all(|alg| rsa.verifier(*alg).is_some()));
+        assert!(rsa.verifier(Algorithm::ES256).is_none() && rsa.verifier(Algorithm::HS256).is_none());
+        assert!(set.get("rsa-ps").unwrap().verifier(Algorithm::RS256).is_none());
+    }
+
+    #[test]
+    fn keys_that_do_not_decode_are_refused_at_load() {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut n = vec![0u8];
+        n.extend(b64.decode(N_2048).unwrap());
+        let (x, y) = ("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
+        let shifted_y = b64.decode(y).unwrap();
+        let shifted_x = [b64.decode(x).unwrap(), vec![shifted_y[0]]].concat();
+        let set = KeySet::parse(&json!({"keys": [
+            // RFC 7518 forbids the leading zero octet, but it is still a 2048-bit key.
+            {"kty": "RSA", "kid": "zero", "n": b64.encode(&n), "e": "AQAB"},
+            {"kty": "RSA", "kid": "no-e", "n": N_2048},
+            {"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": x, "y": y.replace("a0", "a4")},
+            // The right 64 bytes, split 33 + 31: each coordinate must have the curve's width
+            // (RFC 7518 §6.2.1.2), even where the concatenated point would be valid.
+            {"kty": "EC", "kid": "split", "crv": "P-256", "x": b64.encode(&shifted_x), "y": b64.encode(&shifted_y[1..])},
+            {"kty": "EC", "kid": "no-y", "crv": "P-256", "x": x},
+            {"kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": "AQAB"},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": x, "y": y},
+        ]}));
+        assert!(set.get("zero").is_some_and(|k| k.verifier(Algorithm::RS256).is_some()));
+        assert_eq!(set.len(), 1, "every other key is refused when the set is loaded");
     }
 }
