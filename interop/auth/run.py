@@ -427,11 +427,14 @@ def thv_has_flag(flag: str) -> bool:
 def sdk_client(url: str, token: str | None = None, scope: str = "", timeout: float = 90) -> dict[str, Any]:
     cmd = [str(VENV_PY), str(HERE / "sdk_login.py"), "--url", url]
     remember(token)
+    # The token travels in the environment: as an argument, an opaque token starting with "-"
+    # was read by argparse as an option (a flaky CI failure), and argv is world-readable.
+    env = {k: v for k, v in os.environ.items() if k != "SDK_LOGIN_TOKEN"}
     if token:
-        cmd += ["--token", token]
+        env["SDK_LOGIN_TOKEN"] = token
     if scope:
         cmd += ["--scope", scope]
-    r = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=HERE, stdin=subprocess.DEVNULL)  # noqa: S603
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=HERE, stdin=subprocess.DEVNULL, env=env)  # noqa: S603
     try:
         report = json.loads(r.stdout.decode().strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):

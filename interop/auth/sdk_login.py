@@ -15,7 +15,11 @@ Every HTTP exchange the SDK makes is recorded; the script prints one JSON object
 Exit status 0 only if the session completed and both tool results came back.
 
 Usage: .venv/bin/python sdk_login.py --url http://127.0.0.1:P/mcp [--scope "mcp:tools"]
-       .venv/bin/python sdk_login.py --url … --token TOKEN   (no OAuth: a fixed bearer token)
+       SDK_LOGIN_TOKEN=TOKEN .venv/bin/python sdk_login.py --url …   (no OAuth: a fixed bearer token)
+
+The fixed token comes from the environment, not argv: an opaque token may start with "-", which
+argparse takes for an option (CI failed once on exactly that), and argv is readable in the process
+list by every user of the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -181,8 +186,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True)
     parser.add_argument("--scope", default="")
-    parser.add_argument("--token", default="", help="skip OAuth: send this bearer token on every request")
-    return anyio.run(main_async, parser.parse_args())
+    args = parser.parse_args()
+    # Static-bearer mode; see the module docstring for why this is not a flag.
+    args.token = os.environ.get("SDK_LOGIN_TOKEN", "")
+    return anyio.run(main_async, args)
 
 
 if __name__ == "__main__":
