@@ -8,7 +8,10 @@
 //! - booleans accept `--flag`, `--flag=true` and `--flag=false` ([`go_bool`]);
 //! - string slices (`--remote-auth-scopes`) split on commas *and* repeat;
 //! - string arrays (`--allowed-origins`) repeat but never split;
-//! - durations use Go syntax (`30s`, `2m30s`, `1h`), see [`crate::config::parse_go_duration`].
+//! - durations use Go syntax (`30s`, `2m30s`, `1h`), see [`crate::config::parse_go_duration`];
+//! - opaque values (client IDs, secrets, the bearer token, the audience) may start with `-`:
+//!   pflag takes the next argument as a flag's value whatever it looks like, and a random
+//!   base64url secret starts with `-` one time in 64.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -138,7 +141,7 @@ pub struct OidcArgs {
     pub oidc_issuer: Option<String>,
 
     /// Expected audience for the token
-    #[arg(long, value_name = "AUDIENCE")]
+    #[arg(long, value_name = "AUDIENCE", allow_hyphen_values = true)]
     pub oidc_audience: Option<String>,
 
     /// URL to fetch the JWKS from
@@ -150,11 +153,11 @@ pub struct OidcArgs {
     pub oidc_introspection_url: Option<String>,
 
     /// OIDC client ID
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub oidc_client_id: Option<String>,
 
     /// OIDC client secret (optional, for introspection; env TOOLHIVE_OIDC_CLIENT_SECRET)
-    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    #[arg(long, value_name = "SECRET", hide_env_values = true, allow_hyphen_values = true)]
     pub oidc_client_secret: Option<String>,
 
     /// Scopes a token must carry (comma-separated, repeatable)
@@ -206,11 +209,11 @@ pub struct RemoteAuthArgs {
     pub remote_auth_token_url: Option<String>,
 
     /// OAuth client ID for remote server authentication
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub remote_auth_client_id: Option<String>,
 
     /// OAuth client secret for remote server authentication (optional for PKCE)
-    #[arg(long, value_name = "SECRET", conflicts_with = "remote_auth_client_secret_file")]
+    #[arg(long, value_name = "SECRET", conflicts_with = "remote_auth_client_secret_file", allow_hyphen_values = true)]
     pub remote_auth_client_secret: Option<String>,
 
     /// Path to file containing OAuth client secret (alternative to --remote-auth-client-secret)
@@ -241,7 +244,7 @@ pub struct RemoteAuthArgs {
     pub remote_auth_resource: Option<String>,
 
     /// Static bearer token for the remote server (env TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN)
-    #[arg(long, value_name = "TOKEN", conflicts_with = "remote_auth_bearer_token_file")]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "remote_auth_bearer_token_file", allow_hyphen_values = true)]
     pub remote_auth_bearer_token: Option<String>,
 
     /// Path to a file containing a static bearer token for the remote server
@@ -338,6 +341,35 @@ mod tests {
         match &inv.cli.command {
             Command::Proxy(p) => p,
         }
+    }
+
+    #[test]
+    fn opaque_values_may_start_with_a_hyphen() {
+        let inv = parse(&[
+            "proxy",
+            "srv",
+            "--target-uri",
+            "http://localhost:8080",
+            "--remote-auth-client-id",
+            "-id",
+            "--remote-auth-client-secret",
+            "-s3cret",
+            "--oidc-client-id",
+            "-oid",
+            "--oidc-client-secret",
+            "--looks-like-a-flag",
+            "--oidc-audience",
+            "-aud",
+        ]);
+        let p = proxy(&inv);
+        assert_eq!(p.remote_auth.remote_auth_client_id.as_deref(), Some("-id"));
+        assert_eq!(p.remote_auth.remote_auth_client_secret.as_deref(), Some("-s3cret"));
+        assert_eq!(p.oidc.oidc_client_id.as_deref(), Some("-oid"));
+        assert_eq!(p.oidc.oidc_client_secret.as_deref(), Some("--looks-like-a-flag"));
+        assert_eq!(p.oidc.oidc_audience.as_deref(), Some("-aud"));
+        let inv =
+            parse(&["proxy", "srv", "--target-uri", "http://localhost:8080", "--remote-auth-bearer-token", "-tok"]);
+        assert_eq!(proxy(&inv).remote_auth.remote_auth_bearer_token.as_deref(), Some("-tok"));
     }
 
     #[test]
