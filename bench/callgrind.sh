@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # CI regression guard: instructions per forwarded request under callgrind vs
-# bench/callgrind-baseline.txt; exits 1 when more than 10% above. A few minutes on 2 cores.
+# bench/callgrind-baseline.txt, without auth and with incoming JWT auth (same token, new token);
+# exits 1 when any is more than 10% above its baseline. A few minutes on 2 cores.
 #
-#   bench/callgrind.sh             build the release thv, measure, compare
-#   bench/callgrind.sh --update    record a new baseline (commit it on its own, with the reason)
+#   bench/callgrind.sh                      build the release thv, measure, compare
+#   bench/callgrind.sh --workload plain     one workload (plain, jwt-same, jwt-fresh)
+#   bench/callgrind.sh --update             record new baselines (commit them on their own, with the reason)
 #
 # Set CARGO_TARGET_DIR to build elsewhere, or THV_BIN to measure a binary already built.
 set -euo pipefail
@@ -12,6 +14,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   echo "callgrind: installing valgrind (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
+bash bench/venv.sh # the JWT workloads sign their tokens with it
 if [ -z "${THV_BIN:-}" ]; then
   cargo build --release --quiet --bin thv
   THV_BIN="${CARGO_TARGET_DIR:-target}/release/thv"

@@ -40,13 +40,7 @@ if [ "$(installed_version mcp-proxy)" != "$MCP_PROXY_VERSION" ]; then
   fi
 fi
 
-if [ ! -x run/venv/bin/python ] || ! cmp -s requirements.txt run/venv/requirements.txt; then
-  echo "setup: python venv run/venv (pinned bench/requirements.txt)"
-  rm -rf run/venv
-  python3 -m venv run/venv
-  run/venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-  cp requirements.txt run/venv/requirements.txt
-fi
+bash venv.sh
 
 echo "setup: ok — nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'), $(/usr/sbin/haproxy -v | head -1 | awk '{print "haproxy", $3}')," \
      "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(oha --version), " \
