@@ -1,15 +1,16 @@
 //! The JWT path of incoming authentication, up to and past signature verification:
-//! `bearer_token`, `JwtValidator::looks_like_jwt`, `jsonwebtoken::decode_header`, and the
-//! whole `JwtValidator::validate` (header rules, key choice, signature, claims and their
-//! RFC 7519 types) against a real `JwksCache` loaded from a loopback JWKS server.
+//! `bearer_token`, `JwtValidator::looks_like_jwt`, and the whole `JwtValidator::validate`
+//! (header rules, key choice, signature, claims and their RFC 7519 types) against a real
+//! `JwksCache` loaded from a loopback JWKS server.
 //!
 //! Input, two shapes:
 //! - starts with `{`: `HEADER_JSON \n CLAIMS_JSON` — both are base64url-encoded and signed
 //!   with the test key, so the fuzzer reaches the claim checks behind the signature;
 //! - anything else: the token itself (also tried as an `Authorization` header value).
 //!
-//! Invariants: nothing panics; an undecodable header is `Malformed`; and whenever a token
-//! is accepted, an independent re-check of the decoded header and payload agrees that it
+//! Invariants: nothing panics; a header jsonwebtoken's `decode_header` cannot decode (the
+//! validator decodes it itself, so this is a second opinion) is `Malformed`; and whenever
+//! a token is accepted, an independent re-check of the decoded header and payload agrees that it
 //! should be: ES256 with our key, no key-carrying header, an access-token `typ`, the right
 //! issuer and audience, a numeric unexpired `exp`, numeric `nbf`/`iat`, and
 //! `looks_like_jwt` (so a token is never routed to the JWT path by one rule and the
