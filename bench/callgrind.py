@@ -134,7 +134,13 @@ def run_once(thv, origin_port, warmup, n, out_file, timeout, tokens=None):
     with open(out_file) as f:
         for ln in f:
             if ln.startswith("summary:") or ln.startswith("totals:"):
-                return int(ln.split()[1])
+                total = int(ln.split()[1])
+                # Nothing collected means the toggle matched no function (a tokio rename, another
+                # demangler): a zero would pass every baseline, so it is an error instead.
+                if total == 0:
+                    raise RuntimeError(f"{out_file}: no instructions collected; does "
+                                       "--toggle-collect still name tokio's task poll?")
+                return total
     raise RuntimeError(f"no totals in {out_file}")
 
 
@@ -251,9 +257,14 @@ def main():
         base = float(baselines[key])
         change = ipr / base - 1
         limit = base * (1 + a.tolerance)
-        ok = ipr <= limit
+        # Far below the baseline is as suspect as far above: a count that lost most of the
+        # request's work (a toggle that matches less than it did) must not pass quietly.
+        ok = base / 2 <= ipr <= limit
+        if ipr < base / 2:
+            print(f"callgrind: {workload}: {ipr:,.0f} is under half its baseline {base:,.0f}: the count no longer "
+                  "covers the request's work (check --toggle-collect), or record a real gain with --update")
         print(f"callgrind: {workload}: baseline {base:,.0f}, now {ipr:,.0f} ({change:+.1%}; "
-              f"limit +{a.tolerance:.0%} = {limit:,.0f}) -> {'ok' if ok else 'REGRESSION'}")
+              f"limit +{a.tolerance:.0%} = {limit:,.0f}) -> {'ok' if ok else 'SUSPECT' if ipr < limit else 'REGRESSION'}")
         if change < -a.tolerance:
             print(f"callgrind: {workload}: more than {a.tolerance:.0%} better than its baseline: consider recording "
                   "it (--update) in its own commit")
