@@ -44,4 +44,4 @@ bash venv.sh
 
 echo "setup: ok — nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'), $(/usr/sbin/haproxy -v | head -1 | awk '{print "haproxy", $3}')," \
      "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(oha --version), " \
-     "$(command -v mcp-proxy >/dev/null && mcp-proxy --version 2>/dev/null || echo 'mcp-proxy: not installed')"
+     "mcp-proxy $(installed_version mcp-proxy | grep . || echo 'not installed')" # it has no --version
