@@ -47,10 +47,10 @@ impl TokenCache {
         TokenCache { map: RwLock::new(HashMap::new()), capacity }
     }
 
-    /// The live entry for `key`, if any.
-    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<Cached> {
+    /// The live entry for `key`, if any, with the Unix second it ends.
+    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<(Cached, u64)> {
         let map = self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.get(key).filter(|e| e.until > now).map(|e| e.value.clone())
+        map.get(key).filter(|e| e.until > now).map(|e| (e.value.clone(), e.until))
     }
 
     /// Stores a verdict until `until` (Unix seconds). When full, expired entries go first;
@@ -93,7 +93,7 @@ mod tests {
     fn entries_expire_and_the_size_is_bounded() {
         let cache = TokenCache::new(2);
         cache.insert(digest("a"), Cached::Valid(identity()), 100, 10);
-        assert!(matches!(cache.get(&digest("a"), 50), Some(Cached::Valid(_))));
+        assert!(matches!(cache.get(&digest("a"), 50), Some((Cached::Valid(_), 100))));
         assert!(cache.get(&digest("a"), 100).is_none(), "expired at its deadline");
         cache.insert(digest("b"), Cached::Invalid, 20, 10);
         cache.insert(digest("c"), Cached::Invalid, 200, 30); // b expired: evicted first

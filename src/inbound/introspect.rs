@@ -70,13 +70,13 @@ impl Introspector {
         }
     }
 
-    /// Resolves `token` to an identity.
-    pub async fn check(&self, token: &str) -> Result<Arc<Identity>, Rejection> {
+    /// Resolves `token` to an identity, and the Unix second until which it holds.
+    pub async fn check(&self, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
         let key = digest(token);
         let now = now_secs();
         match self.cache.get(&key, now) {
-            Some(Cached::Valid(identity)) => return Ok(identity),
-            Some(Cached::Invalid) => return Err(Rejection::Invalid(TokenFailure::Inactive)),
+            Some((Cached::Valid(identity), until)) => return Ok((identity, until)),
+            Some((Cached::Invalid, _)) => return Err(Rejection::Invalid(TokenFailure::Inactive)),
             None => {}
         }
         let auth =
@@ -90,7 +90,7 @@ impl Introspector {
                 let identity = Arc::new(identity);
                 let until = answer.exp.map_or(now + self.ttl, |exp| exp.min(now + self.ttl));
                 self.cache.insert(key, Cached::Valid(identity.clone()), until, now);
-                Ok(identity)
+                Ok((identity, until))
             }
             Err(failure) => {
                 self.cache.insert(key, Cached::Invalid, now + NEGATIVE_TTL, now);

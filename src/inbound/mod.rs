@@ -5,7 +5,9 @@
 //! [`Identity`] or a [`Rejection`]; [`crate::proxy::respond`] turns rejections into 401,
 //! 403 or 503 answers with the right `WWW-Authenticate` challenge. JWTs are validated
 //! locally against the IdP's keys; other tokens go to introspection. Verdicts are cached by
-//! token digest, so repeating a token costs a hash and a map lookup.
+//! token digest, so repeating a token costs a hash and a map lookup; on the own HTTP/1.1
+//! path a connection also remembers its last accepted token ([`LastToken`]), so repeating
+//! it there costs one comparison.
 
 pub mod bearer;
 pub mod cache;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
+use secrecy::{ExposeSecret, SecretSlice};
 use tracing::{info, warn};
 use url::Url;
 
@@ -200,12 +203,33 @@ impl Authenticator {
         &self,
         authorization: impl Iterator<Item = &'a [u8]>,
     ) -> Result<Arc<Identity>, Rejection> {
-        let token = bearer_token_of(authorization).map_err(|p| match p {
-            BearerProblem::Missing => Rejection::Missing,
-            BearerProblem::Malformed => Rejection::Malformed,
-        })?;
+        let token = bearer(authorization)?;
+        self.check(token).await.map(|(identity, _)| identity)
+    }
+
+    /// As [`Authenticator::authenticate_credentials`], for a request on a client connection
+    /// that remembers its last accepted token in `last`: the same token again, before its
+    /// verdict ends, costs one comparison instead of a digest and a shared-cache lookup.
+    pub async fn authenticate_on_connection<'a>(
+        &self,
+        authorization: impl Iterator<Item = &'a [u8]>,
+        last: &mut Option<LastToken>,
+    ) -> Result<Arc<Identity>, Rejection> {
+        let token = bearer(authorization)?;
+        if let Some(identity) = last.as_ref().and_then(|l| l.identity_for(token.as_bytes(), now_secs())) {
+            return Ok(identity);
+        }
+        let (identity, until) = self.check(token).await?;
+        *last =
+            Some(LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity: identity.clone(), until });
+        Ok(identity)
+    }
+
+    /// The identity `token` stands for, with the Unix second the verdict ends; refused
+    /// unless it grants every required scope.
+    async fn check(&self, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
         // JWTs are checked locally; anything else goes to introspection when configured.
-        let identity = match (&self.jwt, &self.introspector) {
+        let (identity, until) = match (&self.jwt, &self.introspector) {
             (Some(jwt), None) => self.check_jwt(jwt, token).await?,
             (Some(jwt), Some(_)) if JwtValidator::looks_like_jwt(token) => self.check_jwt(jwt, token).await?,
             // Boxed, as is JWT validation below: their network calls (key refresh,
@@ -214,17 +238,17 @@ impl Authenticator {
             (None, None) => return Err(Rejection::Invalid(TokenFailure::Malformed)),
         };
         if self.required_scopes.iter().all(|s| identity.scopes.iter().any(|g| g == s)) {
-            Ok(identity)
+            Ok((identity, until))
         } else {
             Err(Rejection::InsufficientScope)
         }
     }
 
-    async fn check_jwt(&self, jwt: &JwtValidator, token: &str) -> Result<Arc<Identity>, Rejection> {
+    async fn check_jwt(&self, jwt: &JwtValidator, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
         let key = digest(token);
         let now = now_secs();
-        if let Some(Cached::Valid(identity)) = self.jwt_cache.get(&key, now) {
-            return Ok(identity);
+        if let Some((Cached::Valid(identity), until)) = self.jwt_cache.get(&key, now) {
+            return Ok((identity, until));
         }
         let claims = Box::pin(jwt.validate(token)).await.map_err(Rejection::Invalid)?;
         let scopes = claims.scopes();
@@ -232,8 +256,46 @@ impl Authenticator {
         let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());
         let identity = Arc::new(Identity { subject, scopes });
         self.jwt_cache.insert(key, Cached::Valid(identity.clone()), expires_at, now);
-        Ok(identity)
+        Ok((identity, expires_at))
     }
+}
+
+/// The bearer token of a request's `Authorization` values (RFC 6750 §2.1).
+fn bearer<'a>(authorization: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, Rejection> {
+    bearer_token_of(authorization).map_err(|p| match p {
+        BearerProblem::Missing => Rejection::Missing,
+        BearerProblem::Malformed => Rejection::Malformed,
+    })
+}
+
+/// The last token one client connection had accepted, and what it stood for.
+///
+/// MCP clients send the same bearer token on every request of a session, and a keep-alive
+/// connection carries many of them: comparing the token with the one before is cheaper than
+/// the SHA-256 digest and shared-cache lookup it would cost otherwise (issue 5, same-token
+/// throughput). Unlike [`TokenCache`], which keeps only digests, this holds the token
+/// itself, as the connection's read buffer already does, for no longer than the connection
+/// lives; it is wiped when replaced or dropped. A verdict ends when the shared cache's
+/// would, so a token is never accepted here after it would be refused there.
+pub struct LastToken {
+    token: SecretSlice<u8>,
+    identity: Arc<Identity>,
+    /// Unix second the verdict ends (the token's `exp`, or introspection's cache limit).
+    until: u64,
+}
+
+impl LastToken {
+    /// The identity if `token` is the remembered one and its verdict still holds at `now`.
+    fn identity_for(&self, token: &[u8], now: u64) -> Option<Arc<Identity>> {
+        (self.until > now && same_bytes(self.token.expose_secret(), token)).then(|| self.identity.clone())
+    }
+}
+
+/// Whether two byte strings are equal, in time that depends only on their lengths: a
+/// front proxy may carry several users' requests on one connection, so how far another
+/// user's token matches must not show in the answer's timing.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or [`STARTUP_RETRY_WINDOW`] passes:
@@ -253,6 +315,38 @@ where
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
             other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remembered(token: &str, until: u64) -> LastToken {
+        let identity = Arc::new(Identity { subject: "alice".into(), scopes: vec![] });
+        LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity, until }
+    }
+
+    #[test]
+    fn a_connection_reuses_only_the_same_token_while_its_verdict_holds() {
+        let last = remembered("eyJhbGciOi.payload.signature", 100);
+        let hit = last.identity_for(b"eyJhbGciOi.payload.signature", 99).expect("same token, verdict live");
+        assert_eq!(hit.subject, "alice");
+        assert!(last.identity_for(b"eyJhbGciOi.payload.signaturf", 99).is_none(), "last byte differs");
+        assert!(last.identity_for(b"fyJhbGciOi.payload.signature", 99).is_none(), "first byte differs");
+        assert!(last.identity_for(b"eyJhbGciOi.payload.signatur", 99).is_none(), "a prefix");
+        assert!(last.identity_for(b"eyJhbGciOi.payload.signature.", 99).is_none(), "an extension");
+        assert!(last.identity_for(b"", 99).is_none(), "empty");
+        assert!(last.identity_for(b"eyJhbGciOi.payload.signature", 100).is_none(), "ended at its deadline");
+    }
+
+    #[test]
+    fn byte_comparison_is_exact() {
+        assert!(same_bytes(b"", b""));
+        assert!(same_bytes(b"abc", b"abc"));
+        for (a, b) in [(&b"abc"[..], &b"abd"[..]), (b"abc", b"ab"), (b"ab", b"abc"), (b"\x00", b"\x80")] {
+            assert!(!same_bytes(a, b), "{a:?} vs {b:?}");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
@@ -251,6 +251,61 @@ async fn bad_tokens_are_refused_with_invalid_token() {
     let resp = client().post(thv.url(&format!("/mcp?access_token={good}"))).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     assert!(up.seen().is_empty(), "no refused request reached the upstream");
+}
+
+/// A keep-alive connection on the own HTTP/1.1 path remembers its last accepted token:
+/// only that exact token passes without a check, and only until the token expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reuses_only_its_exact_token_and_only_until_it_expires() {
+    let key = TestKey::new("k1");
+    let idp = Idp::start(&[&key]).await;
+    let up = upstream().await;
+    let thv = Thv::start(&up.url("/mcp"), &["--oidc-issuer", &idp.issuer(), "--oidc-leeway", "0s"]);
+    let exp = now() + 2;
+    let token = key.sign(&claims(&thv, &idp.issuer(), json!({"exp": exp})));
+    // The same length, one signature character changed: a forgery a length or prefix
+    // comparison would let through.
+    let forged = {
+        let mut bytes = token.clone().into_bytes();
+        let at = bytes.len() - 10;
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    };
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", thv.port)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let host = format!("127.0.0.1:{}", thv.port);
+    let mut send = async |token: &str| {
+        let req = http::Request::post("/mcp")
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            )))
+            .unwrap();
+        sender.ready().await.expect("one connection throughout");
+        let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        (status, challenge)
+    };
+    assert_eq!(send(&token).await, (200, None));
+    let (status, challenge) = send(&forged).await;
+    assert_eq!(status, 401, "a forged token on a connection that had a good one");
+    assert!(challenge.unwrap().contains("invalid_token"));
+    assert_eq!(send(&token).await, (200, None), "the good token again");
+    // Bounded: exp is two seconds away.
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, challenge) = send(&token).await;
+    assert_eq!(status, 401, "the remembered token expired");
+    assert!(challenge.unwrap().contains("expired"));
+    assert_eq!(up.seen().len(), 2, "only the accepted requests reached the upstream");
+    drop(sender);
+    conn.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ use super::request::{self, Classified, INLINE_BODY, Method, Plan};
 use super::response::{self, Exchange, Parsed};
 use super::rewind::Rewound;
 use super::upstream::ConnectFailure;
+use crate::inbound::LastToken;
 use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::ForwardError;
@@ -78,7 +79,18 @@ pub async fn serve(
     max_head: usize,
 ) -> Outcome {
     let flags = Flags::default();
-    let conn = Conn { client, peer, proxy, fast, deadlines, flags: &flags, buf: Vec::new(), released: false, max_head };
+    let conn = Conn {
+        client,
+        peer,
+        proxy,
+        fast,
+        deadlines,
+        flags: &flags,
+        buf: Vec::new(),
+        released: false,
+        max_head,
+        last_token: None,
+    };
     let mut run = std::pin::pin!(conn.run());
     poll_fn(|cx| {
         match watchdog.poll_event(cx) {
@@ -112,6 +124,8 @@ struct Conn<'a> {
     /// The current request's bytes were dropped from `buf` already (see `relay`).
     released: bool,
     max_head: usize,
+    /// The token this connection's last authenticated request carried (incoming auth).
+    last_token: Option<LastToken>,
 }
 
 /// When a request started and its path (no query: it may carry secrets), kept only
@@ -232,7 +246,7 @@ impl Conn<'_> {
         let s = &*self.proxy.shared;
         if let Some(inbound) = &s.inbound {
             let value = plan.authorization.map(|(from, to)| &self.buf[from..to]);
-            match inbound.authenticator.authenticate_credentials(value.into_iter()).await {
+            match inbound.authenticator.authenticate_on_connection(value.into_iter(), &mut self.last_token).await {
                 Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
                 Err(rejection) => {
                     let host = self.client_authority(plan);
