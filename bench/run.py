@@ -623,14 +623,27 @@ class Bench:
         return sse_latency(self.sse_bin, url, streams, self.sse_dur)
 
     def wl_jwt(self, target):
-        """Throughput with a bearer JWT: the same token every time, then a fresh token per request."""
+        """Throughput with a bearer JWT: the same token every time, then a fresh token per request.
+
+        The no-auth figure these are divided by is measured right before them, with the same
+        request minus the token, on the target's no-auth instance: measured minutes apart (as
+        the round's mcp_tput is), the host's drift moved the same-token ratio by ±10% per round
+        (2026-12-05 run), more than the check itself costs."""
         body = self.mcp_body()
         hdr = self.mcp_headers(target)
         port = PORTS["thv_jwt"] if target == "thv" else PORTS["haproxy_jwt"]
         url = f"http://127.0.0.1:{port}/mcp"
+        plain = write_lua(f"jwt-noauth-{target}", "POST", hdr, body)
         same = write_lua(f"jwt-same-{target}", "POST", dict(hdr, Authorization=f"Bearer {self.one_token}"), body)
         fresh = write_lua(f"jwt-fresh-{target}", "POST", hdr, body, tokens_file=self.token_pool)
         out = {}
+        plain_url = self.mcp_url(target)
+        wrk(plain_url, plain, self.warm)
+        pid = self.server_pid(target, "mcp")
+        c0 = cpu_seconds(pid)
+        r = wrk(plain_url, plain, self.dur)
+        r["cpu_us_per_req"] = (cpu_seconds(pid) - c0) * 1e6 / max(1, r["requests"])
+        out["noauth"] = r
         for mode, lua, secs in (("same", same, self.dur), ("fresh", fresh, self.fresh_dur)):
             if target == "thv":  # a new process per measurement: its token cache starts empty
                 self.start_thv_jwt()
@@ -864,7 +877,7 @@ def show(name, target, r):
             "rss_per_stream_kib", "ready_ms_median", "idle_rss_kib", "body_5mib_peak_growth_kib", "error"]
     if name == "jwt":
         r = {f"{m}_{k}": v for m, d in r.items() if isinstance(d, dict) for k, v in d.items()}
-        keys = [f"{m}_{k}" for m in ("same", "fresh") for k in ("rps", "cpu_us_per_req", "errors", "wraps")]
+        keys = [f"{m}_{k}" for m in ("noauth", "same", "fresh") for k in ("rps", "cpu_us_per_req", "errors", "wraps")]
     parts = []
     for k in keys:
         if k in r and r[k] is not None:
