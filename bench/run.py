@@ -625,25 +625,17 @@ class Bench:
     def wl_jwt(self, target):
         """Throughput with a bearer JWT: the same token every time, then a fresh token per request.
 
-        The no-auth figure these are divided by is measured right before them, with the same
-        request minus the token, on the target's no-auth instance: measured minutes apart (as
-        the round's mcp_tput is), the host's drift moved the same-token ratio by ±10% per round
-        (2026-12-05 run), more than the check itself costs."""
+        The no-auth figure these are divided by is the throughput workload (the same request
+        minus the token, on the target's no-auth instance) run again right before them: the
+        round's own mcp_tput, minutes earlier, let the host's drift move the same-token ratio
+        by ±10% per round (2026-12-05 run), more than the check itself costs."""
         body = self.mcp_body()
         hdr = self.mcp_headers(target)
         port = PORTS["thv_jwt"] if target == "thv" else PORTS["haproxy_jwt"]
         url = f"http://127.0.0.1:{port}/mcp"
-        plain = write_lua(f"jwt-noauth-{target}", "POST", hdr, body)
         same = write_lua(f"jwt-same-{target}", "POST", dict(hdr, Authorization=f"Bearer {self.one_token}"), body)
         fresh = write_lua(f"jwt-fresh-{target}", "POST", hdr, body, tokens_file=self.token_pool)
-        out = {}
-        plain_url = self.mcp_url(target)
-        wrk(plain_url, plain, self.warm)
-        pid = self.server_pid(target, "mcp")
-        c0 = cpu_seconds(pid)
-        r = wrk(plain_url, plain, self.dur)
-        r["cpu_us_per_req"] = (cpu_seconds(pid) - c0) * 1e6 / max(1, r["requests"])
-        out["noauth"] = r
+        out = {"noauth": self.wl_tput("mcp", target)}
         for mode, lua, secs in (("same", same, self.dur), ("fresh", fresh, self.fresh_dur)):
             if target == "thv":  # a new process per measurement: its token cache starts empty
                 self.start_thv_jwt()

@@ -191,25 +191,17 @@ impl Authenticator {
         })
     }
 
-    /// Authenticates a request by its headers.
+    /// Authenticates a request by its headers (hyper's path).
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
         let values = headers.get_all(http::header::AUTHORIZATION).iter().map(http::HeaderValue::as_bytes);
-        self.authenticate_credentials(values).await
-    }
-
-    /// Authenticates a request by its raw `Authorization` values (the own HTTP/1.1 path
-    /// reads them in place, with no header map).
-    pub async fn authenticate_credentials<'a>(
-        &self,
-        authorization: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<Arc<Identity>, Rejection> {
-        let token = bearer(authorization)?;
+        let token = bearer(values)?;
         self.check(token).await.map(|(identity, _)| identity)
     }
 
-    /// As [`Authenticator::authenticate_credentials`], for a request on a client connection
-    /// that remembers its last accepted token in `last`: the same token again, before its
-    /// verdict ends, costs one comparison instead of a digest and a shared-cache lookup.
+    /// Authenticates a request on the own HTTP/1.1 path by its raw `Authorization` values
+    /// (read in place, with no header map). The connection remembers its last accepted
+    /// token in `last`: the same token again, before its verdict ends, costs one comparison
+    /// instead of a digest and a shared-cache lookup.
     pub async fn authenticate_on_connection<'a>(
         &self,
         authorization: impl Iterator<Item = &'a [u8]>,
