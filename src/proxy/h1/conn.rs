@@ -164,18 +164,20 @@ impl Conn<'_> {
             let busy = self.deadlines.begin();
             let keep = self.serve(&mut plan).await;
             drop(busy);
+            // Checked before the buffer is touched: a request that ended early (the client
+            // closed, or its body timed out) left fewer bytes than its head announced.
+            if !keep || plan.close || self.flags.draining.load(Ordering::Relaxed) {
+                let _ = self.client.shutdown().await;
+                return Outcome::Closed;
+            }
             let used = if std::mem::take(&mut self.released) { 0 } else { plan.head_len + plan.body_len };
-            if used == self.buf.len() {
+            if used >= self.buf.len() {
                 self.buf.clear();
             } else {
                 self.buf.drain(..used);
             }
             if self.buf.capacity() > KEEP_BUFFER {
                 self.buf.shrink_to(KEEP_BUFFER.max(self.buf.len()));
-            }
-            if !keep || plan.close || self.flags.draining.load(Ordering::Relaxed) {
-                let _ = self.client.shutdown().await;
-                return Outcome::Closed;
             }
         }
     }
