@@ -33,6 +33,15 @@ pub struct Guard {
     allowed_origins: Vec<String>,
 }
 
+/// What a request's addressing says about it.
+enum HostVerdict {
+    Ours,
+    /// Not a valid `Host` or request target: 400.
+    Malformed(&'static str),
+    /// Another host's, or ambiguous: 403.
+    Foreign,
+}
+
 /// The outcome of the checks for a request that may proceed.
 pub enum Verdict {
     /// Forward it; `Some(origin)` means CORS headers must be added to the response.
@@ -79,16 +88,17 @@ impl Guard {
         }
     }
 
-    /// The DNS-rebinding check alone: `Some(refusal)` for a foreign `Host`.
+    /// The request's addressing, then the DNS-rebinding check: `Some(refusal)` for a
+    /// malformed `Host` or request target (400, RFC 9112 §3.2, §3.2.3) or a foreign one (403).
     pub fn check_host<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
-        (!self.host_allowed(req)).then(|| {
-            respond::jsonrpc_error(
-                StatusCode::FORBIDDEN,
-                INVALID_REQUEST,
-                "Host not allowed (DNS rebinding protection)",
-                None,
-            )
-        })
+        let message = match self.host_verdict(req) {
+            HostVerdict::Ours => return None,
+            HostVerdict::Malformed(why) => {
+                return Some(respond::jsonrpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, why, None));
+            }
+            HostVerdict::Foreign => "Host not allowed (DNS rebinding protection)",
+        };
+        Some(respond::jsonrpc_error(StatusCode::FORBIDDEN, INVALID_REQUEST, message, None))
     }
 
     /// The Origin check and CORS preflight.
@@ -113,26 +123,40 @@ impl Guard {
         self.allowed_hosts.as_deref()
     }
 
-    fn host_allowed<B>(&self, req: &Request<B>) -> bool {
-        let Some(allowed) = &self.allowed_hosts else { return true };
-        let is_ours = |host: &str| is_allowed_host(allowed, host);
+    fn host_verdict<B>(&self, req: &Request<B>) -> HostVerdict {
+        let uri = req.uri();
+        // Authority-form belongs to CONNECT alone (RFC 9112 §3.2.3), which is refused later
+        // with its own answer; on any other method it names no resource.
+        if uri.scheme().is_none() && uri.authority().is_some() && req.method() != Method::CONNECT {
+            return HostVerdict::Malformed("request target in authority form is only for CONNECT");
+        }
         let mut hosts = req.headers().get_all(header::HOST).iter();
         let first = hosts.next();
-        // Two Host fields are a request smuggling shape (RFC 9112 §3.2 says 400); a
-        // checker that reads only one of them can be fooled.
+        // Two Host fields are a request smuggling shape; a checker that reads only one of
+        // them can be fooled.
         if hosts.next().is_some() {
-            return false;
+            return HostVerdict::Foreign;
         }
+        // Parsed whole, whatever the bind: the value is reflected into X-Forwarded-Host and
+        // the OAuth metadata, so nothing past a valid authority may ride along with it.
+        let host = match first.map(|h| h.to_str().ok().and_then(authority_host)) {
+            Some(Some(host)) => Some(host),
+            Some(None) => return HostVerdict::Malformed("Host header is not a valid host[:port] (RFC 9112 §3.2)"),
+            None => None,
+        };
+        let Some(allowed) = &self.allowed_hosts else { return HostVerdict::Ours };
+        let is_ours = |host: &str| allowed.iter().any(|a| a.eq_ignore_ascii_case(host));
         // In absolute form the target's authority is the host (RFC 9112 §3.2.2): check it
         // as well, or `GET http://evil.example/ HTTP/1.1` with `Host: localhost` would pass.
-        if let Some(authority) = req.uri().authority()
-            && !is_ours(authority.as_str())
+        if let Some(authority) = uri.authority()
+            && !authority_host(authority.as_str()).is_some_and(is_ours)
         {
-            return false;
+            return HostVerdict::Foreign;
         }
-        match first {
-            Some(h) => h.to_str().is_ok_and(is_ours),
-            None => req.uri().authority().is_some(),
+        match host {
+            Some(h) if is_ours(h) => HostVerdict::Ours,
+            None if uri.authority().is_some() => HostVerdict::Ours,
+            _ => HostVerdict::Foreign,
         }
     }
 
@@ -191,10 +215,49 @@ fn single_origin(headers: &HeaderMap) -> Result<Option<&HeaderValue>, ()> {
     Ok(first)
 }
 
-/// Whether a `Host` value (`host[:port]`) names one of the `allowed` hosts.
-pub fn is_allowed_host(allowed: &[String], host: &str) -> bool {
-    let host = host_part(host);
-    allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+/// The host of a `Host` value, when the whole value is `uri-host [":" port]` (RFC 9110
+/// §7.2, RFC 3986 §3.2.2): an IPv6 literal in brackets, or a non-empty reg-name
+/// (unreserved characters, sub-delims, percent-escapes; IPv4 addresses are among them),
+/// then optionally `:` and a port of 1 to 5 digits up to 65535. No userinfo, no
+/// IPvFuture, no zone, nothing after the port. The one parser of client-given
+/// authorities, for both engines.
+pub fn authority_host(value: &str) -> Option<&str> {
+    let (host, port) = if value.starts_with('[') {
+        let close = value.find(']')?;
+        let (host, rest) = value.split_at(close + 1);
+        host.get(1..close)?.parse::<std::net::Ipv6Addr>().ok()?;
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match value.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+    });
+    (port_ok && (host.starts_with('[') || is_reg_name(host))).then_some(host)
+}
+
+/// A non-empty RFC 3986 reg-name: `*( unreserved / pct-encoded / sub-delims )`.
+fn is_reg_name(host: &str) -> bool {
+    let b = host.as_bytes();
+    let mut rest = b;
+    while let Some((&c, tail)) = rest.split_first() {
+        rest = match c {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => tail,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => tail,
+            b'%' => match tail {
+                [h, l, after @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
+                _ => return false,
+            },
+            _ => return false,
+        };
+    }
+    !b.is_empty()
 }
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets).
@@ -237,10 +300,11 @@ mod tests {
         for ok in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST", "127.0.0.1"] {
             assert_eq!(status(g.check(&req(&[("host", ok)]))), None, "{ok}");
         }
-        for bad in ["evil.example:8080", "evil.example", "127.0.0.1.nip.io:8080", "localhost.evil:8080", ""] {
+        for bad in ["evil.example:8080", "evil.example", "127.0.0.1.nip.io:8080", "localhost.evil:8080"] {
             assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::FORBIDDEN), "{bad}");
         }
         assert_eq!(status(g.check(&req(&[]))), Some(StatusCode::FORBIDDEN), "no Host at all");
+        assert_eq!(status(g.check(&req(&[("host", "")]))), Some(StatusCode::BAD_REQUEST), "an empty Host");
         let two = req(&[("host", "localhost:8080"), ("host", "evil.example")]);
         assert_eq!(status(g.check(&two)), Some(StatusCode::FORBIDDEN), "duplicate Host");
         let absolute =
@@ -320,6 +384,52 @@ mod tests {
             assert!(allow.contains(name), "{allow} lacks {name}");
         }
         assert!(h["access-control-expose-headers"].to_str().unwrap().contains("WWW-Authenticate"));
+    }
+
+    #[test]
+    fn hosts_are_parsed_as_whole_authorities() {
+        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]", "[::1]:65535", "a-b.example", "x%41y", "a_b"]
+        {
+            assert!(authority_host(ok).is_some(), "{ok}");
+        }
+        assert_eq!(authority_host("[::1]:80"), Some("[::1]"));
+        assert_eq!(authority_host("Example.COM:443"), Some("Example.COM"));
+        for bad in [
+            "[::1]@evil.example",
+            "[::1]evil",
+            "[::1].evil.example:443",
+            "[::1]:8080:80",
+            "[::1",
+            "[]",
+            "[v1.x]",
+            "[fe80::1%25eth0]",
+            "u@localhost",
+            "localhost:",
+            "localhost:65536",
+            "localhost:080800",
+            "localhost:8a",
+            "a:1:2",
+            "",
+            ":80",
+            "a b",
+            "a/b",
+            "a\"b",
+            "a\\b",
+            "x%4",
+            "x%zz",
+        ] {
+            assert_eq!(authority_host(bad), None, "{bad}");
+        }
+        let g = Guard::new(true, "127.0.0.1", 8080, &[]);
+        for bad in ["[::1]@evil.example", "[::1]evil", "[::1].evil.example:443", "[::1]:8080:80"] {
+            assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::BAD_REQUEST), "{bad}");
+        }
+        // Parsed on a public bind too, where no name is refused.
+        let public = Guard::new(false, "0.0.0.0", 8080, &[]);
+        assert_eq!(status(public.check(&req(&[("host", "[::1]@evil.example")]))), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(public.check(&req(&[("host", "mcp.example.com:443")]))), None);
+        let authority_form = Request::builder().method("POST").uri("127.0.0.1:8080").header("host", "127.0.0.1:8080");
+        assert_eq!(status(g.check(&authority_form.body(()).unwrap())), Some(StatusCode::BAD_REQUEST));
     }
 
     #[test]

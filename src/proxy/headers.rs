@@ -6,7 +6,12 @@
 //!   private network, and are never sent to third-party targets, where they leak the
 //!   user's address and, with `X-Forwarded-Proto: http` in front of an https server, cause
 //!   redirect loops (ToolHive #5567). Whatever a client sent in these fields is dropped
-//!   either way: a client must not be able to forge them.
+//!   either way: a client must not be able to forge them. `X-Real-IP` (nginx's name for
+//!   the same fact) is dropped too and never set.
+//! - A field whose name has an underscore where a reserved name has a hyphen
+//!   (`Content_Length`, `X_Forwarded_For`, …) is dropped: CGI, WSGI and PHP stacks map
+//!   `_` to `-` (RFC 3875 §4.1.18), so such a target would read it as a second length or a
+//!   forged forwarding field. nginx drops every such name by default.
 //! - Everything else, including the MCP headers (`Mcp-Session-Id`, `MCP-Protocol-Version`,
 //!   `Last-Event-ID`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`), passes unchanged.
 
@@ -53,9 +58,27 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
 
-/// Fields that describe the client to the server; only the proxy may set them.
-fn is_forwarding(name: &HeaderName) -> bool {
-    matches!(name.as_str(), "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto" | "forwarded")
+/// Fields that describe the client to the server, lowercase; only the proxy may set them.
+pub const FORWARDING: [&str; 5] =
+    ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"];
+
+/// Request fields a client must not be able to send to the target: forwarding fields, and
+/// names disguised as a reserved one (see [`is_disguised`]).
+fn is_client_forgeable(name: &HeaderName) -> bool {
+    FORWARDING.contains(&name.as_str()) || is_disguised(name.as_str())
+}
+
+/// Whether `name`, with each `_` read as `-` (case-insensitively), is a hop-by-hop,
+/// framing or forwarding field. No allocation; names without `_` return at once.
+pub fn is_disguised(name: &str) -> bool {
+    if !name.as_bytes().contains(&b'_') {
+        return false;
+    }
+    let folds_onto = |reserved: &&str| {
+        reserved.len() == name.len()
+            && reserved.bytes().zip(name.bytes()).all(|(r, n)| r == n.to_ascii_lowercase() || (r == b'-' && n == b'_'))
+    };
+    HOP_BY_HOP.iter().chain(&FORWARDING).chain(&["content-length"]).any(folds_onto)
 }
 
 /// Removes every field whose name satisfies `matches`. Most messages carry none: one pass
@@ -97,7 +120,7 @@ pub fn set_forwarded(
     client_ip: IpAddr,
     client_host: Option<&HeaderValue>,
 ) {
-    remove_where(headers, is_forwarding);
+    remove_where(headers, is_client_forgeable);
     if !describe_client {
         return;
     }
@@ -167,6 +190,27 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "localhost:1234");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(h.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn real_ip_and_disguised_names_never_reach_the_target() {
+        let mut h = map(&[
+            ("x-real-ip", "6.6.6.6"),
+            ("content_length", "5"),
+            ("transfer_encoding", "chunked"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_real_ip", "6.6.6.6"),
+            ("proxy_connection", "x"),
+            ("keep_alive", "1"),
+            ("x_custom", "kept"),
+            ("content-length", "2"),
+        ]);
+        set_forwarded(&mut h, false, "127.0.0.1".parse().unwrap(), None);
+        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "x_custom"]);
+        assert!(is_disguised("Content_Length") && is_disguised("X_Forwarded_Host"));
+        assert!(!is_disguised("content-length") && !is_disguised("x_custom") && !is_disguised("content_lengthy"));
     }
 
     #[test]

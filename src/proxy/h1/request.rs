@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use super::body;
 use crate::inbound::metadata::WELL_KNOWN;
+use crate::proxy::{guard, headers};
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -136,6 +137,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     for h in req.headers.iter() {
         let name = h.name;
         match field(name) {
+            Field::Other if headers::is_disguised(name) => continue,
             Field::Other => {}
             Field::Refuse => return None,
             Field::Drop => continue,
@@ -177,9 +179,10 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         out.extend_from_slice(b"\r\n");
     }
     let host = host?;
-    let host_str = std::str::from_utf8(host).ok()?;
+    // A malformed or foreign Host is hyper's path to answer (400 or 403).
+    let host_name = guard::authority_host(std::str::from_utf8(host).ok()?)?;
     if let Some(allowed) = rules.hosts
-        && !crate::proxy::guard::is_allowed_host(allowed, host_str)
+        && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host_name))
     {
         return None;
     }
@@ -239,7 +242,7 @@ fn field(name: &str) -> Field {
         6 if is("expect") || is("origin") => Field::Refuse,
         7 if is("upgrade") => Field::Refuse,
         7 if is("trailer") => Field::Drop,
-        9 if is("forwarded") => Field::Drop,
+        9 if is("forwarded") || is("x-real-ip") => Field::Drop,
         10 if is("connection") => Field::Connection,
         10 if is("keep-alive") => Field::Drop,
         13 if is("authorization") => Field::Authorization,
@@ -349,6 +352,14 @@ x-forwarded-for: 127.0.0.1\r\nx-forwarded-host: localhost:8080\r\nx-forwarded-pr
     }
 
     #[test]
+    fn forgeable_and_disguised_fields_are_dropped() {
+        let raw = b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nX-Real-IP: 6.6.6.6\r\nContent_Length: 9\r\n\
+X_Forwarded_For: 6.6.6.6\r\nTransfer_Encoding: chunked\r\nX_Custom: y\r\ncontent-length: 2\r\n\r\n{}";
+        let head = String::from_utf8(fast(raw, &rules(false, false)).upstream_head).unwrap();
+        assert_eq!(head, "POST /mcp HTTP/1.1\r\nhost: up:9\r\nX_Custom: y\r\ncontent-length: 2\r\n\r\n");
+    }
+
+    #[test]
     fn a_get_without_body_gets_no_length_and_close_is_seen() {
         let p = fast(b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:1\r\nconnection: close\r\n\r\n", &rules(false, false));
         assert!(p.close);
@@ -374,6 +385,8 @@ x-forwarded-for: 127.0.0.1\r\nx-forwarded-host: localhost:8080\r\nx-forwarded-pr
             b"GET /mcp HTTP/1.1\r\n\r\n",
             b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n",
             b"GET /mcp HTTP/1.1\r\nhost: evil.example\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: [::1]@evil.example\r\n\r\n",
+            b"GET /mcp HTTP/1.1\r\nhost: [::1]:1:80\r\n\r\n",
             b"GET /mcp HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost\r\n\r\n",
             b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}",
             b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: +2\r\n\r\n{}",
