@@ -42,6 +42,9 @@ pub enum ForwardError {
     /// The client stopped sending its body, or sent it too slowly.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    /// The client's body broke its own framing (a malformed chunk size or chunk end).
+    #[error("the request body is malformed: {0}")]
+    BodyMalformed(String),
     /// No connection to the target could be made.
     #[error("cannot connect to the MCP server: {0}")]
     Connect(String),
@@ -57,7 +60,9 @@ impl ForwardError {
     /// Which side is to blame.
     pub fn side(&self) -> Side {
         match self {
-            ForwardError::BodyTooLarge { .. } | ForwardError::BodyRead(_) => Side::Client,
+            ForwardError::BodyTooLarge { .. } | ForwardError::BodyRead(_) | ForwardError::BodyMalformed(_) => {
+                Side::Client
+            }
             ForwardError::Connect(_) | ForwardError::Timeout(_) | ForwardError::Broken(_) => Side::Upstream,
         }
     }
@@ -160,6 +165,11 @@ impl Upstream {
         loop {
             let mut conn = self.pool.checkout().await.map_err(|e| self.classify_connect(&*e))?;
             let mut failed = match conn.sender.try_send_request(req).await {
+                // The client's Upgrade is never forwarded (hop-by-hop), so no 101 is ever
+                // asked for: relaying one would announce a tunnel that does not exist.
+                Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(ForwardError::Broken(UNREQUESTED_UPGRADE.to_owned()));
+                }
                 Ok(resp) => return Ok(resp.map(|body| self.pool.body(body, conn.sender))),
                 Err(failed) => failed,
             };
@@ -179,6 +189,18 @@ impl Upstream {
             Some(io::ErrorKind::TimedOut) => ForwardError::Timeout(self.connect_timeout),
             _ => ForwardError::Connect(describe(err)),
         }
+    }
+}
+
+/// Why a target's `101 Switching Protocols` is refused (502), on both engines.
+pub(crate) const UNREQUESTED_UPGRADE: &str = "an upgrade nobody asked for";
+
+/// What a failure while reading the client's body means: the client broke the body's
+/// framing (hyper reports a bad chunk as invalid input or data), or the body stopped.
+pub(crate) fn client_body_error(err: &(dyn StdError + 'static)) -> ForwardError {
+    match io_kind(err) {
+        Some(io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => ForwardError::BodyMalformed(describe(err)),
+        _ => ForwardError::BodyRead(describe(err)),
     }
 }
 

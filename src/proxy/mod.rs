@@ -430,6 +430,7 @@ impl Proxy {
                 format!("request body is larger than the proxy's limit of {limit} bytes (see --max-request-body)"),
             ),
             ForwardError::BodyRead(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string()),
+            ForwardError::BodyMalformed(_) => (StatusCode::BAD_REQUEST, INVALID_REQUEST, err.to_string()),
             ForwardError::Timeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", s.target_display))
             }
@@ -528,7 +529,7 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         let mut gathered: Option<BytesMut> = None;
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ForwardError::BodyRead(e.to_string()))?;
+            let frame = frame.map_err(|e| forward::client_body_error(&e))?;
             let Ok(data) = frame.into_data() else { continue };
             total += data.len();
             if total > limit {

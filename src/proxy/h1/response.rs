@@ -69,7 +69,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         // and hyper's path refuses the others too (found by fuzzing: "002" was written
         // on as the invalid status line "HTTP/1.1 2").
         0..=99 => return Parsed::Invalid("invalid status code"),
-        101 => return Parsed::Invalid("an upgrade nobody asked for"),
+        101 => return Parsed::Invalid(crate::proxy::forward::UNREQUESTED_UPGRADE),
         100..=199 => return Parsed::Informational(head_len),
         _ => {}
     }
