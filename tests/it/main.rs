@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod corpus;
 mod engine;
 mod faults;
 mod forwarding;
