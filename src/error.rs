@@ -13,6 +13,9 @@ pub enum Error {
     /// The listen socket could not be opened.
     #[error("{flag}: {problem}")]
     Bind { flag: &'static str, problem: String },
+    /// Outgoing authentication could not be set up.
+    #[error("--remote-auth: {0}")]
+    Outbound(#[from] crate::outbound::OutboundSetupError),
     /// Incoming authentication could not start (IdP unreachable or inconsistent).
     #[error(transparent)]
     Inbound(#[from] crate::inbound::StartupError),

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod inbound;
 pub mod mcp;
+pub mod net;
 pub mod oauth;
 pub mod outbound;
 pub mod proxy;
@@ -32,6 +33,9 @@ use config::{Config, ProcessEnvironment};
 pub fn run(invocation: &Invocation) -> Result<(), Error> {
     let config = Config::from_invocation(invocation, &ProcessEnvironment)?;
     telemetry::init(config.debug);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     // rustls needs one process-wide crypto provider; installing it twice is harmless.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match worker_threads() {

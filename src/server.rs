@@ -48,9 +48,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let stops = StreamStops::default();
     let inbound = start_inbound(&config, local.port()).await?;
     let outbound = match &config.outbound {
-        Some(o) => {
-            Some(Outbound::new(o, &config.target).map_err(|problem| Error::Bind { flag: "--remote-auth", problem })?)
-        }
+        Some(o) => Some(Outbound::new(o, &config.target)?),
         None => None,
     };
     let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone())?;

@@ -19,9 +19,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use thv::cli::{Command, Invocation};
-use thv::config::{
-    Config, Environment, OutboundConfig, is_local_host, normalize_origin, parse_go_duration, parse_size,
-};
+use thv::cli::values::{parse_go_duration, parse_size};
+use thv::config::{Config, Environment, OutboundConfig};
+use thv::net::{is_local_host, normalize_origin};
 
 /// Go's `time.Duration.String()` rendering of `d` (e.g. `1h2m3.5s`, `1.5ms`, `0s`).
 pub fn go_format(d: Duration) -> String {

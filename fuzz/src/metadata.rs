@@ -13,7 +13,8 @@
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use thv::oauth::http::{UrlPolicy, is_loopback_host};
+use thv::net::is_loopback_host;
+use thv::oauth::http::UrlPolicy;
 use thv::oauth::metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, protected_resource_urls, well_known_urls,
 };

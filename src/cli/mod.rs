@@ -8,10 +8,12 @@
 //! - booleans accept `--flag`, `--flag=true` and `--flag=false` ([`go_bool`]);
 //! - string slices (`--remote-auth-scopes`) split on commas *and* repeat;
 //! - string arrays (`--allowed-origins`) repeat but never split;
-//! - durations use Go syntax (`30s`, `2m30s`, `1h`), see [`crate::config::parse_go_duration`];
+//! - durations use Go syntax (`30s`, `2m30s`, `1h`), see [`values::parse_go_duration`];
 //! - opaque values (client IDs, secrets, the bearer token, the audience) may start with `-`:
 //!   pflag takes the next argument as a flag's value whatever it looks like, and a random
 //!   base64url secret starts with `-` one time in 64.
+
+pub mod values;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -157,7 +159,7 @@ pub struct OidcArgs {
     pub oidc_client_id: Option<String>,
 
     /// OIDC client secret (optional, for introspection; env TOOLHIVE_OIDC_CLIENT_SECRET)
-    #[arg(long, value_name = "SECRET", hide_env_values = true, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SECRET", allow_hyphen_values = true)]
     pub oidc_client_secret: Option<String>,
 
     /// Scopes a token must carry (comma-separated, repeatable)
@@ -324,7 +326,7 @@ fn go_bool(value: &str) -> Result<bool, String> {
 }
 
 fn parse_duration_flag(value: &str) -> Result<Duration, String> {
-    crate::config::parse_go_duration(value)
+    values::parse_go_duration(value)
 }
 
 #[cfg(test)]

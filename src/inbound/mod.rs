@@ -151,9 +151,17 @@ impl Authenticator {
                             flag: "--oidc-issuer",
                             problem: format!("the metadata's jwks_uri {raw:?} is not a URL ({e})"),
                         })?;
-                        policy.check(&url).map_err(|why| StartupError {
-                            flag: "--oidc-issuer",
-                            problem: format!("the metadata's jwks_uri is refused: {why}"),
+                        policy.check(&url).map_err(|why| {
+                            let refused = crate::config::url_refused(
+                                "--oidc-issuer",
+                                &why,
+                                Some(crate::config::CONSENT_FLAG),
+                                crate::config::CREDENTIAL_FLAGS,
+                            );
+                            StartupError {
+                                flag: "--oidc-issuer",
+                                problem: format!("the metadata's jwks_uri is refused: {}", refused.problem),
+                            }
                         })?;
                         Some(url)
                     }

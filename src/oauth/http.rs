@@ -5,11 +5,12 @@
 //! MCP Security Best Practices §SSRF), and is only ever sent to URLs that passed
 //! [`UrlPolicy`]: https, or http on a loopback address, unless the operator opted in.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use url::Url;
+
+use crate::net::{ip_literal, is_loopback_host, is_public};
 
 /// Largest metadata, JWKS or introspection answer accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -48,40 +49,57 @@ pub struct UrlPolicy {
     pub block_internal: bool,
 }
 
+/// Why [`UrlPolicy`] refused a URL. It states the problem only: which setting would
+/// allow the URL is the configuration layer's to say (see [`UrlRefusal::consent_allows`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefusal {
+    #[error("{0} has no host")]
+    NoHost(String),
+    /// A server-named URL pointing at loopback or a private network.
+    #[error("{0} points into a private network, which a remote server may not name")]
+    Internal(String),
+    #[error("{0} uses plain http")]
+    PlainHttp(String),
+    #[error("{url} has scheme {scheme:?}; use https")]
+    Scheme { url: String, scheme: String },
+    #[error("{0} is on a private network address")]
+    PrivateAddress(String),
+    #[error("{0} carries credentials in the URL")]
+    Credentials(String),
+}
+
+impl UrlRefusal {
+    /// Whether the operator's consent (`allow_insecure`) would allow the URL.
+    pub fn consent_allows(&self) -> bool {
+        matches!(self, UrlRefusal::PlainHttp(_) | UrlRefusal::PrivateAddress(_))
+    }
+}
+
 impl UrlPolicy {
-    /// Checks `url`; the error says what is wrong and how to allow it.
-    pub fn check(&self, url: &Url) -> Result<(), String> {
+    /// Checks `url`.
+    pub fn check(&self, url: &Url) -> Result<(), UrlRefusal> {
         let host = url.host_str().unwrap_or_default();
         if host.is_empty() {
-            return Err(format!("{url} has no host"));
+            return Err(UrlRefusal::NoHost(redact(url)));
         }
         let loopback = is_loopback_host(host);
         // Any address literal that is not public (including IPv4-mapped IPv6 such as
         // [::ffff:169.254.169.254], which no resolver ever sees) is internal.
         let internal_literal = ip_literal(host).is_some_and(|ip| !is_public(ip));
         if self.block_internal && (loopback || internal_literal) {
-            return Err(format!("{} points into a private network, which a remote server may not name", redact(url)));
+            return Err(UrlRefusal::Internal(redact(url)));
         }
         match url.scheme() {
             "https" => {}
             "http" if loopback || self.allow_insecure => {}
-            "http" => {
-                return Err(format!(
-                    "{url} uses plain http; use https, or pass --oidc-allow-insecure for a trusted private network"
-                ));
-            }
-            other => return Err(format!("{url} has scheme {other:?}; use https")),
+            "http" => return Err(UrlRefusal::PlainHttp(redact(url))),
+            other => return Err(UrlRefusal::Scheme { url: redact(url), scheme: other.to_owned() }),
         }
         if !loopback && !self.allow_insecure && is_private_ip_literal(host) {
-            return Err(format!(
-                "{url} is on a private network address; pass --oidc-allow-insecure if this IdP is trusted"
-            ));
+            return Err(UrlRefusal::PrivateAddress(redact(url)));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!(
-                "{} carries credentials in the URL; pass them with --oidc-client-id/--oidc-client-secret",
-                redact(url)
-            ));
+            return Err(UrlRefusal::Credentials(redact(url)));
         }
         Ok(())
     }
@@ -95,20 +113,6 @@ pub fn redact(url: &Url) -> String {
         url.host_str().unwrap_or_default(),
         url.port().map(|p| format!(":{p}")).unwrap_or_default()
     ) + url.path()
-}
-
-/// The address of an IP-literal host (brackets allowed), with IPv4-mapped IPv6 unwrapped.
-fn ip_literal(host: &str) -> Option<IpAddr> {
-    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
-    Some(match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    })
-}
-
-/// Whether `host` names this machine.
-pub fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || ip_literal(host).is_some_and(|ip| ip.is_loopback())
 }
 
 fn is_private_ip_literal(host: &str) -> bool {
@@ -291,25 +295,6 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
     }
 }
 
-/// Whether `ip` is a public unicast address.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments()[0];
-            !(v6.is_loopback() || v6.is_unspecified() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80)
-                && v6.to_ipv4_mapped().is_none_or(|v4| is_public(IpAddr::V4(v4)))
-        }
-    }
-}
-
 fn short_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".to_owned();
@@ -362,15 +347,6 @@ mod tests {
             "https://169.254.169.254/",
         ] {
             assert!(!ok(remote, internal), "{internal}");
-        }
-        for (ip, public) in [
-            ("8.8.8.8", true),
-            ("10.1.1.1", false),
-            ("100.64.0.1", false),
-            ("::ffff:127.0.0.1", false),
-            ("2001:4860::1", true),
-        ] {
-            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
         }
         assert!(ok(lax, "https://10.0.0.5/"));
     }

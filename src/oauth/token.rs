@@ -59,13 +59,20 @@ pub enum TokenError {
     /// The server refused (RFC 6749 §5.2), e.g. `invalid_grant` for a dead refresh token.
     #[error("the token endpoint refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused { error: String, description: Option<String> },
+    /// A success without an access token (RFC 6749 §5.1 requires one).
+    #[error("the token endpoint refused: invalid_response (no access_token in the token response)")]
+    NoAccessToken,
+    /// A token type other than `Bearer` (RFC 6749 §7.1), which the proxy cannot send.
+    #[error("the token endpoint refused: unsupported_token_type ({0})")]
+    UnsupportedTokenType(String),
     /// The server could not be asked, or answered nonsense.
     #[error(transparent)]
     Fetch(#[from] FetchError),
 }
 
 impl TokenError {
-    /// Whether the grant itself is dead (a new authorization is needed).
+    /// Whether the server said the grant itself is dead (`invalid_grant`, RFC 6749 §5.2): a
+    /// new authorization is needed.
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant")
     }
@@ -141,14 +148,11 @@ impl TokenEndpoint {
                 description: text("error_description").map(|d| d.chars().take(200).collect()),
             });
         }
-        let access = text("access_token").filter(|t| !t.is_empty()).ok_or_else(|| TokenError::Refused {
-            error: "invalid_response".to_owned(),
-            description: Some("no access_token in the token response".to_owned()),
-        })?;
+        let access = text("access_token").filter(|t| !t.is_empty()).ok_or(TokenError::NoAccessToken)?;
         if let Some(kind) = text("token_type")
             && !kind.eq_ignore_ascii_case("bearer")
         {
-            return Err(TokenError::Refused { error: "unsupported_token_type".to_owned(), description: Some(kind) });
+            return Err(TokenError::UnsupportedTokenType(kind));
         }
         let expires_in =
             answer.body.get("expires_in").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));

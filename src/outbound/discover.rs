@@ -17,11 +17,44 @@ use url::Url;
 
 use crate::config::OAuthEndpoints;
 use crate::oauth::challenge::find_bearer;
-use crate::oauth::http::{ControlClient, UrlPolicy};
+use crate::oauth::http::{ControlClient, UrlPolicy, UrlRefusal};
 use crate::oauth::metadata::{
-    AuthorizationServerMetadata, discover as discover_issuer, fetch_protected_resource, protected_resource_urls,
+    self, AuthorizationServerMetadata, discover as discover_issuer, fetch_protected_resource, protected_resource_urls,
 };
 use crate::outbound::LoginError;
+
+/// Why discovery found no usable authorization server.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("the challenge's resource_metadata {raw:?} is not a URL ({source})")]
+    ResourceMetadataUrl { raw: String, source: url::ParseError },
+    /// A URL the target named is not allowed by its [`remote_policy`].
+    #[error(transparent)]
+    Refused(#[from] UrlRefusal),
+    /// RFC 9728 §3.3.
+    #[error(
+        "the MCP server's metadata is for resource {declared:?}, not {wanted:?}; refusing to use it (RFC 9728 §3.3)"
+    )]
+    ResourceMismatch { declared: String, wanted: String },
+    #[error("the MCP server's metadata names no authorization server")]
+    NoAuthorizationServer,
+    /// The issuer's RFC 8414 / OIDC metadata could not be had.
+    #[error(transparent)]
+    Issuer(#[from] metadata::DiscoveryError),
+    /// MCP 2025-11-25 §Authorization Code Protection.
+    #[error("{issuer} does not advertise PKCE S256 (code_challenge_methods_supported); refusing to log in without it")]
+    NoPkceS256 { issuer: String },
+    #[error("{name} {raw:?} is not a URL ({source})")]
+    EndpointUrl { name: &'static str, raw: String, source: url::ParseError },
+    #[error("{name}: {source}")]
+    EndpointRefused { name: &'static str, source: UrlRefusal },
+    /// The metadata lacks a required endpoint (named).
+    #[error("the authorization server metadata has no {0}")]
+    NoEndpoint(&'static str),
+    /// The 2025-03-26 default endpoints cannot be built on the target's origin.
+    #[error(transparent)]
+    TargetOrigin(#[from] url::ParseError),
+}
 
 /// An authorization server ready to be used.
 #[derive(Debug, Clone)]
@@ -89,7 +122,7 @@ pub async fn discover(
 }
 
 /// What a target's 401 said in its `Bearer` challenge.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Challenged {
     pub scope: Option<String>,
     pub resource_metadata: Option<String>,
@@ -125,7 +158,7 @@ async fn probe(http: &ControlClient, target: &Url) -> Option<Challenged> {
 /// The policy for URLs a target names: a public target may not point the proxy into a
 /// private network; a target on this machine or network (development) may.
 pub fn remote_policy(target: &Url) -> UrlPolicy {
-    let local = target.host_str().is_some_and(crate::config::is_local_host);
+    let local = target.host_str().is_some_and(crate::net::is_local_host);
     UrlPolicy { allow_insecure: false, block_internal: !local }
 }
 
@@ -146,10 +179,8 @@ async fn discover_from_target(
     // RFC 9728 document: from the challenge, else the well-known URLs in order.
     let mut candidates = Vec::new();
     if let Some(raw) = &probe.resource_metadata {
-        let url = Url::parse(raw).map_err(|e| {
-            LoginError::Discovery(format!("the challenge's resource_metadata {raw:?} is not a URL ({e})"))
-        })?;
-        policy.check(&url).map_err(LoginError::Discovery)?;
+        let url = Url::parse(raw).map_err(|source| DiscoveryError::ResourceMetadataUrl { raw: raw.clone(), source })?;
+        policy.check(&url).map_err(DiscoveryError::from)?;
         candidates.push(url);
     } else {
         candidates.extend(protected_resource_urls(target));
@@ -174,17 +205,11 @@ async fn discover_from_target(
         });
     };
     if !resource_matches(&prm.resource, resource) {
-        return Err(LoginError::Discovery(format!(
-            "the MCP server's metadata is for resource {:?}, not {resource:?}; refusing to use it (RFC 9728 §3.3)",
-            prm.resource
-        )));
+        return Err(DiscoveryError::ResourceMismatch { declared: prm.resource, wanted: resource.to_owned() }.into());
     }
-    let issuer = prm
-        .authorization_servers
-        .first()
-        .ok_or_else(|| LoginError::Discovery("the MCP server's metadata names no authorization server".to_owned()))?;
+    let issuer = prm.authorization_servers.first().ok_or(DiscoveryError::NoAuthorizationServer)?;
     if let Ok(url) = Url::parse(issuer) {
-        policy.check(&url).map_err(LoginError::Discovery)?;
+        policy.check(&url).map_err(DiscoveryError::from)?;
     }
     info!(issuer, "the MCP server uses this authorization server");
     Ok(Discovery {
@@ -213,13 +238,15 @@ pub fn resource_matches(declared: &str, wanted: &str) -> bool {
 /// An issuer's metadata, checked: exact issuer, https endpoints (loopback excepted), and
 /// PKCE S256 support (MCP 2025-11-25 §Authorization Code Protection: without it the client
 /// must not proceed).
-async fn server_from_issuer(http: &ControlClient, policy: UrlPolicy, issuer: &str) -> Result<AuthServer, LoginError> {
-    let metadata = discover_issuer(http, issuer).await.map_err(|e| LoginError::Discovery(e.to_string()))?;
+async fn server_from_issuer(
+    http: &ControlClient,
+    policy: UrlPolicy,
+    issuer: &str,
+) -> Result<AuthServer, DiscoveryError> {
+    let metadata = discover_issuer(http, issuer).await?;
     let s256 = metadata.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"));
     if !s256 {
-        return Err(LoginError::Discovery(format!(
-            "{issuer} does not advertise PKCE S256 (code_challenge_methods_supported); refusing to log in without it"
-        )));
+        return Err(DiscoveryError::NoPkceS256 { issuer: issuer.to_owned() });
     }
     server_from_metadata(policy, Some(issuer.to_owned()), metadata)
 }
@@ -228,30 +255,28 @@ fn server_from_metadata(
     policy: UrlPolicy,
     issuer: Option<String>,
     metadata: AuthorizationServerMetadata,
-) -> Result<AuthServer, LoginError> {
-    let endpoint = |name: &str, raw: Option<&String>| -> Result<Option<Url>, LoginError> {
+) -> Result<AuthServer, DiscoveryError> {
+    let endpoint = |name: &'static str, raw: Option<&String>| -> Result<Option<Url>, DiscoveryError> {
         raw.map(|raw| {
             let url =
-                Url::parse(raw).map_err(|e| LoginError::Discovery(format!("{name} {raw:?} is not a URL ({e})")))?;
-            policy.check(&url).map_err(|why| LoginError::Discovery(format!("{name}: {why}")))?;
+                Url::parse(raw).map_err(|source| DiscoveryError::EndpointUrl { name, raw: raw.clone(), source })?;
+            policy.check(&url).map_err(|source| DiscoveryError::EndpointRefused { name, source })?;
             Ok(url)
         })
         .transpose()
     };
     let authorization_endpoint = endpoint("authorization_endpoint", metadata.authorization_endpoint.as_ref())?
-        .ok_or_else(|| {
-            LoginError::Discovery("the authorization server metadata has no authorization_endpoint".to_owned())
-        })?;
+        .ok_or(DiscoveryError::NoEndpoint("authorization_endpoint"))?;
     let token_endpoint = endpoint("token_endpoint", metadata.token_endpoint.as_ref())?
-        .ok_or_else(|| LoginError::Discovery("the authorization server metadata has no token_endpoint".to_owned()))?;
+        .ok_or(DiscoveryError::NoEndpoint("token_endpoint"))?;
     let registration_endpoint = endpoint("registration_endpoint", metadata.registration_endpoint.as_ref())?;
     Ok(AuthServer { issuer, metadata, authorization_endpoint, token_endpoint, registration_endpoint })
 }
 
 /// MCP 2025-03-26: metadata at the target origin, else the default endpoints there.
-async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) -> Result<AuthServer, LoginError> {
+async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) -> Result<AuthServer, DiscoveryError> {
     let origin = target.origin().ascii_serialization();
-    let base = Url::parse(&origin).map_err(|e| LoginError::Discovery(e.to_string()))?;
+    let base = Url::parse(&origin)?;
     let mut well_known = base.clone();
     well_known.set_path("/.well-known/oauth-authorization-server");
     if let Ok(answer) = http.get_json(&well_known).await
@@ -260,7 +285,7 @@ async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) ->
         let issuer = (!metadata.issuer.is_empty()).then(|| metadata.issuer.clone());
         return server_from_metadata(policy, issuer, metadata);
     }
-    let join = |p: &str| base.join(p).map_err(|e| LoginError::Discovery(e.to_string()));
+    let join = |p: &str| base.join(p);
     Ok(AuthServer {
         issuer: None,
         metadata: AuthorizationServerMetadata::default(),

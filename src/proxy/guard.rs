@@ -13,7 +13,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::config::normalize_origin;
+use crate::net::{authority_host, bracket_ipv6, host_part, normalize_origin};
 use crate::proxy::respond::{self, INVALID_REQUEST, ProxyBody};
 
 /// Request headers a browser MCP client may send (Fetch §CORS protocol).
@@ -215,66 +215,6 @@ fn single_origin(headers: &HeaderMap) -> Result<Option<&HeaderValue>, ()> {
     Ok(first)
 }
 
-/// The host of a `Host` value, when the whole value is `uri-host [":" port]` (RFC 9110
-/// §7.2, RFC 3986 §3.2.2): an IPv6 literal in brackets, or a non-empty reg-name
-/// (unreserved characters, sub-delims, percent-escapes; IPv4 addresses are among them),
-/// then optionally `:` and a port of 1 to 5 digits up to 65535. No userinfo, no
-/// IPvFuture, no zone, nothing after the port. The one parser of client-given
-/// authorities, for both engines.
-pub fn authority_host(value: &str) -> Option<&str> {
-    let (host, port) = if value.starts_with('[') {
-        let close = value.find(']')?;
-        let (host, rest) = value.split_at(close + 1);
-        host.get(1..close)?.parse::<std::net::Ipv6Addr>().ok()?;
-        match rest {
-            "" => (host, None),
-            _ => (host, Some(rest.strip_prefix(':')?)),
-        }
-    } else {
-        match value.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
-        }
-    };
-    let port_ok = port.is_none_or(|p| {
-        (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
-    });
-    (port_ok && (host.starts_with('[') || is_reg_name(host))).then_some(host)
-}
-
-/// A non-empty RFC 3986 reg-name: `*( unreserved / pct-encoded / sub-delims )`.
-fn is_reg_name(host: &str) -> bool {
-    let b = host.as_bytes();
-    let mut rest = b;
-    while let Some((&c, tail)) = rest.split_first() {
-        rest = match c {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => tail,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => tail,
-            b'%' => match tail {
-                [h, l, after @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
-                _ => return false,
-            },
-            _ => return false,
-        };
-    }
-    !b.is_empty()
-}
-
-/// The host part of `host[:port]` (IPv6 literals keep their brackets).
-fn host_part(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |i| &authority[..=i]);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    }
-}
-
-fn bracket_ipv6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,39 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn hosts_are_parsed_as_whole_authorities() {
-        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]", "[::1]:65535", "a-b.example", "x%41y", "a_b"]
-        {
-            assert!(authority_host(ok).is_some(), "{ok}");
-        }
-        assert_eq!(authority_host("[::1]:80"), Some("[::1]"));
-        assert_eq!(authority_host("Example.COM:443"), Some("Example.COM"));
-        for bad in [
-            "[::1]@evil.example",
-            "[::1]evil",
-            "[::1].evil.example:443",
-            "[::1]:8080:80",
-            "[::1",
-            "[]",
-            "[v1.x]",
-            "[fe80::1%25eth0]",
-            "u@localhost",
-            "localhost:",
-            "localhost:65536",
-            "localhost:080800",
-            "localhost:8a",
-            "a:1:2",
-            "",
-            ":80",
-            "a b",
-            "a/b",
-            "a\"b",
-            "a\\b",
-            "x%4",
-            "x%zz",
-        ] {
-            assert_eq!(authority_host(bad), None, "{bad}");
-        }
+    fn malformed_hosts_and_authority_form_are_bad_requests() {
         let g = Guard::new(true, "127.0.0.1", 8080, &[]);
         for bad in ["[::1]@evil.example", "[::1]evil", "[::1].evil.example:443", "[::1]:8080:80"] {
             assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::BAD_REQUEST), "{bad}");
@@ -430,13 +338,5 @@ mod tests {
         assert_eq!(status(public.check(&req(&[("host", "mcp.example.com:443")]))), None);
         let authority_form = Request::builder().method("POST").uri("127.0.0.1:8080").header("host", "127.0.0.1:8080");
         assert_eq!(status(g.check(&authority_form.body(()).unwrap())), Some(StatusCode::BAD_REQUEST));
-    }
-
-    #[test]
-    fn host_parts() {
-        assert_eq!(host_part("a.example:80"), "a.example");
-        assert_eq!(host_part("[::1]:80"), "[::1]");
-        assert_eq!(host_part("[::1]"), "[::1]");
-        assert_eq!(host_part("a.example"), "a.example");
     }
 }

@@ -43,15 +43,14 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::{self, ProtectedResource};
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::{EndpointRewrite, SseBody};
-use crate::outbound::discover::Challenged;
-use crate::outbound::{self, Outbound, Unavailable};
+use crate::outbound::{Outbound, SendError, Unavailable};
 use deadline::Deadlines;
 use forward::{ForwardError, Side, Upstream};
 use guard::{Guard, Verdict};
@@ -288,82 +287,29 @@ impl Proxy {
         // The proxy authenticates to the target itself: whatever credentials the client
         // sent are for someone else and are not passed on.
         parts.headers.remove(header::AUTHORIZATION);
+        parts.uri = uri;
         // Boxed: its retry loop keeps a second request's worth of state, which the
         // unauthenticated path would otherwise carry (and move) on every request.
-        Box::pin(self.forward_authenticated(
-            outbound,
-            parts.method,
-            uri,
-            parts.headers,
-            body,
-            is_get,
-            client_host.as_ref(),
-            deadlines,
-        ))
-        .await
+        Box::pin(self.forward_authenticated(outbound, parts, body, is_get, client_host.as_ref(), deadlines)).await
     }
 
-    /// Sends with the proxy's own token; on 401 renews it once, on `403
-    /// insufficient_scope` steps up (at most [`outbound::MAX_STEP_UPS`] times), retrying
-    /// the request each time. The body is already buffered, so a retry resends it exactly.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends with the proxy's own token: [`Outbound::send`] renews it on 401 and steps up
+    /// on `403 insufficient_scope`, resending the buffered request; while it has no token
+    /// the client gets 503 with `Retry-After`.
     async fn forward_authenticated(
         &self,
         outbound: &Outbound,
-        method: Method,
-        uri: http::Uri,
-        mut headers: http::HeaderMap,
+        parts: http::request::Parts,
         body: Bytes,
         is_get: bool,
         client_host: Option<&HeaderValue>,
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
-        let s = &*self.shared;
-        let (mut renewed, mut step_ups) = (false, 0);
-        loop {
-            let auth = match outbound.authorization().await {
-                Ok(auth) => auth,
-                Err(why) => return login_unavailable(&why, &body),
-            };
-            // Only a renewable login can resend the request; otherwise the headers move.
-            let headers = if outbound.renewable() { headers.clone() } else { std::mem::take(&mut headers) };
-            let upstream_req = upstream_request(method.clone(), uri.clone(), headers, body.clone(), auth.clone());
-            let resp = match s.upstream.send(upstream_req, deadlines).await {
-                Ok(resp) => resp,
-                Err(e) => return self.rescue(&e, &body),
-            };
-            if !outbound.renewable() {
-                return self.relay(resp, is_get, client_host);
-            }
-            match resp.status() {
-                StatusCode::UNAUTHORIZED if !renewed => {
-                    renewed = true;
-                    let challenged = Challenged::from_headers(resp.headers());
-                    drop(resp);
-                    if let Err(why) = Box::pin(outbound.recover_unauthorized(auth.as_ref(), challenged)).await {
-                        return login_unavailable(&why, &body);
-                    }
-                }
-                StatusCode::UNAUTHORIZED => {
-                    warn!("the MCP server refused the proxy's new token as well");
-                    return login_unavailable(
-                        &Unavailable::Failed("the MCP server refuses the proxy's token".into()),
-                        &body,
-                    );
-                }
-                StatusCode::FORBIDDEN if step_ups < outbound::MAX_STEP_UPS => {
-                    let Some(scope) = insufficient_scope(resp.headers()) else {
-                        return self.relay(resp, is_get, client_host);
-                    };
-                    step_ups += 1;
-                    drop(resp);
-                    info!(%scope, attempt = step_ups, "the MCP server asks for more scope; logging in again");
-                    if let Err(why) = Box::pin(outbound.step_up(&scope)).await {
-                        return login_unavailable(&why, &body);
-                    }
-                }
-                _ => return self.relay(resp, is_get, client_host),
-            }
+        let upstream = &self.shared.upstream;
+        match outbound.send(parts, body.clone(), |req| upstream.send(req, deadlines)).await {
+            Ok(resp) => self.relay(resp, is_get, client_host),
+            Err(SendError::Upstream(e)) => self.rescue(&e, &body),
+            Err(SendError::Unavailable(why)) => login_unavailable(&why, &body),
         }
     }
 
@@ -465,36 +411,6 @@ impl Proxy {
     }
 }
 
-/// A request to the target for the remote-auth path, which may send it more than once:
-/// same method and headers, the target URI, the buffered body and the proxy's own
-/// credentials.
-fn upstream_request(
-    method: Method,
-    uri: http::Uri,
-    headers: http::HeaderMap,
-    body: Bytes,
-    auth: Option<HeaderValue>,
-) -> Request<Full<Bytes>> {
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    // `headers` already carry the target's `Host` (set by the caller).
-    *req.headers_mut() = headers;
-    if let Some(auth) = auth {
-        req.headers_mut().insert(header::AUTHORIZATION, auth);
-    }
-    req
-}
-
-/// The `scope` of a `Bearer error="insufficient_scope"` challenge.
-fn insufficient_scope(headers: &http::HeaderMap) -> Option<String> {
-    let lines = headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
-    let challenge = crate::oauth::challenge::find_bearer(lines)?;
-    (challenge.param("error") == Some("insufficient_scope"))
-        .then(|| challenge.param("scope").unwrap_or_default().to_owned())
-}
-
 /// 503 while the proxy has no token for the target: MCP clients retry later rather than
 /// starting an OAuth flow of their own against the target (ToolHive's reasoning too).
 fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
@@ -577,8 +493,7 @@ fn upstream_origins(config: &Config) -> Vec<String> {
         None => format!("{scheme}://{h}"),
     };
     let mut origins = vec![with_port(&host)];
-    let loopback = host == "localhost"
-        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = crate::net::is_loopback_host(&host);
     if loopback {
         for alias in ["localhost", "127.0.0.1", "[::1]"] {
             origins.push(with_port(alias));

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 
 use super::body;
 use crate::inbound::metadata::WELL_KNOWN;
-use crate::proxy::{guard, headers};
+use crate::net;
+use crate::proxy::headers;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -180,7 +181,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     }
     let host = host?;
     // A malformed or foreign Host is hyper's path to answer (400 or 403).
-    let host_name = guard::authority_host(std::str::from_utf8(host).ok()?)?;
+    let host_name = net::authority_host(std::str::from_utf8(host).ok()?)?;
     if let Some(allowed) = rules.hosts
         && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host_name))
     {

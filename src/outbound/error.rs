@@ -1,0 +1,45 @@
+//! Why outgoing authentication could not be set up, and why a login failed. A login's
+//! error becomes the reason shown in the 503 that requests get meanwhile, so each message
+//! is a sentence for the user; the cause stays available as the error's source.
+
+use crate::oauth::registration::RegistrationError;
+use crate::oauth::token::TokenError;
+use crate::outbound::callback::CallbackError;
+use crate::outbound::discover::DiscoveryError;
+
+/// Why [`Outbound::new`](crate::outbound::Outbound::new) failed (a startup error of the
+/// remote-auth flags).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundSetupError {
+    /// `--remote-auth-bearer-token` (or its file) cannot be sent as a header value.
+    #[error("the static bearer token contains characters not allowed in a header")]
+    BearerHeader(#[source] http::header::InvalidHeaderValue),
+    /// The target is not a URL the OAuth client can use.
+    #[error("the target URL cannot be used for the login ({0})")]
+    TargetUrl(#[from] url::ParseError),
+    /// The HTTP client for discovery and the token endpoint cannot be built.
+    #[error("{0}")]
+    HttpClient(String),
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The target did not ask for authentication.
+    #[error("the MCP server did not ask for authentication")]
+    NotRequired,
+    #[error("discovery failed: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// No pre-registered client, no Client ID Metadata Document, and no registration
+    /// endpoint (MCP 2025-11-25 §Client Registration Approaches).
+    #[error(
+        "the authorization server offers no dynamic client registration; register a client with it and pass --remote-auth-client-id (and --remote-auth-client-secret-file for a confidential client)"
+    )]
+    NoRegistration,
+    #[error("client registration failed: {0}")]
+    Registration(#[source] RegistrationError),
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}

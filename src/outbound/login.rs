@@ -1,0 +1,108 @@
+//! One login, start to finish (MCP 2025-11-25 Authorization; OAuth 2.1 §4.1): discovery
+//! ([`discover`](super::discover)), a client ([`client`](super::client)), then the
+//! authorization code grant with PKCE S256 (RFC 7636), `state`, RFC 8707 `resource` and
+//! RFC 9207 `iss` checks, through the loopback [`callback`](super::callback) (RFC 8252) and
+//! the user's [`browser`](super::browser), and the code exchanged for tokens.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::oauth::pkce::{Pkce, random_token, verifier};
+use crate::outbound::callback::{Callback, Expectation};
+use crate::outbound::discover::discover;
+use crate::outbound::scope::select_scope;
+use crate::outbound::{LoginError, OAuth, Session, State, browser};
+
+impl OAuth {
+    /// Discovery, then a saved login if there is one, else the browser.
+    pub(super) async fn first_login(&self, session: &mut Session) {
+        match self.ensure_discovery(session).await {
+            Ok(()) => {}
+            Err(LoginError::NotRequired) => {
+                info!("the MCP server did not ask for authentication; forwarding without a token until it does");
+                self.state.store(Arc::new(State::NotRequired));
+                return;
+            }
+            Err(e) => return self.fail(e),
+        }
+        if self.resume_saved(session).await {
+            return;
+        }
+        self.interactive(session, None).await;
+    }
+
+    async fn ensure_discovery(&self, session: &mut Session) -> Result<(), LoginError> {
+        if session.discovery.is_none() {
+            session.discovery = Some(
+                discover(&self.http, self.policy, &self.cfg.endpoints, &self.target, &self.cfg.resource, None).await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// A full browser login; true if it produced a token. `step_up` adds scopes.
+    pub(super) async fn interactive(&self, session: &mut Session, step_up: Option<&str>) -> bool {
+        self.state.store(Arc::new(State::Pending));
+        match self.login(session, step_up).await {
+            Ok(()) => true,
+            Err(LoginError::NotRequired) => {
+                self.state.store(Arc::new(State::NotRequired));
+                false
+            }
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    async fn login(&self, session: &mut Session, step_up: Option<&str>) -> Result<(), LoginError> {
+        self.ensure_discovery(session).await?;
+        let pre_registered = self.cfg.client_id.is_some();
+        let callback = Callback::bind(self.cfg.callback_port, pre_registered).await?;
+        let client = self.client(session, &callback.redirect_uri).await?;
+        // Kept even if this login fails: the next attempt reuses the registration.
+        session.client = Some(client.clone());
+        let discovery = session.discovery.as_ref().ok_or(LoginError::NotRequired)?;
+        let server = &discovery.server;
+        let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
+        let redirect_uri = callback.redirect_uri.clone();
+        let pkce = Pkce::generate();
+        let state = random_token();
+        let mut url = server.authorization_endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &client.id)
+                .append_pair("redirect_uri", &callback.redirect_uri)
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &pkce.challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("resource", &self.cfg.resource);
+            if let Some(scope) = &scope {
+                q.append_pair("scope", scope);
+                // OIDC Core §11: an OpenID provider grants offline_access (a refresh token)
+                // only with explicit consent.
+                if scope.split(' ').any(|s| s == "offline_access") {
+                    q.append_pair("prompt", "consent");
+                }
+            }
+        }
+        eprintln!("Waiting for the login to the MCP server (up to {:?})…", self.cfg.timeout);
+        browser::open(&url, self.cfg.skip_browser, self.browser.as_deref());
+        let expect = Expectation {
+            state,
+            issuer: server.issuer.clone(),
+            iss_required: server.metadata.authorization_response_iss_parameter_supported == Some(true),
+        };
+        let code = callback.wait(expect, self.cfg.timeout).await?;
+        let endpoint = self.token_endpoint(session, &client);
+        let tokens =
+            endpoint.exchange_code(&self.http, &code, verifier(&pkce), &redirect_uri, Some(&self.cfg.resource)).await?;
+        session.scope = scope;
+        self.activate(session, &tokens);
+        info!("logged in to the MCP server");
+        Ok(())
+    }
+}
