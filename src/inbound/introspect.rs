@@ -2,8 +2,10 @@
 //!
 //! - `active: false` is a verdict (401), cached briefly so a client retrying a dead token
 //!   does not hammer the IdP.
-//! - An endpoint that errors, times out or answers garbage is *not* a verdict: the request
-//!   fails closed with 503 and is not cached (RFC 7662 §4: the resource server must not
+//! - An endpoint that errors, times out, answers garbage or refuses the proxy's own
+//!   credentials is *not* a verdict: the request fails closed with 503 (saying which of
+//!   these it was; a refused credential is logged as an ERROR for the operator) and is not
+//!   cached (RFC 7662 §4: the resource server must not
 //!   treat a failed introspection as an active token).
 //! - Claims in the answer are checked: `exp`/`nbf` (with leeway) and `iss` when present;
 //!   `aud` must be present and name this resource. An active token without an audience
@@ -18,14 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tracing::warn;
+use tracing::{error, warn};
 use url::Url;
 
 use crate::config::IntrospectionConfig;
 use crate::inbound::cache::{Cached, TokenCache, digest, now_secs};
-use crate::inbound::{Identity, Rejection, TokenFailure};
+use crate::inbound::{Identity, IdpTrouble, Rejection, TokenFailure};
 use crate::oauth::http::ControlClient;
-use crate::oauth::introspection::{Introspected, introspect};
+use crate::oauth::introspection::{Introspected, IntrospectionError, introspect};
 
 /// How long an inactive verdict is reused.
 const NEGATIVE_TTL: u64 = 5;
@@ -82,8 +84,16 @@ impl Introspector {
         let auth =
             self.client_id.as_deref().map(|id| (id, self.client_secret.as_ref().map_or("", |s| s.expose_secret())));
         let answer = introspect(&self.client, &self.endpoint, token, auth, self.google).await.map_err(|e| {
+            let trouble = match &e {
+                IntrospectionError::ClientRefused { .. } => {
+                    error!(error = %e, "token introspection refuses the proxy's credentials; check --oidc-client-id and --oidc-client-secret (or TOOLHIVE_OIDC_CLIENT_SECRET); refusing the request");
+                    return Rejection::Unavailable(IdpTrouble::CredentialsRefused);
+                }
+                IntrospectionError::Fetch(f) if f.is_transient() => IdpTrouble::Unreachable,
+                IntrospectionError::Fetch(_) => IdpTrouble::BadAnswer,
+            };
             warn!(error = %e, "token introspection failed; refusing the request");
-            Rejection::Unavailable
+            Rejection::Unavailable(trouble)
         })?;
         match self.judge(&answer, now) {
             Ok(identity) => {

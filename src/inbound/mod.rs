@@ -98,8 +98,19 @@ pub enum Rejection {
     Invalid(TokenFailure),
     /// 403 `insufficient_scope`.
     InsufficientScope,
-    /// The IdP could not be asked (introspection down): 503, fail closed.
-    Unavailable,
+    /// The IdP gave no verdict: 503, fail closed.
+    Unavailable(IdpTrouble),
+}
+
+/// Why the IdP gave no verdict on a token, as the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpTrouble {
+    /// It could not be reached, or did not answer in time.
+    Unreachable,
+    /// It answered, but not with a verdict.
+    BadAnswer,
+    /// It refuses the proxy's own credentials: the operator must fix them.
+    CredentialsRefused,
 }
 
 /// A startup failure of incoming auth, naming the flag to fix.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use url::Url;
 
-use crate::oauth::http::{ControlClient, FetchError};
+use crate::oauth::http::{ControlClient, FetchError, redact};
 
 /// Google's token info endpoint; it speaks its own dialect (no `active`, string `exp`).
 pub const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
@@ -86,28 +86,49 @@ impl Introspected {
     }
 }
 
-/// Asks `endpoint` about `token`. Any answer other than 200 with JSON is an error: the
-/// caller must fail closed, never treat it as a verdict on the token. Google's endpoint
-/// answers 400 for invalid tokens, which is a verdict.
+/// Why introspection gave no verdict. The caller must fail closed: none of these says
+/// anything about the token (RFC 7662 §4).
+#[derive(Debug, thiserror::Error)]
+pub enum IntrospectionError {
+    /// Not reached, or it answered something other than a verdict.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// It refused the caller's own client authentication (RFC 7662 §2.1: 401, or
+    /// `invalid_client`), so it never judged the token.
+    #[error("{url} refused the introspection client's credentials (HTTP {status})")]
+    ClientRefused { url: String, status: u16 },
+}
+
+/// Asks `endpoint` about `token`. A verdict is a 200 with JSON, Google's 400 for an
+/// invalid token, or any answer whose JSON says `"active": false` (some servers, the MCP
+/// TypeScript SDK's demo among them, send that with a 401). Every other answer is an
+/// error, never a verdict on the token.
 pub async fn introspect(
     client: &ControlClient,
     endpoint: &Url,
     token: &str,
     client_auth: Option<(&str, &str)>,
     google: bool,
-) -> Result<Introspected, FetchError> {
+) -> Result<Introspected, IntrospectionError> {
     let answer = if google {
         client.post_form(endpoint, &[("access_token", token)], None).await?
     } else {
         client.post_form(endpoint, &[("token", token), ("token_type_hint", "access_token")], client_auth).await?
     };
+    let says_inactive = answer.body.get("active") == Some(&serde_json::Value::Bool(false));
     match answer.status {
         200 => Ok(Introspected::from_json(&answer.body, google)),
         400 if google => Ok(Introspected::default()),
+        _ if says_inactive => Ok(Introspected::default()),
+        status @ (401 | 403) => Err(IntrospectionError::ClientRefused { url: redact(endpoint), status }),
+        400 if answer.body.get("error").and_then(serde_json::Value::as_str) == Some("invalid_client") => {
+            Err(IntrospectionError::ClientRefused { url: redact(endpoint), status: 400 })
+        }
         status => Err(FetchError::BadAnswer {
-            url: crate::oauth::http::redact(endpoint),
+            url: redact(endpoint),
             what: format!("HTTP {status} to an introspection request"),
-        }),
+        }
+        .into()),
     }
 }
 

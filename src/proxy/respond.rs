@@ -16,8 +16,8 @@ use http_body_util::Full;
 use serde_json::value::RawValue;
 
 use super::pool::UpstreamBody;
-use crate::inbound::Rejection;
 use crate::inbound::metadata::ProtectedResource;
+use crate::inbound::{IdpTrouble, Rejection};
 use crate::mcp::sse::SseBody;
 use crate::oauth::challenge::BearerError;
 
@@ -127,12 +127,21 @@ pub fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: 
             Some(BearerError::InsufficientScope),
             "the token lacks a scope this MCP server requires",
         ),
-        Rejection::Unavailable => {
-            let resp = json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"error":"temporarily_unavailable","error_description":"the authorization server cannot be reached to check the token"}"#.to_owned(),
-            );
-            return with_retry_after(resp, 5);
+        Rejection::Unavailable(trouble) => {
+            let description = match trouble {
+                IdpTrouble::Unreachable => "the authorization server cannot be reached to check the token",
+                IdpTrouble::BadAnswer => "the authorization server did not answer usably when asked about the token",
+                IdpTrouble::CredentialsRefused => {
+                    "the authorization server refuses the proxy's credentials for checking tokens; the proxy's operator must fix them"
+                }
+            };
+            let body = serde_json::json!({"error": "temporarily_unavailable", "error_description": description});
+            let resp = json(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
+            // Retrying helps only when the server may come back by itself.
+            return match trouble {
+                IdpTrouble::CredentialsRefused => resp,
+                IdpTrouble::Unreachable | IdpTrouble::BadAnswer => with_retry_after(resp, 5),
+            };
         }
     };
     let body = serde_json::json!({

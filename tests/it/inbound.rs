@@ -394,8 +394,46 @@ async fn introspection_checks_opaque_tokens_and_fails_closed() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     thv.wait_for_stderr("token introspection failed");
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("did not answer usably"), "reached, so not 'cannot be reached': {body}");
+
+    // Reached and saying inactive, with a 401 (the MCP TypeScript SDK's demo server does
+    // this): a verdict on the token, so the client logs in again instead of retrying.
+    *idp.introspection.lock().unwrap() = (401, json!({"active": false}));
+    let resp = call(&thv, Some("opaque-5")).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+
+    // Refusing the proxy's own credentials: the operator's problem, said to the client
+    // and logged as an ERROR that names the flags; no Retry-After (waiting will not fix it).
+    *idp.introspection.lock().unwrap() = (401, json!({"error": "invalid_client"}));
+    let resp = call(&thv, Some("opaque-6")).await;
+    assert_eq!(resp.status(), 503);
+    assert!(!resp.headers().contains_key("retry-after"));
+    assert!(resp.text().await.unwrap().contains("refuses the proxy's credentials"));
+    let log = thv.wait_for_stderr("refuses the proxy's credentials");
+    let line = log.lines().find(|l| l.contains("refuses the proxy's credentials")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("--oidc-client-secret"), "{line}");
+    *idp.introspection.lock().unwrap() = (400, json!({"error": "invalid_client"}));
+    assert_eq!(call(&thv, Some("opaque-7")).await.status(), 503);
+
     assert_eq!(up.seen().len(), 1);
     assert!(!thv.stderr().contains("s3cret"));
+    assert!(!thv.stderr().contains("opaque-"), "tokens are never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_introspection_endpoint_is_said_to_be_unreachable() {
+    let key = TestKey::new("k1");
+    let idp = Idp::start(&[&key]).await;
+    let up = upstream().await;
+    let intro = format!("http://127.0.0.1:{}/introspect", crate::support::upstream::closed_port());
+    let thv = Thv::start(&up.url("/mcp"), &["--oidc-issuer", &idp.issuer(), "--oidc-introspection-url", &intro]);
+    let resp = call(&thv, Some("opaque-1")).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(resp.text().await.unwrap().contains("cannot be reached"));
+    assert!(up.seen().is_empty());
 }
 
 #[test]
