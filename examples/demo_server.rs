@@ -29,7 +29,7 @@ use mcp_server::{McpServer, Mode, TOOL_NAMES};
 #[derive(Debug, Parser)]
 struct Args {
     /// Port to listen on (0 picks a free one)
-    #[arg(long, env = "DEMO_SERVER_PORT", default_value_t = 3000)]
+    #[arg(long, default_value_t = 3000)]
     port: u16,
     /// Answer with plain JSON bodies and no sessions, instead of SSE streams with sessions
     #[arg(long)]

@@ -4,7 +4,10 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Installs the global subscriber, and a panic hook that reports a panic as one log line.
 pub fn init(debug: bool) {
@@ -20,11 +23,13 @@ pub fn init(debug: bool) {
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         tracing::error!(%location, "internal error (panic): {message}");
     }));
-    let filter = if debug { "thv=debug,warn" } else { "thv=info,warn" };
-    let _ = tracing_subscriber::fmt()
+    // thv's own events at info (debug with --debug), the libraries' from warn: a fixed
+    // filter, so no directive parser (and no regex engine) is linked in.
+    let filter =
+        Targets::new().with_target("thv", if debug { Level::DEBUG } else { Level::INFO }).with_default(Level::WARN);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(EnvFilter::new(filter))
-        .try_init();
+        .with_target(false);
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }

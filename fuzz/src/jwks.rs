@@ -8,7 +8,7 @@
 //! `key_ops` absent or with `verify`) of type RSA, EC or OKP, whose algorithms are
 //! exactly its `alg` when it names one.
 
-use jsonwebtoken::Algorithm;
+use thv::inbound::jose::Algorithm;
 use serde_json::Value;
 use thv::inbound::jwks::KeySet;
 

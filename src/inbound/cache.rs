@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use crate::inbound::Identity;
 
 /// What a cached token resolved to.
@@ -33,7 +31,10 @@ pub struct TokenCache {
 
 /// The cache key for `token`.
 pub fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(d.as_ref());
+    key
 }
 
 /// Seconds since the Unix epoch.

@@ -25,13 +25,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use url::Url;
 
+use crate::inbound::jose::Algorithm;
 use crate::oauth::http::{ControlClient, FetchError};
 
 /// Least time between two fetches caused by unknown `kid`s.

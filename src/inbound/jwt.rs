@@ -9,21 +9,22 @@
 //! - claims, read only once the signature holds: `iss` exact, `aud` must contain an
 //!   accepted audience, `exp` required, `nbf` honoured, both with the configured leeway.
 //!
-//! jsonwebtoken's `Header` type names the fields and algorithms; decoding, verification
-//! (aws-lc) and the claim checks are here, so that each part of a token is decoded once and no key is
-//! rebuilt per token (jsonwebtoken's `decode` decodes the header twice and the claims
-//! twice, and its aws-lc backend rebuilds an RSA key from (n, e) for every signature).
+//! The header's type is [`crate::inbound::jose`]'s; decoding, verification (aws-lc) and
+//! the claim checks are here, so that each part of a token is decoded once and no key is
+//! rebuilt per token (a JWT library's `decode` decodes the header twice and the claims
+//! twice, and jsonwebtoken's aws-lc backend rebuilds an RSA key from (n, e) for every
+//! signature).
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use jsonwebtoken::{Algorithm, Header};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::inbound::TokenFailure;
 use crate::inbound::cache::now_secs;
+use crate::inbound::jose::{Algorithm, Header};
 use crate::inbound::jwks::{JwksCache, RSA_ALGORITHMS, VerifyKey};
 
 /// The claims the proxy reads from a valid token. Time and issuer claims are kept as raw
@@ -70,7 +71,7 @@ const NON_RSA: [Algorithm; 3] = [Algorithm::ES256, Algorithm::ES384, Algorithm::
 /// refuse the token. The one understood here is RFC 7797 `b64`, and only as `true` (the
 /// payload is base64url, as everywhere else); `b64` must then be present, and named once.
 fn check_critical(header: &Header) -> Result<(), TokenFailure> {
-    let b64 = header.extras.get::<bool>("b64").map_err(|_| TokenFailure::Malformed)?;
+    let b64 = header.b64;
     if b64 == Some(false) {
         return Err(TokenFailure::Malformed);
     }
@@ -143,8 +144,7 @@ impl JwtValidator {
         let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
             return Err(TokenFailure::Malformed);
         };
-        // What `jsonwebtoken::decode_header` does (base64url, then serde), on the part already
-        // found: it would search the ~1 KiB token for its dots again.
+        // base64url, then serde, on the part already found.
         let header = B64.decode(&token[..first]).map_err(|_| TokenFailure::Malformed)?;
         let header: Header = serde_json::from_slice(&header).map_err(|_| TokenFailure::Malformed)?;
         if header.jku.is_some() || header.x5u.is_some() || header.jwk.is_some() || header.x5c.is_some() {

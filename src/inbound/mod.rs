@@ -12,6 +12,7 @@
 pub mod bearer;
 pub mod cache;
 pub mod introspect;
+pub mod jose;
 pub mod jwks;
 pub mod jwt;
 pub mod metadata;
@@ -27,6 +28,7 @@ use url::Url;
 use crate::config::InboundConfig;
 use crate::oauth::http::{ControlClient, FetchError, UrlPolicy};
 use crate::oauth::metadata::{DiscoveryError, discover};
+use crate::oauth::pkce::constant_time_eq;
 use bearer::{BearerProblem, bearer_token_of};
 use cache::{Cached, TokenCache, digest, now_secs};
 use introspect::Introspector;
@@ -298,15 +300,11 @@ pub struct LastToken {
 impl LastToken {
     /// The identity if `token` is the remembered one and its verdict still holds at `now`.
     fn identity_for(&self, token: &[u8], now: u64) -> Option<Arc<Identity>> {
-        (self.until > now && same_bytes(self.token.expose_secret(), token)).then(|| self.identity.clone())
+        // Compared in time that depends only on the lengths: a front proxy may carry several
+        // users' requests on one connection, so how far another user's token matches must
+        // not show in the answer's timing.
+        (self.until > now && constant_time_eq(self.token.expose_secret(), token)).then(|| self.identity.clone())
     }
-}
-
-/// Whether two byte strings are equal, in time that depends only on their lengths: a
-/// front proxy may carry several users' requests on one connection, so how far another
-/// user's token matches must not show in the answer's timing.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or [`STARTUP_RETRY_WINDOW`] passes:
@@ -350,14 +348,5 @@ mod tests {
         assert!(last.identity_for(b"eyJhbGciOi.payload.signature.", 99).is_none(), "an extension");
         assert!(last.identity_for(b"", 99).is_none(), "empty");
         assert!(last.identity_for(b"eyJhbGciOi.payload.signature", 100).is_none(), "ended at its deadline");
-    }
-
-    #[test]
-    fn byte_comparison_is_exact() {
-        assert!(same_bytes(b"", b""));
-        assert!(same_bytes(b"abc", b"abc"));
-        for (a, b) in [(&b"abc"[..], &b"abd"[..]), (b"abc", b"ab"), (b"ab", b"abc"), (b"\x00", b"\x80")] {
-            assert!(!same_bytes(a, b), "{a:?} vs {b:?}");
-        }
     }
 }

@@ -4,7 +4,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 /// A PKCE verifier and its S256 challenge.
 pub struct Pkce {
@@ -25,7 +24,7 @@ impl Pkce {
 
 /// The S256 challenge for `verifier`.
 pub fn challenge_for(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 
 /// 32 random bytes, base64url: for verifiers and `state` (256 bits, well above the 128
@@ -36,13 +35,10 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Compares two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares two secrets in time that depends only on their lengths, not on where they
+/// differ (aws-lc's `CRYPTO_memcmp`).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 /// The verifier of a [`Pkce`], for the token request.
@@ -70,6 +66,9 @@ mod tests {
         assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(p.challenge, challenge_for(v));
         assert_ne!(random_token(), random_token());
-        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("abc", "ab"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab")
+        );
+        assert!(constant_time_eq(b"", b"") && !constant_time_eq(b"", b"a") && !constant_time_eq(b"\x00", b"\x80"));
     }
 }

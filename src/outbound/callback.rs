@@ -124,7 +124,7 @@ async fn handle(
         url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     // 1. state, before anything else is believed.
-    if !get("state").is_some_and(|s| constant_time_eq(s, &expect.state)) {
+    if !get("state").is_some_and(|s| constant_time_eq(s.as_bytes(), expect.state.as_bytes())) {
         debug!("ignoring a callback with a wrong or missing state");
         return page(
             StatusCode::BAD_REQUEST,

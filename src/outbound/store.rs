@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::warn;
 
 /// What is kept of a login.
@@ -52,13 +51,13 @@ impl Store {
     /// client (`None` for a dynamically registered one), so credentials are never reused
     /// with another authorization server (MCP 2026-07-28 §Authorization Server Binding).
     fn path(&self, server: &str, resource: &str, configured_client: Option<&str>) -> PathBuf {
-        let mut h = Sha256::new();
+        let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for part in [server, resource, configured_client.unwrap_or("(registered)")] {
             h.update(part.as_bytes());
-            h.update([0]);
+            h.update(&[0]);
         }
-        let digest = h.finalize();
-        let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let digest = h.finish();
+        let name: String = digest.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
         self.dir.join(format!("login-{name}.json"))
     }
 

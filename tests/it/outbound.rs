@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use crate::support::Thv;
 use crate::support::upstream::{ScriptedUpstream, Seen, reply};
@@ -203,7 +202,8 @@ async fn login_checks_state_first_and_accepts_one_callback() {
     assert_eq!(field(g, "client_id"), Some("cid"), "a public client names itself in the form");
     assert_eq!(field(g, "resource"), Some(up.url("/mcp").as_str()));
     let verifier = field(g, "code_verifier").unwrap();
-    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
     assert_eq!(expected, challenge, "the verifier matches the S256 challenge");
 
     let resp = call(&thv).await;
