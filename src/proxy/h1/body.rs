@@ -32,10 +32,11 @@ pub enum BodyError {
 /// A `Content-Length` value: digits only, as RFC 9110 §8.6 has it (no sign, no spaces,
 /// no list), at most 15 of them (far past any body, and no overflow).
 pub fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 15 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || value.len() > 15 {
         return None;
     }
-    Some(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    // `to_digit(10)` takes ASCII digits only; 15 of them never overflow, checked all the same.
+    value.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(char::from(d).to_digit(10)?)))
 }
 
 /// Longest chunk-size line (digits and extensions) and trailer section accepted.
@@ -95,19 +96,23 @@ impl Decoder {
     /// Decodes `input`, appending the body's data to `out`. Returns how many bytes of
     /// `input` belong to this body; anything after them (once done) is not part of it.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, BodyError> {
-        let mut pos = 0;
-        while pos < input.len() {
+        // What is left of `input`: always a suffix of it.
+        let mut rest = input;
+        while !rest.is_empty() {
             match &mut self.state {
                 State::Done => break,
                 State::Close => {
-                    out.extend_from_slice(&input[pos..]);
-                    pos = input.len();
+                    out.extend_from_slice(rest);
+                    rest = &[];
                 }
                 State::Length(left) | State::Data(left) => {
-                    let take = (input.len() - pos).min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&input[pos..pos + take]);
-                    pos += take;
-                    *left -= take as u64;
+                    // All of `rest` when the body needs that much or more.
+                    let (data, after) =
+                        usize::try_from(*left).ok().and_then(|n| rest.split_at_checked(n)).unwrap_or((rest, &[]));
+                    out.extend_from_slice(data);
+                    rest = after;
+                    // Never saturates: `data` is at most `left` bytes long.
+                    *left = left.saturating_sub(data.len() as u64);
                     if *left == 0 {
                         self.state = match self.state {
                             State::Data(_) => State::DataEnd { cr: false },
@@ -116,9 +121,10 @@ impl Decoder {
                     }
                 }
                 State::Size { size, digits, ext, cr, len } => {
-                    let b = input[pos];
-                    pos += 1;
-                    *len += 1;
+                    let Some((&b, after)) = rest.split_first() else { break };
+                    rest = after;
+                    // Saturates (if ever) far above MAX_LINE, which is refused.
+                    *len = len.saturating_add(1);
                     if *len > MAX_LINE {
                         return Err(BodyError::BadChunk);
                     }
@@ -146,17 +152,17 @@ impl Decoder {
                         _ => {
                             let digit = (b as char).to_digit(16).ok_or(BodyError::BadChunk)?;
                             // 15 hex digits are 60 bits: no overflow, and far past any body.
-                            if *digits == 15 {
+                            let Some(more) = digits.checked_add(1).filter(|&d| d <= 15) else {
                                 return Err(BodyError::BadChunk);
-                            }
-                            *digits += 1;
+                            };
+                            *digits = more;
                             *size = (*size << 4) | u64::from(digit);
                         }
                     }
                 }
                 State::DataEnd { cr } => {
-                    let b = input[pos];
-                    pos += 1;
+                    let Some((&b, after)) = rest.split_first() else { break };
+                    rest = after;
                     match (b, *cr) {
                         (b'\r', false) => *cr = true,
                         (b'\n', true) => self.state = State::Size { size: 0, digits: 0, ext: false, cr: false, len: 0 },
@@ -164,9 +170,10 @@ impl Decoder {
                     }
                 }
                 State::Trailers { line_empty, cr, len } => {
-                    let b = input[pos];
-                    pos += 1;
-                    *len += 1;
+                    let Some((&b, after)) = rest.split_first() else { break };
+                    rest = after;
+                    // Saturates (if ever) far above MAX_TRAILERS, which is refused.
+                    *len = len.saturating_add(1);
                     if *len > MAX_TRAILERS {
                         return Err(BodyError::BadChunk);
                     }
@@ -183,7 +190,8 @@ impl Decoder {
                 }
             }
         }
-        Ok(pos)
+        // Never saturates: `rest` is a suffix of `input`.
+        Ok(input.len().saturating_sub(rest.len()))
     }
 
     /// The target closed the connection: the end of a close-delimited body, otherwise a
@@ -199,28 +207,54 @@ impl Decoder {
     }
 }
 
-/// Wraps `out[start..]` as one chunk (RFC 9112 §7.1), in place; nothing if it is empty.
+/// Wraps `out[start..]` as one chunk (RFC 9112 §7.1), in place; nothing if it is empty
+/// (or `start` is past the end: then there is nothing to wrap either).
 pub fn frame_chunk(out: &mut Vec<u8>, start: usize) {
-    let len = out.len() - start;
-    if len == 0 {
-        return;
-    }
+    let Some(len) = out.len().checked_sub(start).filter(|&n| n > 0) else { return };
+    // The size in hex, no leading zeros (at most 16 digits), then CRLF; filled from the right.
     let mut head = [0u8; 18];
-    let mut n = 0;
-    let digits = (64 - (len as u64).leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        head[n] = b"0123456789abcdef"[(len >> (i * 4)) & 0xf];
-        n += 1;
+    let [digits @ .., cr, lf] = &mut head;
+    (*cr, *lf) = (b'\r', b'\n');
+    let (mut rest, mut first) = (len, 0);
+    for (at, slot) in digits.iter_mut().enumerate().rev() {
+        *slot = hex_digit(rest);
+        rest >>= 4;
+        if rest == 0 {
+            first = at;
+            break;
+        }
     }
-    head[n..n + 2].copy_from_slice(b"\r\n");
-    out.splice(start..start, head[..n + 2].iter().copied());
+    out.splice(start..start, head.iter().skip(first).copied());
     out.extend_from_slice(b"\r\n");
+}
+
+/// The lowercase hex digit for the low four bits of `n`.
+fn hex_digit(n: usize) -> u8 {
+    match n & 0xf {
+        0 => b'0',
+        1 => b'1',
+        2 => b'2',
+        3 => b'3',
+        4 => b'4',
+        5 => b'5',
+        6 => b'6',
+        7 => b'7',
+        8 => b'8',
+        9 => b'9',
+        10 => b'a',
+        11 => b'b',
+        12 => b'c',
+        13 => b'd',
+        14 => b'e',
+        _ => b'f',
+    }
 }
 
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

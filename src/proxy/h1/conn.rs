@@ -14,28 +14,25 @@
 
 use std::future::{Future, poll_fn};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use http::Response;
-use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{debug, warn};
 
 use super::FastPath;
 use super::body::{self, Decoder};
+use super::io::{exchange_head, poll_read_with, read_until, serialize_local};
 use super::request::{self, Classified, INLINE_BODY, Method, Plan};
-use super::response::{self, Exchange, Parsed};
+use super::response::{self, Exchange};
 use super::rewind::Rewound;
-use super::upstream::ConnectFailure;
 use crate::inbound::LastToken;
 use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
@@ -43,14 +40,8 @@ use crate::proxy::forward::ForwardError;
 use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{BODY_READ_TIMEOUT, Proxy, proxy_origin_of};
 
-/// Reads go through a stack buffer of this size.
-const READ_CHUNK: usize = 16 * 1024;
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
-/// Largest response head accepted from the target (hyper's client allows ~400 KiB).
-const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Sends of one request when reused connections turn out dead (as on the hyper path).
-const MAX_ATTEMPTS: usize = 3;
 
 /// How the own path left a connection.
 pub enum Outcome {
@@ -170,7 +161,7 @@ impl Conn<'_> {
                 let _ = self.client.shutdown().await;
                 return Outcome::Closed;
             }
-            let used = if std::mem::take(&mut self.released) { 0 } else { plan.head_len + plan.body_len };
+            let used = if std::mem::take(&mut self.released) { 0 } else { plan.end };
             if used >= self.buf.len() {
                 self.buf.clear();
             } else {
@@ -198,9 +189,9 @@ impl Conn<'_> {
         let mut scanned = 0;
         loop {
             if let Some(end) = head_end(&self.buf, &mut scanned) {
-                return match request::classify(&self.buf[..end], &rules) {
-                    Classified::Fast(plan) => Next::Request(plan),
-                    Classified::Fallback | Classified::Partial => Next::Fallback,
+                return match self.buf.get(..end).map(|head| request::classify(head, &rules)) {
+                    Some(Classified::Fast(plan)) => Next::Request(plan),
+                    _ => Next::Fallback,
                 };
             }
             // hyper answers an oversized head (431), as it always did.
@@ -225,15 +216,14 @@ impl Conn<'_> {
     /// Serves one request; whether the connection may carry another.
     async fn serve(&mut self, plan: &mut Plan) -> bool {
         let started = tracing::enabled!(tracing::Level::DEBUG).then(|| {
-            let target = &self.buf[plan.target.0..plan.target.1];
+            let target = self.buf.get(plan.target.0..plan.target.1).unwrap_or_default();
             let path = target.split(|&b| b == b'?').next().unwrap_or_default();
             (Instant::now(), String::from_utf8_lossy(path).into_owned())
         });
-        let total = plan.head_len + plan.body_len;
-        if self.buf.len() < total {
+        if let Some(missing) = plan.end.checked_sub(self.buf.len()).filter(|&n| n > 0) {
             // Sized once from Content-Length (already within --max-request-body).
-            self.buf.reserve_exact(total - self.buf.len());
-            let read = read_until(&mut self.client, &mut self.buf, total);
+            self.buf.reserve_exact(missing);
+            let read = read_until(&mut self.client, &mut self.buf, plan.end);
             match self.deadlines.within(BODY_READ_TIMEOUT, read).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return false,
@@ -245,9 +235,17 @@ impl Conn<'_> {
                 }
             }
         }
+        // The whole request is in the buffer now; where it is not, the connection closes.
+        let Some(body) = self.buf.get(plan.head_len..plan.end) else { return false };
         let s = &*self.proxy.shared;
         if let Some(inbound) = &s.inbound {
-            let value = plan.authorization.map(|(from, to)| &self.buf[from..to]);
+            let value = match plan.authorization {
+                Some((from, to)) => match self.buf.get(from..to) {
+                    Some(value) => Some(value),
+                    None => return false,
+                },
+                None => None,
+            };
             match inbound.authenticator.authenticate_on_connection(value.into_iter(), &mut self.last_token).await {
                 Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
                 Err(rejection) => {
@@ -257,14 +255,14 @@ impl Conn<'_> {
                 }
             }
         }
-        let body = if plan.body_len <= INLINE_BODY {
-            plan.upstream_head.extend_from_slice(&self.buf[plan.head_len..total]);
+        let separate = if plan.body_len <= INLINE_BODY {
+            plan.upstream_head.extend_from_slice(body);
             &[][..]
         } else {
-            &self.buf[plan.head_len..total]
+            body
         };
         let exchange = Exchange { get: plan.method == Method::Get, close: plan.close };
-        let sent = exchange_head(self.fast, &plan.upstream_head, body, plan.method, exchange);
+        let sent = exchange_head(self.fast, &plan.upstream_head, separate, plan.method, exchange);
         let sent = match self.fast.response_timeout {
             Some(limit) => self.deadlines.within(limit, sent).await.unwrap_or(Err(ForwardError::Timeout(limit))),
             None => sent.await,
@@ -272,7 +270,7 @@ impl Conn<'_> {
         match sent {
             Ok((upstream, received, head)) => self.relay(upstream, received, head, plan, started).await,
             Err(e) => {
-                let resp = self.proxy.rescue(&e, &self.buf[plan.head_len..total]);
+                let resp = self.proxy.rescue(&e, body);
                 self.answer(resp, plan, started, false).await
             }
         }
@@ -304,15 +302,16 @@ impl Conn<'_> {
         let mut out = head.head;
         let draining = self.flags.draining.load(Ordering::Relaxed);
         if draining && !plan.close {
-            // The head was made before the drain was known; say it now.
-            out.truncate(out.len() - 2);
+            // The head was made before the drain was known; say it now, before its empty line.
+            let Some(fields) = out.strip_suffix(b"\r\n").map(<[u8]>::len) else { return false };
+            out.truncate(fields);
             out.extend_from_slice(b"connection: close\r\n\r\n");
         }
         let mut decoder = Decoder::new(head.framing);
         let mut rewrite = (head.event_stream && plan.method == Method::Get)
             .then(|| EndpointRewrite::new(s.upstream_origins.clone(), proxy_origin_of(self.client_host(plan))));
         let mut reusable = head.reusable;
-        let tail = &received[head.head_len..];
+        let Some(tail) = received.get(head.head_len..) else { return false };
         match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite) {
             Ok(used) => reusable &= used == tail.len(),
             Err(e) => return self.broke_off(&e, &[]).await,
@@ -330,12 +329,13 @@ impl Conn<'_> {
             if head.event_stream {
                 // A stream may stay open for hours: hold no buffer between events.
                 out = Vec::new();
-                if self.buf.len() == plan.head_len + plan.body_len {
+                if self.buf.len() == plan.end {
                     self.buf = Vec::new();
                     self.released = true;
                 }
             }
-            let pipelined_limit = self.max_head + plan.head_len + plan.body_len;
+            // Saturation changes nothing: no buffer reaches usize::MAX.
+            let pipelined_limit = self.max_head.saturating_add(plan.end);
             loop {
                 let woke = poll_fn(|cx| {
                     if let Some(stop) = stop.as_mut()
@@ -440,7 +440,7 @@ impl Conn<'_> {
     }
 
     fn client_host(&self, plan: &Plan) -> Option<&str> {
-        std::str::from_utf8(&self.buf[plan.host.0..plan.host.1]).ok()
+        self.buf.get(plan.host.0..plan.host.1).and_then(|host| std::str::from_utf8(host).ok())
     }
 
     /// One line per request at debug level (method, path without query, status, time).
@@ -455,100 +455,17 @@ impl Conn<'_> {
 /// all there. `scanned` carries the search position from one call to the next.
 fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     // Back up over a line end that may have been cut in two by the previous read.
-    let from = scanned.saturating_sub(2);
+    // (All of it when `scanned` is past the end, which it never is.)
+    let tail = buf.get(scanned.saturating_sub(2)..).unwrap_or(buf);
     *scanned = buf.len();
     // One pass over the line ends: an empty line follows `\n` as `\r\n` or, for
     // httparse, a bare `\n` (such heads go to hyper, but they end here all the same).
-    memchr::memchr_iter(b'\n', &buf[from..]).map(|i| from + i).find_map(|i| match buf.get(i + 1) {
-        Some(b'\n') => Some(i + 2),
-        Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => Some(i + 3),
-        _ => None,
+    memchr::memchr_iter(b'\n', tail).find_map(|i| {
+        let after = tail.get(i..)?.strip_prefix(b"\n")?;
+        let body = after.strip_prefix(b"\n").or_else(|| after.strip_prefix(b"\r\n"))?;
+        // `body` is a suffix of `buf`: never `None`.
+        buf.len().checked_sub(body.len())
     })
-}
-
-/// Checks out a connection, sends the request and reads the response head.
-async fn exchange_head(
-    fast: &FastPath,
-    head: &[u8],
-    body: &[u8],
-    method: Method,
-    exchange: Exchange,
-) -> Result<(TcpStream, Vec<u8>, response::Plan), ForwardError> {
-    let mut attempt = 1;
-    loop {
-        let (mut upstream, reused) = fast.pool.checkout().await.map_err(|e| match e {
-            ConnectFailure::TimedOut => ForwardError::Timeout(fast.connect_timeout),
-            ConnectFailure::Io(e) => ForwardError::Connect(crate::proxy::forward::describe(&e)),
-        })?;
-        let retry = reused && attempt < MAX_ATTEMPTS;
-        if let Err(e) = write_request(&mut upstream, head, body).await {
-            // Not written: the target cannot have acted on it.
-            if retry {
-                attempt += 1;
-                continue;
-            }
-            return Err(ForwardError::Broken(crate::proxy::forward::describe(&e)));
-        }
-        let mut received = Vec::new();
-        match read_response_head(&mut upstream, &mut received, exchange).await {
-            Ok(plan) => return Ok((upstream, received, plan)),
-            // A reused connection the target closed while the request was on its way:
-            // sent again only when doing it twice is harmless (RFC 9112 §9.3.1.1).
-            Err(HeadError::Closed) if retry && method.idempotent() => attempt += 1,
-            Err(HeadError::Closed) => {
-                return Err(ForwardError::Broken("connection closed before a complete response".into()));
-            }
-            Err(HeadError::Io(e)) if retry && method.idempotent() && received.is_empty() => {
-                debug!(error = %e, "a reused connection to the MCP server failed; sending again");
-                attempt += 1;
-            }
-            Err(HeadError::Io(e)) => return Err(ForwardError::Broken(crate::proxy::forward::describe(&e))),
-            Err(HeadError::Invalid(why)) => return Err(ForwardError::Broken(why.to_owned())),
-        }
-    }
-}
-
-enum HeadError {
-    /// Closed before a byte of the response.
-    Closed,
-    Io(io::Error),
-    Invalid(&'static str),
-}
-
-async fn read_response_head(
-    upstream: &mut TcpStream,
-    received: &mut Vec<u8>,
-    exchange: Exchange,
-) -> Result<response::Plan, HeadError> {
-    // Bounded: every turn reads at least one byte, and the head is at most MAX_RESPONSE_HEAD.
-    loop {
-        let n = poll_fn(|cx| poll_read_with(upstream, cx, |data| received.extend_from_slice(data)))
-            .await
-            .map_err(HeadError::Io)?;
-        if n == 0 {
-            return Err(if received.is_empty() {
-                HeadError::Closed
-            } else {
-                HeadError::Invalid("connection closed before a complete response")
-            });
-        }
-        loop {
-            match response::parse(received, exchange) {
-                Parsed::Complete(plan) => return Ok(plan),
-                Parsed::Partial if received.len() > MAX_RESPONSE_HEAD => {
-                    return Err(HeadError::Invalid("response head too large"));
-                }
-                Parsed::Partial => break,
-                Parsed::Informational(len) => {
-                    received.drain(..len);
-                    if received.is_empty() {
-                        break;
-                    }
-                }
-                Parsed::Invalid(why) => return Err(HeadError::Invalid(why)),
-            }
-        }
-    }
 }
 
 /// Decodes target bytes into `out`, framed for the client; the bytes that belonged to
@@ -563,8 +480,8 @@ fn emit(
     let start = out.len();
     let used = decoder.decode(input, out)?;
     if let Some(scan) = rewrite.as_mut() {
-        if out.len() > start {
-            let data = Bytes::copy_from_slice(&out[start..]);
+        if let Some(data) = out.get(start..).filter(|data| !data.is_empty()) {
+            let data = Bytes::copy_from_slice(data);
             out.truncate(start);
             let (passed, finished) = scan.feed(data);
             out.extend_from_slice(&passed);
@@ -585,79 +502,6 @@ fn emit(
         }
     }
     Ok(used)
-}
-
-/// Writes head and body; one system call when the body was inlined behind the head.
-async fn write_request(upstream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    if body.is_empty() {
-        return upstream.write_all(head).await;
-    }
-    let (mut head_at, mut body_at) = (0, 0);
-    while head_at < head.len() || body_at < body.len() {
-        let slices = [io::IoSlice::new(&head[head_at..]), io::IoSlice::new(&body[body_at..])];
-        let mut n = upstream.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        let from_head = n.min(head.len() - head_at);
-        head_at += from_head;
-        n -= from_head;
-        body_at += n;
-    }
-    Ok(())
-}
-
-/// Reads from `stream` into `buf` until it holds `total` bytes. Its capacity is
-/// already reserved, so the body is read in place, not through the stack buffer.
-async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, total: usize) -> io::Result<()> {
-    // Bounded: every turn reads at least one byte or ends.
-    while buf.len() < total {
-        if stream.read_buf(buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(())
-}
-
-/// One read through a stack buffer; `take` gets the bytes. Nothing stays allocated while
-/// the socket is quiet.
-fn poll_read_with(stream: &mut TcpStream, cx: &mut Context<'_>, take: impl FnOnce(&[u8])) -> Poll<io::Result<usize>> {
-    let mut stack = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
-    let mut rb = ReadBuf::uninit(&mut stack);
-    ready!(Pin::new(stream).poll_read(cx, &mut rb))?;
-    let data = rb.filled();
-    let n = data.len();
-    if n > 0 {
-        take(data);
-    }
-    Poll::Ready(Ok(n))
-}
-
-/// A local response on the wire: status line, its fields, length, date, body.
-fn serialize_local(resp: Response<ProxyBody>, close: bool) -> Vec<u8> {
-    use std::io::Write as _;
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        ProxyBody::Local(full) => full.collect().now_or_never().map(|c| c.map(|c| c.to_bytes())),
-        _ => None,
-    };
-    let body = body.and_then(Result::ok).unwrap_or_default();
-    let mut out = Vec::with_capacity(256 + body.len());
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", parts.status.as_str(), parts.status.canonical_reason().unwrap_or(""));
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let _ = write!(out, "content-length: {}\r\n", body.len());
-    response::write_date(&mut out);
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
-    out
 }
 
 #[cfg(test)]

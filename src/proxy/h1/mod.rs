@@ -11,9 +11,21 @@
 //! It is on when the target is `http://` without a query of its own and no outgoing
 //! authentication is configured (the remote-auth path resends requests and renews tokens,
 //! which hyper's path does); `THV_HTTP1=hyper` turns it off.
+//!
+//! Bytes from the network are indexed here, so the module denies `clippy::indexing_slicing`
+//! and `clippy::arithmetic_side_effects`: every index, slice and integer operation in it is
+//! a checked form (`get`, `split_at_checked`, `strip_prefix`, `checked_*`, or `saturating_*`
+//! where saturation provably changes nothing), and a failed check refuses the request, falls
+//! back to hyper or closes the connection. The lints do not see ranges and lengths given to
+//! methods (`Vec::drain`, `Vec::splice`, `Bytes::advance`): each such call follows the
+//! check that keeps it in range. No local `allow` exists outside tests; three unit-test
+//! modules allow `indexing_slicing`.
+
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 pub mod body;
 pub mod conn;
+mod io;
 pub mod request;
 pub mod response;
 pub mod rewind;

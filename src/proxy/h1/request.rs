@@ -69,6 +69,8 @@ pub struct Plan {
     /// Length of the head in the client's buffer; the body follows it.
     pub head_len: usize,
     pub body_len: usize,
+    /// Where the body ends in the client's buffer: `head_len + body_len`.
+    pub end: usize,
     pub method: Method,
     /// The client asked to close the connection after this request.
     pub close: bool,
@@ -106,7 +108,7 @@ pub fn classify(buf: &[u8], rules: &Rules<'_>) -> Classified {
 
 fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Rules<'_>) -> Option<Plan> {
     // httparse takes bare LF line ends; whether to is hyper's call (RFC 9112 §2.2).
-    if req.version != Some(1) || has_bare_lf(&buf[..head_len]) {
+    if req.version != Some(1) || has_bare_lf(buf.get(..head_len)?) {
         return None;
     }
     let method = match req.method? {
@@ -123,10 +125,14 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     if path == "/health" || path.starts_with(WELL_KNOWN) {
         return None;
     }
-    let offset = |s: &[u8]| s.as_ptr() as usize - buf.as_ptr() as usize;
+    // Where `s`, a part of the head that httparse returned, lies in `buf`.
+    let span = |s: &[u8]| {
+        let from = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        Some((from, from.checked_add(s.len())?))
+    };
 
     // Room for the forwarding fields; a small body gets room once its length is seen.
-    let mut out = Vec::with_capacity(head_len + 160);
+    let mut out = Vec::with_capacity(head_len.saturating_add(160));
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -169,7 +175,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 if authorization.is_some() {
                     return None;
                 }
-                authorization = Some((offset(h.value), offset(h.value) + h.value.len()));
+                authorization = Some(span(h.value)?);
                 continue;
             }
             Field::Authorization => {}
@@ -191,6 +197,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     if body_len > rules.max_body {
         return None;
     }
+    let end = head_len.checked_add(body_len)?;
     if rules.describe_client {
         out.extend_from_slice(b"x-forwarded-for: ");
         match rules.client_ip {
@@ -211,10 +218,11 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     Some(Plan {
         head_len,
         body_len,
+        end,
         method,
         close,
-        target: (offset(target.as_bytes()), offset(target.as_bytes()) + target.len()),
-        host: (offset(host), offset(host) + host.len()),
+        target: span(target.as_bytes())?,
+        host: span(host)?,
         authorization,
         upstream_head: out,
     })
@@ -274,7 +282,7 @@ fn connection_close(value: &[u8]) -> Option<bool> {
 }
 
 fn has_bare_lf(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+    memchr::memchr_iter(b'\n', head).any(|i| i.checked_sub(1).and_then(|before| head.get(before)) != Some(&b'\r'))
 }
 
 /// An origin-form target (RFC 9112 §3.2.1) of unreserved characters, sub-delims,
@@ -284,29 +292,26 @@ fn plain_origin_form(target: &[u8]) -> bool {
     if target.first() != Some(&b'/') {
         return false;
     }
-    let mut i = 0;
-    while i < target.len() {
-        match target[i] {
+    let mut bytes = target.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
             b'%' => {
-                if !(target.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && target.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                if !(bytes.next().is_some_and(u8::is_ascii_hexdigit) && bytes.next().is_some_and(u8::is_ascii_hexdigit))
                 {
                     return false;
                 }
-                i += 3;
-                continue;
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => {}
             b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
             | b':' | b'@' | b'/' | b'?' => {}
             _ => return false,
         }
-        i += 1;
     }
     true
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

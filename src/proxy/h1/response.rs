@@ -125,7 +125,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     }
 
     // Second pass: the client's head.
-    let mut out = Vec::with_capacity(head_len + 64);
+    let mut out = Vec::with_capacity(head_len.saturating_add(64));
     out.extend_from_slice(b"HTTP/1.1 ");
     let _ = write!(out, "{status}");
     out.push(b' ');

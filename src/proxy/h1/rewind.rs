@@ -26,8 +26,10 @@ impl AsyncRead for Rewound {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
+            // As much of the prefix as fits: all of it when it is shorter than the room.
+            let part = this.prefix.get(..buf.remaining()).unwrap_or(&this.prefix);
+            let n = part.len();
+            buf.put_slice(part);
             this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
@@ -62,6 +64,7 @@ impl AsyncWrite for Rewound {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

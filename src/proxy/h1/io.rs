@@ -1,0 +1,203 @@
+//! The own path's socket work, below the connection's state machine ([`conn`](super::conn)):
+//! sending the target a request on a pooled connection (again on a fresh one when a reused
+//! one turns out dead) and reading its response head, reading the client's body in place,
+//! reads through a stack buffer, and the proxy's own responses put on the wire.
+
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_util::FutureExt as _;
+use http::Response;
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use super::FastPath;
+use super::request::Method;
+use super::response::{self, Exchange, Parsed};
+use super::upstream::ConnectFailure;
+use crate::proxy::forward::ForwardError;
+use crate::proxy::respond::ProxyBody;
+
+/// Reads go through a stack buffer of this size.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest response head accepted from the target (hyper's client allows ~400 KiB).
+const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// Sends of one request when reused connections turn out dead (as on the hyper path).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Checks out a connection, sends the request and reads the response head.
+pub(super) async fn exchange_head(
+    fast: &FastPath,
+    head: &[u8],
+    body: &[u8],
+    method: Method,
+    exchange: Exchange,
+) -> Result<(TcpStream, Vec<u8>, response::Plan), ForwardError> {
+    // The sends after the first that dead reused connections may cost.
+    let mut resends = 1..MAX_ATTEMPTS;
+    loop {
+        let (mut upstream, reused) = fast.pool.checkout().await.map_err(|e| match e {
+            ConnectFailure::TimedOut => ForwardError::Timeout(fast.connect_timeout),
+            ConnectFailure::Io(e) => ForwardError::Connect(crate::proxy::forward::describe(&e)),
+        })?;
+        let retry = reused && !resends.is_empty();
+        if let Err(e) = write_request(&mut upstream, head, body).await {
+            // Not written: the target cannot have acted on it.
+            if retry {
+                resends.next();
+                continue;
+            }
+            return Err(ForwardError::Broken(crate::proxy::forward::describe(&e)));
+        }
+        let mut received = Vec::new();
+        match read_response_head(&mut upstream, &mut received, exchange).await {
+            Ok(plan) => return Ok((upstream, received, plan)),
+            // A reused connection the target closed while the request was on its way:
+            // sent again only when doing it twice is harmless (RFC 9112 §9.3.1.1).
+            Err(HeadError::Closed) if retry && method.idempotent() => {
+                resends.next();
+            }
+            Err(HeadError::Closed) => {
+                return Err(ForwardError::Broken("connection closed before a complete response".into()));
+            }
+            Err(HeadError::Io(e)) if retry && method.idempotent() && received.is_empty() => {
+                debug!(error = %e, "a reused connection to the MCP server failed; sending again");
+                resends.next();
+            }
+            Err(HeadError::Io(e)) => return Err(ForwardError::Broken(crate::proxy::forward::describe(&e))),
+            Err(HeadError::Invalid(why)) => return Err(ForwardError::Broken(why.to_owned())),
+        }
+    }
+}
+
+enum HeadError {
+    /// Closed before a byte of the response.
+    Closed,
+    Io(io::Error),
+    Invalid(&'static str),
+}
+
+async fn read_response_head(
+    upstream: &mut TcpStream,
+    received: &mut Vec<u8>,
+    exchange: Exchange,
+) -> Result<response::Plan, HeadError> {
+    // Bounded: every turn reads at least one byte, and the head is at most MAX_RESPONSE_HEAD.
+    loop {
+        let n = poll_fn(|cx| poll_read_with(upstream, cx, |data| received.extend_from_slice(data)))
+            .await
+            .map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(if received.is_empty() {
+                HeadError::Closed
+            } else {
+                HeadError::Invalid("connection closed before a complete response")
+            });
+        }
+        loop {
+            match response::parse(received, exchange) {
+                Parsed::Complete(plan) => return Ok(plan),
+                Parsed::Partial if received.len() > MAX_RESPONSE_HEAD => {
+                    return Err(HeadError::Invalid("response head too large"));
+                }
+                Parsed::Partial => break,
+                Parsed::Informational(len) => {
+                    if len > received.len() {
+                        return Err(HeadError::Invalid("interim response past the bytes read"));
+                    }
+                    received.drain(..len);
+                    if received.is_empty() {
+                        break;
+                    }
+                }
+                Parsed::Invalid(why) => return Err(HeadError::Invalid(why)),
+            }
+        }
+    }
+}
+
+/// Writes head and body; one system call when the body was inlined behind the head.
+async fn write_request(upstream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    if body.is_empty() {
+        return upstream.write_all(head).await;
+    }
+    // What is still to write of each.
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let n = upstream.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        (head, body) = match head.split_at_checked(n) {
+            Some((_, rest)) => (rest, body),
+            None => {
+                // The rest of the head went, and some of the body.
+                let rest = n.checked_sub(head.len()).and_then(|into_body| body.get(into_body..));
+                (&[][..], rest.ok_or_else(|| io::Error::other("more bytes written than given"))?)
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Reads from `stream` into `buf` until it holds `total` bytes. Its capacity is
+/// already reserved, so the body is read in place, not through the stack buffer.
+pub(super) async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, total: usize) -> io::Result<()> {
+    // Bounded: every turn reads at least one byte or ends.
+    while buf.len() < total {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// One read through a stack buffer; `take` gets the bytes. Nothing stays allocated while
+/// the socket is quiet.
+pub(super) fn poll_read_with(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    take: impl FnOnce(&[u8]),
+) -> Poll<io::Result<usize>> {
+    let mut stack = [const { MaybeUninit::<u8>::uninit() }; READ_CHUNK];
+    let mut rb = ReadBuf::uninit(&mut stack);
+    ready!(Pin::new(stream).poll_read(cx, &mut rb))?;
+    let data = rb.filled();
+    let n = data.len();
+    if n > 0 {
+        take(data);
+    }
+    Poll::Ready(Ok(n))
+}
+
+/// A local response on the wire: status line, its fields, length, date, body.
+pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> Vec<u8> {
+    use std::io::Write as _;
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        ProxyBody::Local(full) => full.collect().now_or_never().map(|c| c.map(|c| c.to_bytes())),
+        _ => None,
+    };
+    let body = body.and_then(Result::ok).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len().saturating_add(256));
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", parts.status.as_str(), parts.status.canonical_reason().unwrap_or(""));
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(out, "content-length: {}\r\n", body.len());
+    response::write_date(&mut out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    out
+}
