@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbound;
 pub mod mcp;
 pub mod net;

@@ -26,7 +26,6 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use thv::inbound::TokenFailure;
 use thv::inbound::bearer::bearer_token;
 use thv::inbound::jwks::JwksCache;
 use thv::inbound::jwt::JwtValidator;

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod h1;
+pub mod h1_conn;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod jwt;
