@@ -2,33 +2,34 @@
 //! HTTP proxy in front of an MCP (Model Context Protocol) server.
 //!
 //! Layers, from the command line inwards:
-//! - [`cli`] parses raw flags (ToolHive-compatible), [`config`] validates them in one step;
-//! - [`server`] binds, serves connections and shuts down gracefully;
-//! - [`proxy`] is the request path: guard, local routes, forwarding, responses;
-//! - [`inbound`] checks the tokens of the proxy's own clients (OAuth resource server);
-//! - [`outbound`] logs in to the target and keeps its tokens (OAuth client);
-//! - [`oauth`] is the protocol layer underneath both (metadata, tokens, challenges);
-//! - [`mcp`] holds the little MCP knowledge a transparent proxy needs.
+//! - `cli` parses raw flags (ToolHive-compatible), `config` validates them in one step;
+//! - `server` binds, serves connections and shuts down gracefully;
+//! - `proxy` is the request path: guard, local routes, forwarding, responses;
+//! - `inbound` checks the tokens of the proxy's own clients (OAuth resource server);
+//! - `outbound` logs in to the target and keeps its tokens (OAuth client);
+//! - `oauth` is the protocol layer underneath both (metadata, tokens, challenges);
+//! - `mcp` holds the little MCP knowledge a transparent proxy needs.
 
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod cli;
-pub mod config;
-pub mod error;
+mod cli;
+mod config;
+mod error;
+mod inbound;
 #[doc(hidden)]
-pub mod fuzzing;
-pub mod inbound;
-pub mod mcp;
-pub mod net;
-pub mod oauth;
-pub mod outbound;
-pub mod proxy;
-pub mod server;
-pub mod telemetry;
+pub mod internals;
+mod mcp;
+mod net;
+mod oauth;
+mod outbound;
+mod proxy;
+mod server;
+mod telemetry;
 
+pub use cli::Invocation;
 pub use error::Error;
 
-use cli::Invocation;
 use config::{Config, ProcessEnvironment};
 
 /// Validates the command line, then runs the proxy until it is told to stop.

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use thv::cli::Invocation;
+use thv::Invocation;
 
 /// See Cargo.toml: RSS that follows the load, and cheaper small allocations.
 #[global_allocator]

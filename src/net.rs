@@ -20,7 +20,7 @@ use url::Url;
 /// IPvFuture, no zone, nothing after the port.
 ///
 /// One pass over the bytes with a class table: it runs on every request of both engines.
-pub fn authority_host(value: &str) -> Option<&str> {
+pub(crate) fn authority_host(value: &str) -> Option<&str> {
     let bytes = value.as_bytes();
     let host_len = if bytes.first() == Some(&b'[') {
         let close = memchr::memchr(b']', bytes)?;
@@ -78,7 +78,7 @@ const REG_NAME: [bool; 256] = {
 
 /// The host part of `host[:port]` (IPv6 literals keep their brackets), without checking
 /// it: for names the operator configured, already validated.
-pub fn host_part(authority: &str) -> &str {
+pub(crate) fn host_part(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority.find(']').and_then(|i| authority.get(..=i)).unwrap_or(authority);
     }
@@ -89,12 +89,12 @@ pub fn host_part(authority: &str) -> &str {
 }
 
 /// An IPv6 address as a URL or `Host` spells it, in brackets; other hosts unchanged.
-pub fn bracket_ipv6(host: &str) -> String {
+pub(crate) fn bracket_ipv6(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
 }
 
 /// The address of an IP-literal host (brackets allowed), with IPv4-mapped IPv6 unwrapped.
-pub fn ip_literal(host: &str) -> Option<IpAddr> {
+pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
     let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let ip = bare.parse::<IpAddr>().ok()?;
     Some(match ip {
@@ -109,7 +109,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Whether `ip` is a public unicast address.
-pub fn is_public(ip: IpAddr) -> bool {
+pub(crate) fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

@@ -42,7 +42,7 @@ const STARTUP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Runs the proxy until a shutdown signal arrives.
-pub async fn serve(config: Config) -> Result<(), Error> {
+pub(crate) async fn serve(config: Config) -> Result<(), Error> {
     let listener = bind(&config).await?;
     let local = listener.local_addr().map_err(Error::Io)?;
     let stops = StreamStops::default();
@@ -224,8 +224,16 @@ fn serve_connection(
     tokio::spawn(async move {
         let for_hyper = match proxy.fast_path() {
             Some(fast) => {
-                match h1::conn::serve(stream, peer, &proxy, fast, &deadlines, &mut watchdog, limits.max_header_size)
-                    .await
+                match h1::conn::serve(
+                    stream,
+                    peer,
+                    proxy.policy(),
+                    fast,
+                    &deadlines,
+                    &mut watchdog,
+                    limits.max_header_size,
+                )
+                .await
                 {
                     Outcome::Closed => None,
                     Outcome::Fallback(io, draining) => Some((io, draining)),

@@ -10,7 +10,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Installs the global subscriber, and a panic hook that reports a panic as one log line.
-pub fn init(debug: bool) {
+pub(crate) fn init(debug: bool) {
     // One line with the location, through the same subscriber, instead of the default
     // hook's separate stderr text; request tasks catch the unwind and answer 500.
     std::panic::set_hook(Box::new(|info| {

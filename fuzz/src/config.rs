@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use thv::cli::{Command, Invocation};
-use thv::cli::values::{parse_go_duration, parse_size};
-use thv::config::{Config, Environment, OutboundConfig};
-use thv::net::{is_local_host, normalize_origin};
+use thv::internals::{
+    Command, Config, Environment, Invocation, OutboundConfig, is_local_host, normalize_origin, parse_go_duration,
+    parse_size,
+};
 
 /// Go's `time.Duration.String()` rendering of `d` (e.g. `1h2m3.5s`, `1.5ms`, `0s`).
 pub fn go_format(d: Duration) -> String {
@@ -269,7 +269,7 @@ fn check_config(config: &Config, inv: &Invocation, env: &MapEnv) {
             assert!(matches!(r.scheme(), "http" | "https") && r.host_str().is_some() && r.fragment().is_none());
         }
         #[allow(clippy::needless_update)]
-        let policy = thv::oauth::http::UrlPolicy { allow_insecure: inbound.allow_insecure, ..Default::default() };
+        let policy = thv::internals::UrlPolicy { allow_insecure: inbound.allow_insecure, ..Default::default() };
         for u in inbound.jwks_url.iter().chain(inbound.introspection.as_ref().map(|i| &i.url)) {
             assert!(policy.check(u).is_ok(), "{u} was accepted but fails the policy");
         }

@@ -14,9 +14,9 @@
 //! - the body decoder gives the same bytes however the input is split, and what it
 //!   re-chunks for the client decodes back to the same bytes.
 
-use thv::proxy::h1::body::{self, Decoder, Framing};
-use thv::proxy::h1::request::{self, Classified, Rules};
-use thv::proxy::h1::response::{self, Exchange, Parsed};
+use thv::internals::body::{self, Decoder, Framing};
+use thv::internals::request::{self, Classified, Rules};
+use thv::internals::response::{self, Exchange, Parsed};
 
 const HOSTS: [&str; 2] = ["127.0.0.1", "localhost"];
 

@@ -1,6 +1,6 @@
 //! The own HTTP/1.1 engine's connection state machine (`thv::proxy::h1::conn::serve` and
 //! inside it `Conn::run`, `Conn::serve`, `Conn::relay`), driven over real loopback sockets
-//! through `thv::fuzzing::OwnEngine`, which serves an accepted connection as the server's
+//! through `thv::internals::OwnEngine`, which serves an accepted connection as the server's
 //! accept loop does, up to where it would hand the connection to hyper (it is closed then).
 //!
 //! One run: a fake client connects to the engine and plays a script (bytes in arbitrary
@@ -47,9 +47,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::Duration;
 
-use thv::cli::Invocation;
-use thv::config::{Config, Environment};
-use thv::fuzzing::{OwnEngine, OwnProxy};
+use thv::internals::{Config, Environment, Invocation, OwnEngine, OwnProxy};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::ReadHalf;
 use tokio::net::{TcpListener, TcpStream};

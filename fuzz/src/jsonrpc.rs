@@ -6,7 +6,7 @@
 //! `method`; the id is valid JSON, never `null`, and is exactly the object's `id`.
 
 use serde_json::Value;
-use thv::mcp::jsonrpc::request_id;
+use thv::internals::request_id;
 
 pub fn run(data: &[u8]) {
     if data.len() > crate::MAX_INPUT {

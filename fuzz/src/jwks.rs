@@ -8,9 +8,9 @@
 //! `key_ops` absent or with `verify`) of type RSA, EC or OKP, whose algorithms are
 //! exactly its `alg` when it names one.
 
-use thv::inbound::jose::Algorithm;
 use serde_json::Value;
-use thv::inbound::jwks::KeySet;
+use thv::internals::Algorithm;
+use thv::internals::KeySet;
 
 const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::RS256,

@@ -26,10 +26,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use thv::inbound::bearer::bearer_token;
-use thv::inbound::jwks::JwksCache;
-use thv::inbound::jwt::JwtValidator;
-use thv::oauth::http::ControlClient;
+use thv::internals::{ControlClient, JwksCache, JwtValidator, bearer_token};
 
 pub const ISSUER: &str = "https://idp.fuzz.example";
 pub const AUDIENCE: &str = "https://mcp.fuzz.example/mcp";

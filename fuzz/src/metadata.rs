@@ -13,12 +13,10 @@
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use thv::net::is_loopback_host;
-use thv::oauth::http::UrlPolicy;
-use thv::oauth::metadata::{
-    AuthorizationServerMetadata, ProtectedResourceMetadata, protected_resource_urls, well_known_urls,
+use thv::internals::{
+    AuthorizationServerMetadata, ProtectedResourceMetadata, UrlPolicy, is_loopback_host, protected_resource_urls,
+    resource_matches, well_known_urls,
 };
-use thv::outbound::discover::resource_matches;
 
 use url::{Host, Url};
 

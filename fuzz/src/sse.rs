@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use thv::mcp::sse::{EndpointRewrite, SseBody};
+use thv::internals::{EndpointRewrite, SseBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 

@@ -11,7 +11,7 @@
 //! - `BearerChallenge::render` of any values is a valid header value that parses back to
 //!   one Bearer challenge with exactly those (sanitised) parameters, in order.
 
-use thv::oauth::challenge::{BearerChallenge, BearerError, Challenge, find_bearer, parse_challenges, sanitise};
+use thv::internals::{BearerChallenge, BearerError, Challenge, find_bearer, parse_challenges, sanitise};
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)

@@ -13,7 +13,7 @@
 //!   pflag takes the next argument as a flag's value whatever it looks like, and a random
 //!   base64url secret starts with `-` one time in 64.
 
-pub mod values;
+pub(crate) mod values;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -35,7 +35,7 @@ pub struct Cli {
     #[arg(long, global = true, action = ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true", default_value = "false", require_equals = true,
           value_parser = go_bool)]
-    pub debug: bool,
+    pub(crate) debug: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -75,7 +75,7 @@ Example:
 pub struct ProxyArgs {
     /// Name of the MCP server (shown in the startup message)
     #[arg(value_name = "SERVER_NAME")]
-    pub server_name: String,
+    pub(crate) server_name: String,
 
     #[command(flatten)]
     pub listen: ListenArgs,
@@ -96,7 +96,7 @@ pub struct ListenArgs {
 
     /// Port for the HTTP proxy to listen on (host port); 0 picks a free port
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16), allow_negative_numbers = true)]
-    pub port: u16,
+    pub(crate) port: u16,
 
     /// URI for the target MCP server (e.g., http://localhost:8080/mcp) (required)
     #[arg(long, value_name = "URL", required = true)]
@@ -105,34 +105,34 @@ pub struct ListenArgs {
     /// Additional browser Origin allowed to call the proxy (repeatable; the proxy's own
     /// origins are always allowed)
     #[arg(long = "allowed-origins", value_name = "ORIGIN", action = ArgAction::Append)]
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
 
     /// Largest request body the proxy accepts (e.g. 8MiB, 512KiB, 1048576); larger
     /// requests get 413
     #[arg(long, value_name = "SIZE", default_value = "8MiB")]
-    pub max_request_body: String,
+    pub(crate) max_request_body: String,
 
     /// How long to wait for the target's response headers before answering 504 (Go
     /// duration; 0 waits forever). Streams are never cut once they started.
     #[arg(long, value_name = "DURATION", default_value = "5m", allow_hyphen_values = true)]
-    pub upstream_timeout: String,
+    pub(crate) upstream_timeout: String,
 
     /// Most client connections served at once; more wait in the listen backlog
     #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    pub(crate) max_connections: u32,
 
     /// Largest request head (request line and headers) accepted; larger ones get 431
     #[arg(long, value_name = "SIZE", default_value = "64KiB")]
-    pub max_header_size: String,
+    pub(crate) max_header_size: String,
 
     /// How long a client may take to send a request head (slow clients are cut off); it
     /// also bounds how long an idle keep-alive connection is kept
     #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true)]
-    pub header_timeout: String,
+    pub(crate) header_timeout: String,
 
     /// How long a graceful shutdown waits for in-flight requests before it ends them
     #[arg(long, value_name = "DURATION", default_value = "10s", allow_hyphen_values = true)]
-    pub shutdown_timeout: String,
+    pub(crate) shutdown_timeout: String,
 }
 
 /// Incoming authentication: the proxy as an OAuth 2.1 resource server.
@@ -140,39 +140,39 @@ pub struct ListenArgs {
 pub struct OidcArgs {
     /// OIDC issuer URL (e.g., https://accounts.google.com)
     #[arg(long, value_name = "URL")]
-    pub oidc_issuer: Option<String>,
+    pub(crate) oidc_issuer: Option<String>,
 
     /// Expected audience for the token
     #[arg(long, value_name = "AUDIENCE", allow_hyphen_values = true)]
-    pub oidc_audience: Option<String>,
+    pub(crate) oidc_audience: Option<String>,
 
     /// URL to fetch the JWKS from
     #[arg(long, value_name = "URL")]
-    pub oidc_jwks_url: Option<String>,
+    pub(crate) oidc_jwks_url: Option<String>,
 
     /// URL for token introspection endpoint
     #[arg(long, value_name = "URL")]
-    pub oidc_introspection_url: Option<String>,
+    pub(crate) oidc_introspection_url: Option<String>,
 
     /// OIDC client ID
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
-    pub oidc_client_id: Option<String>,
+    pub(crate) oidc_client_id: Option<String>,
 
     /// OIDC client secret (optional, for introspection; env TOOLHIVE_OIDC_CLIENT_SECRET)
     #[arg(long, value_name = "SECRET", allow_hyphen_values = true)]
-    pub oidc_client_secret: Option<String>,
+    pub(crate) oidc_client_secret: Option<String>,
 
     /// Scopes a token must carry (comma-separated, repeatable)
     #[arg(long, value_name = "SCOPES", value_delimiter = ',', action = ArgAction::Append)]
-    pub oidc_scopes: Vec<String>,
+    pub(crate) oidc_scopes: Vec<String>,
 
     /// Explicit resource URL for OAuth discovery endpoint (RFC 9728)
     #[arg(long, value_name = "URL")]
-    pub resource_url: Option<String>,
+    pub(crate) resource_url: Option<String>,
 
     /// Clock skew tolerated when checking token times (exp, nbf)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
-    pub oidc_leeway: Duration,
+    pub(crate) oidc_leeway: Duration,
 
     /// PEM file of extra CA certificates to trust for the IdP (JWKS, discovery, introspection)
     #[arg(long, value_name = "PATH")]
@@ -182,12 +182,12 @@ pub struct OidcArgs {
     /// always allowed)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           default_value = "false", require_equals = true, value_parser = go_bool)]
-    pub oidc_allow_insecure: bool,
+    pub(crate) oidc_allow_insecure: bool,
 
     /// How long an introspection result is reused (never beyond the token's exp; 0
     /// asks the IdP every time)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
-    pub oidc_introspection_cache_ttl: Duration,
+    pub(crate) oidc_introspection_cache_ttl: Duration,
 }
 
 /// Outgoing authentication: the proxy as an OAuth 2.1 client of the target.
@@ -196,27 +196,27 @@ pub struct RemoteAuthArgs {
     /// Enable OAuth/OIDC authentication to remote MCP server
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           default_value = "false", require_equals = true, value_parser = go_bool)]
-    pub remote_auth: bool,
+    pub(crate) remote_auth: bool,
 
     /// OAuth/OIDC issuer URL for remote server authentication (e.g., https://accounts.google.com)
     #[arg(long, value_name = "URL", conflicts_with_all = ["remote_auth_authorize_url", "remote_auth_token_url"])]
-    pub remote_auth_issuer: Option<String>,
+    pub(crate) remote_auth_issuer: Option<String>,
 
     /// OAuth authorization endpoint URL (alternative to --remote-auth-issuer for non-OIDC OAuth)
     #[arg(long, value_name = "URL")]
-    pub remote_auth_authorize_url: Option<String>,
+    pub(crate) remote_auth_authorize_url: Option<String>,
 
     /// OAuth token endpoint URL (alternative to --remote-auth-issuer for non-OIDC OAuth)
     #[arg(long, value_name = "URL")]
-    pub remote_auth_token_url: Option<String>,
+    pub(crate) remote_auth_token_url: Option<String>,
 
     /// OAuth client ID for remote server authentication
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
-    pub remote_auth_client_id: Option<String>,
+    pub(crate) remote_auth_client_id: Option<String>,
 
     /// OAuth client secret for remote server authentication (optional for PKCE)
     #[arg(long, value_name = "SECRET", conflicts_with = "remote_auth_client_secret_file", allow_hyphen_values = true)]
-    pub remote_auth_client_secret: Option<String>,
+    pub(crate) remote_auth_client_secret: Option<String>,
 
     /// Path to file containing OAuth client secret (alternative to --remote-auth-client-secret)
     #[arg(long, value_name = "PATH")]
@@ -225,29 +225,29 @@ pub struct RemoteAuthArgs {
     /// OAuth scopes to request for remote server authentication (defaults: OIDC uses
     /// 'openid,profile,email')
     #[arg(long, value_name = "SCOPES", value_delimiter = ',', action = ArgAction::Append)]
-    pub remote_auth_scopes: Vec<String>,
+    pub(crate) remote_auth_scopes: Vec<String>,
 
     /// Skip opening browser for remote server OAuth flow
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           default_value = "false", require_equals = true, value_parser = go_bool)]
-    pub remote_auth_skip_browser: bool,
+    pub(crate) remote_auth_skip_browser: bool,
 
     /// Timeout for OAuth authentication flow (e.g., 30s, 1m, 2m30s)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag, allow_hyphen_values = true)]
-    pub remote_auth_timeout: Duration,
+    pub(crate) remote_auth_timeout: Duration,
 
     /// Port for OAuth callback server during remote authentication
     #[arg(long, value_name = "PORT", default_value_t = 8666,
           value_parser = clap::value_parser!(u16).range(1024..))]
-    pub remote_auth_callback_port: u16,
+    pub(crate) remote_auth_callback_port: u16,
 
     /// Resource indicator (RFC 8707) to request tokens for; defaults to the target URI
     #[arg(long, value_name = "URI")]
-    pub remote_auth_resource: Option<String>,
+    pub(crate) remote_auth_resource: Option<String>,
 
     /// Static bearer token for the remote server (env TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN)
     #[arg(long, value_name = "TOKEN", conflicts_with = "remote_auth_bearer_token_file", allow_hyphen_values = true)]
-    pub remote_auth_bearer_token: Option<String>,
+    pub(crate) remote_auth_bearer_token: Option<String>,
 
     /// Path to a file containing a static bearer token for the remote server
     #[arg(long, value_name = "PATH")]
@@ -256,22 +256,22 @@ pub struct RemoteAuthArgs {
     /// URL of this client's Client ID Metadata Document, used as client ID when the
     /// authorization server supports it (MCP 2025-11-25)
     #[arg(long, value_name = "URL")]
-    pub remote_auth_client_metadata_url: Option<String>,
+    pub(crate) remote_auth_client_metadata_url: Option<String>,
 
     /// Keep the refresh token and registered client on disk (0600) so a restart needs no
     /// new login
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           default_value = "true", require_equals = true, value_parser = go_bool)]
-    pub remote_auth_store: bool,
+    pub(crate) remote_auth_store: bool,
 
     /// Directory of the token store (default: $XDG_STATE_HOME/thv or ~/.local/state/thv)
     #[arg(long, value_name = "DIR")]
-    pub remote_auth_store_dir: Option<String>,
+    pub(crate) remote_auth_store_dir: Option<String>,
 }
 
 /// Parsed command line plus the names of the flags the user actually gave.
 ///
-/// Knowing which flags were *given* (rather than defaulted) lets [`crate::config`] refuse
+/// Knowing which flags were *given* (rather than defaulted) lets `config` refuse
 /// flags whose feature is not available instead of silently ignoring them.
 #[derive(Debug)]
 pub struct Invocation {

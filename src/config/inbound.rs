@@ -18,13 +18,13 @@ pub(crate) const CREDENTIAL_FLAGS: &str = "--oidc-client-id/--oidc-client-secret
 #[derive(Debug, Clone)]
 pub struct InboundConfig {
     /// `--oidc-issuer`, exactly as given (compared byte for byte with `iss`).
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
     /// `--oidc-jwks-url`; when absent the JWKS URL comes from the issuer's metadata.
     pub jwks_url: Option<Url>,
     /// `--oidc-introspection-url` and how to authenticate to it.
     pub introspection: Option<IntrospectionConfig>,
     /// `--oidc-audience`; when absent the resource URL is the audience.
-    pub audience: Option<String>,
+    pub(crate) audience: Option<String>,
     /// `--resource-url`; when absent the proxy's own URL (as the client addressed it).
     pub resource_url: Option<Url>,
     /// `--oidc-scopes`: scopes every token must carry.
@@ -32,7 +32,7 @@ pub struct InboundConfig {
     /// `--oidc-leeway`.
     pub leeway: Duration,
     /// `--oidc-ca-bundle`, read at startup.
-    pub ca_bundle: Option<Vec<u8>>,
+    pub(crate) ca_bundle: Option<Vec<u8>>,
     /// `--oidc-allow-insecure`.
     pub allow_insecure: bool,
 }
@@ -44,9 +44,9 @@ pub struct IntrospectionConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<SecretString>,
     /// Google's tokeninfo dialect.
-    pub google: bool,
+    pub(crate) google: bool,
     /// `--oidc-introspection-cache-ttl`.
-    pub cache_ttl: Duration,
+    pub(crate) cache_ttl: Duration,
 }
 
 impl fmt::Debug for IntrospectionConfig {

@@ -19,9 +19,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub(crate) use inbound::{CONSENT_FLAG, CREDENTIAL_FLAGS};
-pub use inbound::{InboundConfig, IntrospectionConfig};
-pub use outbound::{OAuthConfig, OAuthEndpoints, OutboundConfig};
-pub use target::Target;
+pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
+pub use outbound::OutboundConfig;
+pub(crate) use outbound::{OAuthConfig, OAuthEndpoints};
+pub(crate) use target::Target;
 
 use crate::cli::values::{parse_go_duration, parse_size};
 use crate::cli::{Command, Invocation, ProxyArgs};
@@ -36,9 +37,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("{flag}: {problem}")]
 pub struct ConfigError {
     /// The flag or environment variable at fault, e.g. `--target-uri`.
-    pub flag: String,
+    pub(crate) flag: String,
     /// What is wrong and how to fix it.
-    pub problem: String,
+    pub(crate) problem: String,
 }
 
 impl ConfigError {
@@ -56,7 +57,7 @@ pub trait Environment {
 
 /// The real process environment.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessEnvironment;
+pub(crate) struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
     fn var(&self, name: &str) -> Option<String> {
@@ -70,9 +71,9 @@ pub struct Config {
     /// SERVER_NAME, used in the startup message.
     pub server_name: String,
     /// The listen socket (port 0 = pick a free one).
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// The `--host` value as the user wrote it (used in the URL shown to clients).
-    pub listen_host: String,
+    pub(crate) listen_host: String,
     /// The upstream MCP server.
     pub target: Target,
     /// Browser origins allowed in addition to the proxy's own (normalised).
@@ -82,26 +83,26 @@ pub struct Config {
     /// Deadline for the target's response headers; `None` waits forever.
     pub upstream_timeout: Option<Duration>,
     /// Deadline for connecting to the target.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Grace period of a graceful shutdown.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Most client connections served at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Largest request head, in bytes.
-    pub max_header_size: usize,
+    pub(crate) max_header_size: usize,
     /// Deadline for a request head (slowloris bound, idle keep-alive bound).
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// `--debug` or `TOOLHIVE_DEBUG`.
-    pub debug: bool,
+    pub(crate) debug: bool,
     /// Incoming authentication (`--oidc-*`); `None` when the proxy accepts everyone.
     pub inbound: Option<InboundConfig>,
     /// Outgoing authentication (`--remote-auth*`); `None` when requests go as they came.
     pub outbound: Option<OutboundConfig>,
     /// Warnings about the flags, logged once the logger exists (it needs `debug`).
-    pub warnings: Vec<&'static str>,
+    pub(crate) warnings: Vec<&'static str>,
     /// Plain requests take the own HTTP/1.1 path where it applies (`THV_HTTP1=hyper`
     /// sends everything through hyper, e.g. to compare the two).
-    pub own_http1: bool,
+    pub(crate) own_http1: bool,
 }
 
 impl Config {

@@ -32,7 +32,7 @@ impl fmt::Debug for OutboundConfig {
 
 /// Where the authorization server's endpoints come from.
 #[derive(Debug, Clone)]
-pub enum OAuthEndpoints {
+pub(crate) enum OAuthEndpoints {
     /// Discovered from the target (RFC 9728 → RFC 8414 / OIDC).
     Discover,
     /// `--remote-auth-issuer`: discovered from this issuer.
@@ -44,21 +44,21 @@ pub enum OAuthEndpoints {
 /// Validated `--remote-auth*` settings.
 #[derive(Clone)]
 pub struct OAuthConfig {
-    pub endpoints: OAuthEndpoints,
-    pub client_id: Option<String>,
-    pub client_secret: Option<SecretString>,
-    pub client_metadata_url: Option<String>,
+    pub(crate) endpoints: OAuthEndpoints,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) client_metadata_url: Option<String>,
     /// Scopes the user asked for; empty means "as the server says" (MCP scope selection).
     pub scopes: Vec<String>,
     pub callback_port: u16,
-    pub skip_browser: bool,
+    pub(crate) skip_browser: bool,
     pub timeout: Duration,
     /// The RFC 8707 resource: `--remote-auth-resource` or the canonical target URI.
     pub resource: String,
     /// Where tokens are kept between runs; `None` keeps them in memory only.
     pub store_dir: Option<std::path::PathBuf>,
     /// `$BROWSER`, how to open the authorization page.
-    pub browser: Option<String>,
+    pub(crate) browser: Option<String>,
 }
 
 /// Remote-auth flags that only mean something when OAuth to the target is on.

@@ -13,7 +13,7 @@ use crate::net::is_local_host;
 #[derive(Debug, Clone)]
 pub struct Target {
     /// `http` or `https`.
-    pub scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// `host[:port]` of the target, also sent as the `Host` header.
     pub authority: Authority,
     /// The MCP endpoint path on the target (`/` when the URI has none). The proxy mirrors

@@ -21,7 +21,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerProblem> {
 
 /// The same, from a request's raw `Authorization` values: the own HTTP/1.1 path reads them
 /// in place, without building a `HeaderValue` (a copy and a check of ~1 KiB per request).
-pub fn bearer_token_of<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, BearerProblem> {
+pub(crate) fn bearer_token_of<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, BearerProblem> {
     let Some(value) = values.next() else { return Err(BearerProblem::Missing) };
     if values.next().is_some() {
         return Err(BearerProblem::Malformed);

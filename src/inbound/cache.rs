@@ -10,7 +10,7 @@ use crate::inbound::Identity;
 
 /// What a cached token resolved to.
 #[derive(Clone)]
-pub enum Cached {
+pub(crate) enum Cached {
     /// Valid until the entry's deadline.
     Valid(Arc<Identity>),
     /// Known bad (negative cache, short-lived).
@@ -24,13 +24,13 @@ struct Entry {
 }
 
 /// A token-digest → verdict map with a size bound.
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     map: RwLock<HashMap<[u8; 32], Entry>>,
     capacity: usize,
 }
 
 /// The cache key for `token`.
-pub fn digest(token: &str) -> [u8; 32] {
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut key = [0u8; 32];
     key.copy_from_slice(d.as_ref());
@@ -38,18 +38,18 @@ pub fn digest(token: &str) -> [u8; 32] {
 }
 
 /// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl TokenCache {
     /// A cache holding at most `capacity` tokens.
-    pub fn new(capacity: usize) -> TokenCache {
+    pub(crate) fn new(capacity: usize) -> TokenCache {
         TokenCache { map: RwLock::new(HashMap::new()), capacity }
     }
 
     /// The live entry for `key`, if any, with the Unix second it ends.
-    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<(Cached, u64)> {
+    pub(crate) fn get(&self, key: &[u8; 32], now: u64) -> Option<(Cached, u64)> {
         let map = self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         map.get(key).filter(|e| e.until > now).map(|e| (e.value.clone(), e.until))
     }
@@ -57,7 +57,7 @@ impl TokenCache {
     /// Stores a verdict until `until` (Unix seconds). When full, expired entries go first;
     /// if that is not enough the cache starts over (a flood of distinct tokens must not
     /// grow memory without bound).
-    pub fn insert(&self, key: [u8; 32], value: Cached, until: u64, now: u64) {
+    pub(crate) fn insert(&self, key: [u8; 32], value: Cached, until: u64, now: u64) {
         if until <= now {
             return;
         }
@@ -72,13 +72,9 @@ impl TokenCache {
     }
 
     /// Number of entries (live or not).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.read().map_or(0, |m| m.len())
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -35,7 +35,7 @@ const NEGATIVE_TTL: u64 = 5;
 const CACHE_CAPACITY: usize = 10_000;
 
 /// Introspects tokens at one endpoint.
-pub struct Introspector {
+pub(crate) struct Introspector {
     client: ControlClient,
     endpoint: Url,
     client_id: Option<String>,
@@ -51,7 +51,7 @@ pub struct Introspector {
 impl Introspector {
     /// Introspects at `config.url`; answers must name `issuer` (when given and present)
     /// and one of `audiences` (when present).
-    pub fn new(
+    pub(crate) fn new(
         client: ControlClient,
         config: &IntrospectionConfig,
         issuer: Option<String>,
@@ -73,7 +73,7 @@ impl Introspector {
     }
 
     /// Resolves `token` to an identity, and the Unix second until which it holds.
-    pub async fn check(&self, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
+    pub(crate) async fn check(&self, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
         let key = digest(token);
         let now = now_secs();
         match self.cache.get(&key, now) {

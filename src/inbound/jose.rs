@@ -40,22 +40,26 @@ impl std::str::FromStr for Algorithm {
 
 /// The header parameters of a JWS (RFC 7515 §4.1), plus RFC 7797's `b64`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Header {
-    pub alg: Algorithm,
-    pub jku: Option<String>,
+pub(crate) struct Header {
+    pub(crate) alg: Algorithm,
+    pub(crate) jku: Option<String>,
     /// A key the token carries itself: never trusted, only noticed.
-    pub jwk: Option<Map<String, Value>>,
-    pub kid: Option<String>,
-    pub x5u: Option<String>,
-    pub x5c: Option<Vec<String>>,
-    pub x5t: Option<String>,
+    pub(crate) jwk: Option<Map<String, Value>>,
+    pub(crate) kid: Option<String>,
+    pub(crate) x5u: Option<String>,
+    pub(crate) x5c: Option<Vec<String>>,
+    /// Read by no rule: typed so that a malformed value makes the header malformed.
+    #[allow(dead_code)]
+    pub(crate) x5t: Option<String>,
     #[serde(rename = "x5t#S256")]
-    pub x5t_s256: Option<String>,
-    pub typ: Option<String>,
-    pub cty: Option<String>,
-    pub crit: Option<Vec<String>>,
+    #[allow(dead_code)]
+    pub(crate) x5t_s256: Option<String>,
+    pub(crate) typ: Option<String>,
+    #[allow(dead_code)]
+    pub(crate) cty: Option<String>,
+    pub(crate) crit: Option<Vec<String>>,
     /// RFC 7797 §3: whether the payload is base64url-encoded.
-    pub b64: Option<bool>,
+    pub(crate) b64: Option<bool>,
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use crate::inbound::jose::Algorithm;
 use crate::oauth::http::{ControlClient, FetchError};
 
 /// Least time between two fetches caused by unknown `kid`s.
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// Bounds for the background refresh period taken from `Cache-Control`.
 const MIN_REFRESH: Duration = Duration::from_secs(60);
 const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
@@ -44,7 +44,7 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// The algorithms an RSA key may verify (RFC 7518 §3.3, §3.5).
-pub const RSA_ALGORITHMS: [Algorithm; 6] =
+pub(crate) const RSA_ALGORITHMS: [Algorithm; 6] =
     [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 
 /// One verification key and what it may verify.
@@ -58,7 +58,7 @@ pub struct VerifyKey {
 
 impl VerifyKey {
     /// The key parsed for `alg`, or `None` when the key is not bound to `alg`.
-    pub fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+    pub(crate) fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
         self.algorithms.iter().position(|a| *a == alg).map(|i| &self.verifiers[i])
     }
 }
@@ -254,13 +254,13 @@ impl JwksCache {
     }
 
     /// The current keys (lock-free).
-    pub fn current(&self) -> Arc<KeySet> {
+    pub(crate) fn current(&self) -> Arc<KeySet> {
         self.keys.load_full()
     }
 
     /// Called when a token names an unknown `kid`: refetches unless a fetch started less
     /// than [`REFETCH_INTERVAL`] ago. Concurrent callers wait for the one fetch.
-    pub async fn refetch_for_unknown_kid(&self) {
+    pub(crate) async fn refetch_for_unknown_kid(&self) {
         let mut last = self.last_fetch.lock().await;
         if last.elapsed() < REFETCH_INTERVAL {
             return;
@@ -289,7 +289,7 @@ impl JwksCache {
     }
 
     /// Refreshes in the background for the life of the process.
-    pub fn spawn_refresh(self: &Arc<Self>, first: Duration) {
+    pub(crate) fn spawn_refresh(self: &Arc<Self>, first: Duration) {
         let cache = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut wait = first.clamp(MIN_REFRESH, MAX_REFRESH);

@@ -32,18 +32,18 @@ use crate::inbound::jwks::{JwksCache, RSA_ALGORITHMS, VerifyKey};
 /// NumericDates, which may have a fraction).
 #[derive(Debug, Deserialize)]
 pub struct Claims {
-    pub sub: Option<String>,
-    pub client_id: Option<String>,
-    pub azp: Option<String>,
-    pub exp: Option<Value>,
-    pub iss: Option<Value>,
-    pub iat: Option<Value>,
-    pub nbf: Option<Value>,
-    pub scope: Option<String>,
+    pub(crate) sub: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) azp: Option<String>,
+    pub(crate) exp: Option<Value>,
+    pub(crate) iss: Option<Value>,
+    pub(crate) iat: Option<Value>,
+    pub(crate) nbf: Option<Value>,
+    pub(crate) scope: Option<String>,
     /// A string or an array of strings (RFC 7519 §4.1.3).
-    pub aud: Option<Value>,
+    pub(crate) aud: Option<Value>,
     /// Some IdPs (Azure AD, Okta) list scopes as `scp`, a string or an array.
-    pub scp: Option<Value>,
+    pub(crate) scp: Option<Value>,
 }
 
 impl Claims {

@@ -14,11 +14,11 @@ use url::Url;
 use crate::oauth::challenge::{BearerChallenge, BearerError};
 
 /// Path of the metadata document (RFC 9728 §3).
-pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+pub(crate) const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// What the proxy says about itself as a protected resource.
 #[derive(Debug, Clone)]
-pub struct ProtectedResource {
+pub(crate) struct ProtectedResource {
     resource_url: Option<Url>,
     endpoint_path: String,
     issuer: Option<String>,
@@ -27,7 +27,7 @@ pub struct ProtectedResource {
 }
 
 impl ProtectedResource {
-    pub fn new(
+    pub(crate) fn new(
         resource_url: Option<Url>,
         endpoint_path: &str,
         issuer: Option<String>,
@@ -38,7 +38,7 @@ impl ProtectedResource {
     }
 
     /// The resource identifier for a client that addressed the proxy as `host`.
-    pub fn resource(&self, host: &str) -> String {
+    pub(crate) fn resource(&self, host: &str) -> String {
         match &self.resource_url {
             Some(url) => url.as_str().to_owned(),
             None => format!("http://{host}{}", self.endpoint_path),
@@ -47,7 +47,7 @@ impl ProtectedResource {
 
     /// Where the metadata document for that resource lives: the well-known path inserted
     /// before the resource's path (RFC 9728 §3.1).
-    pub fn metadata_url(&self, host: &str) -> String {
+    pub(crate) fn metadata_url(&self, host: &str) -> String {
         match &self.resource_url {
             Some(url) => {
                 let origin = url.origin().ascii_serialization();
@@ -59,7 +59,7 @@ impl ProtectedResource {
 
     /// Whether `path` is one of the metadata paths this proxy serves: the root document
     /// and the one for its MCP endpoint.
-    pub fn serves(&self, path: &str) -> bool {
+    pub(crate) fn serves(&self, path: &str) -> bool {
         let rest = path.strip_prefix(WELL_KNOWN).unwrap_or("-");
         let own = match &self.resource_url {
             Some(url) => url.path().trim_end_matches('/').to_owned(),
@@ -69,7 +69,7 @@ impl ProtectedResource {
     }
 
     /// The JSON document (RFC 9728 §2); empty arrays are left out rather than sent.
-    pub fn document(&self, host: &str) -> String {
+    pub(crate) fn document(&self, host: &str) -> String {
         let mut doc = json!({
             "resource": self.resource(host),
             "bearer_methods_supported": ["header"],
@@ -86,7 +86,7 @@ impl ProtectedResource {
 
     /// The `WWW-Authenticate` value for a refusal; `error` is `None` when no credentials
     /// were presented (RFC 6750 §3.1: then no error code is sent).
-    pub fn challenge(&self, host: &str, error: Option<BearerError>, description: Option<&str>) -> String {
+    pub(crate) fn challenge(&self, host: &str, error: Option<BearerError>, description: Option<&str>) -> String {
         let resource = self.resource(host);
         let metadata = self.metadata_url(host);
         let scope = self.scopes.join(" ");

@@ -9,13 +9,13 @@
 //! path a connection also remembers its last accepted token ([`LastToken`]), so repeating
 //! it there costs one comparison.
 
-pub mod bearer;
-pub mod cache;
-pub mod introspect;
-pub mod jose;
-pub mod jwks;
-pub mod jwt;
-pub mod metadata;
+pub(crate) mod bearer;
+pub(crate) mod cache;
+pub(crate) mod introspect;
+pub(crate) mod jose;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod metadata;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,11 +42,11 @@ const JWT_CACHE_CAPACITY: usize = 10_000;
 
 /// Who made a request, as far as the token says.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// `sub`, or the client ID for tokens without a subject.
-    pub subject: String,
+    pub(crate) subject: String,
     /// Granted scopes.
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
 }
 
 /// Why a token was refused. The descriptions are fixed, short and safe to send: internal
@@ -69,7 +69,7 @@ pub enum TokenFailure {
 
 impl TokenFailure {
     /// The `error_description` sent to the client.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             TokenFailure::Malformed => "the token is malformed",
             TokenFailure::ForbiddenHeader => {
@@ -91,7 +91,7 @@ impl TokenFailure {
 
 /// The outcome of a refused request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// No bearer token: 401 with a challenge telling the client where to get one.
     Missing,
     /// Unusable credentials (several, or empty): 400 `invalid_request`.
@@ -106,7 +106,7 @@ pub enum Rejection {
 
 /// Why the IdP gave no verdict on a token, as the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdpTrouble {
+pub(crate) enum IdpTrouble {
     /// It could not be reached, or did not answer in time.
     Unreachable,
     /// It answered, but not with a verdict.
@@ -119,12 +119,12 @@ pub enum IdpTrouble {
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {problem}")]
 pub struct StartupError {
-    pub flag: &'static str,
-    pub problem: String,
+    pub(crate) flag: &'static str,
+    pub(crate) problem: String,
 }
 
 /// Checks tokens for the proxy's own endpoint.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     jwt: Option<JwtValidator>,
     introspector: Option<Introspector>,
     required_scopes: Vec<String>,
@@ -135,7 +135,7 @@ impl Authenticator {
     /// Discovers the issuer, loads its keys and prepares introspection: everything that
     /// can fail is done here, before the proxy reports ready. `audiences` are the `aud`
     /// values accepted as "this resource".
-    pub async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
+    pub(crate) async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
         let client = ControlClient::new(config.ca_bundle.as_deref())
             .map_err(|problem| StartupError { flag: "--oidc-ca-bundle", problem })?;
         let policy = UrlPolicy { allow_insecure: config.allow_insecure, block_internal: false };
@@ -213,7 +213,7 @@ impl Authenticator {
     }
 
     /// Authenticates a request by its headers (hyper's path).
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
         let values = headers.get_all(http::header::AUTHORIZATION).iter().map(http::HeaderValue::as_bytes);
         let token = bearer(values)?;
         self.check(token).await.map(|(identity, _)| identity)
@@ -223,7 +223,7 @@ impl Authenticator {
     /// (read in place, with no header map). The connection remembers its last accepted
     /// token in `last`: the same token again, before its verdict ends, costs one comparison
     /// instead of a digest and a shared-cache lookup.
-    pub async fn authenticate_on_connection<'a>(
+    pub(crate) async fn authenticate_on_connection<'a>(
         &self,
         authorization: impl Iterator<Item = &'a [u8]>,
         last: &mut Option<LastToken>,
@@ -290,7 +290,7 @@ fn bearer<'a>(authorization: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, 
 /// itself, as the connection's read buffer already does, for no longer than the connection
 /// lives; it is wiped when replaced or dropped. A verdict ends when the shared cache's
 /// would, so a token is never accepted here after it would be refused there.
-pub struct LastToken {
+pub(crate) struct LastToken {
     token: SecretSlice<u8>,
     identity: Arc<Identity>,
     /// Unix second the verdict ends (the token's `exp`, or introspection's cache limit).

@@ -3,5 +3,5 @@
 //! JSON-RPC id in an error) or where the transport requires it (the legacy HTTP+SSE
 //! `endpoint` event, MCP 2024-11-05 Transports §HTTP with SSE).
 
-pub mod jsonrpc;
-pub mod sse;
+pub(crate) mod jsonrpc;
+pub(crate) mod sse;

@@ -121,7 +121,7 @@ impl EndpointRewrite {
     /// Takes the next chunk of the stream. Returns what may be sent on now and whether the
     /// scan is over (the first data-carrying event was seen, or the limit was reached).
     #[doc(hidden)] // public for the fuzz targets
-    pub fn feed(&mut self, data: Bytes) -> (Bytes, bool) {
+    pub(crate) fn feed(&mut self, data: Bytes) -> (Bytes, bool) {
         if self.held.is_empty() {
             // Common case: the chunk holds whole events. Scan it in place, zero-copy.
             return self.scan(data);
@@ -192,7 +192,7 @@ impl EndpointRewrite {
     /// complete now that no LF can follow, so it still gets its chance to be rewritten;
     /// otherwise the bytes go out exactly as received.
     #[doc(hidden)] // public for the fuzz targets
-    pub fn into_remainder(mut self) -> Bytes {
+    pub(crate) fn into_remainder(mut self) -> Bytes {
         let held = std::mem::take(&mut self.held).freeze();
         if held.last() != Some(&b'\r') {
             return held;

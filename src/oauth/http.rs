@@ -30,7 +30,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// Whether waiting and trying again may help (the server is not up yet).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self, FetchError::Unreachable { .. })
     }
 }
@@ -70,7 +70,7 @@ pub enum UrlRefusal {
 
 impl UrlRefusal {
     /// Whether the operator's consent (`allow_insecure`) would allow the URL.
-    pub fn consent_allows(&self) -> bool {
+    pub(crate) fn consent_allows(&self) -> bool {
         matches!(self, UrlRefusal::PlainHttp(_) | UrlRefusal::PrivateAddress(_))
     }
 }
@@ -106,7 +106,7 @@ impl UrlPolicy {
 }
 
 /// `url` without userinfo, query or fragment, for messages.
-pub fn redact(url: &Url) -> String {
+pub(crate) fn redact(url: &Url) -> String {
     format!(
         "{}://{}{}",
         url.scheme(),
@@ -120,19 +120,19 @@ fn is_private_ip_literal(host: &str) -> bool {
 }
 
 /// A bounded JSON answer.
-pub struct JsonAnswer {
+pub(crate) struct JsonAnswer {
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The parsed body (`Null` for an empty or non-JSON body of an error answer).
-    pub body: serde_json::Value,
+    pub(crate) body: serde_json::Value,
     /// `Cache-Control: max-age`, if the server sent one.
-    pub max_age: Option<Duration>,
+    pub(crate) max_age: Option<Duration>,
 }
 
 /// Status and headers of a probe.
-pub struct ProbeAnswer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
+pub(crate) struct ProbeAnswer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 /// The control-plane client.
@@ -150,7 +150,7 @@ impl ControlClient {
     /// A client for URLs named by a remote server: names that resolve to loopback,
     /// private or link-local addresses are refused at connect time, which also defeats
     /// DNS names pointing inside (RFC 9728 §7.7).
-    pub fn untrusted() -> Result<ControlClient, String> {
+    pub(crate) fn untrusted() -> Result<ControlClient, String> {
         Self::build(None, true)
     }
 
@@ -179,7 +179,7 @@ impl ControlClient {
     }
 
     /// GETs a JSON document that must answer 200 with a JSON content type.
-    pub async fn get_json(&self, url: &Url) -> Result<JsonAnswer, FetchError> {
+    pub(crate) async fn get_json(&self, url: &Url) -> Result<JsonAnswer, FetchError> {
         let req = self.client.get(url.clone()).header(ACCEPT, "application/json");
         let answer = self.send(url, req).await?;
         if answer.status != 200 {
@@ -193,7 +193,7 @@ impl ControlClient {
 
     /// POSTs a form with HTTP Basic client authentication (RFC 6749 §2.3.1: id and secret
     /// are form-encoded before base64) and returns the JSON answer whatever its status.
-    pub async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         url: &Url,
         form: &[(&str, &str)],
@@ -208,25 +208,15 @@ impl ControlClient {
         self.send(url, req).await
     }
 
-    /// POSTs a form with extra headers and returns the JSON answer whatever its status.
-    pub async fn post_form_raw(
-        &self,
-        url: &Url,
-        form: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> Result<JsonAnswer, FetchError> {
-        self.post_form(url, form, basic).await
-    }
-
     /// POSTs a JSON document and returns the JSON answer whatever its status.
-    pub async fn post_json(&self, url: &Url, body: &serde_json::Value) -> Result<JsonAnswer, FetchError> {
+    pub(crate) async fn post_json(&self, url: &Url, body: &serde_json::Value) -> Result<JsonAnswer, FetchError> {
         let req = self.client.post(url.clone()).header(ACCEPT, "application/json").json(body);
         self.send(url, req).await
     }
 
     /// POSTs an MCP message to see how the server answers (status and headers only; the
     /// body is not read).
-    pub async fn probe_post(&self, url: &Url, body: &serde_json::Value) -> Result<ProbeAnswer, FetchError> {
+    pub(crate) async fn probe_post(&self, url: &Url, body: &serde_json::Value) -> Result<ProbeAnswer, FetchError> {
         let resp = self
             .client
             .post(url.clone())
@@ -309,7 +299,7 @@ fn short_reason(e: &reqwest::Error) -> String {
 }
 
 /// `max-age` from a `Cache-Control` value (RFC 9111 §5.2.2.1).
-pub fn parse_max_age(value: &str) -> Option<Duration> {
+pub(crate) fn parse_max_age(value: &str) -> Option<Duration> {
     value.split(',').find_map(|d| {
         let (name, v) = d.trim().split_once('=')?;
         name.trim()

@@ -7,30 +7,30 @@ use url::Url;
 use crate::oauth::http::{ControlClient, FetchError, redact};
 
 /// Google's token info endpoint; it speaks its own dialect (no `active`, string `exp`).
-pub const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
+pub(crate) const GOOGLE_TOKENINFO: &str = "https://oauth2.googleapis.com/tokeninfo";
 
 /// What the authorization server said about a token.
 #[derive(Debug, Clone, Default)]
-pub struct Introspected {
-    pub active: bool,
-    pub sub: Option<String>,
-    pub client_id: Option<String>,
-    pub iss: Option<String>,
+pub(crate) struct Introspected {
+    pub(crate) active: bool,
+    pub(crate) sub: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) iss: Option<String>,
     /// `aud` as a list (RFC 7662 allows a string or an array).
-    pub aud: Vec<String>,
-    pub exp: Option<u64>,
-    pub nbf: Option<u64>,
+    pub(crate) aud: Vec<String>,
+    pub(crate) exp: Option<u64>,
+    pub(crate) nbf: Option<u64>,
     /// Space-separated `scope`.
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// A member had the wrong JSON type (`aud: 12345`, `iss: 7`, `exp: "soon"`): the
     /// answer cannot be trusted.
-    pub malformed: bool,
+    pub(crate) malformed: bool,
 }
 
 impl Introspected {
     /// Reads an RFC 7662 §2.2 answer (or a Google tokeninfo answer, where every token
     /// described is active and numbers may be strings).
-    pub fn from_json(body: &Value, google: bool) -> Introspected {
+    pub(crate) fn from_json(body: &Value, google: bool) -> Introspected {
         let mut malformed = false;
         let mut text = |k: &str| match body.get(k) {
             None | Some(Value::Null) => None,
@@ -89,7 +89,7 @@ impl Introspected {
 /// Why introspection gave no verdict. The caller must fail closed: none of these says
 /// anything about the token (RFC 7662 §4).
 #[derive(Debug, thiserror::Error)]
-pub enum IntrospectionError {
+pub(crate) enum IntrospectionError {
     /// Not reached, or it answered something other than a verdict.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -103,7 +103,7 @@ pub enum IntrospectionError {
 /// invalid token, or any answer whose JSON says `"active": false` (some servers, the MCP
 /// TypeScript SDK's demo among them, send that with a 401). Every other answer is an
 /// error, never a verdict on the token.
-pub async fn introspect(
+pub(crate) async fn introspect(
     client: &ControlClient,
     endpoint: &Url,
     token: &str,

@@ -18,18 +18,18 @@ use crate::oauth::http::{ControlClient, FetchError};
 #[serde(default)]
 pub struct AuthorizationServerMetadata {
     pub issuer: String,
-    pub authorization_endpoint: Option<String>,
-    pub token_endpoint: Option<String>,
-    pub registration_endpoint: Option<String>,
-    pub jwks_uri: Option<String>,
-    pub introspection_endpoint: Option<String>,
-    pub scopes_supported: Option<Vec<String>>,
-    pub code_challenge_methods_supported: Option<Vec<String>>,
-    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
+    pub(crate) registration_endpoint: Option<String>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) introspection_endpoint: Option<String>,
+    pub(crate) scopes_supported: Option<Vec<String>>,
+    pub(crate) code_challenge_methods_supported: Option<Vec<String>>,
+    pub(crate) token_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// Client ID Metadata Documents (MCP 2025-11-25 §Client ID Metadata Documents).
-    pub client_id_metadata_document_supported: Option<bool>,
+    pub(crate) client_id_metadata_document_supported: Option<bool>,
     /// RFC 9207 §3.
-    pub authorization_response_iss_parameter_supported: Option<bool>,
+    pub(crate) authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 /// The fields of a protected resource's metadata the proxy uses (RFC 9728 §2).
@@ -38,7 +38,7 @@ pub struct AuthorizationServerMetadata {
 pub struct ProtectedResourceMetadata {
     pub resource: String,
     pub authorization_servers: Vec<String>,
-    pub scopes_supported: Option<Vec<String>>,
+    pub(crate) scopes_supported: Option<Vec<String>>,
 }
 
 /// The RFC 9728 §3.1 well-known URLs for a resource, in the order MCP clients try them:
@@ -58,7 +58,7 @@ pub fn protected_resource_urls(resource: &Url) -> Vec<Url> {
 }
 
 /// Fetches a protected resource metadata document.
-pub async fn fetch_protected_resource(
+pub(crate) async fn fetch_protected_resource(
     client: &ControlClient,
     url: &Url,
 ) -> Result<ProtectedResourceMetadata, DiscoveryError> {
@@ -73,7 +73,7 @@ pub async fn fetch_protected_resource(
 
 /// Why discovery failed.
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
+pub(crate) enum DiscoveryError {
     /// No well-known URL answered.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -89,7 +89,7 @@ pub enum DiscoveryError {
 
 impl DiscoveryError {
     /// Whether retrying later may help.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self, DiscoveryError::Fetch(e) if e.is_transient())
     }
 }
@@ -120,7 +120,10 @@ pub fn well_known_urls(issuer: &Url) -> Vec<Url> {
 }
 
 /// Fetches and checks the metadata of `issuer` (the exact string the operator gave).
-pub async fn discover(client: &ControlClient, issuer: &str) -> Result<AuthorizationServerMetadata, DiscoveryError> {
+pub(crate) async fn discover(
+    client: &ControlClient,
+    issuer: &str,
+) -> Result<AuthorizationServerMetadata, DiscoveryError> {
     let issuer_url =
         Url::parse(issuer).map_err(|e| DiscoveryError::Invalid { url: issuer.to_owned(), reason: e.to_string() })?;
     let mut last_error = None;

@@ -2,10 +2,10 @@
 //! resource-server side ([`crate::inbound`]) and, later, the client side build on it;
 //! neither depends on the other.
 
-pub mod challenge;
-pub mod http;
-pub mod introspection;
-pub mod metadata;
-pub mod pkce;
-pub mod registration;
-pub mod token;
+pub(crate) mod challenge;
+pub(crate) mod http;
+pub(crate) mod introspection;
+pub(crate) mod metadata;
+pub(crate) mod pkce;
+pub(crate) mod registration;
+pub(crate) mod token;

@@ -6,16 +6,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A PKCE verifier and its S256 challenge.
-pub struct Pkce {
+pub(crate) struct Pkce {
     /// 43 characters from 32 random bytes (RFC 7636 §4.1); secret until the token request.
-    pub verifier: SecretString,
+    pub(crate) verifier: SecretString,
     /// `BASE64URL(SHA256(verifier))`.
-    pub challenge: String,
+    pub(crate) challenge: String,
 }
 
 impl Pkce {
     /// A fresh verifier and challenge.
-    pub fn generate() -> Pkce {
+    pub(crate) fn generate() -> Pkce {
         let verifier = random_token();
         let challenge = challenge_for(&verifier);
         Pkce { verifier: SecretString::from(verifier), challenge }
@@ -23,13 +23,13 @@ impl Pkce {
 }
 
 /// The S256 challenge for `verifier`.
-pub fn challenge_for(verifier: &str) -> String {
+pub(crate) fn challenge_for(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 
 /// 32 random bytes, base64url: for verifiers and `state` (256 bits, well above the 128
 /// RFC 6749 asks of `state`).
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random source failed");
     URL_SAFE_NO_PAD.encode(bytes)
@@ -37,12 +37,12 @@ pub fn random_token() -> String {
 
 /// Compares two secrets in time that depends only on their lengths, not on where they
 /// differ (aws-lc's `CRYPTO_memcmp`).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 /// The verifier of a [`Pkce`], for the token request.
-pub fn verifier(p: &Pkce) -> &str {
+pub(crate) fn verifier(p: &Pkce) -> &str {
     p.verifier.expose_secret()
 }
 

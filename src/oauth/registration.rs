@@ -8,16 +8,16 @@ use crate::oauth::http::{ControlClient, FetchError};
 
 /// What the authorization server registered.
 #[derive(Clone)]
-pub struct Registration {
-    pub client_id: String,
-    pub client_secret: Option<SecretString>,
+pub(crate) struct Registration {
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<SecretString>,
     /// The method the server chose (RFC 7591 §3.2.1: it may differ from the request).
-    pub token_endpoint_auth_method: Option<String>,
+    pub(crate) token_endpoint_auth_method: Option<String>,
 }
 
 /// Why registration failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistrationError {
+pub(crate) enum RegistrationError {
     #[error("the authorization server refused to register a client: {0}")]
     Refused(String),
     #[error(transparent)]
@@ -25,7 +25,7 @@ pub enum RegistrationError {
 }
 
 /// Registers a public native client with `redirect_uri`; `scope` is what it will ask for.
-pub async fn register(
+pub(crate) async fn register(
     http: &ControlClient,
     endpoint: &Url,
     redirect_uri: &str,

@@ -12,7 +12,7 @@ use crate::oauth::http::{ControlClient, FetchError};
 
 /// How a client authenticates at the token endpoint.
 #[derive(Clone)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// A public client: `client_id` in the form (OAuth 2.1 §2.4), no secret.
     None,
     /// `client_secret_basic` (RFC 6749 §2.3.1).
@@ -33,7 +33,7 @@ impl std::fmt::Debug for ClientAuth {
 
 impl ClientAuth {
     /// The method for a client with `secret`, registered with `method` (RFC 7591 name).
-    pub fn from_method(method: Option<&str>, secret: Option<SecretString>) -> ClientAuth {
+    pub(crate) fn from_method(method: Option<&str>, secret: Option<SecretString>) -> ClientAuth {
         match (method, secret) {
             (_, None) | (Some("none"), _) => ClientAuth::None,
             (Some("client_secret_post"), Some(s)) => ClientAuth::Post(s),
@@ -44,18 +44,18 @@ impl ClientAuth {
 
 /// Tokens from a token response. Secrets stay wrapped until they are put on the wire.
 #[derive(Clone)]
-pub struct Tokens {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
+pub(crate) struct Tokens {
+    pub(crate) access_token: SecretString,
+    pub(crate) refresh_token: Option<SecretString>,
     /// When the access token expires, if the server said.
-    pub expires_at: Option<Instant>,
+    pub(crate) expires_at: Option<Instant>,
     /// Granted scopes, if the server said.
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 /// Why a token request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// The server refused (RFC 6749 §5.2), e.g. `invalid_grant` for a dead refresh token.
     #[error("the token endpoint refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Refused { error: String, description: Option<String> },
@@ -73,22 +73,22 @@ pub enum TokenError {
 impl TokenError {
     /// Whether the server said the grant itself is dead (`invalid_grant`, RFC 6749 §5.2): a
     /// new authorization is needed.
-    pub fn is_invalid_grant(&self) -> bool {
+    pub(crate) fn is_invalid_grant(&self) -> bool {
         matches!(self, TokenError::Refused { error, .. } if error == "invalid_grant")
     }
 }
 
 /// A token endpoint and the client that talks to it.
 #[derive(Clone, Debug)]
-pub struct TokenEndpoint {
-    pub url: Url,
-    pub client_id: String,
-    pub auth: ClientAuth,
+pub(crate) struct TokenEndpoint {
+    pub(crate) url: Url,
+    pub(crate) client_id: String,
+    pub(crate) auth: ClientAuth,
 }
 
 impl TokenEndpoint {
     /// Redeems an authorization code (with the PKCE verifier).
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         http: &ControlClient,
         code: &str,
@@ -109,7 +109,7 @@ impl TokenEndpoint {
     }
 
     /// Uses a refresh token (RFC 6749 §6), with the same `resource` (RFC 8707 §2.2).
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         http: &ControlClient,
         refresh_token: &SecretString,

@@ -13,7 +13,7 @@ use tracing::warn;
 use url::Url;
 
 /// Shows `url` to the user and, unless `skip`, opens it in a browser.
-pub fn open(url: &Url, skip: bool, browser_env: Option<&str>) {
+pub(crate) fn open(url: &Url, skip: bool, browser_env: Option<&str>) {
     eprintln!("Please open this URL in your browser to log in to the MCP server:\n  {url}");
     if skip {
         return;

@@ -8,7 +8,7 @@
 //! listener closes, so a replayed or second callback finds nobody.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,17 +26,17 @@ use crate::oauth::pkce::constant_time_eq;
 
 /// What the callback must carry to be accepted.
 #[derive(Debug, Clone)]
-pub struct Expectation {
-    pub state: String,
+pub(crate) struct Expectation {
+    pub(crate) state: String,
     /// The issuer the login was started with (RFC 9207 §2.4), if known.
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
     /// Whether the server promised to send `iss`.
-    pub iss_required: bool,
+    pub(crate) iss_required: bool,
 }
 
 /// How a login ended at the callback.
 #[derive(Debug, thiserror::Error)]
-pub enum CallbackError {
+pub(crate) enum CallbackError {
     #[error("the authorization server answered with an error: {0}")]
     Denied(String),
     #[error("the authorization response came from another issuer (RFC 9207 iss mismatch)")]
@@ -48,16 +48,16 @@ pub enum CallbackError {
 }
 
 /// A bound callback listener.
-pub struct Callback {
+pub(crate) struct Callback {
     listener: TcpListener,
     /// `http://localhost:PORT/callback`, as registered.
-    pub redirect_uri: String,
+    pub(crate) redirect_uri: String,
 }
 
 impl Callback {
     /// Binds `127.0.0.1:port`. With `fixed` (a pre-registered client, whose redirect URI
     /// the server knows) the port must be free; otherwise a free port is used instead.
-    pub async fn bind(port: u16, fixed: bool) -> Result<Callback, CallbackError> {
+    pub(crate) async fn bind(port: u16, fixed: bool) -> Result<Callback, CallbackError> {
         let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
             Ok(l) => l,
             Err(e) if fixed => return Err(CallbackError::PortBusy { port, reason: e.to_string() }),
@@ -74,7 +74,7 @@ impl Callback {
     }
 
     /// Serves until one valid callback arrives or `timeout` passes; returns the code.
-    pub async fn wait(self, expect: Expectation, timeout: Duration) -> Result<String, CallbackError> {
+    pub(crate) async fn wait(self, expect: Expectation, timeout: Duration) -> Result<String, CallbackError> {
         let (tx, mut rx) = mpsc::channel::<Result<String, CallbackError>>(1);
         let expect = Arc::new(expect);
         let done = Arc::new(Mutex::new(false));
@@ -103,11 +103,6 @@ impl Callback {
             () = accept => Err(CallbackError::TimedOut(timeout)),
             () = tokio::time::sleep(timeout) => Err(CallbackError::TimedOut(timeout)),
         }
-    }
-
-    /// The local address (for tests).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
     }
 }
 

@@ -25,7 +25,7 @@ use crate::outbound::LoginError;
 
 /// Why discovery found no usable authorization server.
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
+pub(crate) enum DiscoveryError {
     #[error("the challenge's resource_metadata {raw:?} is not a URL ({source})")]
     ResourceMetadataUrl { raw: String, source: url::ParseError },
     /// A URL the target named is not allowed by its [`remote_policy`].
@@ -58,32 +58,30 @@ pub enum DiscoveryError {
 
 /// An authorization server ready to be used.
 #[derive(Debug, Clone)]
-pub struct AuthServer {
+pub(crate) struct AuthServer {
     /// The issuer, when known (not for manual endpoints or the default-endpoint fallback).
-    pub issuer: Option<String>,
-    pub metadata: AuthorizationServerMetadata,
-    pub authorization_endpoint: Url,
-    pub token_endpoint: Url,
-    pub registration_endpoint: Option<Url>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) metadata: AuthorizationServerMetadata,
+    pub(crate) authorization_endpoint: Url,
+    pub(crate) token_endpoint: Url,
+    pub(crate) registration_endpoint: Option<Url>,
 }
 
 /// What discovery learned.
 #[derive(Debug, Clone)]
-pub struct Discovery {
-    pub server: AuthServer,
+pub(crate) struct Discovery {
+    pub(crate) server: AuthServer,
     /// `scope` of the target's 401 challenge (authoritative, MCP §Scope Selection).
-    pub challenge_scope: Option<String>,
+    pub(crate) challenge_scope: Option<String>,
     /// `scopes_supported` of the target's RFC 9728 document.
-    pub resource_scopes: Option<Vec<String>>,
-    /// Whether the target asked for authentication at all.
-    pub required: bool,
+    pub(crate) resource_scopes: Option<Vec<String>>,
 }
 
 /// Runs discovery as configured. `challenged` is the target's own 401 challenge when a
 /// real request got one (some servers let `initialize` through unauthenticated and only
 /// challenge later calls); otherwise the target is probed. `policy` applies to every URL
 /// the target names (see [`remote_policy`]).
-pub async fn discover(
+pub(crate) async fn discover(
     http: &ControlClient,
     policy: UrlPolicy,
     endpoints: &OAuthEndpoints,
@@ -102,7 +100,6 @@ pub async fn discover(
             },
             challenge_scope: None,
             resource_scopes: None,
-            required: true,
         }),
         OAuthEndpoints::Issuer(issuer) => {
             let probe = match challenged {
@@ -114,7 +111,6 @@ pub async fn discover(
                 server: server_from_issuer(http, UrlPolicy::default(), issuer).await?,
                 challenge_scope: probe.as_ref().and_then(|p| p.scope.clone()),
                 resource_scopes: None,
-                required: true,
             })
         }
         OAuthEndpoints::Discover => discover_from_target(http, policy, target, resource, challenged).await,
@@ -123,14 +119,14 @@ pub async fn discover(
 
 /// What a target's 401 said in its `Bearer` challenge.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Challenged {
-    pub scope: Option<String>,
-    pub resource_metadata: Option<String>,
+pub(crate) struct Challenged {
+    pub(crate) scope: Option<String>,
+    pub(crate) resource_metadata: Option<String>,
 }
 
 impl Challenged {
     /// Reads the `Bearer` challenge of a 401's headers (any number of field lines).
-    pub fn from_headers(headers: &http::HeaderMap) -> Challenged {
+    pub(crate) fn from_headers(headers: &http::HeaderMap) -> Challenged {
         let lines: Vec<&str> = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).collect();
         let bearer = find_bearer(lines);
         Challenged {
@@ -157,7 +153,7 @@ async fn probe(http: &ControlClient, target: &Url) -> Option<Challenged> {
 
 /// The policy for URLs a target names: a public target may not point the proxy into a
 /// private network; a target on this machine or network (development) may.
-pub fn remote_policy(target: &Url) -> UrlPolicy {
+pub(crate) fn remote_policy(target: &Url) -> UrlPolicy {
     let local = target.host_str().is_some_and(crate::net::is_local_host);
     UrlPolicy { allow_insecure: false, block_internal: !local }
 }
@@ -201,7 +197,6 @@ async fn discover_from_target(
             server: legacy_server(http, policy, target).await?,
             challenge_scope: probe.scope,
             resource_scopes: None,
-            required: true,
         });
     };
     if !resource_matches(&prm.resource, resource) {
@@ -216,7 +211,6 @@ async fn discover_from_target(
         server: server_from_issuer(http, policy, issuer).await?,
         challenge_scope: probe.scope,
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
-        required: true,
     })
 }
 

@@ -24,7 +24,7 @@ pub enum OutboundSetupError {
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     /// The target did not ask for authentication.
     #[error("the MCP server did not ask for authentication")]
     NotRequired,

@@ -7,7 +7,7 @@
 //! (ToolHive #6556). The parts:
 //!
 //! - [`retry`]: one request sent with the proxy's token: on 401 one renewal and one retry,
-//!   on `403 insufficient_scope` step-up, at most [`MAX_STEP_UPS`] times per request
+//!   on `403 insufficient_scope` step-up, at most [`MAX_STEP_UPS`](retry::MAX_STEP_UPS) times per request
 //!   ([`Outbound::send`]).
 //! - `login`: discovery ([`discover`](mod@discover)), a client (`client`), then
 //!   authorization code with PKCE through the loopback [`callback`] and the user's
@@ -21,16 +21,16 @@
 //! The hot path reads the current token lock-free; only refreshes and logins take the
 //! single-flight lock.
 
-pub mod browser;
-pub mod callback;
+pub(crate) mod browser;
+pub(crate) mod callback;
 mod client;
-pub mod discover;
+pub(crate) mod discover;
 mod error;
 mod login;
 mod resume;
-pub mod retry;
+pub(crate) mod retry;
 mod scope;
-pub mod store;
+pub(crate) mod store;
 mod tokens;
 
 use std::sync::Arc;
@@ -50,15 +50,15 @@ use discover::{Challenged, Discovery, discover, remote_policy};
 use store::Store;
 use tokens::Active;
 
-pub use error::{LoginError, OutboundSetupError};
-pub use retry::{MAX_STEP_UPS, SendError};
+pub(crate) use error::{LoginError, OutboundSetupError};
+pub(crate) use retry::SendError;
 
 /// After a failed login, wait this long before a request may start another one.
 const RELOGIN_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why no token can be sent right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     /// A login is under way (the user has to finish it in the browser).
     Pending,
     /// The last login failed; another starts on a later request.
@@ -91,7 +91,7 @@ struct Session {
 
 /// Outgoing authentication.
 #[derive(Clone)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     inner: Arc<Inner>,
 }
 
@@ -114,7 +114,7 @@ struct OAuth {
 
 impl Outbound {
     /// Builds outgoing auth for `target`.
-    pub fn new(config: &OutboundConfig, target: &Target) -> Result<Outbound, OutboundSetupError> {
+    pub(crate) fn new(config: &OutboundConfig, target: &Target) -> Result<Outbound, OutboundSetupError> {
         let inner = match config {
             OutboundConfig::Bearer(token) => {
                 let mut header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
@@ -150,7 +150,7 @@ impl Outbound {
     }
 
     /// Starts the first login in the background (OAuth only).
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         if let Inner::OAuth(_) = &*self.inner {
             let this = self.clone();
             tokio::spawn(async move {
@@ -163,7 +163,7 @@ impl Outbound {
 
     /// The `Authorization` value for the next upstream request; `Ok(None)` when the target
     /// needs none. Refreshes first when the token is about to expire.
-    pub async fn authorization(&self) -> Result<Option<HeaderValue>, Unavailable> {
+    pub(crate) async fn authorization(&self) -> Result<Option<HeaderValue>, Unavailable> {
         let oauth = match &*self.inner {
             Inner::Static(header) => return Ok(Some(header.clone())),
             Inner::OAuth(oauth) => oauth,
@@ -222,7 +222,7 @@ impl Outbound {
     }
 
     /// For `/health`.
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match &*self.inner {
             Inner::Static(_) => "static-token",
             Inner::OAuth(oauth) => match &**oauth.state.load() {

@@ -26,11 +26,11 @@ use crate::outbound::{Inner, Outbound, Unavailable};
 /// got the first token, an operation costs at most three authorizations (MCP 2025-11-25
 /// §Step-Up Authorization Flow: retry "no more than a few times"; the conformance suite's
 /// `auth/scope-retry-limit` allows three).
-pub const MAX_STEP_UPS: usize = 2;
+pub(crate) const MAX_STEP_UPS: usize = 2;
 
 /// Why [`Outbound::send`] returns no response.
 #[derive(Debug)]
-pub enum SendError<E> {
+pub(crate) enum SendError<E> {
     /// No token can be sent right now (a login is under way or failed, or the
     /// authorization server is down); the request was not sent, or not resent.
     Unavailable(Unavailable),
@@ -40,16 +40,16 @@ pub enum SendError<E> {
 
 /// What one request has used up so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     /// Whether the token was already renewed after a 401.
-    pub renewed: bool,
+    pub(crate) renewed: bool,
     /// How many step-ups were done.
-    pub step_ups: usize,
+    pub(crate) step_ups: usize,
 }
 
 /// What to do with the target's answer to a request sent with a renewable token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Hand the response to the caller.
     Relay,
     /// Renew the token (the target's challenge may name new metadata), then resend.
@@ -63,7 +63,7 @@ pub enum Next {
 /// The retry rules: a 401 renews once, a second 401 gives up; a `403` whose `Bearer`
 /// challenge says `insufficient_scope` steps up while fewer than [`MAX_STEP_UPS`] were
 /// done; everything else (another 403 included) is relayed.
-pub fn next(status: StatusCode, headers: &HeaderMap, attempts: Attempts) -> Next {
+pub(crate) fn next(status: StatusCode, headers: &HeaderMap, attempts: Attempts) -> Next {
     match status {
         StatusCode::UNAUTHORIZED if !attempts.renewed => Next::Renew(Challenged::from_headers(headers)),
         StatusCode::UNAUTHORIZED => Next::Refused,
@@ -79,7 +79,7 @@ impl Outbound {
     /// token, resending it as [`next`] says (the body is buffered, so a resend is exact).
     /// `parts` carry the target's URI and `Host`; their version and extensions are not
     /// used (requests go out as HTTP/1.1). A static token is sent once, as is.
-    pub async fn send<B, E, F, Fut>(
+    pub(crate) async fn send<B, E, F, Fut>(
         &self,
         parts: request::Parts,
         body: Bytes,

@@ -18,32 +18,32 @@ use tracing::warn;
 
 /// What is kept of a login.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct Saved {
+pub(crate) struct Saved {
     /// The authorization server (issuer, or token endpoint when there is no issuer).
-    pub server: String,
-    pub resource: String,
-    pub client_id: String,
+    pub(crate) server: String,
+    pub(crate) resource: String,
+    pub(crate) client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
+    pub(crate) client_secret: Option<String>,
     #[serde(default)]
-    pub token_endpoint_auth_method: Option<String>,
+    pub(crate) token_endpoint_auth_method: Option<String>,
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub(crate) refresh_token: Option<String>,
     #[serde(default)]
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// The redirect URI a registered client was registered with.
     #[serde(default)]
-    pub redirect_uri: Option<String>,
+    pub(crate) redirect_uri: Option<String>,
 }
 
 /// A directory of saved logins.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
 }
 
 impl Store {
-    pub fn new(dir: PathBuf) -> Store {
+    pub(crate) fn new(dir: PathBuf) -> Store {
         Store { dir }
     }
 
@@ -62,7 +62,7 @@ impl Store {
     }
 
     /// The saved login, if there is a usable one.
-    pub fn load(&self, server: &str, resource: &str, configured_client: Option<&str>) -> Option<Saved> {
+    pub(crate) fn load(&self, server: &str, resource: &str, configured_client: Option<&str>) -> Option<Saved> {
         let path = self.path(server, resource, configured_client);
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// Saves `login`; failures are logged, not fatal (the proxy works without a store).
-    pub fn save(&self, login: &Saved, configured_client: Option<&str>) {
+    pub(crate) fn save(&self, login: &Saved, configured_client: Option<&str>) {
         if let Err(e) = self.write(login, configured_client) {
             warn!(dir = %self.dir.display(), error = %e, "could not save the login; the next start will ask again");
         }
@@ -108,13 +108,13 @@ impl Store {
     }
 
     /// The directory (for messages).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }
 
 /// Converts a secret for storage.
-pub fn expose(secret: &Option<SecretString>) -> Option<String> {
+pub(crate) fn expose(secret: &Option<SecretString>) -> Option<String> {
     secret.as_ref().map(|s| s.expose_secret().to_owned())
 }
 

@@ -36,7 +36,7 @@ const UNSET: u64 = u64::MAX;
 /// The deadlines of one client connection, shared by the connection's [`Watchdog`] and the
 /// requests it serves. Cheap to clone.
 #[derive(Clone)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     shared: Arc<Shared>,
 }
 
@@ -60,11 +60,11 @@ struct Shared {
 
 /// The waiting limit was reached.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Elapsed;
+pub(crate) struct Elapsed;
 
 impl Deadlines {
     /// Deadlines for a connection accepted now, which `drain` can ask to close.
-    pub fn new(header_timeout: Duration, drain: &Drain) -> (Self, Watchdog) {
+    pub(crate) fn new(header_timeout: Duration, drain: &Drain) -> (Self, Watchdog) {
         // Never zero (the configuration refuses it): a zero timeout would re-arm forever.
         let header_timeout = nanos(header_timeout).max(1_000_000);
         let origin = Instant::now();
@@ -85,21 +85,21 @@ impl Deadlines {
 
     /// Marks a request as started; the connection is idle again when every returned
     /// [`Busy`] is dropped (the response has ended, or was abandoned).
-    pub fn begin(&self) -> Busy {
+    pub(crate) fn begin(&self) -> Busy {
         self.shared.busy.fetch_add(1, Ordering::AcqRel);
         Busy { deadlines: self.clone() }
     }
 
     /// Runs `wait`, giving up after `limit`. One wait at a time per connection (HTTP/1
     /// serves one request at a time). A wait that is ready at once reads no clock.
-    pub fn within<F: Future>(&self, limit: Duration, wait: F) -> Within<'_, F> {
+    pub(crate) fn within<F: Future>(&self, limit: Duration, wait: F) -> Within<'_, F> {
         Within { wait, shared: &self.shared, limit, watch: Watch::NotYet }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The future of [`Deadlines::within`].
-    pub struct Within<'a, F> {
+    pub(crate) struct Within<'a, F> {
         #[pin]
         wait: F,
         shared: &'a Shared,
@@ -176,13 +176,13 @@ impl Drop for ClearOnDrop<'_> {
 }
 
 /// A request in progress; see [`Deadlines::begin`].
-pub struct Busy {
+pub(crate) struct Busy {
     deadlines: Deadlines,
 }
 
 impl Busy {
     /// The deadlines of the request's connection.
-    pub fn deadlines(&self) -> &Deadlines {
+    pub(crate) fn deadlines(&self) -> &Deadlines {
         &self.deadlines
     }
 }
@@ -198,13 +198,13 @@ impl Drop for Busy {
 
 /// A response body that keeps its request [`Busy`] until it ends or is dropped: hyper drops
 /// the body once its last frame is written, and only then waits for the next request head.
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     body: B,
     _busy: Busy,
 }
 
 impl<B> Tracked<B> {
-    pub fn new(body: B, busy: Busy) -> Self {
+    pub(crate) fn new(body: B, busy: Busy) -> Self {
         Tracked { body, _busy: busy }
     }
 }
@@ -234,7 +234,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 /// It is polled with the connection, on every wake-up of the connection's task; its sleep
 /// is polled only when the alarm rang (the sleep fired, or the drain started), which keeps
 /// the cost of those polls to two atomic operations.
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     shared: Arc<Shared>,
     sleep: Pin<Box<Sleep>>,
     alarm: Arc<Alarm>,
@@ -245,7 +245,7 @@ pub struct Watchdog {
 
 /// What the [`Watchdog`] saw.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Idle (or sending a head) beyond the header timeout: close the connection.
     Idle,
     /// A graceful shutdown started: finish the request in progress, then close.
@@ -286,7 +286,7 @@ impl Watchdog {
     }
 
     /// Polls for the next [`Event`].
-    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
         self.alarm.task.register(cx.waker());
         if !self.alarm.rang.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
@@ -326,7 +326,7 @@ impl Watchdog {
 
 /// Starts the graceful shutdown of every open connection: each one's alarm rings.
 #[derive(Clone, Default)]
-pub struct Drain {
+pub(crate) struct Drain {
     shared: Arc<DrainShared>,
 }
 
@@ -349,7 +349,7 @@ impl Drain {
     }
 
     /// Asks every connection, open now or registering later, to finish and close.
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         self.shared.started.store(true, Ordering::Release);
         let alarms = std::mem::take(&mut *self.shared.alarms.lock().unwrap_or_else(PoisonError::into_inner));
         for alarm in alarms.iter().filter_map(Weak::upgrade) {

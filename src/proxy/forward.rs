@@ -26,7 +26,7 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Which side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// The client that sent the request.
     Client,
     /// The MCP server behind the proxy.
@@ -35,7 +35,7 @@ pub enum Side {
 
 /// Why a request could not be completed.
 #[derive(Debug, thiserror::Error)]
-pub enum ForwardError {
+pub(crate) enum ForwardError {
     /// The request body is larger than `--max-request-body`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
@@ -58,7 +58,7 @@ pub enum ForwardError {
 
 impl ForwardError {
     /// Which side is to blame.
-    pub fn side(&self) -> Side {
+    pub(crate) fn side(&self) -> Side {
         match self {
             ForwardError::BodyTooLarge { .. } | ForwardError::BodyRead(_) | ForwardError::BodyMalformed(_) => {
                 Side::Client
@@ -70,7 +70,7 @@ impl ForwardError {
 
 /// The client that talks to the target.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     pool: Pool,
     host: HeaderValue,
     query: Option<String>,
@@ -85,7 +85,7 @@ pub struct TlsSetupError(io::Error);
 
 impl Upstream {
     /// Builds the client for `target`.
-    pub fn new(
+    pub(crate) fn new(
         target: &Target,
         connect_timeout: Duration,
         response_timeout: Option<Duration>,
@@ -125,7 +125,7 @@ impl Upstream {
     /// The request target for a request that came in for `path_and_query`, in origin-form
     /// (RFC 9112 §3.2.1): same path and query, with the target's own query (if any)
     /// prepended.
-    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
+    pub(crate) fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
         let pq = match (&self.query, path_and_query) {
             (None, Some(pq)) => pq.clone(),
             (None, None) => PathAndQuery::from_static("/"),
@@ -142,13 +142,13 @@ impl Upstream {
     }
 
     /// The `Host` value sent: the target's authority.
-    pub fn host_header(&self) -> &HeaderValue {
+    pub(crate) fn host_header(&self) -> &HeaderValue {
         &self.host
     }
 
     /// Sends `req` (origin-form URI, `Host` from [`Upstream::host_header`]) and waits for
     /// the response headers, bounded by the response timeout.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         req: Request<Full<Bytes>>,
         deadlines: &Deadlines,

@@ -25,7 +25,7 @@ const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 
 /// The Host and Origin policy, fixed at startup.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Host names (lowercase, IPv6 in brackets) accepted in `Host`; `None` when the proxy
     /// does not listen on loopback and so cannot be rebound to.
     allowed_hosts: Option<Vec<String>>,
@@ -43,7 +43,7 @@ enum HostVerdict {
 }
 
 /// The outcome of the checks for a request that may proceed.
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Forward it; `Some(origin)` means CORS headers must be added to the response.
     Proceed(Option<HeaderValue>),
     /// Answer with this response and stop (boxed: refusals are rare, and the common
@@ -55,7 +55,7 @@ impl Guard {
     /// `loopback` says whether the listen address is a loopback one; `listen_host` is the
     /// `--host` value; `port` the bound port; `extra_origins` the normalised
     /// `--allowed-origins`.
-    pub fn new(loopback: bool, listen_host: &str, port: u16, extra_origins: &[String]) -> Guard {
+    pub(crate) fn new(loopback: bool, listen_host: &str, port: u16, extra_origins: &[String]) -> Guard {
         let listen_host = bracket_ipv6(&listen_host.to_ascii_lowercase());
         let mut own = vec![format!("http://{listen_host}:{port}")];
         if loopback {
@@ -80,17 +80,9 @@ impl Guard {
         Guard { allowed_hosts, allowed_origins }
     }
 
-    /// Applies the Host check, the Origin check and CORS preflight, in that order.
-    pub fn check<B>(&self, req: &Request<B>) -> Verdict {
-        match self.check_host(req) {
-            Some(refusal) => Verdict::Answer(Box::new(refusal)),
-            None => self.check_origin(req),
-        }
-    }
-
     /// The request's addressing, then the DNS-rebinding check: `Some(refusal)` for a
     /// malformed `Host` or request target (400, RFC 9112 §3.2, §3.2.3) or a foreign one (403).
-    pub fn check_host<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
+    pub(crate) fn check_host<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
         let message = match self.host_verdict(req) {
             HostVerdict::Ours => return None,
             HostVerdict::Malformed(why) => {
@@ -102,7 +94,7 @@ impl Guard {
     }
 
     /// The Origin check and CORS preflight.
-    pub fn check_origin<B>(&self, req: &Request<B>) -> Verdict {
+    pub(crate) fn check_origin<B>(&self, req: &Request<B>) -> Verdict {
         let origin = match single_origin(req.headers()) {
             Ok(None) => return Verdict::Proceed(None),
             Ok(Some(origin)) if self.origin_allowed(origin) => origin.clone(),
@@ -119,7 +111,7 @@ impl Guard {
     }
 
     /// The names (lowercase) a client may use in `Host`, when the check is on.
-    pub fn allowed_hosts(&self) -> Option<&[String]> {
+    pub(crate) fn allowed_hosts(&self) -> Option<&[String]> {
         self.allowed_hosts.as_deref()
     }
 
@@ -167,7 +159,7 @@ impl Guard {
 }
 
 /// Adds the CORS response headers for an allowed browser origin.
-pub fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
+pub(crate) fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -227,6 +219,15 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    /// The checks as the request path applies them: the Host check, then the Origin check
+    /// and CORS preflight.
+    fn check<B>(g: &Guard, req: &Request<B>) -> Verdict {
+        match g.check_host(req) {
+            Some(refusal) => Verdict::Answer(Box::new(refusal)),
+            None => g.check_origin(req),
+        }
+    }
+
     fn status(v: Verdict) -> Option<StatusCode> {
         match v {
             Verdict::Proceed(_) => None,
@@ -238,30 +239,34 @@ mod tests {
     fn loopback_bind_refuses_foreign_hosts() {
         let g = Guard::new(true, "127.0.0.1", 8080, &[]);
         for ok in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST", "127.0.0.1"] {
-            assert_eq!(status(g.check(&req(&[("host", ok)]))), None, "{ok}");
+            assert_eq!(status(check(&g, &req(&[("host", ok)]))), None, "{ok}");
         }
         for bad in ["evil.example:8080", "evil.example", "127.0.0.1.nip.io:8080", "localhost.evil:8080"] {
-            assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::FORBIDDEN), "{bad}");
+            assert_eq!(status(check(&g, &req(&[("host", bad)]))), Some(StatusCode::FORBIDDEN), "{bad}");
         }
-        assert_eq!(status(g.check(&req(&[]))), Some(StatusCode::FORBIDDEN), "no Host at all");
-        assert_eq!(status(g.check(&req(&[("host", "")]))), Some(StatusCode::BAD_REQUEST), "an empty Host");
+        assert_eq!(status(check(&g, &req(&[]))), Some(StatusCode::FORBIDDEN), "no Host at all");
+        assert_eq!(status(check(&g, &req(&[("host", "")]))), Some(StatusCode::BAD_REQUEST), "an empty Host");
         let two = req(&[("host", "localhost:8080"), ("host", "evil.example")]);
-        assert_eq!(status(g.check(&two)), Some(StatusCode::FORBIDDEN), "duplicate Host");
+        assert_eq!(status(check(&g, &two)), Some(StatusCode::FORBIDDEN), "duplicate Host");
         let absolute =
             Request::builder().uri("http://evil.example/mcp").header("host", "localhost:8080").body(()).unwrap();
-        assert_eq!(status(g.check(&absolute)), Some(StatusCode::FORBIDDEN), "absolute-form target names another host");
+        assert_eq!(
+            status(check(&g, &absolute)),
+            Some(StatusCode::FORBIDDEN),
+            "absolute-form target names another host"
+        );
         let absolute_ok =
             Request::builder().uri("http://127.0.0.1:8080/mcp").header("host", "127.0.0.1:8080").body(()).unwrap();
-        assert_eq!(status(g.check(&absolute_ok)), None);
+        assert_eq!(status(check(&g, &absolute_ok)), None);
     }
 
     #[test]
     fn public_bind_skips_the_host_check_but_not_origins() {
         let g = Guard::new(false, "0.0.0.0", 8080, &["https://app.example".into()]);
-        assert_eq!(status(g.check(&req(&[("host", "mcp.example.com")]))), None);
-        assert_eq!(status(g.check(&req(&[("host", "x"), ("origin", "https://app.example")]))), None);
+        assert_eq!(status(check(&g, &req(&[("host", "mcp.example.com")]))), None);
+        assert_eq!(status(check(&g, &req(&[("host", "x"), ("origin", "https://app.example")]))), None);
         assert_eq!(
-            status(g.check(&req(&[("host", "x"), ("origin", "https://evil.example")]))),
+            status(check(&g, &req(&[("host", "x"), ("origin", "https://evil.example")]))),
             Some(StatusCode::FORBIDDEN)
         );
     }
@@ -277,7 +282,7 @@ mod tests {
             "http://[::1]:8080",
             "http://localhost:6274",
         ] {
-            assert_eq!(status(g.check(&req(&[h, ("origin", ok)]))), None, "{ok}");
+            assert_eq!(status(check(&g, &req(&[h, ("origin", ok)]))), None, "{ok}");
         }
         for bad in [
             "http://evil.example",
@@ -290,12 +295,12 @@ mod tests {
             let Ok(value) = HeaderValue::from_str(bad) else { continue };
             let mut r = req(&[h]);
             r.headers_mut().insert(header::ORIGIN, value);
-            assert_eq!(status(g.check(&r)), Some(StatusCode::FORBIDDEN), "{bad}");
+            assert_eq!(status(check(&g, &r)), Some(StatusCode::FORBIDDEN), "{bad}");
         }
         let two = req(&[h, ("origin", "http://localhost:8080"), ("origin", "http://localhost:8080")]);
-        assert_eq!(status(g.check(&two)), Some(StatusCode::FORBIDDEN), "two Origin headers");
+        assert_eq!(status(check(&g, &two)), Some(StatusCode::FORBIDDEN), "two Origin headers");
         // The extra origin's host is also an accepted Host.
-        assert_eq!(status(g.check(&req(&[("host", "localhost:6274")]))), None);
+        assert_eq!(status(check(&g, &req(&[("host", "localhost:6274")]))), None);
     }
 
     #[test]
@@ -308,7 +313,7 @@ mod tests {
             ("access-control-request-headers", "content-type, mcp-session-id, Mcp-Param-Region"),
         ]);
         *r.method_mut() = Method::OPTIONS;
-        let Verdict::Answer(resp) = g.check(&r) else { panic!("preflight must be answered") };
+        let Verdict::Answer(resp) = check(&g, &r) else { panic!("preflight must be answered") };
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
         let h = resp.headers();
         assert_eq!(h["access-control-allow-origin"], "http://localhost:8080");
@@ -330,13 +335,13 @@ mod tests {
     fn malformed_hosts_and_authority_form_are_bad_requests() {
         let g = Guard::new(true, "127.0.0.1", 8080, &[]);
         for bad in ["[::1]@evil.example", "[::1]evil", "[::1].evil.example:443", "[::1]:8080:80"] {
-            assert_eq!(status(g.check(&req(&[("host", bad)]))), Some(StatusCode::BAD_REQUEST), "{bad}");
+            assert_eq!(status(check(&g, &req(&[("host", bad)]))), Some(StatusCode::BAD_REQUEST), "{bad}");
         }
         // Parsed on a public bind too, where no name is refused.
         let public = Guard::new(false, "0.0.0.0", 8080, &[]);
-        assert_eq!(status(public.check(&req(&[("host", "[::1]@evil.example")]))), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status(public.check(&req(&[("host", "mcp.example.com:443")]))), None);
+        assert_eq!(status(check(&public, &req(&[("host", "[::1]@evil.example")]))), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(check(&public, &req(&[("host", "mcp.example.com:443")]))), None);
         let authority_form = Request::builder().method("POST").uri("127.0.0.1:8080").header("host", "127.0.0.1:8080");
-        assert_eq!(status(g.check(&authority_form.body(()).unwrap())), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(status(check(&g, &authority_form.body(()).unwrap())), Some(StatusCode::BAD_REQUEST));
     }
 }

@@ -19,12 +19,12 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop fields in place, including those listed in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Fields named by `Connection` need `Connection` present, which `is_hop_by_hop` covers.
     if !headers.keys().any(is_hop_by_hop) {
         return;
@@ -37,10 +37,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A target's `Content-Length` that hyper's client accepted as a list of one repeated
+/// value (`2, 2`) becomes that value alone, as the own engine sends it: the client gets
+/// one length, never a list it may read differently.
+pub(crate) fn single_content_length(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else { return };
+    let repeated = value.as_bytes().contains(&b',') || headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some();
+    if !repeated {
+        return;
+    }
+    let length = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .try_fold(None, |so_far, v| crate::proxy::h1::body::response_content_length(v.as_bytes(), so_far).map(Some));
+    if let Some(Some(n)) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+}
+
 /// Fields that are hop-by-hop whether or not `Connection` names them (RFC 9110 §7.6.1,
 /// plus the legacy `Keep-Alive` and `Proxy-Connection` that HTTP/1.0 peers still send),
 /// lowercase.
-pub const HOP_BY_HOP: [&str; 9] = [
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "te",
     "trailer",
@@ -59,7 +77,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Fields that describe the client to the server, lowercase; only the proxy may set them.
-pub const FORWARDING: [&str; 5] =
+pub(crate) const FORWARDING: [&str; 5] =
     ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"];
 
 /// Request fields a client must not be able to send to the target: forwarding fields, and
@@ -71,7 +89,7 @@ fn is_client_forgeable(name: &HeaderName) -> bool {
 /// Whether `name`, with each `_` read as `-` (case-insensitively), is a hop-by-hop,
 /// framing or forwarding field. Dispatched on the length first: most names are compared
 /// with nothing, and none is allocated.
-pub fn is_disguised(name: &str) -> bool {
+pub(crate) fn is_disguised(name: &str) -> bool {
     let reserved: &[&str] = match name.len() {
         9 => &["x-real-ip"],
         10 => &["keep-alive"],
@@ -122,7 +140,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Replaces any client-sent forwarding fields; when `describe_client` is set, adds
 /// `X-Forwarded-For` (the immediate client), `-Host` (the Host it addressed) and `-Proto`.
-pub fn set_forwarded(
+pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     describe_client: bool,
     client_ip: IpAddr,

@@ -10,13 +10,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How long an idle connection is kept.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most idle connections kept: enough for steady load, while a burst of clients does not
 /// leave hundreds of idle upstream connections behind.
-pub const MAX_IDLE: usize = 256;
+pub(crate) const MAX_IDLE: usize = 256;
 
 /// Idle connections of type `C`, oldest first.
-pub struct IdleStack<C> {
+pub(crate) struct IdleStack<C> {
     idle: Mutex<VecDeque<(C, Instant)>>,
 }
 
@@ -28,13 +28,13 @@ impl<C> Default for IdleStack<C> {
 
 impl<C> IdleStack<C> {
     /// The most recently returned connection.
-    pub fn pop(&self) -> Option<C> {
+    pub(crate) fn pop(&self) -> Option<C> {
         // Its own statement at every call site: the lock is released before any await.
         self.lock().pop_back().map(|(c, _)| c)
     }
 
     /// Returns a connection; the oldest is dropped when the stack is full.
-    pub fn push(&self, conn: C) {
+    pub(crate) fn push(&self, conn: C) {
         let mut idle = self.lock();
         if idle.len() >= MAX_IDLE {
             idle.pop_front();
@@ -50,7 +50,7 @@ impl<C> IdleStack<C> {
 
 /// Inside a Tokio runtime, starts the task that drops connections of `owner`'s stack idle
 /// for longer than [`IDLE_TIMEOUT`] (or `dead`), until `owner` is gone.
-pub fn spawn_reaper<T, C>(owner: Weak<T>, stack: fn(&T) -> &IdleStack<C>, dead: fn(&C) -> bool)
+pub(crate) fn spawn_reaper<T, C>(owner: Weak<T>, stack: fn(&T) -> &IdleStack<C>, dead: fn(&C) -> bool)
 where
     T: Send + Sync + 'static,
     C: 'static,

@@ -15,22 +15,23 @@
 //! 9. The response is relayed: status, headers (minus hop-by-hop) and body unchanged;
 //!    event streams go through [`SseBody`](crate::mcp::sse::SseBody).
 //!
-//! Failures at any step become responses in one place, [`respond`].
+//! Failures at any step become responses in one place, [`Policy::rescue`].
 //!
 //! This is hyper's path. Plain MCP requests to an `http://` target run the same steps on
 //! the own HTTP/1.1 path, [`h1`]: steps 1–4 by leaving to this path every request they
-//! would act on (a foreign `Host` or any `Origin`, the local endpoints), then step 5 with
-//! the same [`Authenticator`], steps 6–9 on raw bytes, and failures through the same
-//! [`respond`] functions.
+//! would act on (a malformed or foreign `Host`, any `Origin`, the [`policy::local_route`]s),
+//! then step 5 with the same [`Authenticator`], steps 6–9 on raw bytes. Both engines call
+//! the one [`policy`] at the same points, and record each exchange the same way.
 
-pub mod deadline;
-pub mod forward;
-pub mod guard;
-pub mod h1;
-pub mod headers;
-pub mod idle;
-pub mod pool;
-pub mod respond;
+pub(crate) mod deadline;
+pub(crate) mod forward;
+pub(crate) mod guard;
+pub(crate) mod h1;
+pub(crate) mod headers;
+pub(crate) mod idle;
+pub(crate) mod policy;
+pub(crate) mod pool;
+pub(crate) mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,84 +44,60 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::Config;
 use crate::inbound::Authenticator;
-use crate::inbound::metadata::{self, ProtectedResource};
+use crate::inbound::metadata::ProtectedResource;
 use crate::mcp::jsonrpc;
-use crate::mcp::sse::{EndpointRewrite, SseBody};
+use crate::mcp::sse::SseBody;
 use crate::outbound::{Outbound, SendError, Unavailable};
 use deadline::Deadlines;
-use forward::{ForwardError, Side, Upstream};
+use forward::{ForwardError, Upstream};
 use guard::{Guard, Verdict};
+use policy::{BODY_READ_TIMEOUT, LocalRoute, Policy};
 use pool::UpstreamBody;
-use respond::{INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
-
-/// How long a client may take to send a request body once its headers arrived. Slower
-/// uploads tie up a buffer; MCP messages are small.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use respond::{INVALID_REQUEST, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
 /// How long `/health` waits for a TCP connection to the target.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Signals that end event streams during shutdown.
 #[derive(Debug, Clone, Default)]
-pub struct StreamStops {
+pub(crate) struct StreamStops {
     /// Cancelled when shutdown starts: ends standalone GET event streams, which never
     /// finish on their own.
-    pub listening: CancellationToken,
+    pub(crate) listening: CancellationToken,
     /// Cancelled when the grace period is over: ends every remaining stream, including
     /// responses to POSTs that were still in flight.
-    pub all: CancellationToken,
+    pub(crate) all: CancellationToken,
 }
 
 /// The proxy service. Cheap to clone: one per connection.
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    /// Every rule of the request path, shared with the own HTTP/1.1 engine.
+    policy: Policy,
     upstream: Upstream,
-    guard: Guard,
-    max_body: usize,
-    /// Whether the target may learn about the client (`X-Forwarded-*`).
-    describe_client: bool,
-    /// Origins of the target as a legacy SSE server might spell them.
-    upstream_origins: Vec<String>,
-    stops: StreamStops,
-    server_name: String,
-    target_display: String,
-    target_socket: String,
-    inbound: Option<Inbound>,
     outbound: Option<Outbound>,
-    /// Whether the remote-auth hint was logged.
-    auth_hint_given: std::sync::atomic::AtomicBool,
-    /// `host:port` the proxy listens on, for requests without a usable `Host`.
-    local_authority: String,
     /// The own HTTP/1.1 path, where it applies.
     fast: Option<h1::FastPath>,
-}
-
-impl Shared {
-    /// The target asked for an OAuth bearer token: say once which flag would let the
-    /// proxy log in (see [`Proxy::hint_remote_auth`]).
-    fn hint_remote_auth(&self) {
-        if !self.auth_hint_given.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            warn!(upstream = %self.target_display, "the MCP server asks for an OAuth token: restart with --remote-auth to let the proxy log in for your clients");
-        }
-    }
+    server_name: String,
+    target_socket: String,
 }
 
 /// Incoming authentication, when configured.
-pub struct Inbound {
-    pub authenticator: Authenticator,
-    pub resource: ProtectedResource,
+pub(crate) struct Inbound {
+    pub(crate) authenticator: Authenticator,
+    pub(crate) resource: ProtectedResource,
 }
 
 impl Proxy {
     /// Builds the service for `config`, now that the proxy listens on `port`.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         port: u16,
         stops: StreamStops,
@@ -129,52 +106,74 @@ impl Proxy {
     ) -> Result<Proxy, forward::TlsSetupError> {
         let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
         let guard = Guard::new(config.listen.ip().is_loopback(), &config.listen_host, port, &config.extra_origins);
+        let local_authority = if config.listen.is_ipv6() {
+            format!("[{}]:{port}", config.listen.ip())
+        } else {
+            format!("{}:{port}", config.listen.ip())
+        };
+        let policy = Policy::new(
+            guard,
+            config.max_request_body,
+            config.target.is_local,
+            upstream_origins(config),
+            stops,
+            inbound,
+            config.target.display(),
+            local_authority,
+        );
         Ok(Proxy {
             shared: Arc::new(Shared {
+                policy,
                 upstream,
-                guard,
-                max_body: config.max_request_body,
-                describe_client: config.target.is_local,
-                upstream_origins: upstream_origins(config),
-                stops,
-                server_name: config.server_name.clone(),
-                target_display: config.target.display(),
-                target_socket: config.target.socket_authority(),
-                inbound,
                 outbound,
-                auth_hint_given: std::sync::atomic::AtomicBool::new(false),
                 fast: h1::FastPath::for_config(config),
-                local_authority: if config.listen.is_ipv6() {
-                    format!("[{}]:{port}", config.listen.ip())
-                } else {
-                    format!("{}:{port}", config.listen.ip())
-                },
+                server_name: config.server_name.clone(),
+                target_socket: config.target.socket_authority(),
             }),
         })
     }
 
+    /// The rules both engines apply.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.shared.policy
+    }
+
     /// The own HTTP/1.1 path, when it applies to this configuration.
-    pub fn fast_path(&self) -> Option<&h1::FastPath> {
+    pub(crate) fn fast_path(&self) -> Option<&h1::FastPath> {
         self.shared.fast.as_ref()
     }
 
     /// Handles one request from `peer`, waiting no longer than its connection's
     /// `deadlines` allow.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
-        let s = &*self.shared;
-        let started = tracing::enabled!(tracing::Level::DEBUG)
-            .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
-        if let Some(refusal) = s.guard.check_host(&req) {
-            return log_request(started, refusal);
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        deadlines: &Deadlines,
+    ) -> Response<ProxyBody> {
+        let record = policy::recording().then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
+        let resp = self.answer(req, peer, deadlines).await;
+        match record {
+            Some((started, method, path)) => Recorded::wrap(resp, method, path, started),
+            None => resp,
         }
-        if req.uri().path().starts_with(metadata::WELL_KNOWN) {
-            return log_request(started, self.protected_resource_metadata(&req));
+    }
+
+    /// The policy's steps in order, for hyper's path.
+    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
+        let p = &self.shared.policy;
+        if let Some(refusal) = p.guard.check_host(&req) {
+            return refusal;
         }
-        let cors = match s.guard.check_origin(&req) {
+        let route = policy::local_route(req.uri().path());
+        if route == Some(LocalRoute::ProtectedResourceMetadata) {
+            return self.protected_resource_metadata(&req);
+        }
+        let cors = match p.guard.check_origin(&req) {
             Verdict::Proceed(cors) => cors,
-            Verdict::Answer(resp) => return log_request(started, *resp),
+            Verdict::Answer(resp) => return *resp,
         };
-        let mut resp = if req.uri().path() == "/health" {
+        let mut resp = if route == Some(LocalRoute::Health) {
             self.health(req.method()).await
         } else {
             self.authenticate_and_forward(req, peer, deadlines).await
@@ -182,7 +181,7 @@ impl Proxy {
         if let Some(origin) = cors {
             guard::add_cors(resp.headers_mut(), origin);
         }
-        log_request(started, resp)
+        resp
     }
 
     /// Step 5 then the forwarding steps.
@@ -192,7 +191,7 @@ impl Proxy {
         peer: SocketAddr,
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
-        if let Some(inbound) = &self.shared.inbound {
+        if let Some(inbound) = &self.shared.policy.inbound {
             match inbound.authenticator.authenticate(req.headers()).await {
                 Ok(identity) => {
                     debug!(subject = %identity.subject, "authenticated");
@@ -209,7 +208,7 @@ impl Proxy {
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
     /// any origin may read it (CORS `*`), and it needs no token.
     fn protected_resource_metadata<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
-        let Some(inbound) = self.shared.inbound.as_ref().filter(|i| i.resource.serves(req.uri().path())) else {
+        let Some(inbound) = self.shared.policy.inbound.as_ref().filter(|i| i.resource.serves(req.uri().path())) else {
             return respond::json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned());
         };
         let mut resp = match *req.method() {
@@ -230,14 +229,9 @@ impl Proxy {
         resp
     }
 
-    /// The `host[:port]` the client used (already checked on loopback binds), or the
-    /// listen address.
+    /// The `host[:port]` the client used, or the listen address.
     fn client_authority<'a, B>(&'a self, req: &'a Request<B>) -> &'a str {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ', '\\']))
-            .unwrap_or(&self.shared.local_authority)
+        self.shared.policy.client_authority(req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
     }
 
     async fn forward(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
@@ -252,9 +246,10 @@ impl Proxy {
             );
             return resp;
         }
-        let body = match read_body(body, s.max_body, deadlines).await {
+        let p = &s.policy;
+        let body = match read_body(body, p.max_body, deadlines).await {
             Ok(body) => body,
-            Err(e) => return self.rescue(&e, &[]),
+            Err(e) => return p.rescue(&e, &[]),
         };
         // The target's Host replaces the client's (which is kept for X-Forwarded-Host and
         // the legacy endpoint rewrite): a client can never choose the upstream virtual host.
@@ -265,7 +260,7 @@ impl Proxy {
         // beside it (or a second one) it could disagree with the body actually sent, which
         // is how request smuggling starts.
         parts.headers.remove(header::CONTENT_LENGTH);
-        headers::set_forwarded(&mut parts.headers, s.describe_client, peer.ip(), client_host.as_ref());
+        headers::set_forwarded(&mut parts.headers, p.describe_client, peer.ip(), client_host.as_ref());
         let is_get = parts.method == Method::GET;
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {
@@ -277,11 +272,13 @@ impl Proxy {
             return match s.upstream.send(upstream_req, deadlines).await {
                 Ok(resp) => {
                     if resp.status() == StatusCode::UNAUTHORIZED {
-                        self.hint_remote_auth(resp.headers());
+                        let lines = resp.headers().get_all(header::WWW_AUTHENTICATE).iter();
+                        let bearer = crate::oauth::challenge::find_bearer(lines.filter_map(|v| v.to_str().ok()));
+                        p.upstream_answered(401, bearer.is_some());
                     }
                     self.relay(resp, is_get, client_host.as_ref())
                 }
-                Err(e) => self.rescue(&e, &body),
+                Err(e) => p.rescue(&e, &body),
             };
         };
         // The proxy authenticates to the target itself: whatever credentials the client
@@ -308,19 +305,8 @@ impl Proxy {
         let upstream = &self.shared.upstream;
         match outbound.send(parts, body.clone(), |req| upstream.send(req, deadlines)).await {
             Ok(resp) => self.relay(resp, is_get, client_host),
-            Err(SendError::Upstream(e)) => self.rescue(&e, &body),
+            Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body),
             Err(SendError::Unavailable(why)) => login_unavailable(&why, &body),
-        }
-    }
-
-    /// Without remote auth the proxy stays transparent: the target's 401 goes to the client
-    /// unchanged. The first time it asks for an OAuth token, say once which flag would let
-    /// the proxy log in instead. (Noticed on real traffic rather than probed at startup:
-    /// a probe would open sessions on servers that need no login.)
-    fn hint_remote_auth(&self, headers: &http::HeaderMap) {
-        let lines = headers.get_all(header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
-        if crate::oauth::challenge::find_bearer(lines).is_some() {
-            self.shared.hint_remote_auth();
         }
     }
 
@@ -331,60 +317,28 @@ impl Proxy {
         is_get: bool,
         client_host: Option<&HeaderValue>,
     ) -> Response<ProxyBody> {
-        let s = &*self.shared;
+        let p = &self.shared.policy;
         let (mut parts, body) = resp.into_parts();
         // The client connection has its own version; an HTTP/1.0 upstream must not
         // downgrade it (hyper would drop keep-alive for a 1.0 response).
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
+        headers::single_content_length(&mut parts.headers);
         let is_event_stream =
-            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-                ct.trim_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"))
-            });
+            parts.headers.get(header::CONTENT_TYPE).is_some_and(|ct| policy::is_event_stream(ct.as_bytes()));
         let body = if is_event_stream {
             // Tells nginx-style intermediaries in front of us not to buffer the stream
             // (MCP 2026-07-28 Transports §Receiving Messages).
             parts.headers.entry("x-accel-buffering").or_insert(HeaderValue::from_static("no"));
-            // Only a GET stream can be a legacy HTTP+SSE stream; only it is scanned, and
-            // it is the kind that never ends on its own.
-            let (stop, rewrite) = if is_get {
+            let stream = p.event_stream(is_get, client_host.and_then(|h| h.to_str().ok()));
+            if stream.drop_length {
                 parts.headers.remove(header::CONTENT_LENGTH);
-                let rewrite = EndpointRewrite::new(s.upstream_origins.clone(), proxy_origin(client_host));
-                (s.stops.listening.clone(), Some(rewrite))
-            } else {
-                (s.stops.all.clone(), None)
-            };
-            ProxyBody::Sse(Box::new(SseBody::new(body, stop, rewrite)))
+            }
+            ProxyBody::Sse(Box::new(SseBody::new(body, stream.stop, stream.rewrite)))
         } else {
             ProxyBody::Upstream(body)
         };
         Response::from_parts(parts, body)
-    }
-
-    /// Turns a failure into the response the client gets, and logs it once.
-    fn rescue(&self, err: &ForwardError, body: &[u8]) -> Response<ProxyBody> {
-        let s = &*self.shared;
-        match err.side() {
-            Side::Upstream => warn!(upstream = %s.target_display, error = %err, "request to the MCP server failed"),
-            Side::Client => debug!(error = %err, "request refused"),
-        }
-        let id = jsonrpc::request_id(body);
-        let (status, code, message) = match err {
-            ForwardError::BodyTooLarge { limit } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_REQUEST,
-                format!("request body is larger than the proxy's limit of {limit} bytes (see --max-request-body)"),
-            ),
-            ForwardError::BodyRead(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string()),
-            ForwardError::BodyMalformed(_) => (StatusCode::BAD_REQUEST, INVALID_REQUEST, err.to_string()),
-            ForwardError::Timeout(_) => {
-                (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", s.target_display))
-            }
-            ForwardError::Connect(_) | ForwardError::Broken(_) => {
-                (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, format!("{err} ({})", s.target_display))
-            }
-        };
-        respond::jsonrpc_error(status, code, &message, id.as_deref())
     }
 
     /// `GET /health`: the proxy's own state and whether the target accepts connections.
@@ -400,10 +354,10 @@ impl Proxy {
         let body = serde_json::json!({
             "status": if reachable { "healthy" } else { "unhealthy" },
             "server": s.server_name,
-            "target": s.target_display,
+            "target": s.policy.target_display,
             "target_reachable": reachable,
             "outgoing_auth": s.outbound.as_ref().map_or("none", Outbound::status),
-            "incoming_auth": s.inbound.is_some(),
+            "incoming_auth": s.policy.inbound.is_some(),
             "version": env!("CARGO_PKG_VERSION"),
         });
         let status = if reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -471,16 +425,6 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?
 }
 
-/// The origin a client used to reach the proxy, for rewriting a legacy `endpoint` URL;
-/// empty (making the URL relative) if the client sent no usable `Host`.
-fn proxy_origin(client_host: Option<&HeaderValue>) -> String {
-    proxy_origin_of(client_host.and_then(|h| h.to_str().ok()))
-}
-
-fn proxy_origin_of(client_host: Option<&str>) -> String {
-    client_host.map(|h| format!("http://{h}")).unwrap_or_default()
-}
-
 /// The spellings of the target's origin a legacy SSE server may use in its `endpoint`
 /// event: the configured one, and for a loopback target every loopback name.
 fn upstream_origins(config: &Config) -> Vec<String> {
@@ -502,19 +446,4 @@ fn upstream_origins(config: &Config) -> Vec<String> {
     origins.sort();
     origins.dedup();
     origins
-}
-
-/// Logs one line per request at debug level (method, path, status, duration, size).
-fn log_request(started: Option<(Instant, Method, String)>, resp: Response<ProxyBody>) -> Response<ProxyBody> {
-    if let Some((at, method, path)) = started {
-        debug!(
-            %method,
-            path,
-            status = resp.status().as_u16(),
-            elapsed = ?at.elapsed(),
-            bytes = resp.body().size_hint().exact(),
-            "request"
-        );
-    }
-    resp
 }

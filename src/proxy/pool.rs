@@ -29,14 +29,14 @@ use tracing::debug;
 use super::idle::{IdleStack, spawn_reaper};
 
 /// The sending half of one connection to the target.
-pub type Sender = http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = http1::SendRequest<Full<Bytes>>;
 
 /// Why no connection to the target could be opened.
-pub type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ConnectError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The connections to the target. Cheap to clone.
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
@@ -48,24 +48,24 @@ struct Shared {
 }
 
 /// A connection ready for one request.
-pub struct Checkout {
-    pub sender: Sender,
+pub(crate) struct Checkout {
+    pub(crate) sender: Sender,
     /// Whether it served a request before: only then may a request it could not even
     /// start be retried on another (the server may have closed it while it was idle).
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 impl Pool {
     /// A pool dialling `origin` through `connector`. Inside a Tokio runtime it also starts
     /// a task that closes connections idle for too long.
-    pub fn new(connector: HttpsConnector<HttpConnector>, origin: Uri) -> Pool {
+    pub(crate) fn new(connector: HttpsConnector<HttpConnector>, origin: Uri) -> Pool {
         let shared = Arc::new(Shared { connector, origin, idle: IdleStack::default() });
         spawn_reaper(Arc::downgrade(&shared), |s| &s.idle, Sender::is_closed);
         Pool { shared }
     }
 
     /// An idle connection that is still open, or a new one.
-    pub async fn checkout(&self) -> Result<Checkout, ConnectError> {
+    pub(crate) async fn checkout(&self) -> Result<Checkout, ConnectError> {
         // Bounded: each turn removes one entry, and the stack holds at most MAX_IDLE.
         loop {
             // Its own statement: the lock is released before any await.
@@ -97,7 +97,7 @@ impl Pool {
     }
 
     /// Wraps a response body so that its connection comes back when the body is complete.
-    pub fn body(&self, body: Incoming, sender: Sender) -> UpstreamBody {
+    pub(crate) fn body(&self, body: Incoming, sender: Sender) -> UpstreamBody {
         let mut body = UpstreamBody { inner: body, checkin: Some((sender, self.shared.clone())) };
         if body.inner.is_end_stream() {
             body.check_in();
@@ -116,7 +116,7 @@ impl Shared {
 
 /// A response body from the target whose connection returns to the pool once the body
 /// has been read to its end.
-pub struct UpstreamBody {
+pub(crate) struct UpstreamBody {
     inner: Incoming,
     checkin: Option<(Sender, Arc<Shared>)>,
 }

@@ -7,6 +7,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -15,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use serde_json::value::RawValue;
 
+use super::policy::{self, Record};
 use super::pool::UpstreamBody;
 use crate::inbound::metadata::ProtectedResource;
 use crate::inbound::{IdpTrouble, Rejection};
@@ -23,18 +25,18 @@ use crate::oauth::challenge::BearerError;
 
 /// JSON-RPC "Invalid Request" (JSON-RPC 2.0 §5.1); also what MCP servers use for a
 /// refused `Origin`.
-pub const INVALID_REQUEST: i32 = -32600;
+pub(crate) const INVALID_REQUEST: i32 = -32600;
 /// Implementation-defined server error (JSON-RPC 2.0 reserves -32000..-32099): the
 /// proxy could not get an answer from the MCP server.
-pub const UPSTREAM_UNAVAILABLE: i32 = -32000;
+pub(crate) const UPSTREAM_UNAVAILABLE: i32 = -32000;
 /// Implementation-defined server error: the proxy refused the request itself.
-pub const REQUEST_REFUSED: i32 = -32001;
+pub(crate) const REQUEST_REFUSED: i32 = -32001;
 
 /// The body of every response the proxy sends.
 ///
 /// An enum rather than a boxed trait object: the hot path (an upstream body passed
 /// through) then costs no allocation and no dynamic dispatch.
-pub enum ProxyBody {
+pub(crate) enum ProxyBody {
     /// A response the proxy made itself.
     Local(Full<Bytes>),
     /// An upstream body passed through frame by frame.
@@ -43,11 +45,49 @@ pub enum ProxyBody {
     /// its scanner would make every response ~90 bytes larger, and hyper moves responses
     /// (and their bodies) several times per request.
     Sse(Box<SseBody<UpstreamBody>>),
+    /// Any of the above, its bytes counted and the exchange recorded when hyper drops it
+    /// (finished, or the client gone): only while records are read ([`policy::recording`]).
+    Recorded(Box<Recorded>),
+}
+
+/// A response body whose exchange is recorded when it ends.
+pub(crate) struct Recorded {
+    body: ProxyBody,
+    method: http::Method,
+    path: String,
+    status: u16,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Recorded {
+    /// Wraps `resp`'s body so that the exchange started at `started` is recorded when it ends.
+    pub(crate) fn wrap(
+        resp: Response<ProxyBody>,
+        method: http::Method,
+        path: String,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let status = resp.status().as_u16();
+        resp.map(|body| ProxyBody::Recorded(Box::new(Recorded { body, method, path, status, started, bytes: 0 })))
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        policy::finished(&Record {
+            method: self.method.as_str(),
+            path: &self.path,
+            status: self.status,
+            started: self.started,
+            bytes: self.bytes,
+        });
+    }
 }
 
 impl ProxyBody {
     /// An empty local body.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         ProxyBody::Local(Full::new(Bytes::new()))
     }
 }
@@ -61,6 +101,15 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
             ProxyBody::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
             ProxyBody::Sse(sse) => Pin::new(&mut **sse).poll_frame(cx),
+            ProxyBody::Recorded(recorded) => {
+                let frame = Pin::new(&mut recorded.body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    recorded.bytes = recorded.bytes.saturating_add(data.len() as u64);
+                }
+                frame
+            }
         }
     }
 
@@ -69,6 +118,7 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => full.is_end_stream(),
             ProxyBody::Upstream(incoming) => incoming.is_end_stream(),
             ProxyBody::Sse(sse) => sse.is_end_stream(),
+            ProxyBody::Recorded(recorded) => recorded.body.is_end_stream(),
         }
     }
 
@@ -77,12 +127,13 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => full.size_hint(),
             ProxyBody::Upstream(incoming) => incoming.size_hint(),
             ProxyBody::Sse(sse) => sse.size_hint(),
+            ProxyBody::Recorded(recorded) => recorded.body.size_hint(),
         }
     }
 }
 
 /// A response with a JSON body.
-pub fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
+pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -92,7 +143,12 @@ pub fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
 /// A JSON-RPC error response. `id` is the raw JSON of the request id, echoed verbatim so
 /// that large integers survive; `None` omits the member (notifications, batches,
 /// requests the proxy could not read).
-pub fn jsonrpc_error(status: StatusCode, code: i32, message: &str, id: Option<&RawValue>) -> Response<ProxyBody> {
+pub(crate) fn jsonrpc_error(
+    status: StatusCode,
+    code: i32,
+    message: &str,
+    id: Option<&RawValue>,
+) -> Response<ProxyBody> {
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_owned());
     let body = match id {
         Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{message}}}}}"#, id.get()),
@@ -102,7 +158,7 @@ pub fn jsonrpc_error(status: StatusCode, code: i32, message: &str, id: Option<&R
 }
 
 /// A response with no body.
-pub fn empty(status: StatusCode) -> Response<ProxyBody> {
+pub(crate) fn empty(status: StatusCode) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = status;
     resp
@@ -111,7 +167,7 @@ pub fn empty(status: StatusCode) -> Response<ProxyBody> {
 /// The answer to a request refused by incoming authentication (RFC 6750 §3, RFC 9728
 /// §5.1): 401 with a challenge that points to the proxy's metadata, 400 for unusable
 /// credentials, 403 for missing scope, 503 when the IdP cannot be asked.
-pub fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: &str) -> Response<ProxyBody> {
+pub(crate) fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: &str) -> Response<ProxyBody> {
     let (status, error, description) = match rejection {
         Rejection::Missing => (StatusCode::UNAUTHORIZED, None, "this MCP server requires a bearer token"),
         Rejection::Malformed => (
@@ -157,7 +213,7 @@ pub fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: 
 }
 
 /// Adds `Retry-After` (seconds).
-pub fn with_retry_after(mut resp: Response<ProxyBody>, seconds: u32) -> Response<ProxyBody> {
+pub(crate) fn with_retry_after(mut resp: Response<ProxyBody>, seconds: u32) -> Response<ProxyBody> {
     resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     resp
 }

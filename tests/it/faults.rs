@@ -293,3 +293,44 @@ async fn upstream_connections_are_reused_unless_a_body_was_cut_short() {
     assert!(!after.contains(&stream_peer), "a connection with an unread body was reused: {after:?}");
     drop(events);
 }
+
+/// A target that sends an unrequested second response: right behind the first one, or
+/// later while its connection sits idle in the pool. Neither may answer the client's next
+/// request: the pool retires a connection with bytes it did not ask for before reusing it
+/// (both engines). The stray that arrives between the next request's write and its answer
+/// cannot be told apart in HTTP/1.1 (README, "Errors, logs and shutdown").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_responses_never_answer_a_later_request() {
+    for delay_ms in [0u64, 150] {
+        let (addr, _task) = raw_upstream(move |mut s| async move {
+            // Bounded: at most 10 requests per connection.
+            for n in 1..=10u32 {
+                if !read_head(&mut s).await {
+                    return;
+                }
+                let body = format!("ok-{n}");
+                write_raw(
+                    &mut s,
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+                )
+                .await;
+                if n == 1 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    write_raw(&mut s, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTRAY").await;
+                }
+            }
+        })
+        .await;
+        for engine in ["own", "hyper"] {
+            let thv = Thv::start_env(&format!("http://{addr}/mcp"), &[], &[("THV_HTTP1", engine)]);
+            let c = client();
+            for i in 0..3 {
+                let resp = c.post(thv.url("/mcp")).body(CALL).send().await.unwrap();
+                let body = resp.text().await.unwrap();
+                assert!(body.starts_with("ok-"), "{engine}, stray after {delay_ms} ms, request {i}: {body:?}");
+                // Let a late stray arrive while the connection is idle in the pool.
+                tokio::time::sleep(Duration::from_millis(delay_ms + 100)).await;
+            }
+        }
+    }
+}

@@ -9,14 +9,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
-use thv::cli::values::{parse_go_duration, parse_size};
-use thv::mcp::jsonrpc::request_id;
-use thv::mcp::sse::{EndpointRewrite, SseBody};
-use thv::net::{is_local_host, normalize_origin};
-use thv::oauth::challenge::{BearerChallenge, BearerError, Challenge, parse_challenges, sanitise};
-use thv::oauth::http::UrlPolicy;
-use thv::oauth::metadata::{protected_resource_urls, well_known_urls};
-use thv::outbound::discover::resource_matches;
+use thv::internals::{
+    BearerChallenge, BearerError, Challenge, EndpointRewrite, SseBody, UrlPolicy, is_local_host, normalize_origin,
+    parse_challenges, parse_go_duration, parse_size, protected_resource_urls, request_id, resource_matches, sanitise,
+    well_known_urls,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use url::Url;

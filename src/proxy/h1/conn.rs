@@ -25,7 +25,7 @@ use http::Response;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::FastPath;
 use super::body::{self, Decoder};
@@ -36,15 +36,15 @@ use super::rewind::Rewound;
 use crate::inbound::LastToken;
 use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
-use crate::proxy::forward::ForwardError;
+use crate::proxy::forward::{ForwardError, describe};
+use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
 use crate::proxy::respond::{self, ProxyBody};
-use crate::proxy::{BODY_READ_TIMEOUT, Proxy, proxy_origin_of};
 
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
 
 /// How the own path left a connection.
-pub enum Outcome {
+pub(crate) enum Outcome {
     Closed,
     /// hyper takes over; `true` when a graceful shutdown has already begun.
     Fallback(Rewound, bool),
@@ -60,10 +60,10 @@ struct Flags {
 }
 
 /// Serves `client` until it closes, or hands it to hyper.
-pub async fn serve(
+pub(crate) async fn serve(
     client: TcpStream,
     peer: SocketAddr,
-    proxy: &Proxy,
+    policy: &Policy,
     fast: &FastPath,
     deadlines: &Deadlines,
     watchdog: &mut Watchdog,
@@ -73,7 +73,7 @@ pub async fn serve(
     let conn = Conn {
         client,
         peer,
-        proxy,
+        policy,
         fast,
         deadlines,
         flags: &flags,
@@ -81,6 +81,8 @@ pub async fn serve(
         released: false,
         max_head,
         last_token: None,
+        status: 0,
+        sent: 0,
     };
     let mut run = std::pin::pin!(conn.run());
     poll_fn(|cx| {
@@ -105,7 +107,8 @@ pub async fn serve(
 struct Conn<'a> {
     client: TcpStream,
     peer: SocketAddr,
-    proxy: &'a Proxy,
+    /// Every rule: the engine asks, and keeps none of its own.
+    policy: &'a Policy,
     fast: &'a FastPath,
     deadlines: &'a Deadlines,
     flags: &'a Flags,
@@ -117,11 +120,11 @@ struct Conn<'a> {
     max_head: usize,
     /// The token this connection's last authenticated request carried (incoming auth).
     last_token: Option<LastToken>,
+    /// The current exchange's answer so far, for its record: status (0 before any) and
+    /// body bytes passed to the client.
+    status: u16,
+    sent: u64,
 }
-
-/// When a request started and its path (no query: it may carry secrets), kept only
-/// when debug logging is on.
-type Started = Option<(Instant, String)>;
 
 enum Next {
     Request(Plan),
@@ -175,12 +178,12 @@ impl Conn<'_> {
 
     /// Waits for a whole request head, and judges it.
     async fn next_request(&mut self) -> Next {
-        let s = &*self.proxy.shared;
+        let p = self.policy;
         let rules = request::Rules {
-            hosts: s.guard.allowed_hosts(),
-            max_body: s.max_body,
-            consume_authorization: s.inbound.is_some(),
-            describe_client: s.describe_client,
+            hosts: p.guard.allowed_hosts(),
+            max_body: p.max_body,
+            consume_authorization: p.inbound.is_some(),
+            describe_client: p.describe_client,
             upstream_host: &self.fast.upstream_host,
             client_ip: self.peer.ip(),
         };
@@ -213,32 +216,46 @@ impl Conn<'_> {
         }
     }
 
-    /// Serves one request; whether the connection may carry another.
+    /// Serves one request, and records it; whether the connection may carry another.
     async fn serve(&mut self, plan: &mut Plan) -> bool {
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        let started = policy::recording().then(|| {
             let target = self.buf.get(plan.target.0..plan.target.1).unwrap_or_default();
             let path = target.split(|&b| b == b'?').next().unwrap_or_default();
             (Instant::now(), String::from_utf8_lossy(path).into_owned())
         });
+        (self.status, self.sent) = (0, 0);
+        let keep = self.exchange(plan).await;
+        if let Some((started, path)) = started
+            && self.status != 0
+        {
+            let (status, bytes) = (self.status, self.sent);
+            policy::finished(&Record { method: plan.method.as_str(), path: &path, status, started, bytes });
+        }
+        keep
+    }
+
+    /// The policy's steps for one request, then the exchange with the target.
+    async fn exchange(&mut self, plan: &mut Plan) -> bool {
         if let Some(missing) = plan.end.checked_sub(self.buf.len()).filter(|&n| n > 0) {
             // Sized once from Content-Length (already within --max-request-body).
             self.buf.reserve_exact(missing);
             let read = read_until(&mut self.client, &mut self.buf, plan.end);
-            match self.deadlines.within(BODY_READ_TIMEOUT, read).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return false,
-                Err(_) => {
-                    let err = ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}"));
-                    let resp = self.proxy.rescue(&err, &[]);
-                    self.answer(resp, plan, started, true).await;
-                    return false;
-                }
+            // A body that stops is answered as on hyper's path (408), even when the client
+            // has gone and will not read it.
+            let err = match self.deadlines.within(BODY_READ_TIMEOUT, read).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(ForwardError::BodyRead(describe(&e))),
+                Err(_) => Some(ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}"))),
+            };
+            if let Some(err) = err {
+                let resp = self.policy.rescue(&err, &[]);
+                self.answer(resp, plan, true).await;
+                return false;
             }
         }
         // The whole request is in the buffer now; where it is not, the connection closes.
         let Some(body) = self.buf.get(plan.head_len..plan.end) else { return false };
-        let s = &*self.proxy.shared;
-        if let Some(inbound) = &s.inbound {
+        if let Some(inbound) = &self.policy.inbound {
             let value = match plan.authorization {
                 Some((from, to)) => match self.buf.get(from..to) {
                     Some(value) => Some(value),
@@ -249,9 +266,9 @@ impl Conn<'_> {
             match inbound.authenticator.authenticate_on_connection(value.into_iter(), &mut self.last_token).await {
                 Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
                 Err(rejection) => {
-                    let host = self.client_authority(plan);
+                    let host = self.policy.client_authority(self.client_host(plan));
                     let resp = respond::auth_rejection(rejection, &inbound.resource, host);
-                    return self.answer(resp, plan, started, false).await;
+                    return self.answer(resp, plan, false).await;
                 }
             }
         }
@@ -262,43 +279,37 @@ impl Conn<'_> {
             body
         };
         let exchange = Exchange { get: plan.method == Method::Get, close: plan.close };
-        let sent = exchange_head(self.fast, &plan.upstream_head, separate, plan.method, exchange);
+        let sent = exchange_head(self.fast, &plan.upstream_head, separate, exchange);
         let sent = match self.fast.response_timeout {
             Some(limit) => self.deadlines.within(limit, sent).await.unwrap_or(Err(ForwardError::Timeout(limit))),
             None => sent.await,
         };
         match sent {
-            Ok((upstream, received, head)) => self.relay(upstream, received, head, plan, started).await,
+            Ok((upstream, received, head)) => self.relay(upstream, received, head, plan).await,
             Err(e) => {
-                let resp = self.proxy.rescue(&e, body);
-                self.answer(resp, plan, started, false).await
+                let resp = self.policy.rescue(&e, body);
+                self.answer(resp, plan, false).await
             }
         }
     }
 
     /// Sends a response the proxy made itself.
-    async fn answer(&mut self, resp: Response<ProxyBody>, plan: &Plan, started: Started, force_close: bool) -> bool {
+    async fn answer(&mut self, resp: Response<ProxyBody>, plan: &Plan, force_close: bool) -> bool {
         let close = force_close || plan.close || self.flags.draining.load(Ordering::Relaxed);
-        let status = resp.status().as_u16();
-        let out = serialize_local(resp, close);
+        self.status = resp.status().as_u16();
+        let (out, body_len) = serialize_local(resp, close);
         let ok = self.client.write_all(&out).await.is_ok();
-        self.log(plan, started, status);
+        if ok {
+            self.sent = body_len as u64;
+        }
         ok && !close
     }
 
     /// Passes the target's response on as it arrives.
-    async fn relay(
-        &mut self,
-        mut upstream: TcpStream,
-        received: Vec<u8>,
-        head: response::Plan,
-        plan: &Plan,
-        started: Started,
-    ) -> bool {
-        let s = &*self.proxy.shared;
-        if head.bearer_challenge {
-            s.hint_remote_auth();
-        }
+    async fn relay(&mut self, mut upstream: TcpStream, received: Vec<u8>, head: response::Plan, plan: &Plan) -> bool {
+        let p = self.policy;
+        self.status = head.status;
+        p.upstream_answered(head.status, head.bearer_challenge);
         let mut out = head.head;
         let draining = self.flags.draining.load(Ordering::Relaxed);
         if draining && !plan.close {
@@ -308,11 +319,15 @@ impl Conn<'_> {
             out.extend_from_slice(b"connection: close\r\n\r\n");
         }
         let mut decoder = Decoder::new(head.framing);
-        let mut rewrite = (head.event_stream && plan.method == Method::Get)
-            .then(|| EndpointRewrite::new(s.upstream_origins.clone(), proxy_origin_of(self.client_host(plan))));
+        let stream = head.event_stream.then(|| p.event_stream(plan.method == Method::Get, self.client_host(plan)));
+        let (mut rewrite, stop) = match stream {
+            Some(stream) => (stream.rewrite, Some(stream.stop)),
+            None => (None, None),
+        };
         let mut reusable = head.reusable;
+        let mut sent = 0u64;
         let Some(tail) = received.get(head.head_len..) else { return false };
-        match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite) {
+        match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite, &mut sent) {
             Ok(used) => reusable &= used == tail.len(),
             Err(e) => return self.broke_off(&e, &[]).await,
         }
@@ -322,10 +337,8 @@ impl Conn<'_> {
                 return false;
             }
             out.clear();
-            let mut stop: Option<Pin<Box<WaitForCancellationFutureOwned>>> = head.event_stream.then(|| {
-                let token = if plan.method == Method::Get { &s.stops.listening } else { &s.stops.all };
-                Box::pin(token.clone().cancelled_owned())
-            });
+            let mut stop: Option<Pin<Box<WaitForCancellationFutureOwned>>> =
+                stop.map(|token| Box::pin(token.cancelled_owned()));
             if head.event_stream {
                 // A stream may stay open for hours: hold no buffer between events.
                 out = Vec::new();
@@ -354,7 +367,7 @@ impl Conn<'_> {
                     }
                     let mut bad = None;
                     let read = poll_read_with(&mut upstream, cx, |data| {
-                        match emit(&mut decoder, data, &mut out, head.chunked, &mut rewrite) {
+                        match emit(&mut decoder, data, &mut out, head.chunked, &mut rewrite, &mut sent) {
                             Ok(used) => reusable &= used == data.len(),
                             Err(e) => bad = Some(e),
                         }
@@ -377,6 +390,7 @@ impl Conn<'_> {
                         let start = out.len();
                         if let Some(rest) = rewrite.take().map(EndpointRewrite::into_remainder) {
                             out.extend_from_slice(&rest);
+                            sent = sent.saturating_add(rest.len() as u64);
                         }
                         if head.chunked {
                             body::frame_chunk(&mut out, start);
@@ -392,8 +406,9 @@ impl Conn<'_> {
                         if head.chunked {
                             out.extend_from_slice(body::LAST_CHUNK);
                         }
-                        let _ = self.client.write_all(&out).await;
-                        self.log(plan, started, head.status);
+                        if self.client.write_all(&out).await.is_ok() {
+                            self.sent = sent;
+                        }
                         return false;
                     }
                 }
@@ -401,6 +416,7 @@ impl Conn<'_> {
                     if self.client.write_all(&out).await.is_err() {
                         return false;
                     }
+                    self.sent = sent;
                     out.clear();
                     if head.event_stream {
                         out = Vec::new();
@@ -414,10 +430,10 @@ impl Conn<'_> {
         if !out.is_empty() && self.client.write_all(&out).await.is_err() {
             return false;
         }
+        self.sent = sent;
         if reusable {
             self.fast.pool.check_in(upstream);
         }
-        self.log(plan, started, head.status);
         !draining
     }
 
@@ -425,29 +441,15 @@ impl Conn<'_> {
     /// before (`sent_on`) and then a closed connection, so an incomplete body never looks
     /// complete. Always `false`: the connection cannot carry another request.
     async fn broke_off(&mut self, why: &(dyn std::fmt::Display + Sync), sent_on: &[u8]) -> bool {
-        warn!(upstream = %self.proxy.shared.target_display, error = %why, "the MCP server's response broke off");
+        self.policy.broke_off(why);
         if !sent_on.is_empty() {
             let _ = self.client.write_all(sent_on).await;
         }
         false
     }
 
-    /// The `host[:port]` the client used, or the listen address.
-    fn client_authority<'b>(&'b self, plan: &Plan) -> &'b str {
-        self.client_host(plan)
-            .filter(|h| !h.is_empty() && !h.contains(['/', '"', ' ', '\\']))
-            .unwrap_or(&self.proxy.shared.local_authority)
-    }
-
     fn client_host(&self, plan: &Plan) -> Option<&str> {
         self.buf.get(plan.host.0..plan.host.1).and_then(|host| std::str::from_utf8(host).ok())
-    }
-
-    /// One line per request at debug level (method, path without query, status, time).
-    fn log(&self, plan: &Plan, started: Started, status: u16) {
-        if let Some((at, path)) = started {
-            debug!(method = %plan.method.as_str(), path, status, elapsed = ?at.elapsed(), "request");
-        }
     }
 }
 
@@ -476,6 +478,7 @@ fn emit(
     out: &mut Vec<u8>,
     chunked: bool,
     rewrite: &mut Option<EndpointRewrite>,
+    sent: &mut u64,
 ) -> Result<usize, body::BodyError> {
     let start = out.len();
     let used = decoder.decode(input, out)?;
@@ -495,6 +498,8 @@ fn emit(
             out.extend_from_slice(&scan.into_remainder());
         }
     }
+    // The payload, before the proxy's own chunk framing: what the exchange's record counts.
+    *sent = sent.saturating_add(out.len().saturating_sub(start) as u64);
     if chunked {
         body::frame_chunk(out, start);
         if decoder.is_done() {

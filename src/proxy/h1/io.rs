@@ -17,10 +17,10 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::FastPath;
-use super::request::Method;
 use super::response::{self, Exchange, Parsed};
 use super::upstream::ConnectFailure;
 use crate::proxy::forward::ForwardError;
+use crate::proxy::policy;
 use crate::proxy::respond::ProxyBody;
 
 /// Reads go through a stack buffer of this size.
@@ -35,7 +35,6 @@ pub(super) async fn exchange_head(
     fast: &FastPath,
     head: &[u8],
     body: &[u8],
-    method: Method,
     exchange: Exchange,
 ) -> Result<(TcpStream, Vec<u8>, response::Plan), ForwardError> {
     // The sends after the first that dead reused connections may cost.
@@ -45,29 +44,19 @@ pub(super) async fn exchange_head(
             ConnectFailure::TimedOut => ForwardError::Timeout(fast.connect_timeout),
             ConnectFailure::Io(e) => ForwardError::Connect(crate::proxy::forward::describe(&e)),
         })?;
-        let retry = reused && !resends.is_empty();
         if let Err(e) = write_request(&mut upstream, head, body).await {
-            // Not written: the target cannot have acted on it.
-            if retry {
-                resends.next();
+            if policy::may_send_again(e.written, reused) && resends.next().is_some() {
+                debug!(error = %e.error, "a reused connection to the MCP server was dead; sending on another");
                 continue;
             }
-            return Err(ForwardError::Broken(crate::proxy::forward::describe(&e)));
+            return Err(ForwardError::Broken(crate::proxy::forward::describe(&e.error)));
         }
+        // Written: whatever happens now, it is not sent again (the target may have acted).
         let mut received = Vec::new();
         match read_response_head(&mut upstream, &mut received, exchange).await {
             Ok(plan) => return Ok((upstream, received, plan)),
-            // A reused connection the target closed while the request was on its way:
-            // sent again only when doing it twice is harmless (RFC 9112 §9.3.1.1).
-            Err(HeadError::Closed) if retry && method.idempotent() => {
-                resends.next();
-            }
             Err(HeadError::Closed) => {
                 return Err(ForwardError::Broken("connection closed before a complete response".into()));
-            }
-            Err(HeadError::Io(e)) if retry && method.idempotent() && received.is_empty() => {
-                debug!(error = %e, "a reused connection to the MCP server failed; sending again");
-                resends.next();
             }
             Err(HeadError::Io(e)) => return Err(ForwardError::Broken(crate::proxy::forward::describe(&e))),
             Err(HeadError::Invalid(why)) => return Err(ForwardError::Broken(why.to_owned())),
@@ -121,24 +110,31 @@ async fn read_response_head(
     }
 }
 
-/// Writes head and body; one system call when the body was inlined behind the head.
-async fn write_request(upstream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    if body.is_empty() {
-        return upstream.write_all(head).await;
-    }
+/// Why a request was not sent whole, and whether any of it was written.
+struct WriteFailure {
+    error: io::Error,
+    written: bool,
+}
+
+/// Writes head and body: one system call when the body was inlined behind the head, or
+/// is empty.
+async fn write_request(upstream: &mut TcpStream, head: &[u8], body: &[u8]) -> Result<(), WriteFailure> {
     // What is still to write of each.
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() || !body.is_empty() {
-        let n = upstream.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)]).await?;
+    let (mut head_left, mut body_left) = (head, body);
+    while !head_left.is_empty() || !body_left.is_empty() {
+        let written = head_left.len() < head.len();
+        let fail = |error| WriteFailure { error, written };
+        let n =
+            upstream.write_vectored(&[io::IoSlice::new(head_left), io::IoSlice::new(body_left)]).await.map_err(fail)?;
         if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+            return Err(fail(io::ErrorKind::WriteZero.into()));
         }
-        (head, body) = match head.split_at_checked(n) {
-            Some((_, rest)) => (rest, body),
+        (head_left, body_left) = match head_left.split_at_checked(n) {
+            Some((_, rest)) => (rest, body_left),
             None => {
                 // The rest of the head went, and some of the body.
-                let rest = n.checked_sub(head.len()).and_then(|into_body| body.get(into_body..));
-                (&[][..], rest.ok_or_else(|| io::Error::other("more bytes written than given"))?)
+                let rest = n.checked_sub(head_left.len()).and_then(|into_body| body_left.get(into_body..));
+                (&[][..], rest.ok_or_else(|| fail(io::Error::other("more bytes written than given")))?)
             }
         };
     }
@@ -175,8 +171,9 @@ pub(super) fn poll_read_with(
     Poll::Ready(Ok(n))
 }
 
-/// A local response on the wire: status line, its fields, length, date, body.
-pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> Vec<u8> {
+/// A local response on the wire (status line, its fields, length, date, body), and the
+/// body's length.
+pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> (Vec<u8>, usize) {
     use std::io::Write as _;
     let (parts, body) = resp.into_parts();
     let body = match body {
@@ -199,5 +196,5 @@ pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> Vec<u8>
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
-    out
+    (out, body.len())
 }

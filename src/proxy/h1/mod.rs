@@ -23,20 +23,20 @@
 
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-pub mod body;
-pub mod conn;
+pub(crate) mod body;
+pub(crate) mod conn;
 mod io;
-pub mod request;
-pub mod response;
-pub mod rewind;
-pub mod upstream;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod rewind;
+pub(crate) mod upstream;
 
 use std::time::Duration;
 
 use upstream::RawPool;
 
 /// The own path's fixed parts.
-pub struct FastPath {
+pub(crate) struct FastPath {
     pool: RawPool,
     /// The `Host` the target gets.
     upstream_host: Vec<u8>,
@@ -46,7 +46,7 @@ pub struct FastPath {
 
 impl FastPath {
     /// For `config`, when the own path applies to it.
-    pub fn for_config(config: &crate::config::Config) -> Option<FastPath> {
+    pub(crate) fn for_config(config: &crate::config::Config) -> Option<FastPath> {
         let t = &config.target;
         let applies =
             config.own_http1 && config.outbound.is_none() && t.scheme == http::uri::Scheme::HTTP && t.query.is_none();

@@ -22,7 +22,7 @@ use crate::proxy::headers;
 const MAX_HEADERS: usize = 100;
 
 /// Bodies up to this size are copied behind the head, so the target gets one write.
-pub const INLINE_BODY: usize = 64 * 1024;
+pub(crate) const INLINE_BODY: usize = 64 * 1024;
 
 /// The fixed facts a request is judged against.
 pub struct Rules<'a> {

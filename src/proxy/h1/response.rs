@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::body::{Framing, content_length};
+use super::body::{Framing, response_content_length};
 use crate::proxy::headers::HOP_BY_HOP;
 
 /// Most response header fields accepted (hyper's client default).
@@ -83,10 +83,9 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     for h in resp.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = content_length(h.value) else { return Parsed::Invalid("invalid Content-Length") };
-            if length.is_some_and(|l| l != n) {
-                return Parsed::Invalid("conflicting Content-Length");
-            }
+            let Some(n) = response_content_length(h.value, length) else {
+                return Parsed::Invalid("invalid or conflicting Content-Length");
+            };
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
@@ -205,7 +204,7 @@ thread_local! {
 }
 
 /// Appends a `date` field with the current time.
-pub fn write_date(out: &mut Vec<u8>) {
+pub(crate) fn write_date(out: &mut Vec<u8>) {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
     DATE.with_borrow_mut(|(at, line)| {

@@ -10,14 +10,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A socket with a prefix of already-read bytes.
-pub struct Rewound {
+pub(crate) struct Rewound {
     prefix: Bytes,
     io: TcpStream,
 }
 
 impl Rewound {
     /// `io` whose next bytes are `prefix`, then whatever the socket delivers.
-    pub fn new(prefix: Bytes, io: TcpStream) -> Self {
+    pub(crate) fn new(prefix: Bytes, io: TcpStream) -> Self {
         Rewound { prefix, io }
     }
 }

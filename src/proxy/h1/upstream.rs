@@ -14,7 +14,7 @@ use crate::proxy::idle::{IdleStack, spawn_reaper};
 
 /// The target's connections. Cheap to clone.
 #[derive(Clone)]
-pub struct RawPool {
+pub(crate) struct RawPool {
     shared: Arc<Shared>,
 }
 
@@ -27,14 +27,14 @@ struct Shared {
 
 /// Why no connection could be had.
 #[derive(Debug)]
-pub enum ConnectFailure {
+pub(crate) enum ConnectFailure {
     TimedOut,
     Io(io::Error),
 }
 
 impl RawPool {
     /// A pool dialling `authority`; inside a runtime it also starts the idle reaper.
-    pub fn new(authority: String, connect_timeout: Duration) -> RawPool {
+    pub(crate) fn new(authority: String, connect_timeout: Duration) -> RawPool {
         let shared = Arc::new(Shared { authority, connect_timeout, idle: IdleStack::default() });
         // Dead ones are found at checkout, where it costs no system call.
         spawn_reaper(Arc::downgrade(&shared), |s| &s.idle, |_| false);
@@ -42,7 +42,7 @@ impl RawPool {
     }
 
     /// A live idle connection (`true`: reused) or a new one.
-    pub async fn checkout(&self) -> Result<(TcpStream, bool), ConnectFailure> {
+    pub(crate) async fn checkout(&self) -> Result<(TcpStream, bool), ConnectFailure> {
         // Bounded: each turn removes an entry, and there are at most MAX_IDLE.
         loop {
             let Some(stream) = self.shared.idle.pop() else { break };
@@ -66,7 +66,7 @@ impl RawPool {
     }
 
     /// Returns a connection whose last response was read to its end.
-    pub fn check_in(&self, stream: TcpStream) {
+    pub(crate) fn check_in(&self, stream: TcpStream) {
         self.shared.idle.push(stream);
     }
 }

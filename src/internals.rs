@@ -1,8 +1,11 @@
-//! Hooks for the fuzz targets in `fuzz/` (cargo-fuzz), and for nothing else: hidden from
-//! the documentation, not part of `thv`'s interface, changed together with the targets.
+//! For the fuzz targets (`fuzz/`) and the integration tests (`tests/it/`) only; not part of
+//! `thv`'s interface: hidden from the documentation, changed together with its users.
+//!
+//! It re-exports exactly the internals they use (every other item of the crate is
+//! `pub(crate)` or private), and adds a hook of its own for the `h1_conn` target:
 //!
 //! [`OwnEngine::serve`] serves one accepted client connection the way the server's accept
-//! loop does (`server::serve_connection`): the same [`Proxy`] built from a [`Config`], the
+//! loop does (`server::serve_connection`): the same `Proxy` built from a [`Config`], the
 //! same per-connection deadlines and watchdog, the same `h1::conn::serve`. It stops where
 //! the own HTTP/1.1 path would hand the connection to hyper, and says so: the fuzz target
 //! drives the own engine's connection state machine, and hyper's side is hyper's.
@@ -18,11 +21,42 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use crate::config::Config;
 use crate::proxy::deadline::{Deadlines, Drain};
 use crate::proxy::h1::FastPath;
 use crate::proxy::h1::conn::{self, Outcome};
 use crate::proxy::{Proxy, StreamStops};
+
+pub use crate::cli::values::{parse_go_duration, parse_size};
+pub use crate::cli::{Command, Invocation};
+pub use crate::config::{Config, Environment, OutboundConfig};
+pub use crate::inbound::bearer::bearer_token;
+pub use crate::inbound::jose::Algorithm;
+pub use crate::inbound::jwks::{JwksCache, KeySet};
+pub use crate::inbound::jwt::JwtValidator;
+pub use crate::mcp::jsonrpc::request_id;
+pub use crate::mcp::sse::{EndpointRewrite, SseBody};
+pub use crate::net::{is_local_host, is_loopback_host, normalize_origin};
+pub use crate::oauth::challenge::{BearerChallenge, BearerError, Challenge, find_bearer, parse_challenges, sanitise};
+pub use crate::oauth::http::{ControlClient, UrlPolicy};
+pub use crate::oauth::metadata::{
+    AuthorizationServerMetadata, ProtectedResourceMetadata, protected_resource_urls, well_known_urls,
+};
+pub use crate::outbound::discover::resource_matches;
+
+/// The own HTTP/1.1 path's body framing (`proxy::h1::body`), for the `h1` target.
+pub mod body {
+    pub use crate::proxy::h1::body::{BodyError, Decoder, Framing, LAST_CHUNK, frame_chunk};
+}
+
+/// The own HTTP/1.1 path's request classifier (`proxy::h1::request`), for the `h1` target.
+pub mod request {
+    pub use crate::proxy::h1::request::{Classified, Rules, classify};
+}
+
+/// The own HTTP/1.1 path's response parser (`proxy::h1::response`), for the `h1` target.
+pub mod response {
+    pub use crate::proxy::h1::response::{Exchange, Parsed, parse};
+}
 
 /// The proxy service for a configuration the own path applies to. Cheap to clone.
 #[derive(Clone)]
@@ -86,7 +120,7 @@ impl OwnEngine {
         let p = &self.proxy;
         let (deadlines, mut watchdog) = Deadlines::new(p.config.header_timeout, &self.drain);
         let max_head = p.config.max_header_size;
-        match conn::serve(client, peer, &p.proxy, &self.fast, &deadlines, &mut watchdog, max_head).await {
+        match conn::serve(client, peer, p.proxy.policy(), &self.fast, &deadlines, &mut watchdog, max_head).await {
             Outcome::Closed => Served::Closed,
             Outcome::Fallback(..) => Served::HandedToHyper,
         }

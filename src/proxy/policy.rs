@@ -1,0 +1,248 @@
+//! The one request policy that both engines call — the own HTTP/1.1 path ([`super::h1`])
+//! and hyper's ([`super`]) — at the same three points:
+//!
+//! 1. **a request head is accepted**: the Host and Origin guard ([`super::guard`]), the
+//!    local routes ([`local_route`]), incoming authentication, the request's header rules
+//!    ([`super::headers`]) and outgoing credentials;
+//! 2. **a response head comes from the target**: its header rules, event-stream handling
+//!    ([`Policy::event_stream`]), the hint on the first OAuth challenge
+//!    ([`Policy::upstream_answered`]), and whether a failed send may be repeated
+//!    ([`may_send_again`]);
+//! 3. **an exchange is finished**: one [`Record`] per request, which feeds the `--debug`
+//!    line today and is where metrics and audit will read from.
+//!
+//! Failures become answers in one place, [`Policy::rescue`] (with [`super::respond`]).
+//! The engines move bytes and keep no rule of their own: where an engine needs a fact
+//! (the client's authority, which stop ends a stream), it asks [`Policy`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use http::{Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::forward::{ForwardError, Side};
+use super::guard::Guard;
+use super::respond::{self, INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
+use super::{Inbound, StreamStops};
+use crate::inbound::metadata::WELL_KNOWN;
+use crate::mcp::jsonrpc;
+use crate::mcp::sse::EndpointRewrite;
+
+/// How long a client may take to send a request body once its headers arrived. Slower
+/// uploads tie up a buffer; MCP messages are small.
+pub(crate) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The fixed facts every rule is judged against, made once at startup and shared by both
+/// engines (the own engine's explicit context: it sees nothing else of the proxy).
+pub(crate) struct Policy {
+    pub(crate) guard: Guard,
+    /// `--max-request-body`.
+    pub(crate) max_body: usize,
+    /// Whether the target may learn about the client (`X-Forwarded-*`).
+    pub(crate) describe_client: bool,
+    /// Origins of the target as a legacy SSE server might spell them.
+    upstream_origins: Vec<String>,
+    stops: StreamStops,
+    /// Incoming authentication, when configured.
+    pub(crate) inbound: Option<Inbound>,
+    /// The target as the user reads it, for messages.
+    pub(crate) target_display: String,
+    /// `host:port` the proxy listens on, for requests without a usable `Host`.
+    local_authority: String,
+    /// Whether the remote-auth hint was logged.
+    auth_hint_given: AtomicBool,
+}
+
+/// A route the proxy answers itself, never forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalRoute {
+    /// `/.well-known/oauth-protected-resource[/…]` (RFC 9728 §3).
+    ProtectedResourceMetadata,
+    /// `/health`.
+    Health,
+}
+
+/// The proxy's local route for a request path (without its query), if any.
+pub(crate) fn local_route(path: &str) -> Option<LocalRoute> {
+    if path.starts_with(WELL_KNOWN) {
+        Some(LocalRoute::ProtectedResourceMetadata)
+    } else if path == "/health" {
+        Some(LocalRoute::Health)
+    } else {
+        None
+    }
+}
+
+/// Whether a request whose send failed may be sent again on another connection: only
+/// when not a byte of it was written, so the target cannot have acted on it. A request
+/// that was written is never repeated, whatever its method: the target may have acted
+/// (RFC 9110 §9.2.2 allows repeating idempotent ones, but MCP's GET opens a stream and its
+/// DELETE ends a session, and a client can rely on seeing each request at most once).
+pub(crate) fn may_send_again(written: bool, reused: bool) -> bool {
+    !written && reused
+}
+
+/// Whether a `Content-Type` value is `text/event-stream` (any parameters, any case).
+pub(crate) fn is_event_stream(content_type: &[u8]) -> bool {
+    content_type.trim_ascii_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case(b"text/event-stream"))
+}
+
+/// What an event stream from the target gets on its way to the client.
+pub(crate) struct EventStream {
+    /// Ends the stream cleanly at shutdown: standalone GET streams when shutdown starts
+    /// (they never end on their own), answers to POSTs when the grace period is over.
+    pub(crate) stop: CancellationToken,
+    /// The legacy HTTP+SSE `endpoint` event names the proxy instead of the target (only a
+    /// GET stream can be a legacy stream).
+    pub(crate) rewrite: Option<EndpointRewrite>,
+    /// A standalone GET stream never ends on its own: any `Content-Length` goes.
+    pub(crate) drop_length: bool,
+}
+
+/// One finished exchange, as both engines report it.
+pub(crate) struct Record<'a> {
+    pub(crate) method: &'a str,
+    /// The path without its query (a query may carry secrets).
+    pub(crate) path: &'a str,
+    pub(crate) status: u16,
+    pub(crate) started: Instant,
+    /// Response body bytes passed to the client (payload, without chunk framing).
+    pub(crate) bytes: u64,
+}
+
+impl Policy {
+    /// The policy for the proxy listening at `local_authority`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        guard: Guard,
+        max_body: usize,
+        describe_client: bool,
+        upstream_origins: Vec<String>,
+        stops: StreamStops,
+        inbound: Option<Inbound>,
+        target_display: String,
+        local_authority: String,
+    ) -> Policy {
+        Policy {
+            guard,
+            max_body,
+            describe_client,
+            upstream_origins,
+            stops,
+            inbound,
+            target_display,
+            local_authority,
+            auth_hint_given: AtomicBool::new(false),
+        }
+    }
+
+    /// The `host[:port]` the client used (a `Host` the guard has parsed), or the listen
+    /// address: for the OAuth metadata and challenges that name the proxy.
+    pub(crate) fn client_authority<'a>(&'a self, host: Option<&'a str>) -> &'a str {
+        host.filter(|h| crate::net::authority_host(h).is_some()).unwrap_or(&self.local_authority)
+    }
+
+    /// The event-stream handling for a response to a GET (`is_get`) or another method,
+    /// for a client that addressed the proxy as `client_host`.
+    pub(crate) fn event_stream(&self, is_get: bool, client_host: Option<&str>) -> EventStream {
+        if is_get {
+            let origin = client_host.map(|h| format!("http://{h}")).unwrap_or_default();
+            EventStream {
+                stop: self.stops.listening.clone(),
+                rewrite: Some(EndpointRewrite::new(self.upstream_origins.clone(), origin)),
+                drop_length: true,
+            }
+        } else {
+            EventStream { stop: self.stops.all.clone(), rewrite: None, drop_length: false }
+        }
+    }
+
+    /// The target answered `status`; `bearer_challenge` says whether a 401 asked for an
+    /// OAuth bearer token. Without remote auth the proxy stays transparent and relays it;
+    /// the first time, it says once which flag would let the proxy log in. (Noticed on real
+    /// traffic rather than probed at startup: a probe would open sessions on servers that
+    /// need no login.)
+    pub(crate) fn upstream_answered(&self, status: u16, bearer_challenge: bool) {
+        if status == 401 && bearer_challenge && !self.auth_hint_given.swap(true, Ordering::Relaxed) {
+            warn!(upstream = %self.target_display, "the MCP server asks for an OAuth token: restart with --remote-auth to let the proxy log in for your clients");
+        }
+    }
+
+    /// The target's response broke off after its head: the client gets a closed
+    /// connection (each engine's own way), and the operator this line.
+    pub(crate) fn broke_off(&self, why: &dyn std::fmt::Display) {
+        warn!(upstream = %self.target_display, error = %why, "the MCP server's response broke off");
+    }
+
+    /// Turns a failure into the response the client gets, and logs it once.
+    pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8]) -> Response<ProxyBody> {
+        match err.side() {
+            Side::Upstream => {
+                warn!(upstream = %self.target_display, error = %err, "request to the MCP server failed");
+            }
+            Side::Client => debug!(error = %err, "request refused"),
+        }
+        let id = jsonrpc::request_id(body);
+        let (status, code, message) = match err {
+            ForwardError::BodyTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                format!("request body is larger than the proxy's limit of {limit} bytes (see --max-request-body)"),
+            ),
+            ForwardError::BodyRead(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string()),
+            ForwardError::BodyMalformed(_) => (StatusCode::BAD_REQUEST, INVALID_REQUEST, err.to_string()),
+            ForwardError::Timeout(_) => {
+                (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))
+            }
+            ForwardError::Connect(_) | ForwardError::Broken(_) => {
+                (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))
+            }
+        };
+        respond::jsonrpc_error(status, code, &message, id.as_deref())
+    }
+}
+
+/// An exchange is finished: one line at debug level, the same from both engines.
+pub(crate) fn finished(record: &Record<'_>) {
+    debug!(
+        method = %record.method,
+        path = record.path,
+        status = record.status,
+        elapsed = ?record.started.elapsed(),
+        bytes = record.bytes,
+        "request"
+    );
+}
+
+/// Whether finished exchanges are recorded at all: checked once per request, so that
+/// nothing is measured or copied when nobody reads the record.
+pub(crate) fn recording() -> bool {
+    tracing::enabled!(tracing::Level::DEBUG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_routes_and_streams() {
+        assert_eq!(local_route("/health"), Some(LocalRoute::Health));
+        assert_eq!(local_route("/healthz"), None);
+        assert_eq!(
+            local_route("/.well-known/oauth-protected-resource/mcp"),
+            Some(LocalRoute::ProtectedResourceMetadata)
+        );
+        assert_eq!(local_route("/mcp"), None);
+        assert!(is_event_stream(b" Text/Event-Stream; charset=utf-8"));
+        assert!(!is_event_stream(b"application/json") && !is_event_stream(b"text/event"));
+    }
+
+    #[test]
+    fn a_written_request_is_never_sent_again() {
+        assert!(may_send_again(false, true));
+        assert!(!may_send_again(true, true));
+        assert!(!may_send_again(false, false), "a fresh connection that failed is the target's answer");
+    }
+}
