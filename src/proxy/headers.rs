@@ -120,17 +120,38 @@ fn remove_where(headers: &mut HeaderMap, matches: fn(&HeaderName) -> bool) {
     }
 }
 
+/// One option of a `Connection` field (RFC 9110 §7.6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionOption<'a> {
+    Close,
+    KeepAlive,
+    /// A field that is hop-by-hop for this message.
+    Field(&'a [u8]),
+}
+
+/// The options of one `Connection` field value, empty list elements skipped: the one
+/// parser of `Connection` for both engines, requests and responses.
+pub(crate) fn connection_options(value: &[u8]) -> impl Iterator<Item = ConnectionOption<'_>> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty()).map(|token| {
+        if token.eq_ignore_ascii_case(b"close") {
+            ConnectionOption::Close
+        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+            ConnectionOption::KeepAlive
+        } else {
+            ConnectionOption::Field(token)
+        }
+    })
+}
+
 /// The field names listed in every `Connection` header line (empty, so unallocated, in
 /// the common case of only `keep-alive`/`close`).
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut listed = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim) {
-            if token.is_empty() || token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+        for option in connection_options(value.as_bytes()) {
+            if let ConnectionOption::Field(token) = option
+                && let Ok(name) = HeaderName::from_bytes(token)
+            {
                 listed.push(name);
             }
         }

@@ -327,9 +327,8 @@ impl Proxy {
         let is_event_stream =
             parts.headers.get(header::CONTENT_TYPE).is_some_and(|ct| policy::is_event_stream(ct.as_bytes()));
         let body = if is_event_stream {
-            // Tells nginx-style intermediaries in front of us not to buffer the stream
-            // (MCP 2026-07-28 Transports §Receiving Messages).
-            parts.headers.entry("x-accel-buffering").or_insert(HeaderValue::from_static("no"));
+            let (name, value) = policy::NO_BUFFERING;
+            parts.headers.entry(name).or_insert(HeaderValue::from_static(value));
             let stream = p.event_stream(is_get, client_host.and_then(|h| h.to_str().ok()));
             if stream.drop_length {
                 parts.headers.remove(header::CONTENT_LENGTH);

@@ -89,6 +89,18 @@ pub(crate) fn is_event_stream(content_type: &[u8]) -> bool {
     content_type.trim_ascii_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case(b"text/event-stream"))
 }
 
+/// Whether an event stream answering a GET (`is_get`) or another method is a standalone
+/// stream: it never ends on its own, may be a legacy HTTP+SSE stream (its `endpoint` event
+/// rewritten), loses any `Content-Length`, and ends as soon as shutdown starts. Only a
+/// GET's is (MCP Streamable HTTP: a POST's stream ends with its response).
+pub(crate) fn standalone_stream(is_get: bool) -> bool {
+    is_get
+}
+
+/// The field that tells nginx-style intermediaries in front of the proxy not to buffer an
+/// event stream (MCP 2026-07-28 Transports §Receiving Messages), added when absent.
+pub(crate) const NO_BUFFERING: (&str, &str) = ("x-accel-buffering", "no");
+
 /// What an event stream from the target gets on its way to the client.
 pub(crate) struct EventStream {
     /// Ends the stream cleanly at shutdown: standalone GET streams when shutdown starts
@@ -147,7 +159,7 @@ impl Policy {
     /// The event-stream handling for a response to a GET (`is_get`) or another method,
     /// for a client that addressed the proxy as `client_host`.
     pub(crate) fn event_stream(&self, is_get: bool, client_host: Option<&str>) -> EventStream {
-        if is_get {
+        if standalone_stream(is_get) {
             let origin = client_host.map(|h| format!("http://{h}")).unwrap_or_default();
             EventStream {
                 stop: self.stops.listening.clone(),

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use super::body;
 use crate::inbound::metadata::WELL_KNOWN;
 use crate::net;
-use crate::proxy::headers;
+use crate::proxy::headers::{self, ConnectionOption};
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -270,12 +270,11 @@ fn field(name: &str) -> Field {
 /// it would have to be removed too; such rare requests go to hyper's path.
 fn connection_close(value: &[u8]) -> Option<bool> {
     let mut close = false;
-    for token in value.split(|&b| b == b',') {
-        let token = token.trim_ascii();
-        if token.eq_ignore_ascii_case(b"close") {
-            close = true;
-        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-            return None;
+    for option in headers::connection_options(value) {
+        match option {
+            ConnectionOption::Close => close = true,
+            ConnectionOption::KeepAlive => {}
+            ConnectionOption::Field(_) => return None,
         }
     }
     Some(close)
@@ -363,6 +362,20 @@ x-forwarded-for: 127.0.0.1\r\nx-forwarded-host: localhost:8080\r\nx-forwarded-pr
 X_Forwarded_For: 6.6.6.6\r\nTransfer_Encoding: chunked\r\nX_Custom: y\r\ncontent-length: 2\r\n\r\n{}";
         let head = String::from_utf8(fast(raw, &rules(false, false)).upstream_head).unwrap();
         assert_eq!(head, "POST /mcp HTTP/1.1\r\nhost: up:9\r\nX_Custom: y\r\ncontent-length: 2\r\n\r\n");
+    }
+
+    #[test]
+    fn the_fast_field_table_follows_the_one_list() {
+        // `field` dispatches on length for speed; what it drops or refuses must be exactly
+        // what hyper's path removes (headers::HOP_BY_HOP and FORWARDING), in any case.
+        for name in headers::HOP_BY_HOP.iter().chain(&headers::FORWARDING) {
+            for spelling in [name.to_string(), name.to_ascii_uppercase()] {
+                assert!(!matches!(field(&spelling), Field::Other), "{spelling} would be forwarded");
+            }
+        }
+        for name in ["content-type", "mcp-session-id", "accept", "cookie", "x-forwarded", "forwarded-for"] {
+            assert!(matches!(field(name), Field::Other), "{name}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::body::{Framing, response_content_length};
-use crate::proxy::headers::HOP_BY_HOP;
+use crate::proxy::headers::{ConnectionOption, HOP_BY_HOP, connection_options};
+use crate::proxy::policy;
 
 /// Most response header fields accepted (hyper's client default).
 const MAX_HEADERS: usize = 100;
@@ -91,18 +92,18 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
             chunked_last = Some(last.eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                    listed.push(token);
+            for option in connection_options(h.value) {
+                match option {
+                    ConnectionOption::Close => reusable = false,
+                    ConnectionOption::KeepAlive => {}
+                    ConnectionOption::Field(name) => listed.push(name),
                 }
             }
         } else if name.eq_ignore_ascii_case("content-type") {
-            event_stream = is_event_stream(h.value);
+            event_stream = policy::is_event_stream(h.value);
         } else if name.eq_ignore_ascii_case("date") {
             has_date = true;
-        } else if name.eq_ignore_ascii_case("x-accel-buffering") {
+        } else if name.eq_ignore_ascii_case(policy::NO_BUFFERING.0) {
             has_accel = true;
         }
     }
@@ -153,7 +154,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    let standalone_stream = event_stream && exchange.get;
+    let standalone_stream = event_stream && policy::standalone_stream(exchange.get);
     let chunked = match framing {
         Framing::Empty => {
             // A 304 (or an answer to HEAD, which never comes here) may state the length
@@ -173,9 +174,11 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         }
     };
     if event_stream && !has_accel {
-        // Tells nginx-style intermediaries in front of us not to buffer the stream
-        // (MCP 2026-07-28 Transports §Receiving Messages).
-        out.extend_from_slice(b"x-accel-buffering: no\r\n");
+        let (name, value) = policy::NO_BUFFERING;
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if !has_date {
         write_date(&mut out);
@@ -191,10 +194,6 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
 /// the target spelled them.
 fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
-fn is_event_stream(value: &[u8]) -> bool {
-    value.trim_ascii_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case(b"text/event-stream"))
 }
 
 thread_local! {
