@@ -20,7 +20,6 @@ pub(crate) mod metadata;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use secrecy::{ExposeSecret, SecretSlice};
 use tracing::{info, warn};
 use url::Url;
@@ -213,9 +212,11 @@ impl Authenticator {
     }
 
     /// Authenticates a request by its headers (hyper's path).
-    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Rejection> {
-        let values = headers.get_all(http::header::AUTHORIZATION).iter().map(http::HeaderValue::as_bytes);
-        let token = bearer(values)?;
+    pub(crate) async fn authenticate<'a>(
+        &self,
+        authorization: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Arc<Identity>, Rejection> {
+        let token = bearer(authorization)?;
         self.check(token).await.map(|(identity, _)| identity)
     }
 

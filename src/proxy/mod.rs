@@ -44,7 +44,6 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 use crate::config::Config;
 use crate::inbound::Authenticator;
@@ -191,16 +190,14 @@ impl Proxy {
         peer: SocketAddr,
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
-        if let Some(inbound) = &self.shared.policy.inbound {
-            match inbound.authenticator.authenticate(req.headers()).await {
-                Ok(identity) => {
-                    debug!(subject = %identity.subject, "authenticated");
-                    req.headers_mut().remove(header::AUTHORIZATION);
-                }
-                Err(rejection) => {
-                    return respond::auth_rejection(rejection, &inbound.resource, self.client_authority(&req));
-                }
+        let p = &self.shared.policy;
+        if p.consumes_authorization() {
+            let values = req.headers().get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            if let Err(answer) = p.authenticate(values, None, host).await {
+                return answer;
             }
+            req.headers_mut().remove(header::AUTHORIZATION);
         }
         self.forward(req, peer, deadlines).await
     }

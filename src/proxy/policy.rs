@@ -26,6 +26,7 @@ use super::forward::{ForwardError, Side};
 use super::guard::Guard;
 use super::respond::{self, INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
+use crate::inbound::LastToken;
 use crate::inbound::metadata::WELL_KNOWN;
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::EndpointRewrite;
@@ -154,6 +155,38 @@ impl Policy {
     /// address: for the OAuth metadata and challenges that name the proxy.
     pub(crate) fn client_authority<'a>(&'a self, host: Option<&'a str>) -> &'a str {
         host.filter(|h| crate::net::authority_host(h).is_some()).unwrap_or(&self.local_authority)
+    }
+
+    /// Incoming authentication of a request by its `Authorization` values, when
+    /// configured: `Err` is the answer (401/403/400/503, RFC 6750 §3, RFC 9728 §5.1). On a
+    /// connection that remembers its `last` accepted token, the same token again costs one
+    /// comparison.
+    pub(crate) async fn authenticate<'a>(
+        &self,
+        authorization: impl Iterator<Item = &'a [u8]>,
+        last: Option<&mut Option<LastToken>>,
+        client_host: Option<&str>,
+    ) -> Result<(), Response<ProxyBody>> {
+        let Some(inbound) = &self.inbound else { return Ok(()) };
+        let verdict = match last {
+            Some(last) => inbound.authenticator.authenticate_on_connection(authorization, last).await,
+            None => inbound.authenticator.authenticate(authorization).await,
+        };
+        match verdict {
+            Ok(identity) => {
+                debug!(subject = %identity.subject, "authenticated");
+                Ok(())
+            }
+            Err(rejection) => {
+                Err(respond::auth_rejection(rejection, &inbound.resource, self.client_authority(client_host)))
+            }
+        }
+    }
+
+    /// Whether the client's `Authorization` is the proxy's own (incoming auth is on): it is
+    /// consumed here and never forwarded (MCP Security Best Practices §Token Passthrough).
+    pub(crate) fn consumes_authorization(&self) -> bool {
+        self.inbound.is_some()
     }
 
     /// The event-stream handling for a response to a GET (`is_get`) or another method,

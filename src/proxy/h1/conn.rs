@@ -38,7 +38,7 @@ use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::{ForwardError, describe};
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
-use crate::proxy::respond::{self, ProxyBody};
+use crate::proxy::respond::ProxyBody;
 
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
@@ -255,7 +255,7 @@ impl Conn<'_> {
         }
         // The whole request is in the buffer now; where it is not, the connection closes.
         let Some(body) = self.buf.get(plan.head_len..plan.end) else { return false };
-        if let Some(inbound) = &self.policy.inbound {
+        if self.policy.consumes_authorization() {
             let value = match plan.authorization {
                 Some((from, to)) => match self.buf.get(from..to) {
                     Some(value) => Some(value),
@@ -263,13 +263,10 @@ impl Conn<'_> {
                 },
                 None => None,
             };
-            match inbound.authenticator.authenticate_on_connection(value.into_iter(), &mut self.last_token).await {
-                Ok(identity) => debug!(subject = %identity.subject, "authenticated"),
-                Err(rejection) => {
-                    let host = self.policy.client_authority(self.client_host(plan));
-                    let resp = respond::auth_rejection(rejection, &inbound.resource, host);
-                    return self.answer(resp, plan, false).await;
-                }
+            // Fields, not `client_host`: the buffer and the token memo are borrowed apart.
+            let host = self.buf.get(plan.host.0..plan.host.1).and_then(|h| std::str::from_utf8(h).ok());
+            if let Err(answer) = self.policy.authenticate(value.into_iter(), Some(&mut self.last_token), host).await {
+                return self.answer(answer, plan, false).await;
             }
         }
         let separate = if plan.body_len <= INLINE_BODY {
