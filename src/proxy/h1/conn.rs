@@ -192,9 +192,14 @@ impl Conn<'_> {
         let mut scanned = 0;
         loop {
             if let Some(end) = head_end(&self.buf, &mut scanned) {
+                // The one point where the engine is chosen; `Why` says why hyper's is.
                 return match self.buf.get(..end).map(|head| request::classify(head, &rules)) {
                     Some(Classified::Fast(plan)) => Next::Request(plan),
-                    _ => Next::Fallback,
+                    Some(Classified::Fallback(why)) => {
+                        debug!(?why, "request left to hyper's engine");
+                        Next::Fallback
+                    }
+                    Some(Classified::Partial) | None => Next::Fallback,
                 };
             }
             // hyper answers an oversized head (431), as it always did.

@@ -14,9 +14,9 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::body;
-use crate::inbound::metadata::WELL_KNOWN;
 use crate::net;
 use crate::proxy::headers::{self, ConnectionOption};
+use crate::proxy::policy;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -90,8 +90,35 @@ pub enum Classified {
     Partial,
     /// Served here.
     Fast(Plan),
-    /// Left to hyper.
-    Fallback,
+    /// Left to hyper, which answers it as it always did.
+    Fallback(Why),
+}
+
+/// Why a request is left to hyper's engine. Each is a request the own engine would have to
+/// judge with rules it does not have (hyper's answers to malformed requests, CORS, the
+/// local routes, chunked request bodies); none is answered differently for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Not a well-formed HTTP/1.1 head (httparse refused it, another version, or a bare
+    /// LF line end, whose acceptance is hyper's call: RFC 9112 §2.2).
+    Malformed,
+    /// A method other than GET, POST and DELETE (CONNECT, OPTIONS preflights, …).
+    Method,
+    /// A request target that is not plain origin-form (absolute-form, authority-form,
+    /// unusual characters or broken percent-escapes).
+    Target,
+    /// `/health` or the RFC 9728 metadata: the proxy's own routes.
+    LocalRoute,
+    /// A field the own engine does not handle: `Transfer-Encoding` (chunked bodies),
+    /// `Expect`, `Upgrade`, `Origin` (browsers: CORS), or a `Connection` naming a field.
+    Field(&'static str),
+    /// No `Host`, two of them, or one that is malformed or names another host (400/403).
+    Host,
+    /// Two `Content-Length`s, one that is not a plain number, or two `Authorization`s
+    /// when the proxy consumes it.
+    Ambiguous,
+    /// A body larger than `--max-request-body` (413).
+    TooLarge,
 }
 
 /// Judges the head at the start of `buf`.
@@ -101,34 +128,37 @@ pub fn classify(buf: &[u8], rules: &Rules<'_>) -> Classified {
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Classified::Partial,
-        Err(_) => return Classified::Fallback,
+        Err(_) => return Classified::Fallback(Why::Malformed),
     };
-    plan(buf, head_len, &req, rules).map_or(Classified::Fallback, Classified::Fast)
+    match plan(buf, head_len, &req, rules) {
+        Ok(plan) => Classified::Fast(plan),
+        Err(why) => Classified::Fallback(why),
+    }
 }
 
-fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Rules<'_>) -> Option<Plan> {
-    // httparse takes bare LF line ends; whether to is hyper's call (RFC 9112 §2.2).
-    if req.version != Some(1) || has_bare_lf(buf.get(..head_len)?) {
-        return None;
+fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Rules<'_>) -> Result<Plan, Why> {
+    use Why::{Ambiguous, Host, Malformed};
+    if req.version != Some(1) || has_bare_lf(buf.get(..head_len).ok_or(Malformed)?) {
+        return Err(Malformed);
     }
-    let method = match req.method? {
+    let method = match req.method.ok_or(Malformed)? {
         "GET" => Method::Get,
         "POST" => Method::Post,
         "DELETE" => Method::Delete,
-        _ => return None,
+        _ => return Err(Why::Method),
     };
-    let target = req.path?;
+    let target = req.path.ok_or(Malformed)?;
     if !plain_origin_form(target.as_bytes()) {
-        return None;
+        return Err(Why::Target);
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if path == "/health" || path.starts_with(WELL_KNOWN) {
-        return None;
+    if policy::local_route(path).is_some() {
+        return Err(Why::LocalRoute);
     }
     // Where `s`, a part of the head that httparse returned, lies in `buf`.
     let span = |s: &[u8]| {
-        let from = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
-        Some((from, from.checked_add(s.len())?))
+        let from = (s.as_ptr() as usize).checked_sub(buf.as_ptr() as usize).ok_or(Malformed)?;
+        Ok::<_, Why>((from, from.checked_add(s.len()).ok_or(Malformed)?))
     };
 
     // Room for the forwarding fields; a small body gets room once its length is seen.
@@ -146,20 +176,21 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         match field(name) {
             Field::Other if headers::is_disguised(name) => continue,
             Field::Other => {}
-            Field::Refuse => return None,
+            Field::Refuse(name) => return Err(Why::Field(name)),
             Field::Drop => continue,
             Field::Host => {
                 if host.is_some() {
-                    return None;
+                    return Err(Host);
                 }
                 host = Some(h.value);
                 continue;
             }
             Field::ContentLength => {
                 if length.is_some() {
-                    return None;
+                    return Err(Ambiguous);
                 }
-                let n = usize::try_from(body::content_length(h.value)?).ok()?;
+                let n = body::content_length(h.value).ok_or(Ambiguous)?;
+                let n = usize::try_from(n).map_err(|_| Why::TooLarge)?;
                 // Read whole, a small body goes behind the head (one write to the target).
                 if n <= INLINE_BODY {
                     out.reserve(n);
@@ -168,12 +199,12 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 continue;
             }
             Field::Connection => {
-                close |= connection_close(h.value)?;
+                close |= connection_close(h.value).ok_or(Why::Field("connection"))?;
                 continue;
             }
             Field::Authorization if rules.consume_authorization => {
                 if authorization.is_some() {
-                    return None;
+                    return Err(Ambiguous);
                 }
                 authorization = Some(span(h.value)?);
                 continue;
@@ -185,19 +216,19 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    let host = host?;
+    let host = host.ok_or(Host)?;
     // A malformed or foreign Host is hyper's path to answer (400 or 403).
-    let host_name = net::authority_host(std::str::from_utf8(host).ok()?)?;
+    let host_name = std::str::from_utf8(host).ok().and_then(net::authority_host).ok_or(Host)?;
     if let Some(allowed) = rules.hosts
         && !allowed.iter().any(|a| a.eq_ignore_ascii_case(host_name))
     {
-        return None;
+        return Err(Host);
     }
     let body_len = length.unwrap_or(0);
     if body_len > rules.max_body {
-        return None;
+        return Err(Why::TooLarge);
     }
-    let end = head_len.checked_add(body_len)?;
+    let end = head_len.checked_add(body_len).ok_or(Why::TooLarge)?;
     if rules.describe_client {
         out.extend_from_slice(b"x-forwarded-for: ");
         match rules.client_ip {
@@ -215,7 +246,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         let _ = write!(out, "content-length: {body_len}\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Some(Plan {
+    Ok(Plan {
         head_len,
         body_len,
         end,
@@ -232,8 +263,8 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
 enum Field {
     /// Forwarded unchanged.
     Other,
-    /// Not the own path's to judge.
-    Refuse,
+    /// Not the own path's to judge (the field's name, for [`Why::Field`]).
+    Refuse(&'static str),
     /// Hop-by-hop or forwarding fields: not passed on.
     Drop,
     Host,
@@ -248,8 +279,9 @@ fn field(name: &str) -> Field {
     match name.len() {
         2 if is("te") => Field::Drop,
         4 if is("host") => Field::Host,
-        6 if is("expect") || is("origin") => Field::Refuse,
-        7 if is("upgrade") => Field::Refuse,
+        6 if is("expect") => Field::Refuse("expect"),
+        6 if is("origin") => Field::Refuse("origin"),
+        7 if is("upgrade") => Field::Refuse("upgrade"),
         7 if is("trailer") => Field::Drop,
         9 if is("forwarded") || is("x-real-ip") => Field::Drop,
         10 if is("connection") => Field::Connection,
@@ -258,7 +290,7 @@ fn field(name: &str) -> Field {
         14 if is("content-length") => Field::ContentLength,
         15 if is("x-forwarded-for") => Field::Drop,
         16 if is("x-forwarded-host") || is("proxy-connection") => Field::Drop,
-        17 if is("transfer-encoding") => Field::Refuse,
+        17 if is("transfer-encoding") => Field::Refuse("transfer-encoding"),
         17 if is("x-forwarded-proto") => Field::Drop,
         18 if is("proxy-authenticate") => Field::Drop,
         19 if is("proxy-authorization") => Field::Drop,
@@ -387,48 +419,68 @@ X_Forwarded_For: 6.6.6.6\r\nTransfer_Encoding: chunked\r\nX_Custom: y\r\ncontent
     }
 
     #[test]
-    fn unusual_requests_are_left_to_hyper() {
+    fn unusual_requests_are_left_to_hyper_with_their_reason() {
         let r = rules(false, false);
-        for raw in [
-            &b"GET /mcp HTTP/1.0\r\nhost: localhost\r\n\r\n"[..],
-            b"PUT /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"OPTIONS /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"CONNECT localhost:1 HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET http://localhost/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /health?x HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /a%zz HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /a%2 HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /a\"b HTTP/1.1\r\nhost: localhost\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: evil.example\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: [::1]@evil.example\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: [::1]:1:80\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost\r\n\r\n",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: +2\r\n\r\n{}",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2, 2\r\n\r\n{}",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1001\r\n\r\n",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n",
-            b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nconnection: x-secret\r\nx-secret: 1\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nx-folded: a\r\n b\r\n\r\n",
-            b"GET /mcp HTTP/1.1\r\nhost : localhost\r\n\r\n",
-            b"GET /mcp HTTP/1.1\nhost: localhost\n\n\x00",
-            b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nbad\rheader: 1\r\n\r\n",
+        for (raw, why) in [
+            (&b"GET /mcp HTTP/1.0\r\nhost: localhost\r\n\r\n"[..], Why::Malformed),
+            (&b"PUT /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Method),
+            (&b"OPTIONS /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Method),
+            (&b"CONNECT localhost:1 HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Method),
+            (&b"GET http://localhost/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Target),
+            (&b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::LocalRoute),
+            (&b"GET /health?x HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::LocalRoute),
+            (
+                &b"GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nhost: localhost\r\n\r\n"[..],
+                Why::LocalRoute,
+            ),
+            (&b"GET /a%zz HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Target),
+            (&b"GET /a%2 HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Target),
+            (&b"GET /a\"b HTTP/1.1\r\nhost: localhost\r\n\r\n"[..], Why::Target),
+            (&b"GET /mcp HTTP/1.1\r\n\r\n"[..], Why::Host),
+            (&b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nhost: localhost\r\n\r\n"[..], Why::Host),
+            (&b"GET /mcp HTTP/1.1\r\nhost: evil.example\r\n\r\n"[..], Why::Host),
+            (&b"GET /mcp HTTP/1.1\r\nhost: [::1]@evil.example\r\n\r\n"[..], Why::Host),
+            (&b"GET /mcp HTTP/1.1\r\nhost: [::1]:1:80\r\n\r\n"[..], Why::Host),
+            (&b"GET /mcp HTTP/1.1\r\nhost: localhost\r\norigin: http://localhost\r\n\r\n"[..], Why::Field("origin")),
+            (
+                &b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}"[..],
+                Why::Ambiguous,
+            ),
+            (&b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: +2\r\n\r\n{}"[..], Why::Ambiguous),
+            (&b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2, 2\r\n\r\n{}"[..], Why::Ambiguous),
+            (&b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1001\r\n\r\n"[..], Why::TooLarge),
+            (
+                &b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+                Why::Field("transfer-encoding"),
+            ),
+            (
+                &b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n"[..],
+                Why::Field("transfer-encoding"),
+            ),
+            (
+                &b"POST /mcp HTTP/1.1\r\nhost: localhost\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n"[..],
+                Why::Field("expect"),
+            ),
+            (
+                &b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"[..],
+                Why::Field("upgrade"),
+            ),
+            (
+                &b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nconnection: x-secret\r\nx-secret: 1\r\n\r\n"[..],
+                Why::Field("connection"),
+            ),
+            (&b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nx-folded: a\r\n b\r\n\r\n"[..], Why::Malformed),
+            (&b"GET /mcp HTTP/1.1\r\nhost : localhost\r\n\r\n"[..], Why::Malformed),
+            (&b"GET /mcp HTTP/1.1\nhost: localhost\n\n\x00"[..], Why::Malformed),
+            (&b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nbad\rheader: 1\r\n\r\n"[..], Why::Malformed),
         ] {
-            assert!(
-                matches!(classify(raw, &r), Classified::Fallback),
-                "served on the own path: {:?}",
-                String::from_utf8_lossy(raw)
-            );
+            match classify(raw, &r) {
+                Classified::Fallback(got) => assert_eq!(got, why, "{:?}", String::from_utf8_lossy(raw)),
+                other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+            }
         }
         let two_auth = b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nauthorization: a\r\nauthorization: b\r\n\r\n";
-        assert!(matches!(classify(two_auth, &rules(true, false)), Classified::Fallback));
+        assert!(matches!(classify(two_auth, &rules(true, false)), Classified::Fallback(Why::Ambiguous)));
     }
 
     #[test]
