@@ -136,7 +136,7 @@ impl Authenticator {
     /// values accepted as "this resource".
     pub(crate) async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
         let client = ControlClient::new(config.ca_bundle.as_deref())
-            .map_err(|problem| StartupError { flag: "--oidc-ca-bundle", problem })?;
+            .map_err(|why| StartupError { flag: "--oidc-ca-bundle", problem: format!("the CA bundle {why}") })?;
         let policy = UrlPolicy { allow_insecure: config.allow_insecure, block_internal: false };
         for url in [
             config.issuer.as_deref(),

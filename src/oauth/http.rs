@@ -141,20 +141,31 @@ pub struct ControlClient {
     client: reqwest::Client,
 }
 
+/// Why the control-plane client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error("is not a PEM certificate bundle ({0})")]
+    NotPem(#[source] reqwest::Error),
+    #[error("contains no certificates")]
+    NoCertificates,
+    #[error("cannot set up TLS ({0})")]
+    Tls(#[source] reqwest::Error),
+}
+
 impl ControlClient {
     /// Builds the client; `extra_roots` is a PEM bundle of additional trusted CAs.
-    pub fn new(extra_roots: Option<&[u8]>) -> Result<ControlClient, String> {
+    pub fn new(extra_roots: Option<&[u8]>) -> Result<ControlClient, ClientSetupError> {
         Self::build(extra_roots, false)
     }
 
     /// A client for URLs named by a remote server: names that resolve to loopback,
     /// private or link-local addresses are refused at connect time, which also defeats
     /// DNS names pointing inside (RFC 9728 §7.7).
-    pub(crate) fn untrusted() -> Result<ControlClient, String> {
+    pub(crate) fn untrusted() -> Result<ControlClient, ClientSetupError> {
         Self::build(None, true)
     }
 
-    fn build(extra_roots: Option<&[u8]>, block_internal: bool) -> Result<ControlClient, String> {
+    fn build(extra_roots: Option<&[u8]>, block_internal: bool) -> Result<ControlClient, ClientSetupError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(REQUEST_TIMEOUT)
@@ -164,17 +175,16 @@ impl ControlClient {
             // IdP: a stray HTTPS_PROXY must not see introspected tokens.
             .no_proxy();
         if let Some(pem) = extra_roots {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("not a PEM certificate bundle ({e})"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(ClientSetupError::NotPem)?;
             if certs.is_empty() {
-                return Err("contains no certificates".to_owned());
+                return Err(ClientSetupError::NoCertificates);
             }
             builder = builder.tls_certs_merge(certs);
         }
         if block_internal {
             builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
         }
-        let client = builder.build().map_err(|e| format!("cannot set up TLS ({e})"))?;
+        let client = builder.build().map_err(ClientSetupError::Tls)?;
         Ok(ControlClient { client })
     }
 

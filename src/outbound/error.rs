@@ -18,8 +18,8 @@ pub enum OutboundSetupError {
     #[error("the target URL cannot be used for the login ({0})")]
     TargetUrl(#[from] url::ParseError),
     /// The HTTP client for discovery and the token endpoint cannot be built.
-    #[error("{0}")]
-    HttpClient(String),
+    #[error("the HTTP client for the login {0}")]
+    HttpClient(#[from] crate::oauth::http::ClientSetupError),
 }
 
 /// Why a login failed.

@@ -132,8 +132,7 @@ impl Outbound {
                     ControlClient::untrusted()
                 } else {
                     ControlClient::new(None)
-                }
-                .map_err(OutboundSetupError::HttpClient)?;
+                }?;
                 Inner::OAuth(Box::new(OAuth {
                     http,
                     policy,
