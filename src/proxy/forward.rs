@@ -17,6 +17,7 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::deadline::Deadlines;
+use super::policy;
 use super::pool::{Pool, UpstreamBody};
 use crate::config::Target;
 
@@ -51,9 +52,71 @@ pub(crate) enum ForwardError {
     /// The target did not answer in time.
     #[error("the MCP server did not answer within {0:?}")]
     Timeout(Duration),
-    /// The connection failed after it was made (reset, closed early, garbage).
-    #[error("the MCP server closed the connection or answered invalid HTTP: {0}")]
-    Broken(String),
+    /// The connection failed after it was made: said in the same words by both engines
+    /// (the client reads `how`; `detail`, the engine's own wording, goes to the log).
+    #[error("the MCP server {how}")]
+    Broken { how: Broke, detail: String },
+}
+
+/// How a target's connection failed once made: one vocabulary for both engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Broke {
+    ClosedEarly,
+    Reset,
+    InvalidResponse,
+    /// A `101 Switching Protocols`: the client's `Upgrade` is never forwarded (hop-by-hop),
+    /// so none is ever asked for, and relaying one would announce a tunnel that does not
+    /// exist.
+    Upgrade,
+    Failed,
+}
+
+impl std::fmt::Display for Broke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Broke::ClosedEarly => "closed the connection before a complete response",
+            Broke::Reset => "reset the connection",
+            Broke::InvalidResponse => "answered invalid HTTP",
+            Broke::Upgrade => "answered 101 Switching Protocols, which nobody asked for",
+            Broke::Failed => "connection failed",
+        })
+    }
+}
+
+impl ForwardError {
+    /// A failure of the target's connection, classified from an I/O error.
+    pub(crate) fn broken_io(err: &io::Error) -> ForwardError {
+        let how = match err.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Broke::Reset,
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => Broke::ClosedEarly,
+            _ => Broke::Failed,
+        };
+        ForwardError::Broken { how, detail: describe(err) }
+    }
+
+    /// A failure of the target's connection as hyper's client reports it.
+    fn broken_hyper(err: &hyper::Error) -> ForwardError {
+        let how = if err.is_incomplete_message() {
+            Broke::ClosedEarly
+        } else if err.is_parse() || err.is_parse_status() {
+            Broke::InvalidResponse
+        } else {
+            match io_kind(err) {
+                Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => Broke::Reset,
+                Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe) => Broke::ClosedEarly,
+                _ => Broke::Failed,
+            }
+        };
+        ForwardError::Broken { how, detail: describe(err) }
+    }
+
+    /// The engine's own wording of a failure, for the log: more than the client is told.
+    pub(crate) fn detail(&self) -> Option<&str> {
+        match self {
+            ForwardError::Broken { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
 }
 
 impl ForwardError {
@@ -63,7 +126,7 @@ impl ForwardError {
             ForwardError::BodyTooLarge { .. } | ForwardError::BodyRead(_) | ForwardError::BodyMalformed(_) => {
                 Side::Client
             }
-            ForwardError::Connect(_) | ForwardError::Timeout(_) | ForwardError::Broken(_) => Side::Upstream,
+            ForwardError::Connect(_) | ForwardError::Timeout(_) | ForwardError::Broken { .. } => Side::Upstream,
         }
     }
 }
@@ -165,21 +228,19 @@ impl Upstream {
         loop {
             let mut conn = self.pool.checkout().await.map_err(|e| self.classify_connect(&*e))?;
             let mut failed = match conn.sender.try_send_request(req).await {
-                // The client's Upgrade is never forwarded (hop-by-hop), so no 101 is ever
-                // asked for: relaying one would announce a tunnel that does not exist.
                 Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                    return Err(ForwardError::Broken(UNREQUESTED_UPGRADE.to_owned()));
+                    return Err(ForwardError::Broken { how: Broke::Upgrade, detail: "101".to_owned() });
                 }
                 Ok(resp) => return Ok(resp.map(|body| self.pool.body(body, conn.sender))),
                 Err(failed) => failed,
             };
+            // hyper hands the request back only when not a byte of it was written.
             match failed.take_message() {
-                // Not a byte of it was written: safe to send again, on another connection.
-                Some(unsent) if conn.reused && attempt < MAX_ATTEMPTS => {
+                Some(unsent) if policy::may_send_again(false, conn.reused) && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
                     req = unsent;
                 }
-                _ => return Err(ForwardError::Broken(describe(&failed.into_error()))),
+                _ => return Err(ForwardError::broken_hyper(&failed.into_error())),
             }
         }
     }
@@ -191,9 +252,6 @@ impl Upstream {
         }
     }
 }
-
-/// Why a target's `101 Switching Protocols` is refused (502), on both engines.
-pub(crate) const UNREQUESTED_UPGRADE: &str = "an upgrade nobody asked for";
 
 /// What a failure while reading the client's body means: the client broke the body's
 /// framing (hyper reports a bad chunk as invalid input or data), or the body stopped.

@@ -225,7 +225,8 @@ impl Policy {
     pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8]) -> Response<ProxyBody> {
         match err.side() {
             Side::Upstream => {
-                warn!(upstream = %self.target_display, error = %err, "request to the MCP server failed");
+                let detail = err.detail().unwrap_or_default();
+                warn!(upstream = %self.target_display, error = %err, detail, "request to the MCP server failed");
             }
             Side::Client => debug!(error = %err, "request refused"),
         }
@@ -241,7 +242,7 @@ impl Policy {
             ForwardError::Timeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))
             }
-            ForwardError::Connect(_) | ForwardError::Broken(_) => {
+            ForwardError::Connect(_) | ForwardError::Broken { .. } => {
                 (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))
             }
         };

@@ -338,6 +338,7 @@ impl Conn<'_> {
             if self.client.write_all(&out).await.is_err() {
                 return false;
             }
+            self.sent = sent;
             out.clear();
             let mut stop: Option<Pin<Box<WaitForCancellationFutureOwned>>> =
                 stop.map(|token| Box::pin(token.cancelled_owned()));

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::FastPath;
 use super::response::{self, Exchange, Parsed};
 use super::upstream::ConnectFailure;
-use crate::proxy::forward::ForwardError;
+use crate::proxy::forward::{Broke, ForwardError};
 use crate::proxy::policy;
 use crate::proxy::respond::ProxyBody;
 
@@ -49,17 +49,20 @@ pub(super) async fn exchange_head(
                 debug!(error = %e.error, "a reused connection to the MCP server was dead; sending on another");
                 continue;
             }
-            return Err(ForwardError::Broken(crate::proxy::forward::describe(&e.error)));
+            return Err(ForwardError::broken_io(&e.error));
         }
         // Written: whatever happens now, it is not sent again (the target may have acted).
         let mut received = Vec::new();
         match read_response_head(&mut upstream, &mut received, exchange).await {
             Ok(plan) => return Ok((upstream, received, plan)),
             Err(HeadError::Closed) => {
-                return Err(ForwardError::Broken("connection closed before a complete response".into()));
+                return Err(ForwardError::Broken {
+                    how: Broke::ClosedEarly,
+                    detail: "closed before any answer".into(),
+                });
             }
-            Err(HeadError::Io(e)) => return Err(ForwardError::Broken(crate::proxy::forward::describe(&e))),
-            Err(HeadError::Invalid(why)) => return Err(ForwardError::Broken(why.to_owned())),
+            Err(HeadError::Io(e)) => return Err(ForwardError::broken_io(&e)),
+            Err(HeadError::Invalid(how, why)) => return Err(ForwardError::Broken { how, detail: why.to_owned() }),
         }
     }
 }
@@ -68,7 +71,7 @@ enum HeadError {
     /// Closed before a byte of the response.
     Closed,
     Io(io::Error),
-    Invalid(&'static str),
+    Invalid(Broke, &'static str),
 }
 
 async fn read_response_head(
@@ -85,26 +88,27 @@ async fn read_response_head(
             return Err(if received.is_empty() {
                 HeadError::Closed
             } else {
-                HeadError::Invalid("connection closed before a complete response")
+                HeadError::Invalid(Broke::ClosedEarly, "closed in the middle of the response head")
             });
         }
         loop {
             match response::parse(received, exchange) {
                 Parsed::Complete(plan) => return Ok(plan),
                 Parsed::Partial if received.len() > MAX_RESPONSE_HEAD => {
-                    return Err(HeadError::Invalid("response head too large"));
+                    return Err(HeadError::Invalid(Broke::InvalidResponse, "response head too large"));
                 }
                 Parsed::Partial => break,
                 Parsed::Informational(len) => {
                     if len > received.len() {
-                        return Err(HeadError::Invalid("interim response past the bytes read"));
+                        return Err(HeadError::Invalid(Broke::InvalidResponse, "interim response past the bytes read"));
                     }
                     received.drain(..len);
                     if received.is_empty() {
                         break;
                     }
                 }
-                Parsed::Invalid(why) => return Err(HeadError::Invalid(why)),
+                Parsed::Invalid(why) => return Err(HeadError::Invalid(Broke::InvalidResponse, why)),
+                Parsed::Upgrade => return Err(HeadError::Invalid(Broke::Upgrade, "101")),
             }
         }
     }

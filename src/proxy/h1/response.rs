@@ -51,6 +51,8 @@ pub enum Parsed {
     /// An interim 1xx response of this many bytes, skipped (hyper's client does too).
     Informational(usize),
     Complete(Plan),
+    /// `101 Switching Protocols`, which the proxy never asks for (502 on both engines).
+    Upgrade,
     Invalid(&'static str),
 }
 
@@ -70,7 +72,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         // and hyper's path refuses the others too (found by fuzzing: "002" was written
         // on as the invalid status line "HTTP/1.1 2").
         0..=99 => return Parsed::Invalid("invalid status code"),
-        101 => return Parsed::Invalid(crate::proxy::forward::UNREQUESTED_UPGRADE),
+        101 => return Parsed::Upgrade,
         100..=199 => return Parsed::Informational(head_len),
         _ => {}
     }
@@ -282,7 +284,7 @@ Mcp-Session-Id: s\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n
     #[test]
     fn interim_and_broken_heads() {
         assert!(matches!(parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", POST), Parsed::Informational(25)));
-        assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", POST), Parsed::Invalid(_)));
+        assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", POST), Parsed::Upgrade));
         assert!(matches!(parse(b"HTTP/1.1 200 OK\r\ncontent-le", POST), Parsed::Partial));
         assert!(matches!(parse(b"garbage\r\n\r\n", POST), Parsed::Invalid(_)));
         assert!(matches!(parse(b"HTTP/1.1 002 OK\r\n\r\n", POST), Parsed::Invalid(_)));
