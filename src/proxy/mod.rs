@@ -113,6 +113,7 @@ impl Proxy {
         let policy = Policy::new(
             guard,
             config.max_request_body,
+            config.max_header_size,
             config.target.is_local,
             upstream_origins(config),
             stops,
@@ -161,6 +162,14 @@ impl Proxy {
     /// The policy's steps in order, for hyper's path.
     async fn answer(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
         let p = &self.shared.policy;
+        if policy::head_too_large(&req, p.max_head) {
+            return respond::jsonrpc_error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                INVALID_REQUEST,
+                "request head is larger than the proxy's limit (see --max-header-size)",
+                None,
+            );
+        }
         if let Some(refusal) = p.guard.check_host(&req) {
             return refusal;
         }

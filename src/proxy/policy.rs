@@ -41,6 +41,8 @@ pub(crate) struct Policy {
     pub(crate) guard: Guard,
     /// `--max-request-body`.
     pub(crate) max_body: usize,
+    /// `--max-header-size`.
+    pub(crate) max_head: usize,
     /// Whether the target may learn about the client (`X-Forwarded-*`).
     pub(crate) describe_client: bool,
     /// Origins of the target as a legacy SSE server might spell them.
@@ -74,6 +76,19 @@ pub(crate) fn local_route(path: &str) -> Option<LocalRoute> {
     } else {
         None
     }
+}
+
+/// Whether a request head is larger than `--max-header-size`: the own engine counts its
+/// bytes as they arrive; hyper's reads in chunks and lets heads of up to about twice its
+/// buffer limit through, so its requests are measured here, field by field as they were
+/// sent (`name: value` and a line end each, the request line, the empty line).
+pub(crate) fn head_too_large<B>(req: &http::Request<B>, max: usize) -> bool {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len() + uri.scheme_str().map_or(0, |s| s.len() + 3));
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    line + fields + 2 > max
 }
 
 /// Whether a request whose send failed may be sent again on another connection: only
@@ -131,6 +146,7 @@ impl Policy {
     pub(crate) fn new(
         guard: Guard,
         max_body: usize,
+        max_head: usize,
         describe_client: bool,
         upstream_origins: Vec<String>,
         stops: StreamStops,
@@ -141,6 +157,7 @@ impl Policy {
         Policy {
             guard,
             max_body,
+            max_head,
             describe_client,
             upstream_origins,
             stops,
@@ -283,6 +300,15 @@ mod tests {
         assert_eq!(local_route("/mcp"), None);
         assert!(is_event_stream(b" Text/Event-Stream; charset=utf-8"));
         assert!(!is_event_stream(b"application/json") && !is_event_stream(b"text/event"));
+    }
+
+    #[test]
+    fn heads_are_measured_as_sent() {
+        let req = http::Request::builder().uri("/mcp?x=1").header("host", "127.0.0.1:8080").body(()).unwrap();
+        // "GET /mcp?x=1 HTTP/1.1\r\n" + "host: 127.0.0.1:8080\r\n" + "\r\n"
+        let exact = "GET /mcp?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n\r\n".len();
+        assert!(!head_too_large(&req, exact));
+        assert!(head_too_large(&req, exact - 1));
     }
 
     #[test]
