@@ -312,6 +312,7 @@ fn answer_panics(handler: impl Future<Output = Response<ProxyBody>>) -> impl Fut
                 "internal error in the proxy",
                 None,
             )
+            .into_response()
         })
     })
 }
@@ -355,7 +356,7 @@ mod tests {
             let service = service_fn(|req: Request<Incoming>| async move {
                 let handler = async move {
                     assert_ne!(req.uri().path(), "/boom", "a bug in a handler");
-                    respond::json(StatusCode::OK, r#"{"ok":true}"#.to_owned())
+                    respond::json(StatusCode::OK, r#"{"ok":true}"#.to_owned()).into_response()
                 };
                 Ok::<_, Infallible>(answer_panics(handler).await)
             });

@@ -11,10 +11,10 @@
 //!   clients (e.g. MCP Inspector) work; ToolHive forwards them upstream (ToolHive #4297).
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 
 use crate::net::{authority_host, bracket_ipv6, host_part, normalize_origin};
-use crate::proxy::respond::{self, INVALID_REQUEST, ProxyBody};
+use crate::proxy::respond::{self, INVALID_REQUEST, Local};
 
 /// Request headers a browser MCP client may send (Fetch §CORS protocol).
 const ALLOW_HEADERS: &str =
@@ -48,7 +48,7 @@ pub(crate) enum Verdict {
     Proceed(Option<HeaderValue>),
     /// Answer with this response and stop (boxed: refusals are rare, and the common
     /// `Proceed` stays small).
-    Answer(Box<Response<ProxyBody>>),
+    Answer(Box<Local>),
 }
 
 impl Guard {
@@ -82,7 +82,7 @@ impl Guard {
 
     /// The request's addressing, then the DNS-rebinding check: `Some(refusal)` for a
     /// malformed `Host` or request target (400, RFC 9112 §3.2, §3.2.3) or a foreign one (403).
-    pub(crate) fn check_host<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
+    pub(crate) fn check_host<B>(&self, req: &Request<B>) -> Option<Local> {
         let message = match self.host_verdict(req) {
             HostVerdict::Ours => return None,
             HostVerdict::Malformed(why) => {
@@ -167,7 +167,7 @@ pub(crate) fn add_cors(headers: &mut HeaderMap, origin: HeaderValue) {
 
 /// The answer to a CORS preflight from an allowed origin. Any `Mcp-Param-*` header the
 /// browser asks for is allowed too (MCP 2026-07-28 §Request Metadata).
-fn preflight(origin: &HeaderValue, req_headers: &HeaderMap) -> Response<ProxyBody> {
+fn preflight(origin: &HeaderValue, req_headers: &HeaderMap) -> Local {
     let mut resp = respond::empty(StatusCode::NO_CONTENT);
     let h = resp.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());

@@ -56,7 +56,7 @@ use forward::{ForwardError, Upstream};
 use guard::{Guard, Verdict};
 use policy::{BODY_READ_TIMEOUT, LocalRoute, Policy};
 use pool::UpstreamBody;
-use respond::{INVALID_REQUEST, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
+use respond::{INVALID_REQUEST, Local, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
 /// How long `/health` waits for a TCP connection to the target.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -168,21 +168,22 @@ impl Proxy {
                 INVALID_REQUEST,
                 "request head is larger than the proxy's limit (see --max-header-size)",
                 None,
-            );
+            )
+            .into();
         }
         if let Some(refusal) = p.guard.check_host(&req) {
-            return refusal;
+            return refusal.into();
         }
         let route = policy::local_route(req.uri().path());
         if route == Some(LocalRoute::ProtectedResourceMetadata) {
-            return self.protected_resource_metadata(&req);
+            return self.protected_resource_metadata(&req).into();
         }
         let cors = match p.guard.check_origin(&req) {
             Verdict::Proceed(cors) => cors,
-            Verdict::Answer(resp) => return *resp,
+            Verdict::Answer(resp) => return (*resp).into(),
         };
         let mut resp = if route == Some(LocalRoute::Health) {
-            self.health(req.method()).await
+            self.health(req.method()).await.into()
         } else {
             self.authenticate_and_forward(req, peer, deadlines).await
         };
@@ -204,7 +205,7 @@ impl Proxy {
             let values = req.headers().get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
             let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
             if let Err(answer) = p.authenticate(values, None, host).await {
-                return answer;
+                return answer.into();
             }
             req.headers_mut().remove(header::AUTHORIZATION);
         }
@@ -213,7 +214,7 @@ impl Proxy {
 
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
     /// any origin may read it (CORS `*`), and it needs no token.
-    fn protected_resource_metadata<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
+    fn protected_resource_metadata<B>(&self, req: &Request<B>) -> Local {
         let Some(inbound) = self.shared.policy.inbound.as_ref().filter(|i| i.resource.serves(req.uri().path())) else {
             return respond::json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned());
         };
@@ -250,12 +251,12 @@ impl Proxy {
                 "CONNECT is not supported by this proxy",
                 None,
             );
-            return resp;
+            return resp.into();
         }
         let p = &s.policy;
         let body = match read_body(body, p.max_body, deadlines).await {
             Ok(body) => body,
-            Err(e) => return p.rescue(&e, &[]),
+            Err(e) => return p.rescue(&e, &[]).into(),
         };
         // The target's Host replaces the client's (which is kept for X-Forwarded-Host and
         // the legacy endpoint rewrite): a client can never choose the upstream virtual host.
@@ -284,7 +285,7 @@ impl Proxy {
                     }
                     self.relay(resp, is_get, client_host.as_ref())
                 }
-                Err(e) => p.rescue(&e, &body),
+                Err(e) => p.rescue(&e, &body).into(),
             };
         };
         // The proxy authenticates to the target itself: whatever credentials the client
@@ -311,8 +312,8 @@ impl Proxy {
         let upstream = &self.shared.upstream;
         match outbound.send(parts, body.clone(), |req| upstream.send(req, deadlines)).await {
             Ok(resp) => self.relay(resp, is_get, client_host),
-            Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body),
-            Err(SendError::Unavailable(why)) => login_unavailable(&why, &body),
+            Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body).into(),
+            Err(SendError::Unavailable(why)) => login_unavailable(&why, &body).into(),
         }
     }
 
@@ -347,7 +348,7 @@ impl Proxy {
     }
 
     /// `GET /health`: the proxy's own state and whether the target accepts connections.
-    async fn health(&self, method: &Method) -> Response<ProxyBody> {
+    async fn health(&self, method: &Method) -> Local {
         if method != Method::GET && method != Method::HEAD {
             let mut resp = respond::empty(StatusCode::METHOD_NOT_ALLOWED);
             resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -372,7 +373,7 @@ impl Proxy {
 
 /// 503 while the proxy has no token for the target: MCP clients retry later rather than
 /// starting an OAuth flow of their own against the target (ToolHive's reasoning too).
-fn login_unavailable(why: &Unavailable, body: &[u8]) -> Response<ProxyBody> {
+fn login_unavailable(why: &Unavailable, body: &[u8]) -> Local {
     let message = match why {
         Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL is in the proxy's log) and retry".to_owned(),
         Unavailable::Failed(reason) => format!("the proxy could not log in to the MCP server ({reason}); it will try again on a later request"),

@@ -18,13 +18,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use http::{Response, StatusCode};
+use http::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::forward::{ForwardError, Side};
 use super::guard::Guard;
-use super::respond::{self, INVALID_REQUEST, ProxyBody, UPSTREAM_UNAVAILABLE};
+use super::respond::{self, INVALID_REQUEST, Local, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
 use crate::inbound::LastToken;
 use crate::inbound::metadata::WELL_KNOWN;
@@ -183,7 +183,7 @@ impl Policy {
         authorization: impl Iterator<Item = &'a [u8]>,
         last: Option<&mut Option<LastToken>>,
         client_host: Option<&str>,
-    ) -> Result<(), Response<ProxyBody>> {
+    ) -> Result<(), Local> {
         let Some(inbound) = &self.inbound else { return Ok(()) };
         let verdict = match last {
             Some(last) => inbound.authenticator.authenticate_on_connection(authorization, last).await,
@@ -239,7 +239,7 @@ impl Policy {
     }
 
     /// Turns a failure into the response the client gets, and logs it once.
-    pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8]) -> Response<ProxyBody> {
+    pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8]) -> Local {
         match err.side() {
             Side::Upstream => {
                 let detail = err.detail().unwrap_or_default();

@@ -85,13 +85,6 @@ impl Drop for Recorded {
     }
 }
 
-impl ProxyBody {
-    /// An empty local body.
-    pub(crate) fn empty() -> Self {
-        ProxyBody::Local(Full::new(Bytes::new()))
-    }
-}
-
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -132,10 +125,49 @@ impl Body for ProxyBody {
     }
 }
 
+/// An answer the proxy makes itself, whole: the one local-answer type of both engines.
+/// hyper's renders it as a response ([`Local::into_response`]); the own engine writes it
+/// on the wire itself (`h1::io::serialize_local`).
+pub(crate) struct Local(Response<Bytes>);
+
+impl Local {
+    fn new(status: StatusCode, body: Bytes) -> Local {
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        Local(resp)
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    pub(crate) fn headers(&self) -> &http::HeaderMap {
+        self.0.headers()
+    }
+
+    pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        self.0.headers_mut()
+    }
+
+    pub(crate) fn body(&self) -> &Bytes {
+        self.0.body()
+    }
+
+    /// As hyper's engine sends it.
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        self.0.map(|body| ProxyBody::Local(Full::new(body)))
+    }
+}
+
+impl From<Local> for Response<ProxyBody> {
+    fn from(local: Local) -> Self {
+        local.into_response()
+    }
+}
+
 /// A response with a JSON body.
-pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::Local(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
+pub(crate) fn json(status: StatusCode, body: String) -> Local {
+    let mut resp = Local::new(status, Bytes::from(body));
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
@@ -143,12 +175,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
 /// A JSON-RPC error response. `id` is the raw JSON of the request id, echoed verbatim so
 /// that large integers survive; `None` omits the member (notifications, batches,
 /// requests the proxy could not read).
-pub(crate) fn jsonrpc_error(
-    status: StatusCode,
-    code: i32,
-    message: &str,
-    id: Option<&RawValue>,
-) -> Response<ProxyBody> {
+pub(crate) fn jsonrpc_error(status: StatusCode, code: i32, message: &str, id: Option<&RawValue>) -> Local {
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".to_owned());
     let body = match id {
         Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{message}}}}}"#, id.get()),
@@ -158,16 +185,14 @@ pub(crate) fn jsonrpc_error(
 }
 
 /// A response with no body.
-pub(crate) fn empty(status: StatusCode) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::empty());
-    *resp.status_mut() = status;
-    resp
+pub(crate) fn empty(status: StatusCode) -> Local {
+    Local::new(status, Bytes::new())
 }
 
 /// The answer to a request refused by incoming authentication (RFC 6750 §3, RFC 9728
 /// §5.1): 401 with a challenge that points to the proxy's metadata, 400 for unusable
 /// credentials, 403 for missing scope, 503 when the IdP cannot be asked.
-pub(crate) fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: &str) -> Response<ProxyBody> {
+pub(crate) fn auth_rejection(rejection: Rejection, resource: &ProtectedResource, host: &str) -> Local {
     let (status, error, description) = match rejection {
         Rejection::Missing => (StatusCode::UNAUTHORIZED, None, "this MCP server requires a bearer token"),
         Rejection::Malformed => (
@@ -213,7 +238,7 @@ pub(crate) fn auth_rejection(rejection: Rejection, resource: &ProtectedResource,
 }
 
 /// Adds `Retry-After` (seconds).
-pub(crate) fn with_retry_after(mut resp: Response<ProxyBody>, seconds: u32) -> Response<ProxyBody> {
+pub(crate) fn with_retry_after(mut resp: Local, seconds: u32) -> Local {
     resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     resp
 }
@@ -224,8 +249,8 @@ mod tests {
 
     use super::*;
 
-    async fn body_json(resp: Response<ProxyBody>) -> serde_json::Value {
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    async fn body_json(resp: Local) -> serde_json::Value {
+        let bytes = resp.into_response().into_body().collect().await.expect("body").to_bytes();
         serde_json::from_slice(&bytes).expect("json")
     }
 
@@ -234,7 +259,7 @@ mod tests {
         let id = RawValue::from_string("12345678901234567890123".to_owned()).unwrap();
         let resp = jsonrpc_error(StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, "down \"now\"", Some(&id));
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let bytes = resp.body().clone();
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.contains(r#""id":12345678901234567890123"#), "{text}");
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -21,7 +21,6 @@ use std::task::{Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::Response;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -38,7 +37,7 @@ use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::{ForwardError, describe};
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
-use crate::proxy::respond::ProxyBody;
+use crate::proxy::respond::Local;
 
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
@@ -296,10 +295,10 @@ impl Conn<'_> {
     }
 
     /// Sends a response the proxy made itself.
-    async fn answer(&mut self, resp: Response<ProxyBody>, plan: &Plan, force_close: bool) -> bool {
+    async fn answer(&mut self, resp: Local, plan: &Plan, force_close: bool) -> bool {
         let close = force_close || plan.close || self.flags.draining.load(Ordering::Relaxed);
         self.status = resp.status().as_u16();
-        let (out, body_len) = serialize_local(resp, close);
+        let (out, body_len) = serialize_local(&resp, close);
         let ok = self.client.write_all(&out).await.is_ok();
         if ok {
             self.sent = body_len as u64;

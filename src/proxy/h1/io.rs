@@ -9,9 +9,6 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use futures_util::FutureExt as _;
-use http::Response;
-use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -21,7 +18,7 @@ use super::response::{self, Exchange, Parsed};
 use super::upstream::ConnectFailure;
 use crate::proxy::forward::{Broke, ForwardError};
 use crate::proxy::policy;
-use crate::proxy::respond::ProxyBody;
+use crate::proxy::respond::Local;
 
 /// Reads go through a stack buffer of this size.
 const READ_CHUNK: usize = 16 * 1024;
@@ -175,19 +172,15 @@ pub(super) fn poll_read_with(
     Poll::Ready(Ok(n))
 }
 
-/// A local response on the wire (status line, its fields, length, date, body), and the
+/// A local answer on the wire (status line, its fields, length, date, body), and the
 /// body's length.
-pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> (Vec<u8>, usize) {
+pub(super) fn serialize_local(resp: &Local, close: bool) -> (Vec<u8>, usize) {
     use std::io::Write as _;
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        ProxyBody::Local(full) => full.collect().now_or_never().map(|c| c.map(|c| c.to_bytes())),
-        _ => None,
-    };
-    let body = body.and_then(Result::ok).unwrap_or_default();
+    let body = resp.body();
+    let status = resp.status();
     let mut out = Vec::with_capacity(body.len().saturating_add(256));
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", parts.status.as_str(), parts.status.canonical_reason().unwrap_or(""));
-    for (name, value) in &parts.headers {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or(""));
+    for (name, value) in resp.headers() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -199,6 +192,6 @@ pub(super) fn serialize_local(resp: Response<ProxyBody>, close: bool) -> (Vec<u8
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     (out, body.len())
 }
