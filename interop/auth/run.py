@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 
@@ -54,7 +53,7 @@ if __name__ == "__main__" and os.environ.get("THV_AUTH_IN_VENV") != "1":
 
 import base64  # noqa: E402
 import concurrent.futures  # noqa: E402
-import http.client  # noqa: E402
+import http.client  # noqa: E402 - its exceptions, raised by harness.http.request
 import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,112 +65,35 @@ import uuid  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
+from harness import processes  # noqa: E402
+from harness.http import Resp, basic_auth, form_post, get_json, request  # noqa: E402
+from harness.processes import Proc, free_port, thv_binary  # noqa: E402
 from jwcrypto import jwk, jwt  # noqa: E402
 
 sys.path.insert(0, str(HERE))
 import corpus  # noqa: E402
 
 NODE = HERE / "node_modules" / ".bin" / "node"
-THV = os.environ.get("THV_BIN") or str(REPO / "target" / "debug" / "thv")
+THV = str(thv_binary())
 # thv's minimum interval between two JWKS refetches triggered by unknown kids (src/inbound/jwks.rs
 # REFETCH_INTERVAL); the flood check allows one fetch per window it spans.
 JWKS_REFETCH_WINDOW = float(os.environ.get("AUTH_JWKS_REFETCH_WINDOW", "10"))
 INTROSPECTION_CACHE_TTL = 3  # seconds, passed as --oidc-introspection-cache-ttl when thv has it
-HTTP_TIMEOUT = 15
+HTTP_TIMEOUT = 15  # harness.http's default
 STARTUP_TIMEOUT = 40
+STOP_GRACE = 8  # seconds between SIGTERM and SIGKILL
 FLOOD_SIZE = 200
 INIT_BODY = suite_common.initialize_body(1, "thv-auth-harness")
 MCP_HEADERS = suite_common.MCP_HEADERS
 
 
 # ------------------------------------------------------------------------------------------------
-# Processes
+# Processes (harness/processes.py): one log per process, <name>.log, thv's stopped after 8 s.
 
 
-class Proc(suite_common.ReadyLineProcess):
-    """A child process whose first stdout line announces readiness; the rest goes to a log."""
-
-    def __init__(self, name: str, cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = logdir / f"{name}.log"
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.log.write(f"$ {' '.join(cmd)}\n".encode())
-        self.log.flush()
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        super().__init__(name, cmd, cwd=HERE, env=full_env, stderr=self.log, on_stdout=self._log_stdout)
-
-    def _log_stdout(self, raw: bytes) -> None:
-        self.log.write(b"[stdout] " + raw)
-        self.log.flush()
-
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
-        line = self.wait_first_line(timeout)
-        if line is None:
-            code = self.proc.poll()
-            raise RuntimeError(f"{self.name} not ready within {timeout}s (exit={code}); log tail: {self.tail()}")
-        return line
-
-    def tail(self, n: int = 600) -> str:
-        self.log.flush()
-        return self.log_path.read_bytes()[-n:].decode(errors="replace").replace("\n", " | ")
-
-    def stop(self) -> None:
-        self.terminate(timeout=8, join_timeout=2)
-        self.log.close()
-
-
-# ------------------------------------------------------------------------------------------------
-# HTTP
-
-
-@dataclass
-class Resp:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def headers_all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    def summary(self) -> str:
-        wa = self.headers_all("www-authenticate")
-        body = self.body[:160].decode(errors="replace")
-        if self.status == 200:
-            body = body[:40] + "…"
-        return f"{self.status} WWW-Authenticate={wa} body={body!r}"
-
-
-def request(
-    method: str,
-    url: str,
-    headers: list[tuple[str, str]] | dict[str, str] | None = None,
-    body: bytes | None = None,
-    timeout: float = HTTP_TIMEOUT,
-) -> Resp:
-    parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-    try:
-        path = parsed.path or "/"
-        if parsed.query:
-            path += "?" + parsed.query
-        conn.putrequest(method, path)
-        items = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-        for k, v in items:
-            conn.putheader(k, v)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        response = conn.getresponse()
-        data = response.read()
-        return Resp(response.status, response.getheaders(), data)
-    finally:
-        conn.close()
+def start_proc(name: str, cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> Proc:
+    """A child process whose first stdout line announces readiness; the rest goes to its log."""
+    return Proc(name, cmd, logdir, cwd=HERE, env=env, stop_grace=STOP_GRACE)
 
 
 # Every credential the harness sent to thv; the log check asserts none of them shows up in thv's output.
@@ -195,13 +117,6 @@ def mcp_post(url: str, token: str | None = None, case: str | None = None, extra:
         headers.append(("X-Auth-Case", case))
     headers += extra or []
     return request("POST", url, headers, INIT_BODY)
-
-
-def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
-    r = request("GET", url, headers)
-    if r.status != 200:
-        raise RuntimeError(f"GET {url}: {r.summary()}")
-    return json.loads(r.body)
 
 
 def parse_challenge(value: str | None) -> tuple[str, dict[str, str]]:
@@ -263,8 +178,8 @@ class Idp:
             cmd += ["--path-prefix", self.path_prefix]
         if ttl:
             cmd += ["--ttl", str(ttl)]
-        self.proc = Proc(f"{self.name}-{self.generation}", cmd, self.logdir)
-        info = json.loads(self.proc.wait_ready())
+        self.proc = start_proc(f"{self.name}-{self.generation}", cmd, self.logdir)
+        info = json.loads(self.proc.wait_ready(STARTUP_TIMEOUT))
         self.port = info["port"]
         self.issuer = info["issuer"]
         return info
@@ -286,13 +201,7 @@ class Idp:
         form = {"grant_type": "client_credentials", "resource": resource}
         if scope:
             form["scope"] = scope
-        basic = base64.b64encode(f"{client}:{client}-secret".encode()).decode()
-        r = request(
-            "POST",
-            f"{self.issuer}/token",
-            {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-            urllib.parse.urlencode(form).encode(),
-        )
+        r = form_post(f"{self.issuer}/token", form, basic=(client, f"{client}-secret"))
         if r.status != 200:
             raise RuntimeError(f"IdP refused to mint for {client}: {r.summary()}")
         return json.loads(r.body)["access_token"]
@@ -333,39 +242,27 @@ class Idp:
                 expect(e.code in (302, 303), f"authorization flow: {e.code} at {url}")
                 url = urllib.parse.urljoin(url, e.headers["Location"])
         code = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["code"][0]
-        r = request("POST", f"{self.issuer}/token", {"Content-Type": "application/x-www-form-urlencoded"},
-                    urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
-                                            "code_verifier": verifier, "client_id": client_id, "resource": resource}).encode())
+        r = form_post(f"{self.issuer}/token", {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+                                               "code_verifier": verifier, "client_id": client_id, "resource": resource})
         expect(r.status == 200, f"code exchange: {r.summary()}")
         return json.loads(r.body)
 
     def revoke(self, client: str, token: str) -> None:
-        basic = base64.b64encode(f"{client}:{client}-secret".encode()).decode()
-        r = request(
-            "POST",
-            f"{self.issuer}/token/revocation",
-            {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-            urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
-        )
+        r = form_post(f"{self.issuer}/token/revocation", {"token": token, "token_type_hint": "access_token"},
+                      basic=(client, f"{client}-secret"))
         if r.status != 200:
             raise RuntimeError(f"revocation failed: {r.summary()}")
 
     def introspect(self, token: str) -> dict[str, Any]:
-        basic = base64.b64encode(b"thv-proxy:thv-proxy-secret").decode()
-        r = request(
-            "POST",
-            f"{self.issuer}/token/introspection",
-            {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-            urllib.parse.urlencode({"token": token}).encode(),
-        )
-        return json.loads(r.body)
+        return form_post(f"{self.issuer}/token/introspection", {"token": token},
+                         basic=("thv-proxy", "thv-proxy-secret")).json()
 
 
 class Upstream:
     def __init__(self, logdir: Path) -> None:
-        self.proc = Proc("upstream", [str(VENV_PY), str(HERE / "upstream.py"), "--port", "0",
+        self.proc = start_proc("upstream", [str(VENV_PY), str(HERE / "upstream.py"), "--port", "0",
                                       "--log", str(logdir / "upstream-requests.jsonl")], logdir)
-        info = json.loads(self.proc.wait_ready())
+        info = json.loads(self.proc.wait_ready(STARTUP_TIMEOUT))
         self.url = info["url"]
         self.base = self.url.rsplit("/mcp", 1)[0]
 
@@ -379,24 +276,12 @@ class Upstream:
         self.proc.stop()
 
 
-class Thv:
-    LINE = re.compile(r"Transparent proxy started for server (\S+) on port (\d+) -> (\S+)")
+class Thv(processes.Thv):
+    """One `thv proxy` (thv-NAME.log) in front of `upstream`; .port, .base, .url, .prm_url."""
 
     def __init__(self, name: str, upstream: str, flags: list[str], logdir: Path, env: dict[str, str] | None = None):
-        self.name = name
-        self.proc = Proc(f"thv-{name}", [THV, "proxy", name, "--target-uri", upstream, "--port", "0", *flags], logdir,
-                         env)
-        line = self.proc.wait_ready()
-        m = self.LINE.search(line)
-        if not m:
-            raise RuntimeError(f"unexpected thv startup line {line!r}; log: {self.proc.tail()}")
-        self.port = int(m.group(2))
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base}/mcp"
-        self.prm_url = f"{self.base}/.well-known/oauth-protected-resource/mcp"
-
-    def stop(self) -> None:
-        self.proc.stop()
+        super().__init__(name, upstream, flags, logdir, ready_timeout=STARTUP_TIMEOUT, cwd=HERE, env=env,
+                         stop_grace=STOP_GRACE)
 
 
 def thv_supports_auth() -> tuple[bool, str]:
@@ -562,9 +447,9 @@ def harness_checks(run: Runner, idp: Idp, up: Upstream, logdir: Path) -> None:
     run.check("harness.corpus_controls_verify_independently", corpus_selfcheck)
 
     def sdk_login_against_sdk_rs() -> str:
-        rs = Proc("selftest-rs", [str(VENV_PY), str(HERE / "selftest_rs.py"), "--issuer", idp.issuer], logdir)
+        rs = start_proc("selftest-rs", [str(VENV_PY), str(HERE / "selftest_rs.py"), "--issuer", idp.issuer], logdir)
         try:
-            url = json.loads(rs.wait_ready())["url"]
+            url = json.loads(rs.wait_ready(STARTUP_TIMEOUT))["url"]
             report = sdk_client(url)
             expect(report.get("ok"), f"SDK login against the SDK's own RS failed: {report.get('error')} "
                                      f"exchanges={report.get('exchanges')} {report.get('stderr_tail', '')}")
@@ -952,10 +837,8 @@ def introspection_checks(run: Runner, idp: Idp, up: Upstream, p2: Thv) -> None:
         up.clear()
         other = idp.authorization_code_tokens("http://127.0.0.1:9/some-other-service")
         mine = idp.authorization_code_tokens(p2.url)
-        r = request("POST", f"{idp.issuer}/token", {
-            "Authorization": "Basic " + base64.b64encode(b"minter-opaque:minter-opaque-secret").decode(),
-            "Content-Type": "application/x-www-form-urlencoded"},
-            urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "mcp:tools"}).encode())
+        r = form_post(f"{idp.issuer}/token", {"grant_type": "client_credentials", "scope": "mcp:tools"},
+                      basic=("minter-opaque", "minter-opaque-secret"))
         no_resource = json.loads(r.body)["access_token"]
         problems, outcomes = [], []
         for name, token in (("refresh_token_issued_for_another_service", other["refresh_token"]),
@@ -1056,17 +939,17 @@ def corpus_checks(run: Runner, up: Upstream, logdir: Path) -> None:
 def startup_outcome(name: str, flags: list[str], up: Upstream, logdir: Path, timeout: float = 40) -> tuple[str | None, int | None, float, Proc]:
     """Start thv and wait until it reports ready or exits. (ready line, exit code, seconds, proc)."""
     started = time.monotonic()
-    proc = Proc(f"thv-{name}", [THV, "proxy", name, "--target-uri", up.url, "--port", "0", *flags], logdir)
+    thv = start_proc(f"thv-{name}", [THV, "proxy", name, "--target-uri", up.url, "--port", "0", *flags], logdir)
     deadline = started + timeout
-    while time.monotonic() < deadline and proc.first_line is None and proc.alive():
+    while time.monotonic() < deadline and thv.first_line is None and thv.alive():
         time.sleep(0.1)
     time.sleep(0.2)
-    return proc.first_line, proc.proc.poll(), time.monotonic() - started, proc
+    return thv.first_line, thv.exit_code(), time.monotonic() - started, thv
 
 
 def startup_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     def late_idp() -> str:
-        port = suite_common.free_port()
+        port = free_port()
         late = Idp(logdir, name="idp-late")
         late.port = port
         result: dict[str, Any] = {}
@@ -1129,7 +1012,7 @@ def startup_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     keys = corpus.KeyMaterial.generate()
     liar = corpus.KeyHost(keys).start()
     liar.advertised_issuer = "http://127.0.0.1:1/someone-else"
-    dead_port = suite_common.free_port()
+    dead_port = free_port()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             a = pool.submit(lambda: run.check("startup.issuer_mismatch_refused", lambda: refused(
@@ -1281,7 +1164,7 @@ def introspection_answer_checks(run: Runner, up: Upstream, logdir: Path) -> None
 
         def client_auth() -> str:
             expect(calls, "thv never called the introspection endpoint")
-            basic = "Basic " + base64.b64encode(b"thv-proxy:s3cr3t-for-harness").decode()
+            basic = basic_auth("thv-proxy", "s3cr3t-for-harness")
             unauthenticated = [c for c in calls if c["authorization"] != basic and not (
                 c["client_id"] == "thv-proxy" and c["client_secret"] == "s3cr3t-for-harness")]
             expect(not unauthenticated, f"introspection requests without client authentication: {unauthenticated[:2]}")
@@ -1551,9 +1434,6 @@ def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
         if p1 and run.selected("outage"):
             outage_checks(run, idp, up, p1, p2)
         if run.selected("security"):
-            for p in procs:
-                if isinstance(p, Thv):
-                    p.proc.log.flush()
             log_check(run, logdir)
     except Exception as error:  # noqa: BLE001 - a broken fixture is a failed run, never a silent one
         traceback.print_exc(file=sys.stderr)

