@@ -44,20 +44,17 @@ pub(crate) fn authority_host(value: &str) -> Option<&str> {
 /// The length of the non-empty RFC 3986 reg-name (`*( unreserved / pct-encoded /
 /// sub-delims )`) at the start of `bytes`, which must end there or at a `:`.
 fn reg_name_len(bytes: &[u8]) -> Option<usize> {
-    let mut rest = bytes;
-    while let Some((&c, tail)) = rest.split_first() {
-        rest = match c {
-            b':' => break,
-            b'%' => match tail {
-                [h, l, after @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
-                _ => return None,
-            },
-            c if REG_NAME[usize::from(c)] => tail,
-            _ => return None,
-        };
+    let mut i = 0;
+    // The common name has no escapes: a table lookup per byte until the first other one.
+    loop {
+        i += bytes.get(i..)?.iter().position(|&c| !REG_NAME[usize::from(c)]).unwrap_or(bytes.len() - i);
+        match bytes.get(i) {
+            None | Some(b':') => break,
+            Some(b'%') if bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) => i += 3,
+            Some(_) => return None,
+        }
     }
-    let len = bytes.len() - rest.len();
-    (len > 0).then_some(len)
+    (i > 0).then_some(i)
 }
 
 /// Unreserved characters and sub-delims (RFC 3986 §2.2, §2.3).

@@ -226,16 +226,22 @@ impl Authenticator {
     /// instead of a digest and a shared-cache lookup.
     pub(crate) async fn authenticate_on_connection<'a>(
         &self,
-        authorization: impl Iterator<Item = &'a [u8]>,
+        mut authorization: impl Iterator<Item = &'a [u8]>,
         last: &mut Option<LastToken>,
     ) -> Result<Arc<Identity>, Rejection> {
-        let token = bearer(authorization)?;
-        if let Some(identity) = last.as_ref().and_then(|l| l.identity_for(token.as_bytes(), now_secs())) {
+        // The memo holds the whole `Authorization` value that was accepted: the same bytes
+        // again are the same token, so they need no parsing either.
+        let (first, second) = (authorization.next(), authorization.next());
+        if let (Some(value), None) = (first, second)
+            && let Some(identity) = last.as_ref().and_then(|l| l.identity_for(value, now_secs()))
+        {
             return Ok(identity);
         }
+        let token = bearer(first.into_iter().chain(second).chain(authorization))?;
         let (identity, until) = self.check(token).await?;
-        *last =
-            Some(LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity: identity.clone(), until });
+        // `bearer` accepted exactly one value, so `first` is it.
+        let value = first.unwrap_or_default();
+        *last = Some(LastToken { token: SecretSlice::from(value.to_vec()), identity: identity.clone(), until });
         Ok(identity)
     }
 
@@ -292,6 +298,7 @@ fn bearer<'a>(authorization: impl Iterator<Item = &'a [u8]>) -> Result<&'a str, 
 /// lives; it is wiped when replaced or dropped. A verdict ends when the shared cache's
 /// would, so a token is never accepted here after it would be refused there.
 pub(crate) struct LastToken {
+    /// The accepted request's whole `Authorization` value (scheme and token).
     token: SecretSlice<u8>,
     identity: Arc<Identity>,
     /// Unix second the verdict ends (the token's `exp`, or introspection's cache limit).

@@ -203,7 +203,7 @@ impl Proxy {
         let p = &self.shared.policy;
         if p.consumes_authorization() {
             let values = req.headers().get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
-            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
             if let Err(answer) = p.authenticate(values, None, host).await {
                 return answer.into();
             }

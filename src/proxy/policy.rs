@@ -182,7 +182,7 @@ impl Policy {
         &self,
         authorization: impl Iterator<Item = &'a [u8]>,
         last: Option<&mut Option<LastToken>>,
-        client_host: Option<&str>,
+        client_host: Option<&[u8]>,
     ) -> Result<(), Local> {
         let Some(inbound) = &self.inbound else { return Ok(()) };
         let verdict = match last {
@@ -195,7 +195,9 @@ impl Policy {
                 Ok(())
             }
             Err(rejection) => {
-                Err(respond::auth_rejection(rejection, &inbound.resource, self.client_authority(client_host)))
+                // Read only now: an accepted request never needs it.
+                let host = client_host.and_then(|h| std::str::from_utf8(h).ok());
+                Err(respond::auth_rejection(rejection, &inbound.resource, self.client_authority(host)))
             }
         }
     }

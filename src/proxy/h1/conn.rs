@@ -268,7 +268,7 @@ impl Conn<'_> {
                 None => None,
             };
             // Fields, not `client_host`: the buffer and the token memo are borrowed apart.
-            let host = self.buf.get(plan.host.0..plan.host.1).and_then(|h| std::str::from_utf8(h).ok());
+            let host = self.buf.get(plan.host.0..plan.host.1);
             if let Err(answer) = self.policy.authenticate(value.into_iter(), Some(&mut self.last_token), host).await {
                 return self.answer(answer, plan, false).await;
             }
