@@ -40,15 +40,18 @@ pub(crate) enum ForwardError {
     /// The request body is larger than `--max-request-body`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
-    /// The client stopped sending its body, or sent it too slowly.
-    #[error("could not read the request body: {0}")]
-    BodyRead(String),
+    /// The client stopped sending its body (closed, reset).
+    #[error("could not read the request body: {}", describe(&**.0))]
+    BodyRead(#[source] Cause),
+    /// The client sent its body too slowly.
+    #[error("could not read the request body: no complete body within {0:?}")]
+    BodySlow(Duration),
     /// The client's body broke its own framing (a malformed chunk size or chunk end).
-    #[error("the request body is malformed: {0}")]
-    BodyMalformed(String),
+    #[error("the request body is malformed: {}", describe(&**.0))]
+    BodyMalformed(#[source] Cause),
     /// No connection to the target could be made.
-    #[error("cannot connect to the MCP server: {0}")]
-    Connect(String),
+    #[error("cannot connect to the MCP server: {}", describe(&**.0))]
+    Connect(#[source] Cause),
     /// The target did not answer in time.
     #[error("the MCP server did not answer within {0:?}")]
     Timeout(Duration),
@@ -57,6 +60,10 @@ pub(crate) enum ForwardError {
     #[error("the MCP server {how}")]
     Broken { how: Broke, detail: String },
 }
+
+/// What an error came from, kept for its source chain (the messages read it through
+/// [`describe`], so both engines word the same failure the same way).
+pub(crate) type Cause = Box<dyn StdError + Send + Sync>;
 
 /// How a target's connection failed once made: one vocabulary for both engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +130,10 @@ impl ForwardError {
     /// Which side is to blame.
     pub(crate) fn side(&self) -> Side {
         match self {
-            ForwardError::BodyTooLarge { .. } | ForwardError::BodyRead(_) | ForwardError::BodyMalformed(_) => {
-                Side::Client
-            }
+            ForwardError::BodyTooLarge { .. }
+            | ForwardError::BodyRead(_)
+            | ForwardError::BodySlow(_)
+            | ForwardError::BodyMalformed(_) => Side::Client,
             ForwardError::Connect(_) | ForwardError::Timeout(_) | ForwardError::Broken { .. } => Side::Upstream,
         }
     }
@@ -226,7 +234,7 @@ impl Upstream {
     async fn send_pooled(&self, mut req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
         let mut attempt = 1;
         loop {
-            let mut conn = self.pool.checkout().await.map_err(|e| self.classify_connect(&*e))?;
+            let mut conn = self.pool.checkout().await.map_err(|e| self.classify_connect(e))?;
             let mut failed = match conn.sender.try_send_request(req).await {
                 Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                     return Err(ForwardError::Broken { how: Broke::Upgrade, detail: "101".to_owned() });
@@ -245,20 +253,20 @@ impl Upstream {
         }
     }
 
-    fn classify_connect(&self, err: &(dyn StdError + 'static)) -> ForwardError {
-        match io_kind(err) {
+    fn classify_connect(&self, err: Cause) -> ForwardError {
+        match io_kind(&*err) {
             Some(io::ErrorKind::TimedOut) => ForwardError::Timeout(self.connect_timeout),
-            _ => ForwardError::Connect(describe(err)),
+            _ => ForwardError::Connect(err),
         }
     }
 }
 
 /// What a failure while reading the client's body means: the client broke the body's
 /// framing (hyper reports a bad chunk as invalid input or data), or the body stopped.
-pub(crate) fn client_body_error(err: &(dyn StdError + 'static)) -> ForwardError {
-    match io_kind(err) {
-        Some(io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => ForwardError::BodyMalformed(describe(err)),
-        _ => ForwardError::BodyRead(describe(err)),
+pub(crate) fn client_body_error(err: Cause) -> ForwardError {
+    match io_kind(&*err) {
+        Some(io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => ForwardError::BodyMalformed(err),
+        _ => ForwardError::BodyRead(err),
     }
 }
 

@@ -405,7 +405,7 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         let mut gathered: Option<BytesMut> = None;
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| forward::client_body_error(&e))?;
+            let frame = frame.map_err(|e| forward::client_body_error(Box::new(e)))?;
             let Ok(data) = frame.into_data() else { continue };
             total += data.len();
             if total > limit {
@@ -425,10 +425,7 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         }
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
-    deadlines
-        .within(BODY_READ_TIMEOUT, read)
-        .await
-        .map_err(|_| ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}")))?
+    deadlines.within(BODY_READ_TIMEOUT, read).await.map_err(|_| ForwardError::BodySlow(BODY_READ_TIMEOUT))?
 }
 
 /// The spellings of the target's origin a legacy SSE server may use in its `endpoint`

@@ -256,7 +256,9 @@ impl Policy {
                 INVALID_REQUEST,
                 format!("request body is larger than the proxy's limit of {limit} bytes (see --max-request-body)"),
             ),
-            ForwardError::BodyRead(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string()),
+            ForwardError::BodyRead(_) | ForwardError::BodySlow(_) => {
+                (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST, err.to_string())
+            }
             ForwardError::BodyMalformed(_) => (StatusCode::BAD_REQUEST, INVALID_REQUEST, err.to_string()),
             ForwardError::Timeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))

@@ -35,7 +35,7 @@ use super::rewind::Rewound;
 use crate::inbound::LastToken;
 use crate::mcp::sse::EndpointRewrite;
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
-use crate::proxy::forward::{ForwardError, describe};
+use crate::proxy::forward::ForwardError;
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
 use crate::proxy::respond::Local;
 
@@ -248,8 +248,8 @@ impl Conn<'_> {
             // has gone and will not read it.
             let err = match self.deadlines.within(BODY_READ_TIMEOUT, read).await {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(ForwardError::BodyRead(describe(&e))),
-                Err(_) => Some(ForwardError::BodyRead(format!("no complete body within {BODY_READ_TIMEOUT:?}"))),
+                Ok(Err(e)) => Some(ForwardError::BodyRead(Box::new(e))),
+                Err(_) => Some(ForwardError::BodySlow(BODY_READ_TIMEOUT)),
             };
             if let Some(err) = err {
                 let resp = self.policy.rescue(&err, &[]);

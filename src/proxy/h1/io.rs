@@ -39,7 +39,7 @@ pub(super) async fn exchange_head(
     loop {
         let (mut upstream, reused) = fast.pool.checkout().await.map_err(|e| match e {
             ConnectFailure::TimedOut => ForwardError::Timeout(fast.connect_timeout),
-            ConnectFailure::Io(e) => ForwardError::Connect(crate::proxy::forward::describe(&e)),
+            ConnectFailure::Io(e) => ForwardError::Connect(Box::new(e)),
         })?;
         if let Err(e) = write_request(&mut upstream, head, body).await {
             if policy::may_send_again(e.written, reused) && resends.next().is_some() {
