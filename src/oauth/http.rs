@@ -21,8 +21,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The server could not be reached or did not answer in time. Worth retrying.
-    #[error("cannot reach {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    #[error("cannot reach {url}: {}", short_reason(source))]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     /// The server answered, but not with what was asked for.
     #[error("{url} answered {what}")]
     BadAnswer { url: String, what: String },
@@ -234,13 +238,12 @@ impl ControlClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?;
+            .map_err(|e| FetchError::Unreachable { url: redact(url), source: e })?;
         Ok(ProbeAnswer { status: resp.status().as_u16(), headers: resp.headers().clone() })
     }
 
     async fn send(&self, url: &Url, req: reqwest::RequestBuilder) -> Result<JsonAnswer, FetchError> {
-        let mut resp =
-            req.send().await.map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?;
+        let mut resp = req.send().await.map_err(|e| FetchError::Unreachable { url: redact(url), source: e })?;
         let status = resp.status().as_u16();
         let max_age =
             resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
@@ -252,7 +255,7 @@ impl ControlClient {
             .is_some_and(|ct| ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json")));
         let mut body = Vec::new();
         while let Some(chunk) =
-            resp.chunk().await.map_err(|e| FetchError::Unreachable { url: redact(url), reason: short_reason(&e) })?
+            resp.chunk().await.map_err(|e| FetchError::Unreachable { url: redact(url), source: e })?
         {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                 return Err(FetchError::BadAnswer {
