@@ -55,12 +55,6 @@ impl Method {
             Method::Delete => "DELETE",
         }
     }
-
-    /// Safe to send again when a reused connection turned out dead before answering
-    /// (RFC 9110 §9.2.2, RFC 9112 §9.3.1.1).
-    pub fn idempotent(self) -> bool {
-        !matches!(self, Method::Post)
-    }
 }
 
 /// A request the own path serves.
