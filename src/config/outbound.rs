@@ -300,6 +300,8 @@ mod tests {
         assert_eq!(err.flag, "--remote-auth-token-url");
         let err = config(&["--target-uri", "http://x", "--remote-auth-issuer", "http://idp.example"], &[]).unwrap_err();
         assert_eq!(err.flag, "--remote-auth-issuer");
+        // The incoming side's opt-in does nothing here: not advised.
+        assert!(err.problem.contains("use https") && !err.problem.contains("oidc-allow-insecure"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! The command line: ToolHive's flags and defaults, and every startup error naming the flag
 //! at fault and the fix, with a non-zero exit before anything is served.
 
-use crate::support::{Thv, run_thv};
+use crate::support::{Thv, run_thv, run_thv_env};
 
 /// Every flag of `thv proxy` in the reference (thv_proxy.md), with its default if any.
 const REFERENCE_FLAGS: &[(&str, Option<&str>)] = &[
@@ -158,4 +158,30 @@ fn startup_line_names_server_client_url_and_target() {
     assert!(line.contains("for server my-server"), "{line}");
     assert!(line.contains(&format!("http://127.0.0.1:{}/mcp", thv.port)), "{line}");
     assert!(line.contains("-> http://127.0.0.1:9/mcp"), "{line}");
+}
+
+/// A warning about the flags reaches the log: it used to be emitted before the logger
+/// existed, and went nowhere.
+#[test]
+fn a_flag_warning_is_logged() {
+    let thv = Thv::start_env(
+        "http://127.0.0.1:9/mcp",
+        &["--remote-auth", "--remote-auth-skip-browser"],
+        &[("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "static-token")],
+    );
+    let log = thv.wait_for_stderr("a static bearer token is configured");
+    assert!(!log.contains("static-token"), "the token is never logged: {log}");
+}
+
+/// A setup failure of outgoing auth names the flag and what is wrong (it is its own error
+/// now, no longer a bind error with the same text), and never echoes the token.
+#[test]
+fn an_outgoing_auth_setup_failure_is_not_called_a_bind_error() {
+    let (code, _, err) = run_thv_env(
+        &["proxy", "srv", "--target-uri", "http://127.0.0.1:9/mcp"],
+        &[("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN", "bad\u{7f}token")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--remote-auth") && err.contains("not allowed in a header"), "{err}");
+    assert!(!err.contains("listen") && !err.contains("bad\u{7f}token"), "{err}");
 }

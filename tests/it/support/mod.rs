@@ -164,12 +164,13 @@ pub fn run_thv(args: &[&str]) -> (i32, String, String) {
 
 /// As [`run_thv`], with these environment variables set.
 pub fn run_thv_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    // The inherited variables go first, so that the caller's own are what the child sees.
     let child = Command::new(THV)
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("TOOLHIVE_DEBUG")
         .env_remove("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET")
         .env_remove("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
