@@ -78,6 +78,17 @@ pub(crate) enum Broke {
     Failed,
 }
 
+impl Broke {
+    /// What an I/O failure on the target's connection was, whichever engine saw it.
+    fn of_io(kind: Option<io::ErrorKind>) -> Broke {
+        match kind {
+            Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => Broke::Reset,
+            Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe) => Broke::ClosedEarly,
+            _ => Broke::Failed,
+        }
+    }
+}
+
 impl std::fmt::Display for Broke {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -93,12 +104,7 @@ impl std::fmt::Display for Broke {
 impl ForwardError {
     /// A failure of the target's connection, classified from an I/O error.
     pub(crate) fn broken_io(err: &io::Error) -> ForwardError {
-        let how = match err.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Broke::Reset,
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => Broke::ClosedEarly,
-            _ => Broke::Failed,
-        };
-        ForwardError::Broken { how, detail: describe(err) }
+        ForwardError::Broken { how: Broke::of_io(Some(err.kind())), detail: describe(err) }
     }
 
     /// A failure of the target's connection as hyper's client reports it.
@@ -108,11 +114,7 @@ impl ForwardError {
         } else if err.is_parse() || err.is_parse_status() {
             Broke::InvalidResponse
         } else {
-            match io_kind(err) {
-                Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => Broke::Reset,
-                Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe) => Broke::ClosedEarly,
-                _ => Broke::Failed,
-            }
+            Broke::of_io(io_kind(err))
         };
         ForwardError::Broken { how, detail: describe(err) }
     }

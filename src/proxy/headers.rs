@@ -37,6 +37,33 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A `Content-Length` value: digits only, as RFC 9110 §8.6 has it (no sign, no spaces,
+/// no list), at most 15 of them (far past any body, and no overflow). Requests are held to
+/// this; a target's answer may repeat one value as a list ([`response_content_length`]).
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 15 {
+        return None;
+    }
+    // `to_digit(10)` takes ASCII digits only; 15 of them never overflow, checked all the same.
+    value.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(char::from(d).to_digit(10)?)))
+}
+
+/// Folds one `Content-Length` field of a target's answer into the length seen so far
+/// (`None` before the first): a list of one repeated value (`2, 2`) is that value, as
+/// RFC 9110 §8.6 lets a recipient read it and as hyper's client does; any other list, or
+/// a value that differs from an earlier field's, is invalid. Both engines use it.
+pub(crate) fn response_content_length(value: &[u8], so_far: Option<u64>) -> Option<u64> {
+    let mut length = so_far;
+    for element in value.split(|&b| b == b',') {
+        let n = content_length(element.trim_ascii())?;
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        length = Some(n);
+    }
+    length
+}
+
 /// A target's `Content-Length` that hyper's client accepted as a list of one repeated
 /// value (`2, 2`) becomes that value alone, as the own engine sends it: the client gets
 /// one length, never a list it may read differently.
@@ -49,7 +76,7 @@ pub(crate) fn single_content_length(headers: &mut HeaderMap) {
     let length = headers
         .get_all(header::CONTENT_LENGTH)
         .iter()
-        .try_fold(None, |so_far, v| crate::proxy::h1::body::response_content_length(v.as_bytes(), so_far).map(Some));
+        .try_fold(None, |so_far, v| response_content_length(v.as_bytes(), so_far).map(Some));
     if let Some(Some(n)) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
@@ -262,6 +289,19 @@ mod tests {
         for reserved in HOP_BY_HOP.iter().chain(&FORWARDING).chain(&["content-length"]).filter(|r| r.contains('-')) {
             assert!(is_disguised(&reserved.replace('-', "_").to_ascii_uppercase()), "{reserved}");
         }
+    }
+
+    #[test]
+    fn content_lengths_of_requests_are_plain_and_of_answers_may_repeat() {
+        assert_eq!(content_length(b"42"), Some(42));
+        for bad in [&b""[..], b"+2", b"-1", b" 2", b"2, 2", b"0x10", b"1234567890123456"] {
+            assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(response_content_length(b"2, 2", None), Some(2));
+        assert_eq!(response_content_length(b"2", Some(2)), Some(2));
+        assert_eq!(response_content_length(b"2, 3", None), None);
+        assert_eq!(response_content_length(b"3", Some(2)), None);
+        assert_eq!(response_content_length(b"2,", None), None);
     }
 
     #[test]

@@ -53,7 +53,7 @@ use crate::mcp::sse::SseBody;
 use crate::outbound::{Outbound, SendError, Unavailable};
 use deadline::Deadlines;
 use forward::{ForwardError, Upstream};
-use guard::{Guard, Verdict};
+use guard::Verdict;
 use policy::{BODY_READ_TIMEOUT, LocalRoute, Policy};
 use pool::UpstreamBody;
 use respond::{INVALID_REQUEST, Local, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
@@ -104,23 +104,7 @@ impl Proxy {
         outbound: Option<Outbound>,
     ) -> Result<Proxy, forward::TlsSetupError> {
         let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
-        let guard = Guard::new(config.listen.ip().is_loopback(), &config.listen_host, port, &config.extra_origins);
-        let local_authority = if config.listen.is_ipv6() {
-            format!("[{}]:{port}", config.listen.ip())
-        } else {
-            format!("{}:{port}", config.listen.ip())
-        };
-        let policy = Policy::new(
-            guard,
-            config.max_request_body,
-            config.max_header_size,
-            config.target.is_local,
-            upstream_origins(config),
-            stops,
-            inbound,
-            config.target.display(),
-            local_authority,
-        );
+        let policy = Policy::new(config, port, stops, inbound);
         Ok(Proxy {
             shared: Arc::new(Shared {
                 policy,
@@ -426,27 +410,4 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
     deadlines.within(BODY_READ_TIMEOUT, read).await.map_err(|_| ForwardError::BodySlow(BODY_READ_TIMEOUT))?
-}
-
-/// The spellings of the target's origin a legacy SSE server may use in its `endpoint`
-/// event: the configured one, and for a loopback target every loopback name.
-fn upstream_origins(config: &Config) -> Vec<String> {
-    let t = &config.target;
-    let scheme = t.scheme.as_str().to_ascii_lowercase();
-    let host = t.authority.host().to_ascii_lowercase();
-    let port = t.authority.port_u16();
-    let with_port = |h: &str| match port {
-        Some(p) => format!("{scheme}://{h}:{p}"),
-        None => format!("{scheme}://{h}"),
-    };
-    let mut origins = vec![with_port(&host)];
-    let loopback = crate::net::is_loopback_host(&host);
-    if loopback {
-        for alias in ["localhost", "127.0.0.1", "[::1]"] {
-            origins.push(with_port(alias));
-        }
-    }
-    origins.sort();
-    origins.dedup();
-    origins
 }

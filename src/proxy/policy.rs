@@ -26,6 +26,7 @@ use super::forward::{ForwardError, Side};
 use super::guard::Guard;
 use super::respond::{self, INVALID_REQUEST, Local, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
+use crate::config::Config;
 use crate::inbound::LastToken;
 use crate::inbound::metadata::WELL_KNOWN;
 use crate::mcp::jsonrpc;
@@ -141,29 +142,19 @@ pub(crate) struct Record<'a> {
 }
 
 impl Policy {
-    /// The policy for the proxy listening at `local_authority`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        guard: Guard,
-        max_body: usize,
-        max_head: usize,
-        describe_client: bool,
-        upstream_origins: Vec<String>,
-        stops: StreamStops,
-        inbound: Option<Inbound>,
-        target_display: String,
-        local_authority: String,
-    ) -> Policy {
+    /// The policy for `config`, now that the proxy listens on `port`.
+    pub(crate) fn new(config: &Config, port: u16, stops: StreamStops, inbound: Option<Inbound>) -> Policy {
+        let listen = config.listen.ip();
         Policy {
-            guard,
-            max_body,
-            max_head,
-            describe_client,
-            upstream_origins,
+            guard: Guard::new(listen.is_loopback(), &config.listen_host, port, &config.extra_origins),
+            max_body: config.max_request_body,
+            max_head: config.max_header_size,
+            describe_client: config.target.is_local,
+            upstream_origins: upstream_origins(config),
             stops,
             inbound,
-            target_display,
-            local_authority,
+            target_display: config.target.display(),
+            local_authority: if listen.is_ipv6() { format!("[{listen}]:{port}") } else { format!("{listen}:{port}") },
             auth_hint_given: AtomicBool::new(false),
         }
     }
@@ -269,6 +260,29 @@ impl Policy {
         };
         respond::jsonrpc_error(status, code, &message, id.as_deref())
     }
+}
+
+/// The spellings of the target's origin a legacy SSE server may use in its `endpoint`
+/// event: the configured one, and for a loopback target every loopback name.
+fn upstream_origins(config: &Config) -> Vec<String> {
+    let t = &config.target;
+    let scheme = t.scheme.as_str().to_ascii_lowercase();
+    let host = t.authority.host().to_ascii_lowercase();
+    let port = t.authority.port_u16();
+    let with_port = |h: &str| match port {
+        Some(p) => format!("{scheme}://{h}:{p}"),
+        None => format!("{scheme}://{h}"),
+    };
+    let mut origins = vec![with_port(&host)];
+    let loopback = crate::net::is_loopback_host(&host);
+    if loopback {
+        for alias in ["localhost", "127.0.0.1", "[::1]"] {
+            origins.push(with_port(alias));
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 /// An exchange is finished: one line at debug level, the same from both engines.

@@ -29,33 +29,6 @@ pub enum BodyError {
     Truncated,
 }
 
-/// A `Content-Length` value: digits only, as RFC 9110 §8.6 has it (no sign, no spaces,
-/// no list), at most 15 of them (far past any body, and no overflow). Requests are held to
-/// this; a target's answer may repeat one value as a list ([`response_content_length`]).
-pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 15 {
-        return None;
-    }
-    // `to_digit(10)` takes ASCII digits only; 15 of them never overflow, checked all the same.
-    value.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(char::from(d).to_digit(10)?)))
-}
-
-/// Folds one `Content-Length` field of a target's answer into the length seen so far
-/// (`None` before the first): a list of one repeated value (`2, 2`) is that value, as
-/// RFC 9110 §8.6 lets a recipient read it and as hyper's client does; any other list, or
-/// a value that differs from an earlier field's, is invalid. Both engines use it.
-pub(crate) fn response_content_length(value: &[u8], so_far: Option<u64>) -> Option<u64> {
-    let mut length = so_far;
-    for element in value.split(|&b| b == b',') {
-        let n = content_length(element.trim_ascii())?;
-        if length.is_some_and(|l| l != n) {
-            return None;
-        }
-        length = Some(n);
-    }
-    length
-}
-
 /// Longest chunk-size line (digits and extensions) and trailer section accepted.
 const MAX_LINE: u32 = 4096;
 const MAX_TRAILERS: u32 = 16 * 1024;

@@ -223,7 +223,7 @@ impl Conn<'_> {
     /// Serves one request, and records it; whether the connection may carry another.
     async fn serve(&mut self, plan: &mut Plan) -> bool {
         let started = policy::recording().then(|| {
-            let target = self.buf.get(plan.target.0..plan.target.1).unwrap_or_default();
+            let target = Plan::part(&self.buf, plan.target).unwrap_or_default();
             let path = target.split(|&b| b == b'?').next().unwrap_or_default();
             (Instant::now(), String::from_utf8_lossy(path).into_owned())
         });
@@ -261,14 +261,14 @@ impl Conn<'_> {
         let Some(body) = self.buf.get(plan.head_len..plan.end) else { return false };
         if self.policy.consumes_authorization() {
             let value = match plan.authorization {
-                Some((from, to)) => match self.buf.get(from..to) {
+                Some(span) => match Plan::part(&self.buf, span) {
                     Some(value) => Some(value),
                     None => return false,
                 },
                 None => None,
             };
             // Fields, not `client_host`: the buffer and the token memo are borrowed apart.
-            let host = self.buf.get(plan.host.0..plan.host.1);
+            let host = Plan::part(&self.buf, plan.host);
             if let Err(answer) = self.policy.authenticate(value.into_iter(), Some(&mut self.last_token), host).await {
                 return self.answer(answer, plan, false).await;
             }
@@ -451,7 +451,7 @@ impl Conn<'_> {
     }
 
     fn client_host(&self, plan: &Plan) -> Option<&str> {
-        self.buf.get(plan.host.0..plan.host.1).and_then(|host| std::str::from_utf8(host).ok())
+        Plan::part(&self.buf, plan.host).and_then(|host| std::str::from_utf8(host).ok())
     }
 }
 

@@ -13,7 +13,6 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::body;
 use crate::net;
 use crate::proxy::headers::{self, ConnectionOption};
 use crate::proxy::policy;
@@ -75,6 +74,14 @@ pub struct Plan {
     pub authorization: Option<(usize, usize)>,
     /// The head sent to the target.
     pub upstream_head: Vec<u8>,
+}
+
+impl Plan {
+    /// A span of this request's head (`target`, `host`, an `authorization`) in the
+    /// client's buffer `buf`.
+    pub(crate) fn part(buf: &[u8], span: (usize, usize)) -> Option<&[u8]> {
+        buf.get(span.0..span.1)
+    }
 }
 
 /// What the bytes received so far are.
@@ -183,7 +190,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 if length.is_some() {
                     return Err(Ambiguous);
                 }
-                let n = body::content_length(h.value).ok_or(Ambiguous)?;
+                let n = headers::content_length(h.value).ok_or(Ambiguous)?;
                 let n = usize::try_from(n).map_err(|_| Why::TooLarge)?;
                 // Read whole, a small body goes behind the head (one write to the target).
                 if n <= INLINE_BODY {

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::body::{Framing, response_content_length};
-use crate::proxy::headers::{ConnectionOption, HOP_BY_HOP, connection_options};
+use super::body::Framing;
+use crate::proxy::headers::{ConnectionOption, HOP_BY_HOP, connection_options, response_content_length};
 use crate::proxy::policy;
 
 /// Most response header fields accepted (hyper's client default).
