@@ -50,62 +50,49 @@ pub(super) async fn exchange_head(
         }
         // Written: whatever happens now, it is not sent again (the target may have acted).
         let mut received = Vec::new();
-        match read_response_head(&mut upstream, &mut received, exchange).await {
-            Ok(plan) => return Ok((upstream, received, plan)),
-            Err(HeadError::Closed) => {
-                return Err(ForwardError::Broken {
-                    how: Broke::ClosedEarly,
-                    detail: "closed before any answer".into(),
-                });
-            }
-            Err(HeadError::Io(e)) => return Err(ForwardError::broken_io(&e)),
-            Err(HeadError::Invalid(how, why)) => return Err(ForwardError::Broken { how, detail: why.to_owned() }),
-        }
+        let plan = read_response_head(&mut upstream, &mut received, exchange).await?;
+        return Ok((upstream, received, plan));
     }
 }
 
-enum HeadError {
-    /// Closed before a byte of the response.
-    Closed,
-    Io(io::Error),
-    Invalid(Broke, &'static str),
+/// A target connection that broke while its response head was read.
+fn broke(how: Broke, detail: &str) -> ForwardError {
+    ForwardError::Broken { how, detail: detail.to_owned() }
 }
 
 async fn read_response_head(
     upstream: &mut TcpStream,
     received: &mut Vec<u8>,
     exchange: Exchange,
-) -> Result<response::Plan, HeadError> {
+) -> Result<response::Plan, ForwardError> {
     // Bounded: every turn reads at least one byte, and the head is at most MAX_RESPONSE_HEAD.
     loop {
         let n = poll_fn(|cx| poll_read_with(upstream, cx, |data| received.extend_from_slice(data)))
             .await
-            .map_err(HeadError::Io)?;
+            .map_err(|e| ForwardError::broken_io(&e))?;
         if n == 0 {
-            return Err(if received.is_empty() {
-                HeadError::Closed
-            } else {
-                HeadError::Invalid(Broke::ClosedEarly, "closed in the middle of the response head")
-            });
+            let detail =
+                if received.is_empty() { "closed before any answer" } else { "closed within the response head" };
+            return Err(broke(Broke::ClosedEarly, detail));
         }
         loop {
             match response::parse(received, exchange) {
                 Parsed::Complete(plan) => return Ok(plan),
                 Parsed::Partial if received.len() > MAX_RESPONSE_HEAD => {
-                    return Err(HeadError::Invalid(Broke::InvalidResponse, "response head too large"));
+                    return Err(broke(Broke::InvalidResponse, "response head too large"));
                 }
                 Parsed::Partial => break,
                 Parsed::Informational(len) => {
                     if len > received.len() {
-                        return Err(HeadError::Invalid(Broke::InvalidResponse, "interim response past the bytes read"));
+                        return Err(broke(Broke::InvalidResponse, "interim response past the bytes read"));
                     }
                     received.drain(..len);
                     if received.is_empty() {
                         break;
                     }
                 }
-                Parsed::Invalid(why) => return Err(HeadError::Invalid(Broke::InvalidResponse, why)),
-                Parsed::Upgrade => return Err(HeadError::Invalid(Broke::Upgrade, "101")),
+                Parsed::Invalid(why) => return Err(broke(Broke::InvalidResponse, why)),
+                Parsed::Upgrade => return Err(broke(Broke::Upgrade, "101")),
             }
         }
     }
