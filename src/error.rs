@@ -22,6 +22,9 @@ pub enum Error {
     /// TLS to the target cannot be set up.
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// The audit log cannot be opened.
+    #[error("--audit-config: {0}")]
+    Audit(String),
     /// An I/O failure of the process itself.
     #[error("I/O error: {0}")]
     Io(#[source] std::io::Error),

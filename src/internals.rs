@@ -50,7 +50,7 @@ pub mod body {
 
 /// The own HTTP/1.1 path's request classifier (`proxy::h1::request`), for the `h1` target.
 pub mod request {
-    pub use crate::proxy::h1::request::{Classified, Rules, classify};
+    pub use crate::proxy::h1::request::{Classified, McpFields, Rules, classify, finish_head};
 }
 
 /// The own HTTP/1.1 path's response parser (`proxy::h1::response`), for the `h1` target.
@@ -92,7 +92,7 @@ impl OwnProxy {
             return None;
         }
         let stops = StreamStops::default();
-        let proxy = Proxy::new(config, port, stops.clone(), None, None).ok()?;
+        let proxy = Proxy::new(config, port, stops.clone(), None, None, None).ok()?;
         proxy.fast_path()?;
         Some(OwnProxy { proxy, stops, config: Arc::new(config.clone()) })
     }
@@ -132,4 +132,134 @@ impl OwnEngine {
         self.proxy.stops.listening.cancel();
         self.drain.start();
     }
+}
+
+/// The MCP policy's request step (`policy::McpPolicy::admit`), for the `mcp_request` fuzz
+/// target: a policy built from Cedar policy text and a tool view, judging request bodies
+/// with the 2026-07-28 headers a client sent.
+pub struct PolicyProbe(crate::policy::McpPolicy);
+
+/// What the policy did with a request.
+#[derive(Debug)]
+pub enum Probed {
+    /// Forwarded: the body the target gets, and its `Mcp-Name` (when the client sent one).
+    Forwarded { body: Vec<u8>, mcp_name: Option<Vec<u8>>, list: bool },
+    /// Answered by the proxy: status and body.
+    Answered(u16, Vec<u8>),
+}
+
+impl PolicyProbe {
+    /// `authz`: a ToolHive authorization config (JSON); `tools`: the `--tools` allow-list;
+    /// `overrides`: a `--tools-override` file's text.
+    pub fn new(authz: &str, tools: &[&str], overrides: &str) -> Result<PolicyProbe, String> {
+        use crate::policy::tools::ToolView;
+        let authorizer = crate::policy::authz::from_text(authz, false, "probe").map_err(|e| e.to_string())?;
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(rename = "toolsOverride")]
+            tools_override: std::collections::HashMap<String, crate::policy::tools::Override>,
+        }
+        let overrides: File = serde_json::from_str(overrides).map_err(|e| e.to_string())?;
+        let allow: Vec<String> = tools.iter().map(|t| (*t).to_owned()).collect();
+        let view = ToolView::new(&allow, overrides.tools_override)?;
+        Ok(PolicyProbe(crate::policy::McpPolicy::new(Some(Arc::new(authorizer)), Some(Arc::new(view)), None)))
+    }
+
+    /// Judges `body` as a POST from an anonymous client.
+    pub fn admit(&self, mcp_method: Option<&[u8]>, mcp_name: Option<&[u8]>, repeated: bool, body: &[u8]) -> Probed {
+        use crate::policy::{Admission, Head};
+        let head = Head {
+            http_method: "POST",
+            path: "/mcp",
+            peer: std::net::IpAddr::from([127, 0, 0, 1]),
+            user_agent: None,
+            request_id: None,
+            mcp_method,
+            mcp_name,
+            repeated,
+        };
+        match self.0.admit(&head, body, None) {
+            Admission::Answer(answer) => Probed::Answered(answer.status().as_u16(), answer.body().to_vec()),
+            Admission::Forward(admitted) => {
+                let list = admitted.list.is_some();
+                match admitted.renamed {
+                    Some((body, name)) => {
+                        Probed::Forwarded { body, mcp_name: mcp_name.map(|_| name.into_bytes()), list }
+                    }
+                    None => Probed::Forwarded { body: body.to_vec(), mcp_name: mcp_name.map(<[u8]>::to_vec), list },
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// policy::authz (Cedar, `--authz-config`): for the cedarpy cross-check, tests/it/authz_table.rs.
+
+/// A Cedar authz config, as `--authz-config` reads it, for [`cedar_explain`].
+pub struct CedarConfig<'a> {
+    pub text: &'a str,
+    pub yaml: bool,
+    /// The MCP server name resources are scoped to (`resource in MCP::"<name>"`), if any.
+    pub server_name: Option<&'a str>,
+}
+
+/// One request to decide, for [`cedar_explain`].
+pub struct CedarRequest<'a> {
+    /// `None`: no incoming auth (principal `Client::"anonymous"`).
+    pub subject: Option<&'a str>,
+    /// A JSON object of token claims.
+    pub claims: &'a serde_json::Value,
+    /// `call_tool`, `get_prompt` or `read_resource`.
+    pub action: &'a str,
+    pub resource: &'a str,
+    /// A JSON object of tool or prompt arguments.
+    pub arguments: Option<&'a serde_json::Value>,
+    /// A tool's `annotations` object, as a server's tools/list would give it.
+    pub annotations: Option<&'a serde_json::Value>,
+}
+
+/// Loads `config`, decides `request` with `Authorizer::allows` and `Authorizer::explain`
+/// (an error if they disagree), and returns the decision with the Cedar request evaluated.
+pub fn cedar_explain(
+    config: &CedarConfig<'_>,
+    request: &CedarRequest<'_>,
+) -> Result<(bool, serde_json::Value), String> {
+    use crate::policy::authz::{self, Action, Principal, ToolAnnotations};
+    let mut authorizer = authz::from_text(config.text, config.yaml, "table").map_err(|e| e.to_string())?;
+    if let Some(name) = config.server_name {
+        authorizer = authorizer.with_server_name(name);
+    }
+    let action = match request.action {
+        "call_tool" => Action::CallTool,
+        "get_prompt" => Action::GetPrompt,
+        "read_resource" => Action::ReadResource,
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    let claims = request.claims.as_object().ok_or("claims must be a JSON object")?;
+    let arguments = match request.arguments {
+        Some(value) => Some(value.as_object().ok_or("arguments must be a JSON object")?),
+        None => None,
+    };
+    let annotations = request.annotations.and_then(|value| {
+        let mut tool = serde_json::Map::new();
+        tool.insert("annotations".to_owned(), value.clone());
+        ToolAnnotations::from_tool(&tool)
+    });
+    let who = Principal { subject: request.subject, claims };
+    let allowed = authorizer.allows(&who, action, request.resource, arguments, annotations.as_ref());
+    let (explained, cedar_request) =
+        authorizer.explain(&who, action, request.resource, arguments, annotations.as_ref());
+    if allowed != explained {
+        return Err(format!("allows() said {allowed}, explain() said {explained}"));
+    }
+    Ok((allowed, cedar_request))
+}
+
+// ------------------------------------------------------------------------------------------
+// policy::filter (MCP list answers filtered by policy): for the `list_rewrite` fuzz target.
+
+/// The list-answer rewriter (`policy::filter`), for the `list_rewrite` target.
+pub mod list_filter {
+    pub use crate::policy::filter::{Judge, ListKind, ListRewrite, Message, TooLarge, rewrite_message};
 }

@@ -8,7 +8,8 @@
 //! - `inbound` checks the tokens of the proxy's own clients (OAuth resource server);
 //! - `outbound` logs in to the target and keeps its tokens (OAuth client);
 //! - `oauth` is the protocol layer underneath both (metadata, tokens, challenges);
-//! - `mcp` holds the little MCP knowledge a transparent proxy needs.
+//! - `mcp` holds the little MCP knowledge a transparent proxy needs;
+//! - `policy` is MCP-aware policy: Cedar authorization, tool filtering, audit.
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -23,6 +24,7 @@ mod mcp;
 mod net;
 mod oauth;
 mod outbound;
+mod policy;
 mod proxy;
 mod server;
 mod telemetry;

@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
+use crate::policy::McpPolicy;
 use crate::proxy::deadline::{Deadlines, Drain, Event, Tracked, Watchdog};
 use crate::proxy::h1;
 use crate::proxy::h1::conn::Outcome;
@@ -40,6 +41,8 @@ const FORCE_CLOSE_AFTER: Duration = Duration::from_secs(2);
 const STARTUP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long shutdown waits for the audit log's queue to be written.
+const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs the proxy until a shutdown signal arrives.
 pub(crate) async fn serve(config: Config) -> Result<(), Error> {
@@ -51,7 +54,11 @@ pub(crate) async fn serve(config: Config) -> Result<(), Error> {
         Some(o) => Some(Outbound::new(o, &config.target)?),
         None => None,
     };
-    let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone())?;
+    let mcp = match &config.policy {
+        Some(policy) => Some(McpPolicy::start(policy).map_err(|e| Error::Audit(e.to_string()))?),
+        None => None,
+    };
+    let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone(), mcp)?;
     announce(&config, local);
     // The login runs while the proxy already listens; requests wait with 503.
     if let Some(outbound) = &outbound {
@@ -97,6 +104,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), Error> {
         stops.all.cancel();
         if tokio::time::timeout(FORCE_CLOSE_AFTER, &mut all_closed).await.is_err() {
             warn!("closing the connections that are still open");
+        }
+    }
+    if let Some(auditor) = proxy.policy().mcp.as_ref().and_then(McpPolicy::auditor) {
+        // Every audit event of the served requests is written before the process ends.
+        auditor.close(AUDIT_FLUSH_LIMIT).await;
+        let dropped = auditor.dropped();
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "audit events were lost (the writer fell behind, or writing failed); see the warnings above"
+            );
         }
     }
     info!("proxy stopped");
@@ -164,7 +182,10 @@ async fn start_inbound(config: &Config, port: u16) -> Result<Option<Inbound>, Er
             names.iter().map(|h| resource.resource(&format!("{h}:{port}"))).collect()
         }
     };
-    let authenticator = Authenticator::start(inbound, audiences).await?;
+    let mut authenticator = Authenticator::start(inbound, audiences).await?;
+    if config.policy.as_ref().is_some_and(McpPolicy::needs_claims) {
+        authenticator.keep_claims();
+    }
     info!("incoming authentication is on");
     Ok(Some(Inbound { authenticator, resource }))
 }

@@ -41,6 +41,7 @@ fn request_part(knob: u8, raw: &[u8]) {
         describe_client: knob & 2 == 2,
         upstream_host: b"up.example:8080",
         client_ip: "127.0.0.1".parse().unwrap(),
+        mcp: knob & 4 == 4,
     };
     let Classified::Fast(plan) = request::classify(raw, &rules) else { return };
     assert!(plan.head_len <= raw.len());
@@ -52,13 +53,19 @@ fn request_part(knob: u8, raw: &[u8]) {
         }
         other => panic!("pipelined bytes changed the verdict: {other:?}"),
     }
+    // With an MCP policy the head is left open for it; finished as the policy would when it
+    // keeps the client's `Mcp-Name`.
+    let mut head = plan.upstream_head.clone();
+    if let Some(fields) = plan.mcp.as_deref() {
+        request::finish_head(&mut head, fields.name.map(|(a, b)| &raw[a..b]), fields, plan.body_len);
+    }
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut sent = httparse::Request::new(&mut headers);
-    let n = match sent.parse(&plan.upstream_head) {
+    let n = match sent.parse(&head) {
         Ok(httparse::Status::Complete(n)) => n,
         other => panic!("the target would not read our head: {other:?}"),
     };
-    assert_eq!(n, plan.upstream_head.len(), "one head, nothing smuggled behind it");
+    assert_eq!(n, head.len(), "one head, nothing smuggled behind it");
     assert_eq!(sent.method, Some(plan.method.as_str()));
     assert_eq!(sent.path.map(str::as_bytes), Some(&raw[plan.target.0..plan.target.1]));
     let named = |name: &str| sent.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count();
@@ -78,7 +85,7 @@ fn request_part(knob: u8, raw: &[u8]) {
 }
 
 fn response_part(knob: u8, raw: &[u8]) {
-    let exchange = Exchange { get: knob & 1 == 1, close: knob & 2 == 2 };
+    let exchange = Exchange { get: knob & 1 == 1, close: knob & 2 == 2, rewrite: knob & 4 == 4 };
     let Parsed::Complete(plan) = response::parse(raw, exchange) else { return };
     assert!(plan.head_len <= raw.len());
     let mut headers = [httparse::EMPTY_HEADER; 128];

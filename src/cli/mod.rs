@@ -85,6 +85,35 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub remote_auth: RemoteAuthArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// MCP-aware policy: authorization, tool filtering, audit (ToolHive's `thv run` flags).
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Path to the authorization configuration file (Cedar policies, ToolHive's format,
+    /// JSON or YAML); lists are filtered by the same policies
+    #[arg(long, value_name = "PATH")]
+    pub(crate) authz_config: Option<String>,
+
+    /// Filter MCP server tools (comma-separated list of the server's tool names)
+    #[arg(long, value_name = "NAMES", value_delimiter = ',', action = ArgAction::Append)]
+    pub(crate) tools: Vec<String>,
+
+    /// Path to a JSON file containing overrides for MCP server tools names and descriptions
+    #[arg(long, value_name = "PATH")]
+    pub(crate) tools_override: Option<String>,
+
+    /// Enable audit logging with default configuration
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          default_value = "false", require_equals = true, value_parser = go_bool)]
+    pub(crate) enable_audit: bool,
+
+    /// Path to the audit configuration file (implies --enable-audit)
+    #[arg(long, value_name = "PATH")]
+    pub(crate) audit_config: Option<String>,
 }
 
 /// Where the proxy listens and where it forwards to.

@@ -6,11 +6,12 @@
 //! (through [`Environment`], so tests can inject it).
 //!
 //! One file per group of flags: [`target`] (`--target-uri`), [`inbound`] (`--oidc-*`),
-//! [`outbound`] (`--remote-auth*`); the listener's flags and the rules across groups are
+//! [`outbound`] (`--remote-auth*`), [`policy`] (`--authz-config`, `--tools*`, audit); the listener's flags and the rules across groups are
 //! here. Address rules are [`crate::net`]'s, value syntaxes [`crate::cli::values`]'.
 
 mod inbound;
 mod outbound;
+mod policy;
 mod target;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -22,6 +23,7 @@ pub(crate) use inbound::{CONSENT_FLAG, CREDENTIAL_FLAGS};
 pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;
 pub(crate) use outbound::{OAuthConfig, OAuthEndpoints};
+pub(crate) use policy::PolicyConfig;
 pub(crate) use target::Target;
 
 use crate::cli::values::{parse_go_duration, parse_size};
@@ -98,6 +100,8 @@ pub struct Config {
     pub inbound: Option<InboundConfig>,
     /// Outgoing authentication (`--remote-auth*`); `None` when requests go as they came.
     pub outbound: Option<OutboundConfig>,
+    /// MCP-aware policy (`--authz-config`, `--tools*`, audit); `None` costs nothing.
+    pub(crate) policy: Option<PolicyConfig>,
     /// Warnings about the flags, logged once the logger exists (it needs `debug`).
     pub(crate) warnings: Vec<&'static str>,
     /// Plain requests take the own HTTP/1.1 path where it applies (`THV_HTTP1=hyper`
@@ -114,6 +118,13 @@ impl Config {
         config.inbound = inbound::inbound_config(&args.oidc, env)?;
         config.outbound =
             outbound::outbound_config(&args.remote_auth, &inv.given, env, &config.target, &mut config.warnings)?;
+        config.policy = policy::policy_config(
+            &args.policy,
+            &config.server_name,
+            config.target.endpoint_path.ends_with("/sse"),
+            config.inbound.is_some(),
+            &mut config.warnings,
+        )?;
         config.own_http1 = match env.var("THV_HTTP1").as_deref().map(str::trim) {
             None | Some("" | "own") => true,
             Some("hyper") => false,
@@ -187,6 +198,7 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         debug,
         inbound: None,
         outbound: None,
+        policy: None,
         warnings: Vec::new(),
         own_http1: true,
     })

@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     fn identity() -> Arc<Identity> {
-        Arc::new(Identity { subject: "u".into(), scopes: vec![] })
+        Arc::new(Identity { subject: "u".into(), scopes: vec![], claims: Default::default() })
     }
 
     #[test]

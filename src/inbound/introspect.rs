@@ -46,6 +46,8 @@ pub(crate) struct Introspector {
     leeway: u64,
     ttl: u64,
     cache: TokenCache,
+    /// Keep each answer's claims in its identity (a policy reads them).
+    keep_claims: bool,
 }
 
 impl Introspector {
@@ -69,7 +71,13 @@ impl Introspector {
             leeway: leeway.as_secs(),
             ttl: config.cache_ttl.as_secs(),
             cache: TokenCache::new(CACHE_CAPACITY),
+            keep_claims: false,
         }
+    }
+
+    /// Keeps every answer's claims in its identity.
+    pub(crate) fn keep_claims(&mut self) {
+        self.keep_claims = true;
     }
 
     /// Resolves `token` to an identity, and the Unix second until which it holds.
@@ -132,7 +140,8 @@ impl Introspector {
         }
         let subject = answer.sub.clone().or_else(|| answer.client_id.clone()).unwrap_or_else(|| "unknown".to_owned());
         let scopes = answer.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
-        Ok(Identity { subject, scopes })
+        let claims = if self.keep_claims { answer.claims.clone() } else { serde_json::Map::new() };
+        Ok(Identity { subject, scopes, claims })
     }
 }
 

@@ -27,6 +27,17 @@ use crate::inbound::cache::now_secs;
 use crate::inbound::jose::{Algorithm, Header};
 use crate::inbound::jwks::{JwksCache, RSA_ALGORITHMS, VerifyKey};
 
+/// Every claim of a token `validate` has accepted, for a policy that reads them (the
+/// payload is decoded a second time only then, so tokens cost nothing more without one).
+pub(crate) fn payload_claims(token: &str) -> serde_json::Map<String, Value> {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| B64.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default()
+}
+
 /// The claims the proxy reads from a valid token. Time and issuer claims are kept as raw
 /// JSON so their *types* can be checked too (RFC 7519 §4.1: `iss` is a string, dates are
 /// NumericDates, which may have a fraction).

@@ -46,6 +46,9 @@ pub(crate) struct Identity {
     pub(crate) subject: String,
     /// Granted scopes.
     pub(crate) scopes: Vec<String>,
+    /// Every claim of the token (or of the introspection answer), kept only when a policy
+    /// reads them (`--authz-config`); empty otherwise, which costs no allocation.
+    pub(crate) claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a token was refused. The descriptions are fixed, short and safe to send: internal
@@ -128,6 +131,8 @@ pub(crate) struct Authenticator {
     introspector: Option<Introspector>,
     required_scopes: Vec<String>,
     jwt_cache: TokenCache,
+    /// Keep each token's claims in its [`Identity`] (a policy reads them).
+    keep_claims: bool,
 }
 
 impl Authenticator {
@@ -208,7 +213,17 @@ impl Authenticator {
             introspector,
             required_scopes: config.required_scopes.clone(),
             jwt_cache: TokenCache::new(JWT_CACHE_CAPACITY),
+            keep_claims: false,
         })
+    }
+
+    /// Keeps every token's claims in its [`Identity`], for a policy that reads them. Set
+    /// before the first request; without it no claim is copied.
+    pub(crate) fn keep_claims(&mut self) {
+        self.keep_claims = true;
+        if let Some(i) = &mut self.introspector {
+            i.keep_claims();
+        }
     }
 
     /// Authenticates a request by its headers (hyper's path).
@@ -274,7 +289,8 @@ impl Authenticator {
         let scopes = claims.scopes();
         let expires_at = claims.expires_at();
         let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());
-        let identity = Arc::new(Identity { subject, scopes });
+        let claims = if self.keep_claims { jwt::payload_claims(token) } else { serde_json::Map::new() };
+        let identity = Arc::new(Identity { subject, scopes, claims });
         self.jwt_cache.insert(key, Cached::Valid(identity.clone()), expires_at, now);
         Ok((identity, expires_at))
     }
@@ -341,7 +357,7 @@ mod tests {
     use super::*;
 
     fn remembered(token: &str, until: u64) -> LastToken {
-        let identity = Arc::new(Identity { subject: "alice".into(), scopes: vec![] });
+        let identity = Arc::new(Identity { subject: "alice".into(), scopes: vec![], claims: Default::default() });
         LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity, until }
     }
 

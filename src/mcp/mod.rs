@@ -4,4 +4,5 @@
 //! `endpoint` event, MCP 2024-11-05 Transports §HTTP with SSE).
 
 pub(crate) mod jsonrpc;
+pub(crate) mod request;
 pub(crate) mod sse;

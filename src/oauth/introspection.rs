@@ -25,6 +25,9 @@ pub(crate) struct Introspected {
     /// A member had the wrong JSON type (`aud: 12345`, `iss: 7`, `exp: "soon"`): the
     /// answer cannot be trusted.
     pub(crate) malformed: bool,
+    /// The whole answer, for a policy that reads claims (an introspection answer is the
+    /// token's claims, RFC 7662 §2.2).
+    pub(crate) claims: serde_json::Map<String, Value>,
 }
 
 impl Introspected {
@@ -82,6 +85,7 @@ impl Introspected {
             nbf,
             scope,
             malformed,
+            claims: body.as_object().cloned().unwrap_or_default(),
         }
     }
 }

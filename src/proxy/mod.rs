@@ -32,6 +32,7 @@ pub(crate) mod idle;
 pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod respond;
+pub(crate) mod rewrite;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,16 +48,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::inbound::Authenticator;
+use crate::inbound::Identity;
 use crate::inbound::metadata::ProtectedResource;
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::SseBody;
 use crate::outbound::{Outbound, SendError, Unavailable};
+use crate::policy::{Admission, Admitted, ListPlan, McpPolicy, Ticket};
 use deadline::Deadlines;
 use forward::{ForwardError, Upstream};
 use guard::Verdict;
 use policy::{BODY_READ_TIMEOUT, LocalRoute, Policy};
 use pool::UpstreamBody;
-use respond::{INVALID_REQUEST, Local, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
+use respond::{Audited, INVALID_REQUEST, Local, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
+use rewrite::ListBody;
+
+/// MCP 2026-07-28's request fields that repeat the body's method and name.
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
+/// A client's request id, for the audit log.
+const X_REQUEST_ID: &str = "x-request-id";
 /// How long `/health` waits for a TCP connection to the target.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -88,6 +98,16 @@ struct Shared {
     target_socket: String,
 }
 
+/// How the target's answer goes back to the client.
+struct Relay<'a> {
+    /// The request was a GET: an event stream answering it is a standalone stream.
+    is_get: bool,
+    /// The `Host` the client used (the legacy `endpoint` event names the proxy by it).
+    client_host: Option<&'a HeaderValue>,
+    /// The MCP policy filters a list answer.
+    list: Option<ListPlan>,
+}
+
 /// Incoming authentication, when configured.
 pub(crate) struct Inbound {
     pub(crate) authenticator: Authenticator,
@@ -102,9 +122,10 @@ impl Proxy {
         stops: StreamStops,
         inbound: Option<Inbound>,
         outbound: Option<Outbound>,
+        mcp: Option<McpPolicy>,
     ) -> Result<Proxy, forward::TlsSetupError> {
         let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
-        let policy = Policy::new(config, port, stops, inbound);
+        let policy = Policy::new(config, port, stops, inbound, mcp);
         Ok(Proxy {
             shared: Arc::new(Shared {
                 policy,
@@ -185,15 +206,22 @@ impl Proxy {
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
         let p = &self.shared.policy;
+        let mut who = None;
         if p.consumes_authorization() {
             let values = req.headers().get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
             let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
-            if let Err(answer) = p.authenticate(values, None, host).await {
-                return answer.into();
+            match p.authenticate(values, None, host).await {
+                Ok(identity) => who = identity,
+                Err(answer) => {
+                    if let Some(mcp) = &p.mcp {
+                        mcp.refused(&mcp_head(&req, peer), answer.status().as_u16());
+                    }
+                    return answer.into();
+                }
             }
             req.headers_mut().remove(header::AUTHORIZATION);
         }
-        self.forward(req, peer, deadlines).await
+        self.forward(req, peer, deadlines, who).await
     }
 
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
@@ -225,7 +253,13 @@ impl Proxy {
         self.shared.policy.client_authority(req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
     }
 
-    async fn forward(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        deadlines: &Deadlines,
+        who: Option<Arc<Identity>>,
+    ) -> Response<ProxyBody> {
         let s = &*self.shared;
         let (mut parts, body) = req.into_parts();
         if parts.method == Method::CONNECT {
@@ -238,9 +272,32 @@ impl Proxy {
             return resp.into();
         }
         let p = &s.policy;
-        let body = match read_body(body, p.max_body, deadlines).await {
+        let mut body = match read_body(body, p.max_body, deadlines).await {
             Ok(body) => body,
             Err(e) => return p.rescue(&e, &[]).into(),
+        };
+        // The MCP policy decides on the whole body, before anything reaches the target.
+        let mut admitted = None;
+        if let Some(mcp) = &p.mcp {
+            let head = mcp_head_of(&parts, peer);
+            match mcp.admit(&head, &body, who.as_ref()) {
+                Admission::Answer(answer) => return answer.into(),
+                Admission::Forward(a) => admitted = Some(a),
+            }
+        }
+        let (list, ticket) = match admitted {
+            Some(Admitted { renamed, list, audit }) => {
+                if let Some((renamed, name)) = renamed {
+                    body = Bytes::from(renamed);
+                    if parts.headers.contains_key(MCP_NAME)
+                        && let Ok(name) = HeaderValue::from_str(&name)
+                    {
+                        parts.headers.insert(MCP_NAME, name);
+                    }
+                }
+                (list, audit)
+            }
+            None => (None, None),
         };
         // The target's Host replaces the client's (which is kept for X-Forwarded-Host and
         // the legacy endpoint rewrite): a client can never choose the upstream virtual host.
@@ -252,7 +309,7 @@ impl Proxy {
         // is how request smuggling starts.
         parts.headers.remove(header::CONTENT_LENGTH);
         headers::set_forwarded(&mut parts.headers, p.describe_client, peer.ip(), client_host.as_ref());
-        let is_get = parts.method == Method::GET;
+        let how = Relay { is_get: parts.method == Method::GET, client_host: client_host.as_ref(), list };
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {
             // The client's request parts become the target's (no new header map).
@@ -267,9 +324,9 @@ impl Proxy {
                         let bearer = crate::oauth::challenge::find_bearer(lines.filter_map(|v| v.to_str().ok()));
                         p.upstream_answered(401, bearer.is_some());
                     }
-                    self.relay(resp, is_get, client_host.as_ref())
+                    self.audited(self.relay(resp, how), ticket)
                 }
-                Err(e) => p.rescue(&e, &body).into(),
+                Err(e) => self.audited(p.rescue(&e, &body).into(), ticket),
             };
         };
         // The proxy authenticates to the target itself: whatever credentials the client
@@ -278,7 +335,17 @@ impl Proxy {
         parts.uri = uri;
         // Boxed: its retry loop keeps a second request's worth of state, which the
         // unauthenticated path would otherwise carry (and move) on every request.
-        Box::pin(self.forward_authenticated(outbound, parts, body, is_get, client_host.as_ref(), deadlines)).await
+        let resp = Box::pin(self.forward_authenticated(outbound, parts, body, how, deadlines)).await;
+        self.audited(resp, ticket)
+    }
+
+    /// The exchange's audit event, completed with the answer the client gets.
+    fn audited(&self, resp: Response<ProxyBody>, ticket: Option<Ticket>) -> Response<ProxyBody> {
+        let (Some(mcp), Some(ticket)) = (&self.shared.policy.mcp, ticket) else { return resp };
+        match mcp.answering(ticket, resp.status().as_u16()) {
+            Some(tap) => resp.map(|body| ProxyBody::Audited(Box::new(Audited::new(body, tap)))),
+            None => resp,
+        }
     }
 
     /// Sends with the proxy's own token: [`Outbound::send`] renews it on 401 and steps up
@@ -289,25 +356,20 @@ impl Proxy {
         outbound: &Outbound,
         parts: http::request::Parts,
         body: Bytes,
-        is_get: bool,
-        client_host: Option<&HeaderValue>,
+        how: Relay<'_>,
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
         let upstream = &self.shared.upstream;
         match outbound.send(parts, body.clone(), |req| upstream.send(req, deadlines)).await {
-            Ok(resp) => self.relay(resp, is_get, client_host),
+            Ok(resp) => self.relay(resp, how),
             Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body).into(),
             Err(SendError::Unavailable(why)) => login_unavailable(&why, &body).into(),
         }
     }
 
-    /// Passes the target's response on: same status and body, hop-by-hop fields removed.
-    fn relay(
-        &self,
-        resp: Response<UpstreamBody>,
-        is_get: bool,
-        client_host: Option<&HeaderValue>,
-    ) -> Response<ProxyBody> {
+    /// Passes the target's response on: same status and body, hop-by-hop fields removed;
+    /// a list answer filtered by the MCP policy.
+    fn relay(&self, resp: Response<UpstreamBody>, how: Relay<'_>) -> Response<ProxyBody> {
         let p = &self.shared.policy;
         let (mut parts, body) = resp.into_parts();
         // The client connection has its own version; an HTTP/1.0 upstream must not
@@ -317,10 +379,19 @@ impl Proxy {
         headers::single_content_length(&mut parts.headers);
         let is_event_stream =
             parts.headers.get(header::CONTENT_TYPE).is_some_and(|ct| policy::is_event_stream(ct.as_bytes()));
-        let body = if is_event_stream {
+        let list = how.list.filter(|_| crate::policy::rewrites(parts.status.as_u16()));
+        let body = if let Some(list) = list {
+            // Filtered: the length changes, and no buffering in front of an event stream.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            if is_event_stream {
+                let (name, value) = policy::NO_BUFFERING;
+                parts.headers.entry(name).or_insert(HeaderValue::from_static(value));
+            }
+            ProxyBody::List(Box::new(ListBody::new(body, list.rewriter(is_event_stream))))
+        } else if is_event_stream {
             let (name, value) = policy::NO_BUFFERING;
             parts.headers.entry(name).or_insert(HeaderValue::from_static(value));
-            let stream = p.event_stream(is_get, client_host.and_then(|h| h.to_str().ok()));
+            let stream = p.event_stream(how.is_get, how.client_host.and_then(|h| h.to_str().ok()));
             if stream.drop_length {
                 parts.headers.remove(header::CONTENT_LENGTH);
             }
@@ -410,4 +481,39 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
     deadlines.within(BODY_READ_TIMEOUT, read).await.map_err(|_| ForwardError::BodySlow(BODY_READ_TIMEOUT))?
+}
+
+/// What the MCP policy reads of a request head on hyper's path.
+fn mcp_head_of(parts: &http::request::Parts, peer: SocketAddr) -> crate::policy::Head<'_> {
+    let one = |name: &str| {
+        let mut values = parts.headers.get_all(name).iter();
+        let first = values.next().map(HeaderValue::as_bytes);
+        (first, values.next().is_some())
+    };
+    let (mcp_method, twice_method) = one(MCP_METHOD);
+    let (mcp_name, twice_name) = one(MCP_NAME);
+    crate::policy::Head {
+        http_method: parts.method.as_str(),
+        path: parts.uri.path(),
+        peer: peer.ip(),
+        user_agent: parts.headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
+        request_id: parts.headers.get(X_REQUEST_ID).map(HeaderValue::as_bytes),
+        mcp_method,
+        mcp_name,
+        repeated: twice_method || twice_name,
+    }
+}
+
+/// [`mcp_head_of`] for a whole request.
+fn mcp_head<B>(req: &Request<B>, peer: SocketAddr) -> crate::policy::Head<'_> {
+    crate::policy::Head {
+        http_method: req.method().as_str(),
+        path: req.uri().path(),
+        peer: peer.ip(),
+        user_agent: req.headers().get(header::USER_AGENT).map(HeaderValue::as_bytes),
+        request_id: req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
+        mcp_method: req.headers().get(MCP_METHOD).map(HeaderValue::as_bytes),
+        mcp_name: req.headers().get(MCP_NAME).map(HeaderValue::as_bytes),
+        repeated: false,
+    }
 }

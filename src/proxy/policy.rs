@@ -15,6 +15,7 @@
 //! The engines move bytes and keep no rule of their own: where an engine needs a fact
 //! (the client's authority, which stop ends a stream), it asks [`Policy`].
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -27,10 +28,11 @@ use super::guard::Guard;
 use super::respond::{self, INVALID_REQUEST, Local, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
 use crate::config::Config;
-use crate::inbound::LastToken;
 use crate::inbound::metadata::WELL_KNOWN;
+use crate::inbound::{Identity, LastToken};
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::EndpointRewrite;
+use crate::policy::McpPolicy;
 
 /// How long a client may take to send a request body once its headers arrived. Slower
 /// uploads tie up a buffer; MCP messages are small.
@@ -57,6 +59,8 @@ pub(crate) struct Policy {
     local_authority: String,
     /// Whether the remote-auth hint was logged.
     auth_hint_given: AtomicBool,
+    /// MCP-aware policy (authorization, tool filtering, audit), when configured.
+    pub(crate) mcp: Option<McpPolicy>,
 }
 
 /// A route the proxy answers itself, never forwarded.
@@ -101,9 +105,11 @@ pub(crate) fn may_send_again(written: bool, reused: bool) -> bool {
     !written && reused
 }
 
-/// Whether a `Content-Type` value is `text/event-stream` (any parameters, any case).
+/// Whether a `Content-Type` value is `text/event-stream`: its media type, without
+/// parameters or surrounding whitespace (RFC 9110 §8.3.1), in any case.
 pub(crate) fn is_event_stream(content_type: &[u8]) -> bool {
-    content_type.trim_ascii_start().get(..17).is_some_and(|m| m.eq_ignore_ascii_case(b"text/event-stream"))
+    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default();
+    essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
 }
 
 /// Whether an event stream answering a GET (`is_get`) or another method is a standalone
@@ -143,7 +149,13 @@ pub(crate) struct Record<'a> {
 
 impl Policy {
     /// The policy for `config`, now that the proxy listens on `port`.
-    pub(crate) fn new(config: &Config, port: u16, stops: StreamStops, inbound: Option<Inbound>) -> Policy {
+    pub(crate) fn new(
+        config: &Config,
+        port: u16,
+        stops: StreamStops,
+        inbound: Option<Inbound>,
+        mcp: Option<McpPolicy>,
+    ) -> Policy {
         let listen = config.listen.ip();
         Policy {
             guard: Guard::new(listen.is_loopback(), &config.listen_host, port, &config.extra_origins),
@@ -156,6 +168,7 @@ impl Policy {
             target_display: config.target.display(),
             local_authority: if listen.is_ipv6() { format!("[{listen}]:{port}") } else { format!("{listen}:{port}") },
             auth_hint_given: AtomicBool::new(false),
+            mcp,
         }
     }
 
@@ -166,16 +179,16 @@ impl Policy {
     }
 
     /// Incoming authentication of a request by its `Authorization` values, when
-    /// configured: `Err` is the answer (401/403/400/503, RFC 6750 §3, RFC 9728 §5.1). On a
-    /// connection that remembers its `last` accepted token, the same token again costs one
-    /// comparison.
+    /// configured: the client's identity (`None` without incoming auth), or `Err`, the
+    /// answer (401/403/400/503, RFC 6750 §3, RFC 9728 §5.1). On a connection that
+    /// remembers its `last` accepted token, the same token again costs one comparison.
     pub(crate) async fn authenticate<'a>(
         &self,
         authorization: impl Iterator<Item = &'a [u8]>,
         last: Option<&mut Option<LastToken>>,
         client_host: Option<&[u8]>,
-    ) -> Result<(), Local> {
-        let Some(inbound) = &self.inbound else { return Ok(()) };
+    ) -> Result<Option<Arc<Identity>>, Local> {
+        let Some(inbound) = &self.inbound else { return Ok(None) };
         let verdict = match last {
             Some(last) => inbound.authenticator.authenticate_on_connection(authorization, last).await,
             None => inbound.authenticator.authenticate(authorization).await,
@@ -183,7 +196,7 @@ impl Policy {
         match verdict {
             Ok(identity) => {
                 debug!(subject = %identity.subject, "authenticated");
-                Ok(())
+                Ok(Some(identity))
             }
             Err(rejection) => {
                 // Read only now: an accepted request never needs it.
@@ -318,6 +331,8 @@ mod tests {
         assert_eq!(local_route("/mcp"), None);
         assert!(is_event_stream(b" Text/Event-Stream; charset=utf-8"));
         assert!(!is_event_stream(b"application/json") && !is_event_stream(b"text/event"));
+        assert!(is_event_stream(b"text/event-stream ;charset=utf-8"));
+        assert!(!is_event_stream(b"text/event-streams"), "the whole media type, not a prefix");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::inbound::metadata::ProtectedResource;
 use crate::inbound::{IdpTrouble, Rejection};
 use crate::mcp::sse::SseBody;
 use crate::oauth::challenge::BearerError;
+use crate::policy::Tap;
 
 /// JSON-RPC "Invalid Request" (JSON-RPC 2.0 §5.1); also what MCP servers use for a
 /// refused `Origin`.
@@ -45,9 +46,25 @@ pub(crate) enum ProxyBody {
     /// its scanner would make every response ~90 bytes larger, and hyper moves responses
     /// (and their bodies) several times per request.
     Sse(Box<SseBody<UpstreamBody>>),
+    /// A list answer filtered by the MCP policy.
+    List(Box<super::rewrite::ListBody>),
+    /// Any of the above, read by the audit log as it passes (`--enable-audit`).
+    Audited(Box<Audited>),
     /// Any of the above, its bytes counted and the exchange recorded when hyper drops it
     /// (finished, or the client gone): only while records are read ([`policy::recording`]).
     Recorded(Box<Recorded>),
+}
+
+/// A response body the audit log reads the start of; its event is logged when it ends.
+pub(crate) struct Audited {
+    body: ProxyBody,
+    tap: Tap,
+}
+
+impl Audited {
+    pub(crate) fn new(body: ProxyBody, tap: Tap) -> Audited {
+        Audited { body, tap }
+    }
 }
 
 /// A response body whose exchange is recorded when it ends.
@@ -94,6 +111,16 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
             ProxyBody::Upstream(incoming) => Pin::new(incoming).poll_frame(cx),
             ProxyBody::Sse(sse) => Pin::new(&mut **sse).poll_frame(cx),
+            ProxyBody::List(list) => Pin::new(&mut **list).poll_frame(cx),
+            ProxyBody::Audited(audited) => {
+                let frame = Pin::new(&mut audited.body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    audited.tap.observe(data);
+                }
+                frame
+            }
             ProxyBody::Recorded(recorded) => {
                 let frame = Pin::new(&mut recorded.body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &frame
@@ -111,6 +138,8 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => full.is_end_stream(),
             ProxyBody::Upstream(incoming) => incoming.is_end_stream(),
             ProxyBody::Sse(sse) => sse.is_end_stream(),
+            ProxyBody::List(list) => list.is_end_stream(),
+            ProxyBody::Audited(audited) => audited.body.is_end_stream(),
             ProxyBody::Recorded(recorded) => recorded.body.is_end_stream(),
         }
     }
@@ -120,6 +149,8 @@ impl Body for ProxyBody {
             ProxyBody::Local(full) => full.size_hint(),
             ProxyBody::Upstream(incoming) => incoming.size_hint(),
             ProxyBody::Sse(sse) => sse.size_hint(),
+            ProxyBody::List(list) => list.size_hint(),
+            ProxyBody::Audited(audited) => audited.body.size_hint(),
             ProxyBody::Recorded(recorded) => recorded.body.size_hint(),
         }
     }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod authz_table;
 mod cli;
 mod corpus;
 mod engine;
@@ -13,4 +14,5 @@ mod hostile;
 mod inbound;
 mod mcp;
 mod outbound;
+mod policy;
 mod properties;

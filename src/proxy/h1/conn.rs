@@ -28,16 +28,18 @@ use tracing::debug;
 
 use super::FastPath;
 use super::body::{self, Decoder};
+use super::emit::{EmitError, emit, refuse};
 use super::io::{exchange_head, poll_read_with, read_until, serialize_local};
 use super::request::{self, Classified, INLINE_BODY, Method, Plan};
 use super::response::{self, Exchange};
 use super::rewind::Rewound;
 use crate::inbound::LastToken;
-use crate::mcp::sse::EndpointRewrite;
+use crate::policy::{Admission, Head, ListPlan, Tap, Ticket};
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::ForwardError;
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
 use crate::proxy::respond::Local;
+use crate::proxy::rewrite::Rewrite;
 
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
@@ -137,7 +139,7 @@ enum Wake {
     Data,
     UpstreamEof,
     UpstreamError(io::Error),
-    BadBody(body::BodyError),
+    BadBody(EmitError),
     ClientGone,
     Stopped,
 }
@@ -185,6 +187,7 @@ impl Conn<'_> {
             describe_client: p.describe_client,
             upstream_host: &self.fast.upstream_host,
             client_ip: self.peer.ip(),
+            mcp: p.mcp.is_some(),
         };
         // Where the search for the head's end resumes: a head that trickles in byte by
         // byte is scanned once in all, and parsed once it is whole, not at every read.
@@ -259,6 +262,7 @@ impl Conn<'_> {
         }
         // The whole request is in the buffer now; where it is not, the connection closes.
         let Some(body) = self.buf.get(plan.head_len..plan.end) else { return false };
+        let mut who = None;
         if self.policy.consumes_authorization() {
             let value = match plan.authorization {
                 Some(span) => match Plan::part(&self.buf, span) {
@@ -269,29 +273,68 @@ impl Conn<'_> {
             };
             // Fields, not `client_host`: the buffer and the token memo are borrowed apart.
             let host = Plan::part(&self.buf, plan.host);
-            if let Err(answer) = self.policy.authenticate(value.into_iter(), Some(&mut self.last_token), host).await {
-                return self.answer(answer, plan, false).await;
+            match self.policy.authenticate(value.into_iter(), Some(&mut self.last_token), host).await {
+                Ok(identity) => who = identity,
+                Err(answer) => {
+                    if let Some(mcp) = &self.policy.mcp {
+                        let head = mcp_head(&self.buf, plan, self.peer);
+                        mcp.refused(&head, answer.status().as_u16());
+                    }
+                    return self.answer(answer, plan, false).await;
+                }
             }
         }
-        let separate = if plan.body_len <= INLINE_BODY {
+        // The MCP policy decides on the whole body; it finishes the upstream head it left open.
+        let (mut renamed, mut list, mut ticket) = (None, None, None);
+        if let Some(fields) = plan.mcp.as_deref().copied() {
+            let Some(mcp) = &self.policy.mcp else { return false };
+            let head = mcp_head(&self.buf, plan, self.peer);
+            match mcp.admit(&head, body, who.as_ref()) {
+                Admission::Answer(answer) => return self.answer(answer, plan, false).await,
+                Admission::Forward(admitted) => {
+                    let (new_body, name) = match admitted.renamed {
+                        Some((new_body, original)) => (Some(new_body), fields.name.map(|_| original)),
+                        None => (None, None),
+                    };
+                    let name = name.as_deref().map(str::as_bytes).or(head.mcp_name);
+                    let len = new_body.as_ref().map_or(plan.body_len, Vec::len);
+                    request::finish_head(&mut plan.upstream_head, name, &fields, len);
+                    (renamed, list, ticket) = (new_body, admitted.list, admitted.audit);
+                }
+            }
+        }
+        let body = renamed.as_deref().unwrap_or(body);
+        let separate = if body.len() <= INLINE_BODY {
             plan.upstream_head.extend_from_slice(body);
             &[][..]
         } else {
             body
         };
-        let exchange = Exchange { get: plan.method == Method::Get, close: plan.close };
+        let exchange = Exchange { get: plan.method == Method::Get, close: plan.close, rewrite: list.is_some() };
         let sent = exchange_head(self.fast, &plan.upstream_head, separate, exchange);
         let sent = match self.fast.response_timeout {
             Some(limit) => self.deadlines.within(limit, sent).await.unwrap_or(Err(ForwardError::Timeout(limit))),
             None => sent.await,
         };
         match sent {
-            Ok((upstream, received, head)) => self.relay(upstream, received, head, plan).await,
+            Ok((upstream, received, head)) => {
+                let tap = self.audited(ticket, head.status);
+                self.relay(upstream, received, head, plan, list, tap).await
+            }
             Err(e) => {
                 let resp = self.policy.rescue(&e, body);
+                if let Some(mut tap) = self.audited(ticket, resp.status().as_u16()) {
+                    tap.observe(resp.body());
+                }
                 self.answer(resp, plan, false).await
             }
         }
+    }
+
+    /// The exchange's audit event, answered with `status`: completed now, or by the tap
+    /// the answer's payload is fed to (dropped when the exchange ends).
+    fn audited(&self, ticket: Option<Ticket>, status: u16) -> Option<Tap> {
+        self.policy.mcp.as_ref()?.answering(ticket?, status)
     }
 
     /// Sends a response the proxy made itself.
@@ -307,7 +350,15 @@ impl Conn<'_> {
     }
 
     /// Passes the target's response on as it arrives.
-    async fn relay(&mut self, mut upstream: TcpStream, received: Vec<u8>, head: response::Plan, plan: &Plan) -> bool {
+    async fn relay(
+        &mut self,
+        mut upstream: TcpStream,
+        received: Vec<u8>,
+        head: response::Plan,
+        plan: &Plan,
+        list: Option<ListPlan>,
+        mut tap: Option<Tap>,
+    ) -> bool {
         let p = self.policy;
         self.status = head.status;
         p.upstream_answered(head.status, head.bearer_challenge);
@@ -322,14 +373,18 @@ impl Conn<'_> {
         let mut decoder = Decoder::new(head.framing);
         let stream = head.event_stream.then(|| p.event_stream(plan.method == Method::Get, self.client_host(plan)));
         let (mut rewrite, stop) = match stream {
-            Some(stream) => (stream.rewrite, Some(stream.stop)),
+            Some(stream) => (stream.rewrite.map(Rewrite::Endpoint), Some(stream.stop)),
             None => (None, None),
         };
+        if let Some(list) = list.filter(|_| head.rewrite) {
+            rewrite = Some(Rewrite::List(Box::new(list.rewriter(head.event_stream))));
+        }
         let mut reusable = head.reusable;
         let mut sent = 0u64;
         let Some(tail) = received.get(head.head_len..) else { return false };
-        match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite, &mut sent) {
+        match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite, &mut sent, &mut tap) {
             Ok(used) => reusable &= used == tail.len(),
+            Err(EmitError::Refused) => return self.refused(&out, sent).await,
             Err(e) => return self.broke_off(&e, &[]).await,
         }
         drop(received);
@@ -369,7 +424,7 @@ impl Conn<'_> {
                     }
                     let mut bad = None;
                     let read = poll_read_with(&mut upstream, cx, |data| {
-                        match emit(&mut decoder, data, &mut out, head.chunked, &mut rewrite, &mut sent) {
+                        match emit(&mut decoder, data, &mut out, head.chunked, &mut rewrite, &mut sent, &mut tap) {
                             Ok(used) => reusable &= used == data.len(),
                             Err(e) => bad = Some(e),
                         }
@@ -390,9 +445,21 @@ impl Conn<'_> {
                         }
                         reusable = false;
                         let start = out.len();
-                        if let Some(rest) = rewrite.take().map(EndpointRewrite::into_remainder) {
-                            out.extend_from_slice(&rest);
-                            sent = sent.saturating_add(rest.len() as u64);
+                        if let Some(scan) = rewrite.take() {
+                            let refusal = scan.refusal();
+                            match scan.finish() {
+                                Ok(rest) => {
+                                    if let Some(tap) = tap.as_mut() {
+                                        tap.observe(&rest);
+                                    }
+                                    out.extend_from_slice(&rest);
+                                    sent = sent.saturating_add(rest.len() as u64);
+                                }
+                                Err(e) => {
+                                    let _ = refuse(&e, refusal, &mut out, start, head.chunked, &mut sent);
+                                    return self.refused(&out, sent).await;
+                                }
+                            }
                         }
                         if head.chunked {
                             body::frame_chunk(&mut out, start);
@@ -400,6 +467,7 @@ impl Conn<'_> {
                         }
                     }
                     Wake::UpstreamError(e) => return self.broke_off(&e, &out).await,
+                    Wake::BadBody(EmitError::Refused) => return self.refused(&out, sent).await,
                     // What is past a framing error is not passed on.
                     Wake::BadBody(e) => return self.broke_off(&e, &[]).await,
                     Wake::ClientGone => return false,
@@ -450,6 +518,15 @@ impl Conn<'_> {
         false
     }
 
+    /// A list answer too large to filter: `out` ends the client's answer with its refusal;
+    /// the rest of the target's answer is never read, so neither connection is reused.
+    async fn refused(&mut self, out: &[u8], sent: u64) -> bool {
+        if self.client.write_all(out).await.is_ok() {
+            self.sent = sent;
+        }
+        false
+    }
+
     fn client_host(&self, plan: &Plan) -> Option<&str> {
         Plan::part(&self.buf, plan.host).and_then(|host| std::str::from_utf8(host).ok())
     }
@@ -472,43 +549,23 @@ fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
     })
 }
 
-/// Decodes target bytes into `out`, framed for the client; the bytes that belonged to
-/// the body.
-fn emit(
-    decoder: &mut Decoder,
-    input: &[u8],
-    out: &mut Vec<u8>,
-    chunked: bool,
-    rewrite: &mut Option<EndpointRewrite>,
-    sent: &mut u64,
-) -> Result<usize, body::BodyError> {
-    let start = out.len();
-    let used = decoder.decode(input, out)?;
-    if let Some(scan) = rewrite.as_mut() {
-        if let Some(data) = out.get(start..).filter(|data| !data.is_empty()) {
-            let data = Bytes::copy_from_slice(data);
-            out.truncate(start);
-            let (passed, finished) = scan.feed(data);
-            out.extend_from_slice(&passed);
-            if finished {
-                *rewrite = None;
-            }
-        }
-        if decoder.is_done()
-            && let Some(scan) = rewrite.take()
-        {
-            out.extend_from_slice(&scan.into_remainder());
-        }
+/// What the MCP policy reads of a request head on the own engine.
+fn mcp_head<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> Head<'a> {
+    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
+    let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
+    let target = Plan::part(buf, plan.target).unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    Head {
+        http_method: plan.method.as_str(),
+        // The own engine takes plain ASCII targets only.
+        path: std::str::from_utf8(path).unwrap_or_default(),
+        peer: peer.ip(),
+        user_agent: part(fields.user_agent),
+        request_id: part(fields.request_id),
+        mcp_method: part(fields.method),
+        mcp_name: part(fields.name),
+        repeated: fields.repeated,
     }
-    // The payload, before the proxy's own chunk framing: what the exchange's record counts.
-    *sent = sent.saturating_add(out.len().saturating_sub(start) as u64);
-    if chunked {
-        body::frame_chunk(out, start);
-        if decoder.is_done() {
-            out.extend_from_slice(body::LAST_CHUNK);
-        }
-    }
-    Ok(used)
 }
 
 #[cfg(test)]

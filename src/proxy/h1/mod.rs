@@ -6,7 +6,7 @@
 //! first request on a connection that this path does not take moves that connection to
 //! hyper, the bytes already read replayed ([`rewind`]). Which requests this path takes is
 //! decided in one place, [`request`]; the target's response is read by [`response`] and
-//! its body re-framed by [`body`].
+//! its body re-framed by [`body`] and passed on by [`emit`].
 //!
 //! It is on when the target is `http://` without a query of its own and no outgoing
 //! authentication is configured (the remote-auth path resends requests and renews tokens,
@@ -25,6 +25,7 @@
 
 pub(crate) mod body;
 pub(crate) mod conn;
+mod emit;
 mod io;
 pub(crate) mod request;
 pub(crate) mod response;

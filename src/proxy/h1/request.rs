@@ -36,6 +36,37 @@ pub struct Rules<'a> {
     /// The `Host` the target gets.
     pub upstream_host: &'a [u8],
     pub client_ip: IpAddr,
+    /// An MCP policy reads the request ([`McpFields`]); its head is finished after it.
+    pub mcp: bool,
+}
+
+/// Where the fields an MCP policy reads are in the client's buffer. With a policy the
+/// upstream head is left open after the forwarded fields: `Mcp-Name` (which may become the
+/// server's name for a renamed tool) and the body's length are written by
+/// [`finish_head`] once the policy has decided.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct McpFields {
+    pub method: Option<(usize, usize)>,
+    pub name: Option<(usize, usize)>,
+    pub user_agent: Option<(usize, usize)>,
+    pub request_id: Option<(usize, usize)>,
+    /// `Mcp-Method` or `Mcp-Name` came twice: the server might read either.
+    pub repeated: bool,
+    /// The target gets a `Content-Length` (there was one, or the method is POST).
+    pub length_line: bool,
+}
+
+/// Completes an upstream head that [`McpFields`] left open.
+pub fn finish_head(out: &mut Vec<u8>, mcp_name: Option<&[u8]>, fields: &McpFields, body_len: usize) {
+    if let Some(name) = mcp_name {
+        out.extend_from_slice(b"mcp-name: ");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\r\n");
+    }
+    if fields.length_line {
+        let _ = write!(out, "content-length: {body_len}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The methods the own path serves.
@@ -72,6 +103,9 @@ pub struct Plan {
     pub target: (usize, usize),
     pub host: (usize, usize),
     pub authorization: Option<(usize, usize)>,
+    /// With an MCP policy: its fields, and the upstream head is still open. Boxed: only a
+    /// policy pays for it.
+    pub mcp: Option<Box<McpFields>>,
     /// The head sent to the target.
     pub upstream_head: Vec<u8>,
 }
@@ -172,8 +206,22 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     out.extend_from_slice(b"\r\n");
 
     let (mut host, mut length, mut authorization, mut close) = (None, None, None, false);
+    let mut mcp = rules.mcp.then(Box::<McpFields>::default);
     for h in req.headers.iter() {
         let name = h.name;
+        if let Some(fields) = mcp.as_mut() {
+            let is = |s: &str| name.eq_ignore_ascii_case(s);
+            if is("mcp-method") {
+                fields.repeated |= fields.method.replace(span(h.value)?).is_some();
+            } else if is("mcp-name") {
+                fields.repeated |= fields.name.replace(span(h.value)?).is_some();
+                continue;
+            } else if is("user-agent") {
+                fields.user_agent = Some(span(h.value)?);
+            } else if is("x-request-id") {
+                fields.request_id = Some(span(h.value)?);
+            }
+        }
         match field(name) {
             Field::Other if headers::is_disguised(name) => continue,
             Field::Other => {}
@@ -243,10 +291,16 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
     }
     // The body is read whole first, so the target gets it framed by its exact length.
-    if length.is_some() || method == Method::Post {
-        let _ = write!(out, "content-length: {body_len}\r\n");
+    let length_line = length.is_some() || method == Method::Post;
+    match mcp.as_mut() {
+        Some(fields) => fields.length_line = length_line,
+        None => {
+            if length_line {
+                let _ = write!(out, "content-length: {body_len}\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
     }
-    out.extend_from_slice(b"\r\n");
     Ok(Plan {
         head_len,
         body_len,
@@ -256,6 +310,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         target: span(target.as_bytes())?,
         host: span(host)?,
         authorization,
+        mcp,
         upstream_head: out,
     })
 }
@@ -357,6 +412,7 @@ mod tests {
             describe_client: describe,
             upstream_host: b"up:9",
             client_ip: "127.0.0.1".parse().unwrap(),
+            mcp: false,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Exchange {
     pub get: bool,
     /// The client connection closes after this response.
     pub close: bool,
+    /// An MCP policy rewrites a successful answer (a list): its length changes.
+    pub rewrite: bool,
 }
 
 /// A response head ready for the client.
@@ -42,6 +44,8 @@ pub struct Plan {
     pub event_stream: bool,
     /// A 401 whose challenge asks for an OAuth bearer token.
     pub bearer_challenge: bool,
+    /// The body is rewritten on its way (see [`Exchange::rewrite`]); always chunked.
+    pub rewrite: bool,
 }
 
 /// What the bytes received so far are.
@@ -157,6 +161,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         out.extend_from_slice(b"\r\n");
     }
     let standalone_stream = event_stream && policy::standalone_stream(exchange.get);
+    let rewrite = exchange.rewrite && crate::policy::rewrites(status) && framing != Framing::Empty;
     let chunked = match framing {
         Framing::Empty => {
             // A 304 (or an answer to HEAD, which never comes here) may state the length
@@ -166,7 +171,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
             }
             false
         }
-        Framing::Length(n) if !standalone_stream => {
+        Framing::Length(n) if !standalone_stream && !rewrite => {
             let _ = write!(out, "content-length: {n}\r\n");
             false
         }
@@ -189,7 +194,17 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Parsed::Complete(Plan { head_len, status, head: out, framing, chunked, reusable, event_stream, bearer_challenge })
+    Parsed::Complete(Plan {
+        head_len,
+        status,
+        head: out,
+        framing,
+        chunked,
+        reusable,
+        event_stream,
+        bearer_challenge,
+        rewrite,
+    })
 }
 
 /// The fields hyper's path removes as hop-by-hop (`headers::HOP_BY_HOP`), in any case as
@@ -222,8 +237,8 @@ pub(crate) fn write_date(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    const GET: Exchange = Exchange { get: true, close: false };
-    const POST: Exchange = Exchange { get: false, close: false };
+    const GET: Exchange = Exchange { get: true, close: false, rewrite: false };
+    const POST: Exchange = Exchange { get: false, close: false, rewrite: false };
 
     fn complete(raw: &[u8], ex: Exchange) -> Plan {
         match parse(raw, ex) {
@@ -298,7 +313,7 @@ Mcp-Session-Id: s\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n
     #[test]
     fn a_bearer_challenge_is_noticed_and_close_is_announced() {
         let raw = b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"x\"\r\ncontent-length: 0\r\n\r\n";
-        let p = complete(raw, Exchange { get: false, close: true });
+        let p = complete(raw, Exchange { get: false, close: true, rewrite: false });
         assert!(p.bearer_challenge);
         assert!(String::from_utf8(p.head).unwrap().ends_with("connection: close\r\n\r\n"));
         let basic = b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"x\"\r\ncontent-length: 0\r\n\r\n";

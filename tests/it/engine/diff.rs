@@ -44,6 +44,9 @@ pub enum Check {
     /// The body, exactly.
     Body(&'static str),
     BodyHas(&'static str),
+    BodyLacks(&'static str),
+    /// Every request the target got has a body containing this.
+    TargetBodyHas(&'static str),
     /// The log line has this field with this value.
     Logs(&'static str, &'static str),
 }
@@ -345,6 +348,8 @@ fn check(case: &Case, o: &Outcome, port: u16, target: &Target) -> Vec<String> {
             ClientCount(name, count) => client.iter().filter(|(n, _)| n == name).count() == count,
             Body(b) => body == b,
             BodyHas(b) => body.contains(b),
+            BodyLacks(b) => !body.contains(b),
+            TargetBodyHas(b) => !o.got.is_empty() && o.got.iter().all(|g| String::from_utf8_lossy(&g.body).contains(b)),
             Logs(k, v) => logged(k).as_deref() == Some(v),
         };
         if !ok {

@@ -2,11 +2,12 @@
 //! handed from one to the other mid-way, pipelined requests, and every framing a target
 //! may use for its response. The differential tables — every policy case through both
 //! engines, compared byte for byte on both sides and in the request log — are in
-//! `cases.rs` and `auth.rs`, run by `diff.rs` over the raw wire of `wire.rs`.
+//! `cases.rs`, `auth.rs` and `policy.rs` (the MCP policy), run by `diff.rs` over the raw wire of `wire.rs`.
 
 mod auth;
 mod cases;
 mod diff;
+mod policy;
 mod wire;
 
 use std::sync::{Arc, Mutex};
