@@ -11,6 +11,8 @@ pub mod h1_conn;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod jwt;
+pub mod list_rewrite;
+pub mod mcp_request;
 pub mod metadata;
 pub mod sse;
 pub mod www_authenticate;
