@@ -11,6 +11,10 @@
 #   5. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
 #      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
 #   6. the real-browser login suite (oidc-provider, headless Chromium): interop/browser/run.py;
+#   6b. the MCP policy suite: Cedar decisions cross-checked against cedarpy
+#      (interop/policy/cedar_crosscheck.py, on the table `cargo test` wrote), and the Python,
+#      TypeScript SDK clients through thv with policies, tool filtering and audit, against a
+#      real OIDC provider (interop/authz/run.py);
 #   7. fuzzing: every cargo-fuzz target for FUZZ_SECONDS (default 10 s) from its seeds;
 #   8. the short soak (soak/run.sh --quick);
 #   9. the per-request instruction-count regression guard (valgrind callgrind).
@@ -50,6 +54,10 @@ if [[ -f interop/browser/run.py ]]; then
   stage "real-browser login suite (oidc-provider, headless Chromium)"
   python3 interop/browser/run.py
 fi
+
+stage "MCP policy suite (cedarpy cross-check; SDK clients through Cedar policies, tool filtering, audit)"
+python3 interop/policy/cedar_crosscheck.py
+python3 interop/authz/run.py
 
 stage "fuzzing (cargo-fuzz, every target for a bounded time from its seeds)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash fuzz/run.sh
