@@ -6,8 +6,10 @@
 //! ```
 //!
 //! It initializes, lists the tools, calls `add`, and runs `countdown`, printing its progress
-//! notifications as they stream in. It checks every answer and exits non-zero, with the
-//! reason, if anything fails or takes longer than 30 seconds.
+//! notifications as they stream in. With `--denied TOOL` (repeatable) it also checks that a
+//! policy in front of the server (`thv proxy --authz-config`) hides TOOL from the list and
+//! refuses a call to it. It checks every answer and exits non-zero, with the reason, if
+//! anything fails or takes longer than 30 seconds.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -30,6 +32,9 @@ const DEADLINE: Duration = Duration::from_secs(30);
 struct Args {
     /// The MCP endpoint, e.g. http://127.0.0.1:41234/mcp
     url: String,
+    /// A tool the proxy's policy must hide and refuse (repeatable)
+    #[arg(long = "denied", value_name = "TOOL")]
+    denied: Vec<String>,
 }
 
 /// The client side of the session: prints progress notifications as they arrive.
@@ -57,7 +62,7 @@ impl ClientHandler for DemoClient {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let outcome = match tokio::time::timeout(DEADLINE, run(&args.url)).await {
+    let outcome = match tokio::time::timeout(DEADLINE, run(&args.url, &args.denied)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(anyhow!("no result from {} within {DEADLINE:?}", args.url)),
     };
@@ -71,7 +76,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(url: &str) -> anyhow::Result<()> {
+async fn run(url: &str, denied: &[String]) -> anyhow::Result<()> {
     let handler = DemoClient { started: Instant::now() };
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let client =
@@ -95,6 +100,17 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let done = call(&client, "countdown", json!({"steps": 3, "delay_ms": 200})).await?;
     println!("  -> {done}");
     ensure!(done == "countdown of 3 steps finished", "countdown returned {done:?}");
+
+    for tool in denied {
+        ensure!(!tools.tools.iter().any(|t| t.name == *tool), "the policy should have hidden {tool} from the list");
+        let args = serde_json::Map::from_iter([("text".to_owned(), json!("hi"))]);
+        let refused = client.call_tool(CallToolRequestParams::new(tool.clone()).with_arguments(args)).await;
+        match refused {
+            Err(e) => println!("Called {tool} -> refused by the proxy's policy ({e})"),
+            Ok(result) if result.is_error == Some(true) => println!("Called {tool} -> refused: {:?}", result.content),
+            Ok(_) => bail!("the policy should have refused a call to {tool}"),
+        }
+    }
 
     // Closing also ends the server's session, if it keeps one (an HTTP DELETE).
     client.cancel().await.context("closing the client failed")?;

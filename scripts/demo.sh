@@ -4,6 +4,8 @@
 #
 #   scripts/demo.sh           # SSE responses with sessions
 #   scripts/demo.sh --json    # the server answers with plain JSON, statelessly
+#   scripts/demo.sh --policy  # with Cedar policies (examples/policy/authz.yaml) and an
+#                             # audit log: `echo` is hidden and refused, every call audited
 #
 # Needs only the Rust toolchain. Everything listens on 127.0.0.1 (free ports picked by the
 # OS), every wait is bounded, both background processes are stopped by their PIDs on exit,
@@ -13,10 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 server_args=(--port 0)
+policy=false
 if [[ "${1:-}" == "--json" ]]; then
   server_args+=(--json)
+elif [[ "${1:-}" == "--policy" ]]; then
+  policy=true
 elif [[ $# -gt 0 ]]; then
-  echo "usage: $0 [--json]" >&2
+  echo "usage: $0 [--json | --policy]" >&2
   exit 2
 fi
 
@@ -67,8 +72,15 @@ server_pid=$!
 target="$(wait_for_line "$work/server.log" 'http://127\.0\.0\.1:[0-9]+/mcp' "$server_pid" demo_server)"
 sed -n 1p "$work/server.log"
 
-echo "==> Starting: thv proxy demo --target-uri $target --port 0 --debug"
-"$bin/thv" proxy demo --target-uri "$target" --port 0 --debug >"$work/thv.log" 2>"$work/thv-debug.log" &
+thv_args=(--port 0 --debug)
+client_args=()
+if $policy; then
+  printf '{"component": "demo", "logFile": "%s"}\n' "$work/audit.ndjson" >"$work/audit.json"
+  thv_args+=(--authz-config examples/policy/authz.yaml --audit-config "$work/audit.json")
+  client_args+=(--denied echo)
+fi
+echo "==> Starting: thv proxy demo --target-uri $target ${thv_args[*]}"
+"$bin/thv" proxy demo --target-uri "$target" "${thv_args[@]}" >"$work/thv.log" 2>"$work/thv-debug.log" &
 thv_pid=$!
 wait_for_line "$work/thv.log" 'Transparent proxy started' "$thv_pid" thv >/dev/null
 sed -n 1p "$work/thv.log"
@@ -81,13 +93,18 @@ fi
 echo "==> Running the demo MCP client against the proxy: $proxy_url"
 echo
 status=0
-"$bin/examples/demo_client" "$proxy_url" || status=$?
+"$bin/examples/demo_client" "$proxy_url" "${client_args[@]}" || status=$?
 echo
 
 echo "==> Requests thv forwarded (its --debug log):"
 # Give the last lines (the client's closing DELETE) a moment to reach the log file.
 sleep 0.3
 grep -E ' request method=' "$work/thv-debug.log" | sed 's/^/    /' || echo "    (none logged)"
+
+if $policy; then
+  echo "==> The audit log (one NDJSON line per MCP request):"
+  sed 's/^/    /' "$work/audit.ndjson" 2>/dev/null || echo "    (empty)"
+fi
 
 if [[ $status -ne 0 ]]; then
   echo "==> FAILED: demo_client exited with status $status" >&2
