@@ -12,6 +12,7 @@ use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Imple
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Map, Value, json};
 
+use crate::support::idp::{idp, key, sign};
 use crate::support::mcp_server::{McpServer, Mode};
 use crate::support::{Thv, run_thv};
 
@@ -148,6 +149,144 @@ async fn an_sdk_client_sees_and_calls_only_what_the_policy_permits_and_every_cal
         server.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Policies on the token's claims and on the server's annotations: an admin may call any
+/// tool; anyone else only tools the server marks `readOnlyHint` (`echo`).
+const CLAIMS_AND_ANNOTATIONS: &str = r#"{"version": "1.0", "type": "cedarv1", "cedar": {"policies": [
+  "permit(principal, action == Action::\"call_tool\", resource) when { principal.claim_role == \"admin\" };",
+  "permit(principal, action == Action::\"call_tool\", resource) when { resource has readOnlyHint && resource.readOnlyHint };"
+], "entities_json": "[]"}}"#;
+
+/// The tools `user` sees through the proxy, and whether `add` works for them.
+async fn as_user(url: &str, token: &str) -> (Vec<String>, bool) {
+    let config = ClientConfig::new(ClientCapabilities::default(), Implementation::new("thv-it-claims", "1.0.0"));
+    let transport = StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+            .auth_header(token.to_owned()),
+    );
+    let client = within("initialize", config.serve(transport)).await.expect("initialize with a token");
+    let tools = within("tools/list", client.list_tools(None)).await.expect("tools/list");
+    let mut names: Vec<String> = tools.tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort_unstable();
+    let echo = within(
+        "echo",
+        client.call_tool(CallToolRequestParams::new("echo").with_arguments(args(json!({"text": "hi"})))),
+    )
+    .await
+    .expect("echo is read-only: anyone may call it");
+    assert_eq!(echo.content[0].as_text().unwrap().text, "hi");
+    let add = within(
+        "add",
+        client.call_tool(CallToolRequestParams::new("add").with_arguments(args(json!({"a": 1, "b": 2})))),
+    )
+    .await;
+    let added = matches!(&add, Ok(r) if r.is_error != Some(true));
+    let _ = within("close", client.cancel()).await;
+    (names, added)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_on_token_claims_and_server_annotations_decide_what_each_user_sees_and_calls() {
+    let (signing, jwk) = key();
+    let idp = idp(jwk).await;
+    let issuer = format!("http://{}", idp.addr);
+    let dir = scratch("policy-claims");
+    let authz = write(&dir, "authz.json", CLAIMS_AND_ANNOTATIONS);
+    for mode in [Mode::Sse, Mode::Json] {
+        let server = McpServer::start(mode).await.expect("start the MCP server");
+        let target = server.url();
+        let flags = ["--authz-config", authz.as_str(), "--oidc-issuer", issuer.as_str()].map(str::to_owned);
+        let thv = within(
+            "thv startup",
+            tokio::task::spawn_blocking(move || {
+                Thv::start(&target, &flags.iter().map(String::as_str).collect::<Vec<_>>())
+            }),
+        )
+        .await
+        .unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let token = |sub: &str, role: &str| {
+            let claims = json!({"iss": issuer, "aud": thv.url("/mcp"), "sub": sub, "exp": now + 600, "role": role});
+            sign(&signing, &claims)
+        };
+        let (alice, alice_added) = as_user(&thv.url("/mcp"), &token("alice", "reader")).await;
+        assert_eq!(alice, ["echo"], "{mode:?}: a reader sees the read-only tools only");
+        assert!(!alice_added, "{mode:?}: a reader may not call add");
+        let (bob, bob_added) = as_user(&thv.url("/mcp"), &token("bob", "admin")).await;
+        assert_eq!(bob, ["add", "countdown", "echo", "session"], "{mode:?}: an admin sees every tool");
+        assert!(bob_added, "{mode:?}: an admin may call add");
+        server.shutdown().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (bounded) until `path` holds at least `n` lines.
+async fn lines_within(path: &Path, n: usize) -> usize {
+    for _ in 0..100 {
+        let count = std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+        if count >= n {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_is_reopened_on_sighup_for_rotation_and_nothing_is_lost() {
+    let dir = scratch("policy-rotate");
+    let log = dir.join("audit.ndjson");
+    let audit = write(&dir, "audit.json", &json!({"logFile": log.to_str().unwrap()}).to_string());
+    let server = McpServer::start(Mode::Json).await.expect("start the MCP server");
+    let target = server.url();
+    let flags = ["--audit-config".to_owned(), audit];
+    let mut thv = within(
+        "thv startup",
+        tokio::task::spawn_blocking(move || Thv::start(&target, &flags.iter().map(String::as_str).collect::<Vec<_>>())),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let ping = |id: u32| {
+        http.post(thv.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string())
+            .send()
+    };
+    within("first ping", ping(1)).await.expect("first ping");
+    assert_eq!(lines_within(&log, 1).await, 1, "the first event is written");
+    let rotated = dir.join("audit.ndjson.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &thv.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    // The signal is handled by the running proxy (it must not end it); the next event goes
+    // to a new file at the configured path, once the writer has reopened it.
+    let (mut reopened, mut sent) = (false, 1);
+    for id in 2..40 {
+        within("ping", ping(id)).await.expect("the proxy still serves after SIGHUP");
+        sent += 1;
+        if lines_within(&log, 1).await >= 1 {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "no new audit file after SIGHUP");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the reopened file is private too");
+    thv.terminate();
+    let status = tokio::task::spawn_blocking(move || thv.wait_exit(Duration::from_secs(15))).await.unwrap();
+    assert!(status.success(), "thv exited with {status}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&log).unwrap();
+    let total = old.lines().count() + new.lines().count();
+    let pings = old.lines().chain(new.lines()).filter(|l| l.contains("\"type\":\"mcp_ping\"")).count();
+    assert_eq!(pings, total, "every line is a ping event: {old}{new}");
+    assert_eq!(total, sent, "one event per ping, none lost across the rotation");
+    assert!(old.lines().count() >= 1 && new.lines().count() >= 1, "old: {old}\nnew: {new}");
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

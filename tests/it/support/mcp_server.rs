@@ -106,7 +106,7 @@ impl DemoServer {
             .ok_or_else(|| ErrorData::invalid_params(format!("{a} + {b} overflows a 64-bit integer"), None))
     }
 
-    #[tool(description = "Return the given text unchanged")]
+    #[tool(description = "Return the given text unchanged", annotations(read_only_hint = true))]
     fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
         text
     }
