@@ -114,17 +114,23 @@ pub(crate) struct Admitted {
     pub(crate) audit: Option<Ticket>,
 }
 
-/// How to filter the answer to one list request.
+/// How to filter list answers for one client: the answer to its list request (id and
+/// kind), or, on a standalone GET stream, every list answer the stream carries. The legacy
+/// HTTP+SSE transport answers every POST on that stream, and a resumed stream
+/// (`Last-Event-ID`) replays a POST's answers there: without this, a list would reach the
+/// client unfiltered on both.
 pub(crate) struct ListPlan {
-    id: Box<RawValue>,
-    kind: ListKind,
+    answer: Option<(Box<RawValue>, ListKind)>,
     judge: Arc<dyn Judge>,
 }
 
 impl ListPlan {
     /// The rewriter for an answer of this content type (a JSON body or an event stream).
     pub(crate) fn rewriter(self, event_stream: bool) -> ListRewrite {
-        ListRewrite::new(event_stream, self.id, self.kind, self.judge, LIST_ANSWER_LIMIT)
+        match self.answer {
+            Some((id, kind)) => ListRewrite::new(event_stream, id, kind, self.judge, LIST_ANSWER_LIMIT),
+            None => ListRewrite::any_list(self.judge, LIST_ANSWER_LIMIT),
+        }
     }
 }
 
@@ -173,7 +179,8 @@ impl McpPolicy {
             Ok(Some(message)) => message,
             Ok(None) => {
                 let audit = self.ticket(head, None, None, body, who);
-                return Admission::Forward(Admitted { audit, ..Admitted::default() });
+                let list = (head.http_method == "GET").then(|| self.judge(None, who)).flatten();
+                return Admission::Forward(Admitted { audit, list, ..Admitted::default() });
             }
             Err(refusal) => return self.answered(head, None, None, body, who, refusal),
         };
@@ -255,11 +262,17 @@ impl McpPolicy {
     /// say on its items.
     fn list_plan(&self, message: &Message<'_>, who: Option<&Arc<Identity>>) -> Option<ListPlan> {
         let kind = ListKind::of_method(message.method.as_deref()?)?;
-        let applies = self.authz.is_some() || (kind == ListKind::Tools && self.tools.is_some());
         let id = message.id()?;
+        self.judge(Some((id.to_owned(), kind)), who)
+    }
+
+    /// The plan that filters `answer` (or, `None`, every list on a standalone stream) for
+    /// `who`, when a policy or the tool view has a say on the items.
+    fn judge(&self, answer: Option<(Box<RawValue>, ListKind)>, who: Option<&Arc<Identity>>) -> Option<ListPlan> {
+        let tools_only = answer.as_ref().is_some_and(|(_, kind)| *kind == ListKind::Tools);
+        let applies = self.authz.is_some() || (self.tools.is_some() && (tools_only || answer.is_none()));
         applies.then(|| ListPlan {
-            id: id.to_owned(),
-            kind,
+            answer,
             judge: Arc::new(ListJudge {
                 authz: self.authz.clone(),
                 tools: self.tools.clone(),

@@ -379,16 +379,11 @@ impl Proxy {
         headers::single_content_length(&mut parts.headers);
         let is_event_stream =
             parts.headers.get(header::CONTENT_TYPE).is_some_and(|ct| policy::is_event_stream(ct.as_bytes()));
-        let list = how.list.filter(|_| crate::policy::rewrites(parts.status.as_u16()));
-        let body = if let Some(list) = list {
-            // Filtered: the length changes, and no buffering in front of an event stream.
-            parts.headers.remove(header::CONTENT_LENGTH);
-            if is_event_stream {
-                let (name, value) = policy::NO_BUFFERING;
-                parts.headers.entry(name).or_insert(HeaderValue::from_static(value));
-            }
-            ProxyBody::List(Box::new(ListBody::new(body, list.rewriter(is_event_stream))))
-        } else if is_event_stream {
+        // A list answer is filtered; a GET's answer only as an event stream (a standalone
+        // stream may carry list answers: see `policy::ListPlan`).
+        let list =
+            how.list.filter(|_| crate::policy::rewrites(parts.status.as_u16()) && (!how.is_get || is_event_stream));
+        let mut body = if is_event_stream {
             let (name, value) = policy::NO_BUFFERING;
             parts.headers.entry(name).or_insert(HeaderValue::from_static(value));
             let stream = p.event_stream(how.is_get, how.client_host.and_then(|h| h.to_str().ok()));
@@ -399,6 +394,11 @@ impl Proxy {
         } else {
             ProxyBody::Upstream(body)
         };
+        if let Some(list) = list {
+            // Filtered: the length changes.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            body = ProxyBody::List(Box::new(ListBody::new(body, list.rewriter(is_event_stream))));
+        }
         Response::from_parts(parts, body)
     }
 

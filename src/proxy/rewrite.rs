@@ -1,7 +1,8 @@
 //! Answers the proxy changes on their way to the client, the same way on both engines:
 //! the legacy HTTP+SSE `endpoint` event ([`EndpointRewrite`]) and MCP list answers
 //! filtered by policy ([`ListRewrite`]). The own engine feeds a [`Rewrite`] with each
-//! de-chunked piece of the target's body; hyper's wraps the body in a [`ListBody`].
+//! de-chunked piece of the target's body; hyper's wraps the body in a [`ListBody`] (the
+//! `endpoint` event is `SseBody`'s there).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -9,56 +10,82 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::pool::UpstreamBody;
+use super::respond::ProxyBody;
 use crate::mcp::sse::EndpointRewrite;
 use crate::policy::filter::{ListRewrite, TooLarge};
 
-/// A rewrite in progress.
-pub(crate) enum Rewrite {
-    Endpoint(EndpointRewrite),
-    List(Box<ListRewrite>),
+/// A rewrite in progress: the legacy `endpoint` event first, then any list answers. A
+/// standalone GET stream may need both (the legacy transport delivers its answers there).
+pub(crate) struct Rewrite {
+    endpoint: Option<EndpointRewrite>,
+    list: Option<Box<ListRewrite>>,
 }
 
 impl Rewrite {
+    pub(crate) fn endpoint(scan: EndpointRewrite) -> Rewrite {
+        Rewrite { endpoint: Some(scan), list: None }
+    }
+
+    /// Adds the list filter behind what this rewrite already does.
+    pub(crate) fn with_list(list: ListRewrite, before: Option<Rewrite>) -> Rewrite {
+        Rewrite { endpoint: before.and_then(|r| r.endpoint), list: Some(Box::new(list)) }
+    }
+
     /// Takes the next piece of the body: what may go to the client now, and whether the
     /// rewrite is over (the rest of the body passes as it is).
     pub(crate) fn feed(&mut self, data: Bytes) -> Result<(Bytes, bool), TooLarge> {
-        match self {
-            Rewrite::Endpoint(scan) => Ok(scan.feed(data)),
-            Rewrite::List(list) => list.feed(data).map(|out| (out, false)),
+        let data = match &mut self.endpoint {
+            Some(scan) => {
+                let (passed, finished) = scan.feed(data);
+                if finished {
+                    self.endpoint = None;
+                }
+                passed
+            }
+            None => data,
+        };
+        match &mut self.list {
+            Some(list) => list.feed(data).map(|out| (out, false)),
+            None => Ok((data, self.endpoint.is_none())),
         }
     }
 
     /// What the client gets instead of an answer the rewrite could not hold (a list too
     /// large to filter): the JSON-RPC error for the request, as a body or as one event.
     pub(crate) fn refusal(&self) -> Bytes {
-        match self {
-            Rewrite::Endpoint(_) => Bytes::new(),
-            Rewrite::List(list) => list.refusal(),
-        }
+        self.list.as_ref().map(|list| list.refusal()).unwrap_or_default()
     }
 
     /// The body ended: what the rewrite still holds.
     pub(crate) fn finish(self) -> Result<Bytes, TooLarge> {
-        match self {
-            Rewrite::Endpoint(scan) => Ok(scan.into_remainder()),
-            Rewrite::List(list) => list.finish(),
+        let rest = self.endpoint.map(EndpointRewrite::into_remainder).unwrap_or_default();
+        let Some(mut list) = self.list else { return Ok(rest) };
+        let held = list.feed(rest)?;
+        let last = list.finish()?;
+        if held.is_empty() {
+            return Ok(last);
         }
+        let mut out = Vec::with_capacity(held.len() + last.len());
+        out.extend_from_slice(&held);
+        out.extend_from_slice(&last);
+        Ok(Bytes::from(out))
     }
 }
 
-/// hyper's engine: a list answer from the target, filtered as it passes. An answer the
-/// rewriter cannot hold ends with the JSON-RPC error for the request (logged): never an
-/// unfiltered list.
+/// hyper's engine: a list answer from the target (or a standalone stream that may carry
+/// some), filtered as it passes. An answer the rewriter cannot hold ends with the JSON-RPC
+/// error for the request (logged): never an unfiltered list.
 pub(crate) struct ListBody {
-    inner: UpstreamBody,
+    /// The body as it would go to the client otherwise (an event stream already watched
+    /// for shutdown and the legacy `endpoint` event).
+    inner: ProxyBody,
     rewrite: Option<ListRewrite>,
     /// The refusal of a rewriter that `finish` consumed.
     last_refusal: Bytes,
 }
 
 impl ListBody {
-    pub(crate) fn new(inner: UpstreamBody, rewrite: ListRewrite) -> ListBody {
+    pub(crate) fn new(inner: ProxyBody, rewrite: ListRewrite) -> ListBody {
         ListBody { inner, rewrite: Some(rewrite), last_refusal: Bytes::new() }
     }
 }

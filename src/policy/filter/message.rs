@@ -49,7 +49,8 @@ pub(super) struct Target {
     /// The id's JSON text, echoed in a refusal (`null` if it was not JSON).
     raw_id: String,
     id: Id,
-    kind: ListKind,
+    /// The list the request asked for; `None`: any list a response carries.
+    kind: Option<ListKind>,
 }
 
 /// A message that counts as the answer but cannot be read.
@@ -65,9 +66,14 @@ impl Target {
     pub(super) fn new(id: &str, kind: ListKind) -> Target {
         let id = id.trim_matches(is_json_space);
         match serde_json::from_str::<&RawValue>(id) {
-            Ok(raw) => Target { raw_id: raw.get().to_owned(), id: Id::of(raw.get()), kind },
-            Err(_) => Target { raw_id: "null".to_owned(), id: Id::Any, kind },
+            Ok(raw) => Target { raw_id: raw.get().to_owned(), id: Id::of(raw.get()), kind: Some(kind) },
+            Err(_) => Target { raw_id: "null".to_owned(), id: Id::Any, kind: Some(kind) },
         }
+    }
+
+    /// Every response that carries a list, whatever its id and list.
+    pub(super) fn any() -> Target {
+        Target { raw_id: "null".to_owned(), id: Id::Any, kind: None }
     }
 
     /// The JSON-RPC error that replaces an answer that cannot be read: code -32603
@@ -107,8 +113,14 @@ impl Target {
     }
 
     fn filter(&self, body: &[u8], judge: &dyn Judge) -> Result<Option<Vec<u8>>, Unreadable> {
-        let text = std::str::from_utf8(body).map_err(|_| Unreadable)?;
-        match serde_json::from_str::<Top<'_>>(text)? {
+        let top =
+            std::str::from_utf8(body).ok().and_then(|text| Some((text, serde_json::from_str::<Top<'_>>(text).ok()?)));
+        let Some((text, top)) = top else {
+            // On a standalone stream, data that is not JSON is no response (the legacy
+            // transport's `endpoint` event is a URL): it passes. An answer must be read.
+            return if self.kind.is_none() { Ok(None) } else { Err(Unreadable) };
+        };
+        match top {
             Top::Other => Ok(None),
             Top::Array(messages) => {
                 for m in messages {
@@ -150,7 +162,18 @@ impl Target {
         if fields.has_duplicates() {
             return Err(Unreadable);
         }
-        let list = fields.get(self.kind.field()).ok_or(Unreadable)?;
+        let (kind, list) = match self.kind {
+            Some(kind) => (kind, fields.get(kind.field()).ok_or(Unreadable)?),
+            None => {
+                let mut present = ListKind::ALL.into_iter().filter_map(|k| fields.get(k.field()).map(|l| (k, l)));
+                match (present.next(), present.next()) {
+                    (None, _) => return Ok(None),
+                    (Some(one), None) => one,
+                    // Two lists in one answer are no MCP result: refused, not half-filtered.
+                    (Some(_), Some(_)) => return Err(Unreadable),
+                }
+            }
+        };
         let items: Vec<&RawValue> = serde_json::from_str(list.get())?;
 
         let mut kept: Vec<Cow<'_, str>> = Vec::with_capacity(items.len());
@@ -160,7 +183,7 @@ impl Target {
                 return Err(Unreadable);
             };
             let before = object.clone();
-            if !judge.keep(self.kind, &mut object) {
+            if !judge.keep(kind, &mut object) {
                 changed = true;
             } else if object == before {
                 kept.push(Cow::Borrowed(item.get()));

@@ -37,6 +37,9 @@ pub enum ListKind {
 }
 
 impl ListKind {
+    pub const ALL: [ListKind; 4] =
+        [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates];
+
     /// For a JSON-RPC method name: "tools/list", "prompts/list", "resources/list",
     /// "resources/templates/list". Exact match: MCP method names are case-sensitive.
     pub fn of_method(method: &str) -> Option<ListKind> {
@@ -119,6 +122,13 @@ impl ListRewrite {
         // The id is only ever read again as text (to match answers, to echo in a refusal).
         let id: Box<str> = id.into();
         ListRewrite { target: Target::new(&id, kind), judge, limit, body }
+    }
+
+    /// For an event stream that answers no one request (a standalone GET stream): every
+    /// response event that carries a list (`result.tools`, `prompts`, `resources` or
+    /// `resourceTemplates`) is filtered, whatever its id.
+    pub fn any_list(judge: Arc<dyn Judge>, limit: usize) -> ListRewrite {
+        ListRewrite { target: Target::any(), judge, limit, body: Body::Events(EventStream::default()) }
     }
 
     /// Takes the next bytes of the answer's payload (already de-chunked); returns what may
@@ -212,6 +222,27 @@ mod tests {
         for other in ["tools/call", "Tools/list", "tools/list ", "", "resources/read"] {
             assert_eq!(ListKind::of_method(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_standalone_stream_has_every_list_answer_filtered_whatever_its_id() {
+        let mut rw = ListRewrite::any_list(Arc::new(TestJudge), 1 << 16);
+        let stream = concat!(
+            "event: endpoint\ndata: /messages?sessionId=1\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"id\":41,\"result\":{\"tools\":[{\"name\":\"a\"},{\"name\":\"secret\"}]}}\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"id\":\"x\",\"result\":{\"prompts\":[{\"name\":\"secret-p\"}]}}\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{\"content\":[]}}\n\n",
+            "data: {\"jsonrpc\":\"2.0\",\"id\":43,\"result\":{\"tools\":[],\"prompts\":[]}}\n\n",
+        );
+        let mut out = rw.feed(Bytes::from_static(stream.as_bytes())).unwrap().to_vec();
+        out.extend_from_slice(&rw.finish().unwrap());
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("event: endpoint\ndata: /messages?sessionId=1\n\n"), "{out}");
+        assert!(out.contains("list_changed"), "notifications pass: {out}");
+        assert!(out.contains(r#"{"name":"a"}"#) && !out.contains("secret"), "{out}");
+        assert!(out.contains(r#""id":42,"result":{"content":[]}"#), "other results pass: {out}");
+        assert!(out.contains("-32603"), "two lists in one answer are refused: {out}");
     }
 
     #[test]

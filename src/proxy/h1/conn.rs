@@ -373,11 +373,11 @@ impl Conn<'_> {
         let mut decoder = Decoder::new(head.framing);
         let stream = head.event_stream.then(|| p.event_stream(plan.method == Method::Get, self.client_host(plan)));
         let (mut rewrite, stop) = match stream {
-            Some(stream) => (stream.rewrite.map(Rewrite::Endpoint), Some(stream.stop)),
+            Some(stream) => (stream.rewrite.map(Rewrite::endpoint), Some(stream.stop)),
             None => (None, None),
         };
         if let Some(list) = list.filter(|_| head.rewrite) {
-            rewrite = Some(Rewrite::List(Box::new(list.rewriter(head.event_stream))));
+            rewrite = Some(Rewrite::with_list(list.rewriter(head.event_stream), rewrite));
         }
         let mut reusable = head.reusable;
         let mut sent = 0u64;

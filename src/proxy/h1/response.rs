@@ -161,7 +161,12 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
         out.extend_from_slice(b"\r\n");
     }
     let standalone_stream = event_stream && policy::standalone_stream(exchange.get);
-    let rewrite = exchange.rewrite && crate::policy::rewrites(status) && framing != Framing::Empty;
+    // A GET's answer is filtered only as an event stream (a standalone stream may carry
+    // list answers; see `policy::ListPlan`).
+    let rewrite = exchange.rewrite
+        && crate::policy::rewrites(status)
+        && framing != Framing::Empty
+        && (!exchange.get || event_stream);
     let chunked = match framing {
         Framing::Empty => {
             // A 304 (or an answer to HEAD, which never comes here) may state the length

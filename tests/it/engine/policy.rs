@@ -85,6 +85,14 @@ fn policy_cases() -> Vec<Case> {
         &format!("id: 1\nevent: message\ndata: {TOOLS}\n\n"),
     ]);
     let tools_error = json_answer("500 Internal Server Error", TOOLS);
+    // A standalone GET stream: the legacy transport's `endpoint` event, a notification, and
+    // a list answered there (legacy HTTP+SSE answers every POST on it; a resumed stream
+    // replays a POST's answers on it).
+    let legacy_stream = sse_answer(&[
+        "event: endpoint\ndata: /messages?sessionId=s1\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+        &format!("data: {}\n\n", TOOLS.replace(r#""id":7"#, r#""id":41"#)),
+    ]);
     vec![
         case("policy: a permitted call passes unchanged", sized(call!("", "echo")), OK,
             &[Status(200), Sent(1), TargetBody(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}"#)]),
@@ -136,6 +144,9 @@ fn policy_cases() -> Vec<Case> {
             &[Status(200), Sent(1)]),
         case("policy: a GET passes", "GET /mcp HTTP/1.1\r\n{H}Accept: text/event-stream\r\n\r\n", OK,
             &[Status(200), Sent(1), TargetLacks("content-length")]),
+        case("policy: a list answered on a standalone GET stream is filtered too", "GET /sse HTTP/1.1\r\n{H}Accept: text/event-stream\r\n\r\n", legacy_stream,
+            &[Status(200), Sent(1), BodyHas("event: endpoint\ndata: /messages?sessionId=s1\n\n"), BodyHas("list_changed"),
+              BodyHas(r#""id":41"#), BodyHas(r#"{"name":"echo"}"#), BodyHas(r#""name":"sum""#), BodyLacks("hidden"), BodyLacks(r#"{"name":"rm"}"#)]),
     ]
 }
 
