@@ -114,6 +114,23 @@ pub(crate) struct Admitted {
     pub(crate) audit: Option<Ticket>,
 }
 
+/// What a request asked, as far as the policy has read it: what its audit event says.
+#[derive(Clone, Copy)]
+struct Asked<'r, 'a> {
+    head: &'r Head<'a>,
+    message: Option<&'r Message<'a>>,
+    ask: Option<&'r Ask<'a>>,
+    body: &'a [u8],
+    who: Option<&'r Arc<Identity>>,
+}
+
+impl<'r, 'a> Asked<'r, 'a> {
+    /// A request of which only the head is read.
+    fn head(head: &'r Head<'a>, body: &'a [u8], who: Option<&'r Arc<Identity>>) -> Asked<'r, 'a> {
+        Asked { head, message: None, ask: None, body, who }
+    }
+}
+
 /// How to filter list answers for one client: the answer to its list request (id and
 /// kind), or, on a standalone GET stream, every list answer the stream carries. The legacy
 /// HTTP+SSE transport answers every POST on that stream, and a resumed stream
@@ -175,33 +192,29 @@ impl McpPolicy {
     /// auth, the anonymous principal). The steps are the module's, in its order.
     pub(crate) fn admit(&self, head: &Head<'_>, body: &[u8], who: Option<&Arc<Identity>>) -> Admission {
         let read = Body::read(body);
+        let mut asked = Asked::head(head, body, who);
         let message = match refuse_unreadable(&read) {
             Ok(Some(message)) => message,
             Ok(None) => {
-                let audit = self.ticket(head, None, None, body, who);
                 let list = (head.http_method == "GET").then(|| self.judge(None, who)).flatten();
-                return Admission::Forward(Admitted { audit, list, ..Admitted::default() });
+                return Admission::Forward(Admitted { audit: self.ticket(&asked), list, ..Admitted::default() });
             }
-            Err(refusal) => return self.answered(head, None, None, body, who, refusal),
+            Err(refusal) => return self.answered(&asked, refusal),
         };
-        let Ok(ask) = message.ask() else {
-            return self.answered(head, Some(message), None, body, who, Refusal::Params);
-        };
+        asked.message = Some(message);
+        let Ok(ask) = message.ask() else { return self.answered(&asked, Refusal::Params) };
         if let Err(refusal) = check_headers(head, message, &ask) {
-            return self.answered(head, Some(message), Some(&ask), body, who, refusal);
+            return self.answered(&Asked { ask: Some(&ask), ..asked }, refusal);
         }
         let (ask, renamed) = match self.resolve_tool(ask, body) {
             Ok(resolved) => resolved,
-            Err(refusal) => return self.answered(head, Some(message), None, body, who, refusal),
+            Err(refusal) => return self.answered(&asked, refusal),
         };
+        let asked = Asked { ask: Some(&ask), ..asked };
         if let Err(refusal) = self.authorize(message, &ask, who) {
-            return self.answered(head, Some(message), Some(&ask), body, who, refusal);
+            return self.answered(&asked, refusal);
         }
-        Admission::Forward(Admitted {
-            renamed,
-            list: self.list_plan(message, who),
-            audit: self.ticket(head, Some(message), Some(&ask), body, who),
-        })
+        Admission::Forward(Admitted { renamed, list: self.list_plan(message, who), audit: self.ticket(&asked) })
     }
 
     /// Step 3: the server's name for a called tool. A hidden tool is refused as unknown;
@@ -283,17 +296,9 @@ impl McpPolicy {
     }
 
     /// A request answered here, with the answer `refusal` makes; audited when audit is on.
-    fn answered(
-        &self,
-        head: &Head<'_>,
-        message: Option<&Message<'_>>,
-        ask: Option<&Ask<'_>>,
-        body: &[u8],
-        who: Option<&Arc<Identity>>,
-        refusal: Refusal,
-    ) -> Admission {
-        let answer = refusal.answer(message.and_then(Message::id));
-        if let Some(ticket) = self.ticket(head, message, ask, body, who) {
+    fn answered(&self, asked: &Asked<'_, '_>, refusal: Refusal) -> Admission {
+        let answer = refusal.answer(asked.message.and_then(Message::id));
+        if let Some(ticket) = self.ticket(asked) {
             self.finished(ticket, answer.status().as_u16(), Some(answer.body()));
         }
         Admission::Answer(answer)

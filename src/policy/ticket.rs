@@ -12,9 +12,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::audit::{self, Auditor, EventType, Outcome};
-use super::{Head, McpPolicy, ask_name};
+use super::{Asked, Head, McpPolicy, ask_name};
 use crate::inbound::Identity;
-use crate::mcp::request::{Ask, Message};
 
 /// An audit event waiting for its exchange's outcome.
 pub(crate) struct Ticket {
@@ -35,15 +34,9 @@ pub(crate) struct Ticket {
 
 impl McpPolicy {
     /// The audit event of a request, when audit is on and wants its type.
-    pub(super) fn ticket(
-        &self,
-        head: &Head<'_>,
-        message: Option<&Message<'_>>,
-        ask: Option<&Ask<'_>>,
-        body: &[u8],
-        who: Option<&Arc<Identity>>,
-    ) -> Option<Ticket> {
+    pub(super) fn ticket(&self, asked: &Asked<'_, '_>) -> Option<Ticket> {
         let auditor = self.audit.as_ref()?;
+        let Asked { head, message, ask, body, who } = *asked;
         let mcp_method = message.and_then(|m| m.method.as_deref());
         let ty = EventType::for_request(mcp_method, head.http_method == "GET");
         if !auditor.wants(ty) {
@@ -70,7 +63,7 @@ impl McpPolicy {
     /// A request refused before its body was read (incoming authentication): audited as
     /// an `http_request`, its MCP content unknown.
     pub(crate) fn refused(&self, head: &Head<'_>, status: u16) {
-        if let Some(ticket) = self.ticket(head, None, None, &[], None) {
+        if let Some(ticket) = self.ticket(&Asked::head(head, &[], None)) {
             self.finished(ticket, status, None);
         }
     }
