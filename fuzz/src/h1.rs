@@ -57,7 +57,8 @@ fn request_part(knob: u8, raw: &[u8]) {
     // keeps the client's `Mcp-Name`.
     let mut head = plan.upstream_head.clone();
     if let Some(fields) = plan.mcp.as_deref() {
-        request::finish_head(&mut head, fields.name.map(|(a, b)| &raw[a..b]), fields, plan.body_len);
+        let part = |span: Option<(usize, usize)>| span.map(|(a, b)| &raw[a..b]);
+        request::finish_head(&mut head, part(fields.name), part(fields.accept_encoding), fields, plan.body_len);
     }
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut sent = httparse::Request::new(&mut headers);

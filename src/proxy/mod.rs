@@ -287,6 +287,10 @@ impl Proxy {
         }
         let (list, ticket) = match admitted {
             Some(Admitted { renamed, list, audit }) => {
+                if list.is_some() {
+                    // An answer the proxy filters must come readable: no compression.
+                    parts.headers.remove(header::ACCEPT_ENCODING);
+                }
                 if let Some((renamed, name)) = renamed {
                     body = Bytes::from(renamed);
                     if parts.headers.contains_key(MCP_NAME)

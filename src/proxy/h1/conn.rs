@@ -298,7 +298,10 @@ impl Conn<'_> {
                     };
                     let name = name.as_deref().map(str::as_bytes).or(head.mcp_name);
                     let len = new_body.as_ref().map_or(plan.body_len, Vec::len);
-                    request::finish_head(&mut plan.upstream_head, name, &fields, len);
+                    // An answer the proxy filters must come readable: no compression.
+                    let encodings = fields.accept_encoding.filter(|_| admitted.list.is_none());
+                    let encodings = encodings.and_then(|span| Plan::part(&self.buf, span));
+                    request::finish_head(&mut plan.upstream_head, name, encodings, &fields, len);
                     (renamed, list, ticket) = (new_body, admitted.list, admitted.audit);
                 }
             }

@@ -52,16 +52,28 @@ pub struct McpFields {
     pub request_id: Option<(usize, usize)>,
     /// `Mcp-Method` or `Mcp-Name` came twice: the server might read either.
     pub repeated: bool,
+    /// `Accept-Encoding`: withheld from the target when the answer is filtered (a list the
+    /// proxy must read), so the server does not compress it.
+    pub accept_encoding: Option<(usize, usize)>,
     /// The target gets a `Content-Length` (there was one, or the method is POST).
     pub length_line: bool,
 }
 
-/// Completes an upstream head that [`McpFields`] left open.
-pub fn finish_head(out: &mut Vec<u8>, mcp_name: Option<&[u8]>, fields: &McpFields, body_len: usize) {
-    if let Some(name) = mcp_name {
-        out.extend_from_slice(b"mcp-name: ");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"\r\n");
+/// Completes an upstream head that [`McpFields`] left open: `Mcp-Name` and
+/// `Accept-Encoding` as the policy decided (`None`: not sent), the body's length.
+pub fn finish_head(
+    out: &mut Vec<u8>,
+    mcp_name: Option<&[u8]>,
+    accept_encoding: Option<&[u8]>,
+    fields: &McpFields,
+    body_len: usize,
+) {
+    for (name, value) in [(&b"mcp-name: "[..], mcp_name), (b"accept-encoding: ", accept_encoding)] {
+        if let Some(value) = value {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
     }
     if fields.length_line {
         let _ = write!(out, "content-length: {body_len}\r\n");
@@ -215,6 +227,12 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 fields.repeated |= fields.method.replace(span(h.value)?).is_some();
             } else if is("mcp-name") {
                 fields.repeated |= fields.name.replace(span(h.value)?).is_some();
+                continue;
+            } else if is("accept-encoding") {
+                // Two are rare: hyper's engine keeps or drops them all.
+                if fields.accept_encoding.replace(span(h.value)?).is_some() {
+                    return Err(Ambiguous);
+                }
                 continue;
             } else if is("user-agent") {
                 fields.user_agent = Some(span(h.value)?);
