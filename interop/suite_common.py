@@ -1,8 +1,9 @@
-"""Code shared by the standalone suites interop/auth and interop/browser and their fixtures.
+"""Code shared by the standalone suites interop/auth, interop/authz and interop/browser and their
+fixtures.
 
 Stdlib only at import time: each run.py imports it under any python3, before it re-executes itself
 inside its own .venv, and the fixture servers (auth/upstream.py, auth/selftest_rs.py,
-browser/upstream.py) import it inside the venv. The helpers that build MCP SDK objects import the
+authz/upstream.py, browser/upstream.py) import it inside the venv. The helpers that build MCP SDK objects import the
 SDK when they are called.
 
 Scripts find it by appending their parent folder (interop/) to sys.path. The suites' processes
@@ -13,8 +14,8 @@ harness/http.py, shared with interop/run.py and interop/outbound.
   changed (hash stamps; the stamp names are each suite's own, as before);
 * loopback: a listening socket on 127.0.0.1, and a uvicorn server that announces its
   URL on stdout once it has started (bounded wait);
-* fixture servers: the SDK's resource-server mode, the `echo` tool, an ASGI request's headers, a
-  JSON response;
+* fixture servers: the SDK's resource-server mode, the `echo` tool, an ASGI request's headers and
+  body, a JSON response, the request recorder the upstreams serve at /_log;
 * MCP: the headers and the `initialize` body the suites probe with.
 """
 
@@ -122,6 +123,91 @@ async def send_json(
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def replay_body(raw: bytes, receive: Any) -> Callable[[], Any]:
+    """An ASGI `receive` that hands the app `raw` (a body read before) first, then passes on."""
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class RequestRecorder:
+    """ASGI middleware of the fixture upstreams: records each HTTP request as a dict in `record`
+    (and appends it to the file `log_path` as a JSON line, when given), and serves the record:
+    GET /_log -> {"requests": [...]}, POST /_log/clear empties it (neither is recorded).
+
+    An entry holds `t`, `method` and `path`, then what `describe` adds. A subclass may answer
+    more control paths (`control`), add to the /_log document (`log_document`), and answer or
+    pass on a recorded request its own way (`forward`). With `read_body`, `describe` and
+    `forward` get the request's body, and the app still receives it."""
+
+    read_body = False
+
+    def __init__(self, app: Any, record: list[dict[str, Any]], log_path: str | None = None) -> None:
+        self.app = app
+        self.record = record
+        self.log_path = log_path
+
+    def log_document(self) -> dict[str, Any]:
+        return {"requests": self.record}
+
+    def control(self, path: str, scope: dict[str, Any]) -> bytes | None:
+        """The JSON answer to a control path (not recorded), or None for any other path."""
+        if path == "/_log/clear":
+            self.record.clear()
+            return b'{"cleared": true}'
+        if path == "/_log":
+            return json.dumps(self.log_document()).encode()
+        return None
+
+    def describe(self, scope: dict[str, Any], headers: dict[str, list[str]], body: bytes) -> dict[str, Any]:
+        return {}
+
+    async def forward(self, scope: dict[str, Any], receive: Any, send: Any, entry: dict[str, Any], body: bytes) -> None:
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        answer = self.control(path, scope)
+        if answer is not None:
+            await send_json(send, answer)
+            return
+        body = await read_body(receive) if self.read_body else b""
+        entry = {
+            "t": time.time(),
+            "method": scope.get("method"),
+            "path": path,
+            **self.describe(scope, request_headers(scope), body),
+        }
+        self.record.append(entry)
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(entry) + "\n")
+        await self.forward(scope, replay_body(body, receive) if self.read_body else receive, send, entry, body)
 
 
 def protected_mcp_server(

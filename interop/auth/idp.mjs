@@ -32,7 +32,7 @@ import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
-import { answerServerError, exitOnSignals, grantMissing, listenOnLoopback } from '../idp-common.mjs';
+import { exitOnSignals, grantMissing, resourceIndicators, sendJson, serveIdp } from '../idp-common.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -102,41 +102,32 @@ async function handle(req, res) {
   let url = new URL(req.url, 'http://127.0.0.1');
   const entry = { t: Date.now() / 1000, method: req.method, path: url.pathname };
   res.on('finish', () => record({ ...entry, status: res.statusCode }));
-  try {
-    if (url.pathname === '/_test/stats') {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ ...counters, kids: keySet.keys.map((k) => k.kid) }));
-      return;
-    }
-    if (PREFIX) {
-      // Issuer with a path (like a Keycloak realm): only PREFIX/... exists, mounted the way
-      // oidc-provider documents (strip the prefix, keep originalUrl).
-      if (url.pathname !== PREFIX && !url.pathname.startsWith(`${PREFIX}/`)) {
-        res.statusCode = 404;
-        res.setHeader('content-type', 'application/json');
-        res.end('{"error":"not_found"}');
-        return;
-      }
-      req.originalUrl = req.url;
-      req.url = req.url.slice(PREFIX.length) || '/';
-      url = new URL(req.url, 'http://127.0.0.1');
-    }
-    if (url.pathname.startsWith('/interaction/')) {
-      await autoInteraction(req, res);
-      return;
-    }
-    if (url.pathname === '/jwks' && opts['jwks-cache-control']) {
-      res.setHeader('cache-control', opts['jwks-cache-control']);
-    }
-    await callback(req, res);
-  } catch (err) {
-    answerServerError(req, res, url.pathname, err);
+  if (url.pathname === '/_test/stats') {
+    sendJson(res, { ...counters, kids: keySet.keys.map((k) => k.kid) });
+    return;
   }
+  if (PREFIX) {
+    // Issuer with a path (like a Keycloak realm): only PREFIX/... exists, mounted the way
+    // oidc-provider documents (strip the prefix, keep originalUrl).
+    if (url.pathname !== PREFIX && !url.pathname.startsWith(`${PREFIX}/`)) {
+      sendJson(res, { error: 'not_found' }, 404);
+      return;
+    }
+    req.originalUrl = req.url;
+    req.url = req.url.slice(PREFIX.length) || '/';
+    url = new URL(req.url, 'http://127.0.0.1');
+  }
+  if (url.pathname.startsWith('/interaction/')) {
+    await autoInteraction(req, res);
+    return;
+  }
+  if (url.pathname === '/jwks' && opts['jwks-cache-control']) {
+    res.setHeader('cache-control', opts['jwks-cache-control']);
+  }
+  await callback(req, res);
 }
 
-const server = await listenOnLoopback((req, res) => { handle(req, res); }, opts.port);
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}${PREFIX}`;
+const { server, port, issuer } = await serveIdp(handle, opts.port, PREFIX);
 
 const minter = (clientId) => ({
   client_id: clientId,
@@ -190,18 +181,13 @@ provider = new Provider(issuer, {
       allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
     },
     registration: { enabled: true },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
-      useGrantedResource: async () => true,
-      getResourceServerInfo: async (_ctx, resource, client) => ({
-        scope: RESOURCE_SCOPE,
-        audience: resource,
-        accessTokenTTL: ACCESS_TOKEN_TTL,
-        accessTokenFormat: client?.clientId === 'minter-opaque' ? 'opaque' : 'jwt',
-        jwt: { sign: { alg: client?.clientId === 'minter-es256' ? 'ES256' : 'RS256' } },
-      }),
-    },
+    resourceIndicators: resourceIndicators(async (_ctx, resource, client) => ({
+      scope: RESOURCE_SCOPE,
+      audience: resource,
+      accessTokenTTL: ACCESS_TOKEN_TTL,
+      accessTokenFormat: client?.clientId === 'minter-opaque' ? 'opaque' : 'jwt',
+      jwt: { sign: { alg: client?.clientId === 'minter-es256' ? 'ES256' : 'RS256' } },
+    })),
   },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,

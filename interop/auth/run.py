@@ -56,16 +56,14 @@ import concurrent.futures  # noqa: E402
 import http.client  # noqa: E402 - its exceptions, raised by harness.http.request
 import json  # noqa: E402
 import re  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 import urllib.parse  # noqa: E402
 import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 from harness import processes  # noqa: E402
+from harness.checks import CheckFailed, Runner, expect, run_suite  # noqa: E402
 from harness.http import Resp, basic_auth, form_post, get_json, request  # noqa: E402
 from harness.processes import Proc, free_port, thv_binary  # noqa: E402
 from jwcrypto import jwk, jwt  # noqa: E402
@@ -331,42 +329,6 @@ def sdk_client(url: str, token: str | None = None, scope: str = "", timeout: flo
 
 # ------------------------------------------------------------------------------------------------
 # Checks
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
-@dataclass
-class Runner:
-    only: set[str] | None
-    results: list[tuple[str, bool, str]] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
-
-    def selected(self, group: str) -> bool:
-        return self.only is None or group in self.only
-
-    def check(self, name: str, fn: Callable[[], str | None]) -> bool:
-        try:
-            detail = fn() or ""
-            ok = True
-        except CheckFailed as error:
-            ok, detail = False, str(error)
-        except Exception as error:  # noqa: BLE001 - a crashing check is a failing check
-            ok, detail = False, f"{type(error).__name__}: {error}"
-            traceback.print_exc(file=sys.stderr)
-        self.results.append((name, ok, detail))
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
-        return ok
-
-    def fail(self, name: str, detail: str) -> None:
-        self.results.append((name, False, detail))
-        print(f"FAIL {name}: {detail}", flush=True)
 
 
 def assert_no_client_token_upstream(up: Upstream, what: str) -> int:
@@ -1352,28 +1314,14 @@ def outage_checks(run: Runner, idp: Idp, up: Upstream, p1: Thv, p2: Thv | None) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--selftest", action="store_true", help="only the harness's own components (no thv)")
-    parser.add_argument("--only", default="", help="comma-separated groups: harness,startup,jwt,audience,introspection,expiry,corpus,rotation,outage,security")
-    args = parser.parse_args()
-    only = set(filter(None, args.only.split(","))) or None
-    run = Runner(only)
-    results = HERE / "results"  # gitignored
-    results.mkdir(exist_ok=True)
-    logdir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=results))
-    print(f"auth harness: thv={THV} node={NODE} logs={logdir}", flush=True)
-    execute(run, args, logdir)
-    passed = sum(1 for _, ok, _ in run.results if ok)
-    failed = len(run.results) - passed
-    print(f"logs: {logdir}", flush=True)
-    print(f"auth: {passed} passed, {failed} failed", flush=True)
-    return 1 if failed or not run.results else 0
+    groups = "harness,startup,jwt,audience,introspection,expiry,corpus,rotation,outage,security"
+    return run_suite("auth", __doc__, groups, HERE, f"thv={THV} node={NODE}", execute)
 
 
 def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
     procs: list[Any] = []
     idp = Idp(logdir)
-    try:
+    with run.fixtures(procs):
         Idp.write_keyset(logdir / "idp-keys-1.json", "gen1")
         idp.start(logdir / "idp-keys-1.json")
         procs.append(idp)
@@ -1435,15 +1383,6 @@ def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
             outage_checks(run, idp, up, p1, p2)
         if run.selected("security"):
             log_check(run, logdir)
-    except Exception as error:  # noqa: BLE001 - a broken fixture is a failed run, never a silent one
-        traceback.print_exc(file=sys.stderr)
-        run.fail("harness.fixtures", f"{type(error).__name__}: {error}")
-    finally:
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001
-                traceback.print_exc(file=sys.stderr)
 
 
 if __name__ == "__main__":

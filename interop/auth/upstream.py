@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,7 @@ import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
-from suite_common import add_echo_tool, bind_loopback, request_headers, send_json, serve_and_announce  # noqa: E402
-
-RECORD: list[dict[str, Any]] = []
+from suite_common import RequestRecorder, add_echo_tool, bind_loopback, serve_and_announce  # noqa: E402
 
 
 def build_server() -> MCPServer:
@@ -53,41 +50,16 @@ def build_server() -> MCPServer:
     return server
 
 
-class Recorder:
-    """ASGI middleware: records each HTTP request, serves the record at /_log."""
+class Recorder(RequestRecorder):
+    """Records each HTTP request's query, Authorization headers, X-Auth-Case and header names."""
 
-    def __init__(self, app: Any, log_path: str | None) -> None:
-        self.app = app
-        self.log_path = log_path
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        if path in ("/_log", "/_log/clear"):
-            if path == "/_log/clear":
-                RECORD.clear()
-                body = b'{"cleared": true}'
-            else:
-                body = json.dumps({"requests": RECORD}).encode()
-            await send_json(send, body)
-            return
-        headers = request_headers(scope)
-        entry = {
-            "t": time.time(),
-            "method": scope.get("method"),
-            "path": path,
+    def describe(self, scope: dict[str, Any], headers: dict[str, list[str]], body: bytes) -> dict[str, Any]:
+        return {
             "query": scope.get("query_string", b"").decode("latin-1"),
             "authorization": headers.get("authorization"),
             "x_auth_case": (headers.get("x-auth-case") or [None])[0],
             "header_names": sorted(headers),
         }
-        RECORD.append(entry)
-        if self.log_path:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write(json.dumps(entry) + "\n")
-        await self.app(scope, receive, send)
 
 
 def main() -> int:
@@ -96,7 +68,7 @@ def main() -> int:
     parser.add_argument("--log", default=None, help="append each recorded request as a JSON line")
     args = parser.parse_args()
 
-    app = Recorder(build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"), args.log)
+    app = Recorder(build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1"), [], args.log)
     sock = bind_loopback(args.port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

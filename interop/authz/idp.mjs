@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
-import { answerServerError, exitOnSignals, grantMissing, listenOnLoopback } from '../idp-common.mjs';
+import { exitOnSignals, grantMissing, resourceIndicators, sendJson, serveIdp } from '../idp-common.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -70,25 +70,18 @@ async function handle(req, res) {
     counters.total += 1;
     counters.byPath[url.pathname] = (counters.byPath[url.pathname] ?? 0) + 1;
   });
-  try {
-    if (url.pathname === '/_test/stats') {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(counters));
-      return;
-    }
-    if (url.pathname.startsWith('/interaction/')) {
-      await autoInteraction(req, res);
-      return;
-    }
-    await callback(req, res);
-  } catch (err) {
-    answerServerError(req, res, url.pathname, err);
+  if (url.pathname === '/_test/stats') {
+    sendJson(res, counters);
+    return;
   }
+  if (url.pathname.startsWith('/interaction/')) {
+    await autoInteraction(req, res);
+    return;
+  }
+  await callback(req, res);
 }
 
-const server = await listenOnLoopback((req, res) => { handle(req, res); }, opts.port);
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const { server, port, issuer } = await serveIdp(handle, opts.port);
 
 provider = new Provider(issuer, {
   clients: [],
@@ -102,18 +95,13 @@ provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
-      useGrantedResource: async () => true,
-      getResourceServerInfo: async (_ctx, resource) => ({
-        scope: 'mcp:tools',
-        audience: resource,
-        accessTokenTTL: ACCESS_TOKEN_TTL,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'RS256' } },
-      }),
-    },
+    resourceIndicators: resourceIndicators(async (_ctx, resource) => ({
+      scope: 'mcp:tools',
+      audience: resource,
+      accessTokenTTL: ACCESS_TOKEN_TTL,
+      accessTokenFormat: 'jwt',
+      jwt: { sign: { alg: 'RS256' } },
+    })),
   },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,

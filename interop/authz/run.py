@@ -55,18 +55,16 @@ import re  # noqa: E402
 import secrets  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import jwt as pyjwt  # noqa: E402 - PyJWT, a dependency of the mcp SDK
 
 from harness import processes  # noqa: E402
+from harness.checks import CheckFailed, Runner, expect, run_suite  # noqa: E402
 from harness.http import Resp, get_json, request  # noqa: E402
 from harness.processes import Proc, thv_binary  # noqa: E402
 
@@ -95,45 +93,6 @@ AUDIT_EXCLUDED = ["mcp_initialize"]
 
 # Every token the harness handed to a client or sent itself: the audit file must hold none of them.
 TOKENS: set[str] = set()
-
-
-# ------------------------------------------------------------------------------------------------
-# Checks
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(condition: Any, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
-@dataclass
-class Runner:
-    only: set[str] | None
-    results: list[tuple[str, bool, str]] = field(default_factory=list)
-
-    def selected(self, group: str) -> bool:
-        return self.only is None or group in self.only
-
-    def check(self, name: str, fn: Callable[[], str | None]) -> bool:
-        try:
-            detail = fn() or ""
-            ok = True
-        except CheckFailed as error:
-            ok, detail = False, str(error)
-        except Exception as error:  # noqa: BLE001 - a crashing check is a failing check
-            ok, detail = False, f"{type(error).__name__}: {error}"
-            traceback.print_exc(file=sys.stderr)
-        self.results.append((name, ok, detail))
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
-        return ok
-
-    def fail(self, name: str, detail: str) -> None:
-        self.results.append((name, False, detail))
-        print(f"FAIL {name}: {detail}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -691,7 +650,7 @@ def raw_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     except (RuntimeError, processes.StartupError) as error:
         run.fail("raw.startup", str(error))
         return
-    try:
+    with run.guard("raw.session", cleanup=p.stop):
         sess = RawSession(p.url)
 
         def anonymous_permitted() -> str:
@@ -818,10 +777,6 @@ def raw_checks(run: Runner, up: Upstream, logdir: Path) -> None:
             return "prompts/get and resources/read without a policy: 403 with the ids echoed; nothing reached the upstream"
 
         run.check("raw.denied_prompt_and_resource", denied_other)
-    except CheckFailed as error:
-        run.fail("raw.session", str(error))
-    finally:
-        p.stop()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -835,7 +790,7 @@ def annotation_checks(run: Runner, idp: Idp, up: Upstream, tokens: dict[str, str
     except (RuntimeError, processes.StartupError) as error:
         run.fail("annotations.startup", str(error))
         return
-    try:
+    with run.guard("annotations.session", cleanup=p.stop):
         def forbid_without_list() -> str:
             sess = RawSession(p.url, tokens["bob"])
             up.clear()
@@ -883,10 +838,6 @@ def annotation_checks(run: Runner, idp: Idp, up: Upstream, tokens: dict[str, str
             return "annotations in the client's request are ignored: 403"
 
         run.check("annotations.client_supplied_hints_ignored", client_cannot_spoof)
-    except CheckFailed as error:
-        run.fail("annotations.session", str(error))
-    finally:
-        p.stop()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1172,27 +1123,13 @@ def audit_checks(run: Runner, idp: Idp, up: Upstream, tokens: dict[str, str], lo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--selftest", action="store_true", help="only the harness's own components (no thv)")
-    parser.add_argument("--only", default="", help="comma-separated groups: harness,sdk,raw,annotations,tools,audit")
-    args = parser.parse_args()
-    run = Runner(set(filter(None, args.only.split(","))) or None)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
-    logdir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=results))
-    started = time.monotonic()
-    print(f"authz harness: thv={THV} node={NODE} logs={logdir}", flush=True)
-    execute(run, args, logdir)
-    passed = sum(1 for _, ok, _ in run.results if ok)
-    failed = len(run.results) - passed
-    print(f"logs: {logdir} ({time.monotonic() - started:.0f}s)", flush=True)
-    print(f"authz: {passed} passed, {failed} failed", flush=True)
-    return 1 if failed or not run.results else 0
+    return run_suite("authz", __doc__, "harness,sdk,raw,annotations,tools,audit", HERE, f"thv={THV} node={NODE}", execute,
+                     show_duration=True)
 
 
 def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
     procs: list[Any] = []
-    try:
+    with run.fixtures(procs):
         idp = Idp(logdir)
         procs.append(idp)
         ups = {"json": Upstream("upstream-json", logdir, json_mode=True),
@@ -1224,15 +1161,6 @@ def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
             tools_checks(run, raw_up, logdir)
         if run.selected("audit"):
             audit_checks(run, idp, ups["json"], tokens, logdir)
-    except Exception as error:  # noqa: BLE001 - a broken fixture is a failed run, never a silent one
-        traceback.print_exc(file=sys.stderr)
-        run.fail("harness.fixtures", f"{type(error).__name__}: {error}")
-    finally:
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001
-                traceback.print_exc(file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
-from suite_common import bind_loopback, request_headers, send_json, serve_and_announce  # noqa: E402
+from suite_common import RequestRecorder, bind_loopback, send_json, serve_and_announce  # noqa: E402
 
 RECORD: list[dict[str, Any]] = []
 MAX_RECORDED_BODY = 64 * 1024
@@ -108,72 +107,31 @@ def build_server(name: str) -> MCPServer:
     return server
 
 
-class Recorder:
-    """ASGI middleware: records each HTTP request (with its body), serves the record at /_log."""
+class Recorder(RequestRecorder):
+    """Records each HTTP request with its MCP routing headers and its body."""
 
-    def __init__(self, app: Any, log_path: str | None) -> None:
-        self.app = app
-        self.log_path = log_path
+    read_body = True
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        if path in ("/_log", "/_log/clear"):
-            if path == "/_log/clear":
-                RECORD.clear()
-                body = b'{"cleared": true}'
-            else:
-                body = json.dumps({"requests": RECORD}).encode()
-            await send_json(send, body)
-            return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                more = False
-                break
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
-        headers = request_headers(scope)
-
+    def describe(self, scope: dict[str, Any], headers: dict[str, list[str]], body: bytes) -> dict[str, Any]:
         def first(name: str) -> str | None:
             return (headers.get(name) or [None])[0]
 
-        entry = {
-            "t": time.time(),
-            "method": scope.get("method"),
-            "path": path,
+        return {
             "content_type": first("content-type"),
             "accept": first("accept"),
             "mcp_method": first("mcp-method"),
             "mcp_name": first("mcp-name"),
             "mcp_protocol_version": first("mcp-protocol-version"),
             "has_authorization": "authorization" in headers,
-            "body": raw[:MAX_RECORDED_BODY].decode("utf-8", errors="replace"),
+            "body": body[:MAX_RECORDED_BODY].decode("utf-8", errors="replace"),
         }
-        RECORD.append(entry)
-        if self.log_path:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write(json.dumps(entry) + "\n")
-        refusal = refusal_for(raw)
+
+    async def forward(self, scope: dict[str, Any], receive: Any, send: Any, entry: dict[str, Any], body: bytes) -> None:
+        refusal = refusal_for(body)
         if refusal is not None:
             await send_json(send, refusal, status=403)
             return
-
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
 
 def refusal_for(raw: bytes) -> bytes | None:
@@ -200,7 +158,7 @@ def main() -> int:
     mcp_app = build_server(name).streamable_http_app(
         streamable_http_path="/mcp", json_response=args.json, host="127.0.0.1"
     )
-    app = Recorder(mcp_app, args.log)
+    app = Recorder(mcp_app, RECORD, args.log)
     sock = bind_loopback(args.port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     asyncio.run(serve_and_announce(server, sock))  # prints the URL line once it listens (bounded wait)

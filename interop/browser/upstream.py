@@ -40,9 +40,9 @@ from mcp.server.mcpserver import Context
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
 from suite_common import (  # noqa: E402
+    RequestRecorder,
     add_echo_tool,
     protected_mcp_server,
-    request_headers,
     sdk_access_token,
     send_json,
     serve_and_announce,
@@ -84,41 +84,30 @@ class JwtVerifier:
         return sdk_access_token(token, claims, self.resource)
 
 
-class Recorder:
-    """ASGI middleware: records each HTTP request and its status, serves the record at /_log."""
+class Recorder(RequestRecorder):
+    """Records each HTTP request and its status; POST /_test/reject?n=N makes the next N MCP
+    requests that carry a token fail with 401."""
 
     def __init__(self, app: Any, resource: str) -> None:
-        self.app = app
+        super().__init__(app, RECORD)
         self.mcp_path = "/mcp"
         self.metadata_url = resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        if path in ("/_log", "/_log/clear", "/_test/reject"):
-            if path == "/_log/clear":
-                RECORD.clear()
-                body = b'{"cleared": true}'
-            elif path == "/_test/reject":
-                query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
-                REJECT["next"] = int(query.get("n", "1"))
-                body = json.dumps(REJECT).encode()
-            else:
-                body = json.dumps({"requests": RECORD, "verified": VERIFIED}).encode()
-            await send_json(send, body)
-            return
-        headers = request_headers(scope)
-        entry: dict[str, Any] = {
-            "t": time.time(),
-            "method": scope.get("method"),
-            "path": path,
-            "authorization": headers.get("authorization"),
-            "status": None,
-        }
-        RECORD.append(entry)
-        if path == self.mcp_path and entry["authorization"] and REJECT["next"] > 0:
+    def log_document(self) -> dict[str, Any]:
+        return {**super().log_document(), "verified": VERIFIED}
+
+    def control(self, path: str, scope: dict[str, Any]) -> bytes | None:
+        if path == "/_test/reject":
+            query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode().split("&") if "=" in p)
+            REJECT["next"] = int(query.get("n", "1"))
+            return json.dumps(REJECT).encode()
+        return super().control(path, scope)
+
+    def describe(self, scope: dict[str, Any], headers: dict[str, list[str]], body: bytes) -> dict[str, Any]:
+        return {"authorization": headers.get("authorization"), "status": None}
+
+    async def forward(self, scope: dict[str, Any], receive: Any, send: Any, entry: dict[str, Any], body: bytes) -> None:
+        if entry["path"] == self.mcp_path and entry["authorization"] and REJECT["next"] > 0:
             # As if the token had been revoked at the IdP: the SDK's own 401 shape.
             REJECT["next"] -= 1
             entry["status"] = 401
