@@ -240,7 +240,11 @@ impl McpPolicy {
         let mut unknown_annotations = false;
         let allowed = match ask {
             Ask::CallTool { name, arguments } => {
-                let annotations = self.annotations.read().ok().and_then(|a| a.get(name.as_ref()).cloned());
+                // Looked up only when a policy can read them.
+                let annotations = authz
+                    .reads_annotations()
+                    .then(|| self.annotations.read().ok().and_then(|a| a.get(name.as_ref()).cloned()))
+                    .flatten();
                 // Fail closed: a `forbid` on `destructiveHint` must not pass a tool whose
                 // hints the proxy has not seen (only the server's own list says them).
                 unknown_annotations = annotations.is_none() && authz.reads_annotations();

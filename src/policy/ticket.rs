@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
@@ -87,41 +87,48 @@ impl McpPolicy {
     /// its audit line is queued.
     pub(crate) fn finished(&self, ticket: Ticket, status: u16, response: Option<&[u8]>) {
         if let Some(auditor) = &self.audit {
-            log_event(auditor, ticket, status, response, response.map_or(0, <[u8]>::len));
+            log_event(auditor, ticket, status, response.map(<[u8]>::to_vec), response.map_or(0, <[u8]>::len));
         }
     }
 }
 
-/// Queues the audit line of `ticket`, answered with `status`; `response` is the start of
-/// the answer's payload (`total` bytes in all), when it was read.
-fn log_event(auditor: &Auditor, ticket: Ticket, status: u16, response: Option<&[u8]>, total: usize) {
-    let error = response
-        .filter(|_| auditor.detects_application_errors() && (200..300).contains(&status))
-        .and_then(audit::application_error);
-    let outcome = if error.is_some() { Outcome::ApplicationError } else { Outcome::of_status(status) };
-    // Only a whole body may be logged, and only one within `maxDataSize`.
-    let response_data = response.filter(|r| auditor.wants_response_data() && r.len() == total);
-    let who = ticket.who.as_deref();
-    let claim = |k: &str| who.and_then(|w| w.claims.get(k)).and_then(Value::as_str);
-    auditor.log(&audit::Event {
-        ty: ticket.ty,
-        outcome,
-        // The peer, never a forwarding header: a client could write anything there.
-        source_ip: ticket.peer,
-        user_agent: ticket.user_agent.as_deref(),
-        request_id: ticket.request_id.as_deref(),
-        subject: who.map(|w| w.subject.as_str()),
-        user_name: who.and_then(|w| audit::user_from_claims(&w.claims)),
-        client_name: claim("client_name"),
-        client_version: claim("client_version"),
-        endpoint: &ticket.path,
-        http_method: &ticket.http_method,
-        mcp_method: ticket.mcp_method.as_deref(),
-        name: ticket.name.as_deref(),
-        request_data: ticket.request.as_deref(),
-        response_data,
-        jsonrpc_error: error.as_ref().map(|(code, message)| (*code, message.as_str())),
-        duration: ticket.started.elapsed(),
+/// Queues the audit event of `ticket`, answered with `status`; `response` is the start of
+/// the answer's payload (`total` bytes in all), when it was read. The line is made on the
+/// audit log's own thread: its id, its JSON, and the application-error check of the answer.
+fn log_event(auditor: &Auditor, ticket: Ticket, status: u16, response: Option<Vec<u8>>, total: usize) {
+    let at = SystemTime::now();
+    let duration = ticket.started.elapsed();
+    let detect = auditor.detects_application_errors();
+    let keep_response = auditor.wants_response_data();
+    auditor.log_later(ticket.ty, move |render| {
+        let response = response.as_deref();
+        let error = response.filter(|_| detect && (200..300).contains(&status)).and_then(audit::application_error);
+        let outcome = if error.is_some() { Outcome::ApplicationError } else { Outcome::of_status(status) };
+        // Only a whole body may be logged, and only one within `maxDataSize`.
+        let response_data = response.filter(|r| keep_response && r.len() == total);
+        let who = ticket.who.as_deref();
+        let claim = |k: &str| who.and_then(|w| w.claims.get(k)).and_then(Value::as_str);
+        let event = audit::Event {
+            ty: ticket.ty,
+            outcome,
+            // The peer, never a forwarding header: a client could write anything there.
+            source_ip: ticket.peer,
+            user_agent: ticket.user_agent.as_deref(),
+            request_id: ticket.request_id.as_deref(),
+            subject: who.map(|w| w.subject.as_str()),
+            user_name: who.and_then(|w| audit::user_from_claims(&w.claims)),
+            client_name: claim("client_name"),
+            client_version: claim("client_version"),
+            endpoint: &ticket.path,
+            http_method: &ticket.http_method,
+            mcp_method: ticket.mcp_method.as_deref(),
+            name: ticket.name.as_deref(),
+            request_data: ticket.request.as_deref(),
+            response_data,
+            jsonrpc_error: error.as_ref().map(|(code, message)| (*code, message.as_str())),
+            duration,
+        };
+        render.line(&event, at)
     });
 }
 
@@ -151,7 +158,7 @@ impl Tap {
 impl Drop for Tap {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            log_event(&self.auditor, ticket, self.status, Some(&self.seen), self.total);
+            log_event(&self.auditor, ticket, self.status, Some(std::mem::take(&mut self.seen)), self.total);
         }
     }
 }

@@ -31,6 +31,16 @@ pub(crate) use event::{
 };
 
 use line::{Settings, render};
+
+/// Renders deferred events on the writer's thread (see [`Auditor::log_later`]).
+pub(crate) struct Render<'s>(&'s Settings);
+
+impl Render<'_> {
+    /// The line of `event`, logged at `at`, with a new audit id.
+    pub(crate) fn line(&self, event: &Event<'_>, at: SystemTime) -> String {
+        render(event, self.0, &json::uuid_v4(), at)
+    }
+}
 use writer::{Msg, Sink, Writer};
 
 /// Lines waiting for the writer; beyond this, events are dropped (and counted).
@@ -53,7 +63,7 @@ pub(crate) enum AuditError {
 
 /// The audit log: filters, renders and queues events; a dedicated thread writes them.
 pub(crate) struct Auditor {
-    settings: Settings,
+    settings: Arc<Settings>,
     /// Bit `EventType as u32` set: audited (`ShouldAuditEvent`, precomputed).
     wanted: u32,
     detect_application_errors: bool,
@@ -114,13 +124,13 @@ impl Auditor {
             }
         }
         let auditor = Auditor {
-            settings: Settings {
+            settings: Arc::new(Settings {
                 component: config.component.clone(),
                 transport: config.transport,
                 include_request_data: config.include_request_data,
                 include_response_data: config.include_response_data,
                 max_data_size: config.max_data_size,
-            },
+            }),
             wanted,
             detect_application_errors: config.detect_application_errors,
             tx,
@@ -130,7 +140,8 @@ impl Auditor {
             last_drop_warning: AtomicU64::new(0),
             hangup: None,
         };
-        (auditor, Writer::new(rx, sink, lost, capacity))
+        let settings = Arc::clone(&auditor.settings);
+        (auditor, Writer::new(rx, sink, lost, capacity, settings))
     }
 
     /// Whether events of this type are audited: not in `excludeEventTypes`, and in
@@ -160,19 +171,29 @@ impl Auditor {
         self.settings.max_data_size
     }
 
-    /// Renders one NDJSON line and queues it without waiting. Events of unwanted types are
-    /// ignored; with the queue full (or after `close`) the event is dropped and counted, and a
-    /// warning with the running count is logged at most once a minute.
+    /// Queues one event, rendered now (tests: the proxy defers rendering, `log_later`).
+    #[cfg(test)]
     pub(crate) fn log(&self, event: &Event<'_>) {
-        if !self.wants(event.ty) {
+        let line = render(event, &self.settings, &json::uuid_v4(), SystemTime::now());
+        self.log_later(event.ty, move |_| line);
+    }
+
+    /// Queues an event of type `ty` that `make` renders later, on the writer's thread: the
+    /// request path pays for moving the owned event, not for its id, its JSON or reading
+    /// the answer. `make` is handed a [`Render`] and the event's time is the caller's.
+    /// Events of unwanted types are ignored; with the queue full (or after `close`) the event
+    /// is dropped and counted, and a warning with the running count is logged at most once a
+    /// minute.
+    pub(crate) fn log_later(&self, ty: EventType, make: impl FnOnce(&Render<'_>) -> String + Send + 'static) {
+        if !self.wants(ty) {
             return;
         }
         if self.closed.load(Ordering::Acquire) {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let line = render(event, &self.settings, &json::uuid_v4(), SystemTime::now());
-        if self.tx.try_send(Msg::Line(line)).is_err() {
+        let render: writer::Deferred = Box::new(move |settings| make(&Render(settings)));
+        if self.tx.try_send(Msg::Deferred(render)).is_err() {
             let total = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
             self.warn_dropped(total);
         }

@@ -21,17 +21,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use super::line::Settings;
+
 /// What the writer thread is told.
-#[derive(Debug)]
 pub(super) enum Msg {
-    /// One finished NDJSON line, without its newline.
-    Line(String),
+    /// A line to render here, off the request path (see `Auditor::log_later`).
+    Deferred(Deferred),
     /// Reopen the log file by its path (after rotation); lines queued before go to the old
     /// file, lines after to the new one.
     Reopen,
     /// Write everything queued, fsync, answer, and stop.
     Close(oneshot::Sender<()>),
 }
+
+/// Renders one line on the writer's thread, with the auditor's settings.
+pub(super) type Deferred = Box<dyn FnOnce(&Settings) -> String + Send>;
 
 /// Lines are gathered up to this many bytes per `write`.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -150,6 +154,8 @@ pub(super) struct Writer {
     pub(super) lost: Arc<AtomicU64>,
     /// The queue's capacity: bounds the drain at close.
     pub(super) capacity: usize,
+    /// What deferred lines are rendered with.
+    settings: Arc<Settings>,
     /// Lines lost in the current run of failed writes (0: writes succeed).
     failing: u64,
     /// A failed write stopped inside a line: the next write starts a new line first.
@@ -157,8 +163,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(rx: mpsc::Receiver<Msg>, sink: Sink, lost: Arc<AtomicU64>, capacity: usize) -> Writer {
-        Writer { rx, sink, lost, capacity, failing: 0, torn: false }
+    pub(super) fn new(
+        rx: mpsc::Receiver<Msg>,
+        sink: Sink,
+        lost: Arc<AtomicU64>,
+        capacity: usize,
+        settings: Arc<Settings>,
+    ) -> Writer {
+        Writer { rx, sink, lost, capacity, settings, failing: 0, torn: false }
     }
 
     /// The thread's body; returns once closed, or once every sender is gone.
@@ -168,7 +180,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Line(line) => batch.push(&line),
+                    Msg::Deferred(render) => batch.push(&render(&self.settings)),
                     Msg::Reopen => {
                         self.flush(&mut batch);
                         self.sink.reopen();
@@ -194,7 +206,7 @@ impl Writer {
     fn finish(&mut self, batch: &mut Batch) {
         for _ in 0..self.capacity {
             match self.rx.try_recv() {
-                Ok(Msg::Line(line)) => batch.push(&line),
+                Ok(Msg::Deferred(render)) => batch.push(&render(&self.settings)),
                 Ok(Msg::Reopen) => {}
                 Ok(Msg::Close(done)) => {
                     let _ = done.send(());

@@ -110,6 +110,8 @@ pub(crate) struct Authorizer {
     policies: [PolicySet; 3],
     /// The attributes some policy names; `None` (a policy reads the whole context): all.
     visible: Option<Visible>,
+    /// Whether any policy can read a tool's annotations (worked out once).
+    reads_annotations: bool,
     /// `entities_json`, parsed once; request entities replace base entities of the same uid,
     /// as ToolHive's merge into one map does.
     base: Entities,
@@ -165,9 +167,14 @@ impl Authorizer {
             Ok((uid, entity))
         };
         let actions = [action(Action::CallTool)?, action(Action::GetPrompt)?, action(Action::ReadResource)?];
+        let visible = index::visible(policies)?;
+        let reads_annotations = visible.as_ref().is_none_or(|v| {
+            ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"].iter().any(|a| v.attribute(a))
+        });
         Ok(Authorizer {
             policies: index::split_by_action(policies)?,
-            visible: index::visible(policies)?,
+            visible,
+            reads_annotations,
             base,
             engine: cedar_policy::Authorizer::new(),
             options,
@@ -190,9 +197,7 @@ impl Authorizer {
     /// Whether any policy can read a tool's annotations (`readOnlyHint` …): then a call to
     /// a tool whose annotations are not known yet cannot be decided as written.
     pub(crate) fn reads_annotations(&self) -> bool {
-        self.visible.as_ref().is_none_or(|v| {
-            ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"].iter().any(|a| v.attribute(a))
-        })
+        self.reads_annotations
     }
 
     /// May `who` do `action` on `resource` (a tool or prompt name, or a resource URI, used
