@@ -15,7 +15,9 @@
 //! The names are every string of every policy's JSON form (Cedar's own parse, unescaped):
 //! a superset of the attribute names, which is all the argument above needs.
 
-use std::collections::HashSet;
+/// The policies' own names, looked up on every decision: a fast hasher, since nothing a
+/// client sends is ever inserted (no flooding).
+type Names = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 use cedar_policy::{ActionConstraint, PolicySet};
 use serde_json::Value;
@@ -26,15 +28,15 @@ use super::Action;
 #[derive(Debug, Default)]
 pub(super) struct Visible {
     /// Every name: the resource's own attributes (`name`, `readOnlyHint` ...) are looked up here.
-    names: HashSet<String>,
+    names: Names,
     /// `claim_<name>` named: the claim's value is built.
-    claims: HashSet<String>,
+    claims: Names,
     /// `claimset_<name>` named.
-    claim_sets: HashSet<String>,
+    claim_sets: Names,
     /// `arg_<name>` named.
-    arguments: HashSet<String>,
+    arguments: Names,
     /// `arg_<name>_present` named.
-    present: HashSet<String>,
+    present: Names,
 }
 
 impl Visible {
@@ -79,7 +81,7 @@ pub(super) fn split_by_action(policies: &PolicySet) -> Result<[PolicySet; 3], St
 
 /// The attributes the policies can name; `None` when a policy uses the whole context record.
 pub(super) fn visible(policies: &PolicySet) -> Result<Option<Visible>, String> {
-    let mut names = HashSet::new();
+    let mut names = Names::default();
     let mut whole_context = false;
     for policy in policies.policies() {
         let json = policy.to_json().map_err(|e| e.to_string())?;
@@ -111,7 +113,7 @@ fn is_context(value: &Value) -> bool {
 
 /// Every string of the policy's JSON (keys too), and whether `context` appears other than
 /// as the record an attribute is read from or tested with `has`.
-fn collect(value: &Value, names: &mut HashSet<String>, whole_context: &mut bool) {
+fn collect(value: &Value, names: &mut Names, whole_context: &mut bool) {
     match value {
         Value::String(s) => {
             names.insert(s.clone());
