@@ -36,6 +36,11 @@ impl ListJudge {
 }
 
 impl Judge for ListJudge {
+    /// Only the tool view renames or redescribes.
+    fn may_change(&self) -> bool {
+        self.tools.is_some()
+    }
+
     fn keep(&self, kind: ListKind, item: &mut Map<String, Value>) -> bool {
         let field = match kind {
             ListKind::Tools | ListKind::Prompts => "name",

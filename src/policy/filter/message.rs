@@ -182,10 +182,10 @@ impl Target {
             let Strict(Value::Object(mut object)) = serde_json::from_str(item.get())? else {
                 return Err(Unreadable);
             };
-            let before = object.clone();
+            let before = judge.may_change().then(|| object.clone());
             if !judge.keep(kind, &mut object) {
                 changed = true;
-            } else if object == before {
+            } else if before.is_none_or(|before| object == before) {
                 kept.push(Cow::Borrowed(item.get()));
             } else {
                 changed = true;

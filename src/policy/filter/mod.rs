@@ -70,6 +70,13 @@ impl ListKind {
 /// sees is what any client would read.
 pub trait Judge: Send + Sync {
     fn keep(&self, kind: ListKind, item: &mut Map<String, Value>) -> bool;
+
+    /// Whether `keep` may change an item it keeps. When it cannot, a kept item is passed as
+    /// the server wrote it without comparing it to a copy first (a list of a hundred tools
+    /// is otherwise copied whole once more).
+    fn may_change(&self) -> bool {
+        true
+    }
 }
 
 /// The answer held more bytes at once than the rewriter may hold (a JSON body, or one SSE

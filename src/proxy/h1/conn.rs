@@ -34,7 +34,7 @@ use super::request::{self, Classified, INLINE_BODY, Method, Plan};
 use super::response::{self, Exchange};
 use super::rewind::Rewound;
 use crate::inbound::LastToken;
-use crate::policy::{Admission, Head, ListPlan, Tap, Ticket};
+use crate::policy::{Admission, Admitted, Head, Tap, Ticket};
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::ForwardError;
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
@@ -285,48 +285,48 @@ impl Conn<'_> {
             }
         }
         // The MCP policy decides on the whole body; it finishes the upstream head it left open.
-        let (mut renamed, mut list, mut ticket) = (None, None, None);
+        // What it decided is boxed: an exchange without a policy carries one pointer of it,
+        // so its state (moved whole at every await) does not grow.
+        let mut admitted: Option<Box<Admitted>> = None;
         if let Some(fields) = plan.mcp.as_deref().copied() {
             let Some(mcp) = &self.policy.mcp else { return false };
             let head = mcp_head(&self.buf, plan, self.peer);
             match mcp.admit(&head, body, who.as_ref()) {
                 Admission::Answer(answer) => return self.answer(answer, plan, false).await,
-                Admission::Forward(admitted) => {
-                    let (new_body, name) = match admitted.renamed {
-                        Some((new_body, original)) => (Some(new_body), fields.name.map(|_| original)),
-                        None => (None, None),
+                Admission::Forward(decided) => {
+                    let renamed = decided.renamed.as_ref();
+                    let name = match renamed {
+                        Some((_, original)) => fields.name.map(|_| original.as_bytes()),
+                        None => head.mcp_name,
                     };
-                    let name = name.as_deref().map(str::as_bytes).or(head.mcp_name);
-                    let len = new_body.as_ref().map_or(plan.body_len, Vec::len);
+                    let len = renamed.map_or(plan.body_len, |(new_body, _)| new_body.len());
                     // An answer the proxy filters must come readable: no compression.
-                    let encodings = fields.accept_encoding.filter(|_| admitted.list.is_none());
+                    let encodings = fields.accept_encoding.filter(|_| decided.list.is_none());
                     let encodings = encodings.and_then(|span| Plan::part(&self.buf, span));
                     request::finish_head(&mut plan.upstream_head, name, encodings, &fields, len);
-                    (renamed, list, ticket) = (new_body, admitted.list, admitted.audit);
+                    admitted = Some(Box::new(decided));
                 }
             }
         }
-        let body = renamed.as_deref().unwrap_or(body);
+        let body = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(new_body, _)| new_body);
         let separate = if body.len() <= INLINE_BODY {
             plan.upstream_head.extend_from_slice(body);
             &[][..]
         } else {
             body
         };
-        let exchange = Exchange { get: plan.method == Method::Get, close: plan.close, rewrite: list.is_some() };
+        let rewrite = admitted.as_ref().is_some_and(|a| a.list.is_some());
+        let exchange = Exchange { get: plan.method == Method::Get, close: plan.close, rewrite };
         let sent = exchange_head(self.fast, &plan.upstream_head, separate, exchange);
         let sent = match self.fast.response_timeout {
             Some(limit) => self.deadlines.within(limit, sent).await.unwrap_or(Err(ForwardError::Timeout(limit))),
             None => sent.await,
         };
         match sent {
-            Ok((upstream, received, head)) => {
-                let tap = self.audited(ticket, head.status);
-                self.relay(upstream, received, head, plan, list, tap).await
-            }
+            Ok((upstream, received, head)) => self.relay(upstream, received, head, plan, admitted).await,
             Err(e) => {
                 let resp = self.policy.rescue(&e, body);
-                if let Some(mut tap) = self.audited(ticket, resp.status().as_u16()) {
+                if let Some(mut tap) = self.audited(admitted.and_then(|a| a.audit), resp.status().as_u16()) {
                     tap.observe(resp.body());
                 }
                 self.answer(resp, plan, false).await
@@ -336,8 +336,8 @@ impl Conn<'_> {
 
     /// The exchange's audit event, answered with `status`: completed now, or by the tap
     /// the answer's payload is fed to (dropped when the exchange ends).
-    fn audited(&self, ticket: Option<Ticket>, status: u16) -> Option<Tap> {
-        self.policy.mcp.as_ref()?.answering(ticket?, status)
+    fn audited(&self, ticket: Option<Ticket>, status: u16) -> Option<Box<Tap>> {
+        self.policy.mcp.as_ref()?.answering(ticket?, status).map(Box::new)
     }
 
     /// Sends a response the proxy made itself.
@@ -359,8 +359,7 @@ impl Conn<'_> {
         received: Vec<u8>,
         head: response::Plan,
         plan: &Plan,
-        list: Option<ListPlan>,
-        mut tap: Option<Tap>,
+        admitted: Option<Box<Admitted>>,
     ) -> bool {
         let p = self.policy;
         self.status = head.status;
@@ -379,8 +378,14 @@ impl Conn<'_> {
             Some(stream) => (stream.rewrite.map(Rewrite::endpoint), Some(stream.stop)),
             None => (None, None),
         };
-        if let Some(list) = list.filter(|_| head.rewrite) {
-            rewrite = Some(Rewrite::with_list(list.rewriter(head.event_stream), rewrite));
+        // Boxed, as the policy's decision: without a policy the state holds one pointer.
+        let mut tap = None;
+        if let Some(admitted) = admitted {
+            let Admitted { list, audit, .. } = *admitted;
+            if let Some(list) = list.filter(|_| head.rewrite) {
+                rewrite = Some(Rewrite::with_list(list.rewriter(head.event_stream), rewrite));
+            }
+            tap = self.audited(audit, head.status);
         }
         let mut reusable = head.reusable;
         let mut sent = 0u64;

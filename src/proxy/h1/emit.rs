@@ -18,7 +18,7 @@ pub(super) fn emit(
     chunked: bool,
     rewrite: &mut Option<Rewrite>,
     sent: &mut u64,
-    tap: &mut Option<Tap>,
+    tap: &mut Option<Box<Tap>>,
 ) -> Result<usize, EmitError> {
     let start = out.len();
     let used = decoder.decode(input, out)?;
