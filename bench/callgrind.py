@@ -13,11 +13,19 @@ system-call wrappers and JWT checks it calls. The runtime's idle loop between po
 (epoll_wait and its events, the timer wheel) is left out: how many times it turns depends on
 how the kernel interleaves thv, the client and the origin, and counting it moved the figure
 by +5% under two busy loops beside the guard (+14% beside a test run). Counted this way the
-figure moves by about 1% under the same load. Three workloads, each with its own line in bench/callgrind-baseline.txt:
+figure moves by about 1% under the same load. Six workloads, each with its own line in bench/callgrind-baseline.txt:
 
-    plain       no incoming auth: the forwarding path
-    jwt-same    incoming JWT auth, the same RS256 token every request (the validation cache)
-    jwt-fresh   incoming JWT auth, a new token every request (decode and verify each one)
+    plain          no incoming auth: the forwarding path
+    jwt-same       incoming JWT auth, the same RS256 token every request (the validation cache)
+    jwt-fresh      incoming JWT auth, a new token every request (decode and verify each one)
+    authz-call     the tools/call through --authz-config bench/conf/authz-bench.json (10 Cedar
+                   policies, one permits the called tool; anonymous principal)
+    list-filtered  tools/list answered with 100 tools (JSON, ~47 KB), filtered by the same
+                   policies down to 50
+    audit          the plain tools/call with --audit-config: every event logged to a temp file
+
+The first three run thv exactly as before (no policy flags), so they keep measuring what an
+unconfigured proxy costs.
 
 The JWT workloads sign their own tokens (bench/jwt_mint.py, bench venv) for a JWKS the
 origin serves. A workload fails when it is more than --tolerance (10%) above its baseline.
@@ -55,7 +63,11 @@ WORKLOADS = {
     "plain": ("instructions_per_request", 5000),
     "jwt-same": ("instructions_per_request.jwt_same", 5000),
     "jwt-fresh": ("instructions_per_request.jwt_fresh", 1000),
+    "authz-call": ("instructions_per_request.authz_call", 2000),
+    "list-filtered": ("instructions_per_request.list_filtered", 200),
+    "audit": ("instructions_per_request.audit", 3000),
 }
+AUTHZ_CONFIG = os.path.join(BENCH, "conf", "authz-bench.json")
 ISSUER = "http://127.0.0.1:18090"  # never contacted: the JWKS URL is given, so no discovery
 AUDIENCE = "bench"
 
@@ -68,6 +80,30 @@ ANSWER = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": 
 
 
 JWKS = b'{"keys":[]}'
+
+
+def tools_list():
+    """The 100-tool tools/list result examples/bench_origin.rs serves (byte for byte)."""
+    tools = []
+    for i in range(100):
+        name = "echo" if i == 0 else f"tool_{i:03}"
+        ann = "" if i % 4 == 3 else (
+            f',"annotations":{{"readOnlyHint":{str(i % 2 == 0).lower()},"destructiveHint":{str(i % 3 == 0).lower()},'
+            '"idempotentHint":true,"openWorldHint":false}')
+        tools.append(
+            f'{{"name":"{name}","title":"Tool {i}","description":"Bench tool {i}: takes a message and a count '
+            'and returns the message repeated; one of 100 that size a realistic tools/list answer.",'
+            '"inputSchema":{"type":"object","properties":{"message":{"type":"string","description":'
+            '"The text to echo"},"count":{"type":"integer","minimum":1,"maximum":10,"description":'
+            f'"How many times"}}}},"required":["message"]}}{ann}}}')
+    return '{"tools":[' + ",".join(tools) + "]}"
+
+
+LIST_BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+                       separators=(",", ":")).encode()
+LIST_ANSWER = ('{"jsonrpc":"2.0","id":1,"result":' + tools_list() + "}").encode()
+# What the policy leaves of it: echo and tool_001 … tool_049.
+LIST_KEPT = ["echo"] + [f"tool_{i:03}" for i in range(1, 50)]
 
 # Both ends of thv wait this long before they send, so that every read thv makes finds its
 # socket empty and parks until the bytes arrive: whether the client's next request or the
@@ -87,17 +123,40 @@ class Origin(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        answer = LIST_ANSWER if body == LIST_BODY else ANSWER
         time.sleep(PACE_SECONDS)
         # One write for head and body: a split answer meets Nagle + delayed ACK (40 ms each).
         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
+                         + str(len(answer)).encode() + b"\r\n\r\n" + answer)
 
     def log_message(self, *args):
         pass
 
 
-def run_once(thv, origin_port, warmup, n, out_file, timeout, tokens=None):
+def workload_args(workload):
+    """thv's extra flags, the request body, and a check of the answer, for one workload."""
+    if workload == "authz-call":
+        return ["--authz-config", AUTHZ_CONFIG], BODY, lambda data: data == ANSWER
+    if workload == "list-filtered":
+        def kept(data):
+            try:
+                return [t["name"] for t in json.loads(data)["result"]["tools"]] == LIST_KEPT
+            except (ValueError, KeyError, TypeError):
+                return False
+        return ["--authz-config", AUTHZ_CONFIG], LIST_BODY, kept
+    if workload == "audit":
+        log = os.path.join(OUT, "audit.log")
+        cfg = os.path.join(OUT, "audit-config.json")
+        with open(cfg, "w") as f:
+            json.dump({"component": "callgrind", "logFile": log}, f)
+        if os.path.exists(log):
+            os.remove(log)
+        return ["--audit-config", cfg], BODY, lambda data: data == ANSWER
+    return [], BODY, lambda data: data == ANSWER
+
+
+def run_once(thv, origin_port, warmup, n, out_file, timeout, tokens=None, workload="plain"):
     env = dict(os.environ, TOKIO_WORKER_THREADS="1", RUST_LOG="info")
     # Count only inside task polls (see the module docstring).
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", "--trace-children=no",
@@ -106,11 +165,18 @@ def run_once(thv, origin_port, warmup, n, out_file, timeout, tokens=None):
     if tokens:
         argv += ["--oidc-issuer", ISSUER, "--oidc-audience", AUDIENCE,
                  "--oidc-jwks-url", f"http://127.0.0.1:{origin_port}/jwks.json"]
+    extra, body, answer_ok = workload_args(workload)
+    argv += extra
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env, start_new_session=True)
     try:
-        line = p.stdout.readline()  # "Transparent proxy started for server callgrind on port P -> ..."
-        m = re.search(r"on port (\d+)", line)
+        # "Transparent proxy started for server callgrind on port P -> ..." (the first line that
+        # names a port: the policy flags may print notices before it)
+        m, line = None, ""
+        for line in p.stdout:
+            m = re.search(r"on port (\d+)", line)
+            if m:
+                break
         if not m:
             raise RuntimeError(f"thv did not start under valgrind: {line!r} {p.stderr.read()[-2000:]}")
         port = int(m.group(1))
@@ -118,10 +184,10 @@ def run_once(thv, origin_port, warmup, n, out_file, timeout, tokens=None):
         for i in range(warmup + n):
             hdr = HEADERS if not tokens else dict(HEADERS, Authorization="Bearer " + tokens[i % len(tokens)])
             time.sleep(PACE_SECONDS)
-            c.request("POST", "/mcp", BODY, hdr)
+            c.request("POST", "/mcp", body, hdr)
             r = c.getresponse()
             data = r.read()
-            if r.status != 200 or data != ANSWER:
+            if r.status != 200 or not answer_ok(data):
                 raise RuntimeError(f"request {i}: HTTP {r.status} {data[:200]!r}")
         c.close()
         time.sleep(0.2)
@@ -170,7 +236,9 @@ def write_baselines(measured):
         f.write("# Instructions per forwarded request, counted by bench/callgrind.sh (release profile,\n"
                 "# TOKIO_WORKER_THREADS=1, ~300-byte MCP tools/call POST on a keep-alive connection,\n"
                 "# instructions inside tokio task polls only, client and origin paced):\n"
-                "# no auth, then incoming JWT auth with the same token and with a new token each request.\n"
+                "# no auth, then incoming JWT auth with the same token and with a new token each request;\n"
+                "# then MCP policy: tools/call through 10 Cedar policies, a 100-tool tools/list filtered\n"
+                "# by them (per list request), and the tools/call with an audit log.\n"
                 "# bench/callgrind.sh fails when a build is more than 10% above a figure.\n"
                 "# Update it consciously, in its own commit, saying why (bench/callgrind.sh --update).\n")
         for key, value in lines.items():
@@ -199,13 +267,14 @@ def mint_tokens(workload, count):
 def measure(workload, thv, origin_port, warmup, requests, repeat):
     global JWKS
     tokens = None
-    if workload != "plain":
+    if workload.startswith("jwt-"):
         JWKS, tokens = mint_tokens(workload, warmup + requests)
     per = []
     for k in range(repeat):
-        base = run_once(thv, origin_port, warmup, 0, os.path.join(OUT, f"base-{workload}-{k}.out"), 120, tokens)
+        base = run_once(thv, origin_port, warmup, 0, os.path.join(OUT, f"base-{workload}-{k}.out"), 120, tokens,
+                        workload)
         full = run_once(thv, origin_port, warmup, requests, os.path.join(OUT, f"full-{workload}-{k}.out"), 600,
-                        tokens)
+                        tokens, workload)
         per.append((full - base) / requests)
         print(f"callgrind: {workload}: run {k + 1}: {base:,} Ir with {warmup} warm-up requests, {full:,} Ir "
               f"with {requests} more -> {per[-1]:,.0f} instructions per forwarded request", flush=True)

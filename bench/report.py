@@ -11,7 +11,15 @@ import statistics
 import sys
 
 ORDER = ["direct", "thv", "nginx", "haproxy", "mcp-proxy"]
-NAMES = {"direct": "direct", "thv": "thv", "nginx": "nginx", "haproxy": "HAProxy", "mcp-proxy": "mcp-proxy 0.6"}
+NAMES = {"direct": "direct", "thv": "thv", "nginx": "nginx", "haproxy": "HAProxy", "mcp-proxy": "mcp-proxy 0.6",
+         "thv-authz": "thv + 10 Cedar policies", "thv-audit": "thv + audit log"}
+# MCP policy rows (bench/run.py): workload -> (its configured thv, label)
+POLICY_ROWS = {
+    "authz_tput": ("thv-authz", "tools/call ~300 B through 10 Cedar policies (permitted), req/s"),
+    "list_json": ("thv-authz", "tools/list of 100 tools (~47 KB), JSON; filtered to 50 by the policies, req/s"),
+    "list_sse": ("thv-authz", "tools/list of 100 tools (~47 KB), one SSE event; filtered to 50, req/s"),
+    "audit_tput": ("thv-audit", "tools/call ~300 B with --audit-config (every event to a file), req/s"),
+}
 MARK = "<!-- bench runs: newest first; bench/run.py inserts here -->"
 
 
@@ -123,11 +131,38 @@ def summarize(results):
         jwt["thv"]["fresh_x_haproxy"] = med(ratios(thv_f, hap_f))
         jwt["thv"]["same_x_haproxy"] = med(ratios(thv_s, hap_s))
     s["jwt"] = jwt
+    s["policy"] = summarize_policy(results)
     s["lifecycle"] = results.get("once", {}).get("lifecycle", {})
     s["hold"] = results.get("once", {}).get("hold", {})
     s["skipped"] = results.get("skipped", {})
     s["targets"] = verdicts(s)
     return s
+
+
+def summarize_policy(results):
+    """The MCP policy rows: each target measured in the same round as plain thv and nginx."""
+    out = {}
+    for wl, (conf, _) in POLICY_ROWS.items():
+        d = {}
+        for t in ("direct", "thv", conf, "nginx"):
+            rps = per_round(results, wl, t, "rps")
+            if all(v is None for v in rps):
+                continue
+            d[t] = {"rps": med(rps),
+                    "x_thv": med(ratios(rps, per_round(results, wl, "thv", "rps"))),
+                    "x_nginx": med(ratios(rps, per_round(results, wl, "nginx", "rps"))),
+                    "x_direct": med(ratios(rps, per_round(results, wl, "direct", "rps"))),
+                    "per_round": rps,
+                    "cpu_us": med(per_round(results, wl, t, "cpu_us_per_req")),
+                    "errors": sum(v or 0 for v in per_round(results, wl, t, "errors")),
+                    "non_2xx": sum(v or 0 for v in per_round(results, wl, t, "status"))}
+            if t == "thv-audit":
+                lines = per_round(results, wl, t, "audit_lines")
+                reqs = per_round(results, wl, t, "requests")
+                d[t]["audit_lines_x_requests"] = med(ratios(lines, reqs))
+        if d:
+            out[wl] = d
+    return out
 
 
 def verdicts(s):
@@ -174,6 +209,10 @@ def verdicts(s):
         why = s["skipped"].get("thv-jwt") or s["skipped"].get("jwt") or "not measured"
         add("JWT same token ≥ 0.95× no-auth throughput", "skipped", None, why)
         add("JWT fresh token ≥ 1.0× HAProxy jwt_verify", "skipped", None, why)
+    a = s.get("policy", {}).get("authz_tput", {}).get("thv-authz")
+    if a:
+        add("tools/call through 10 Cedar policies ≥ 0.9× plain thv (same round)", f"{a['x_thv']:.2f}×",
+            a["x_thv"] >= 0.9)
     sse = s["sse"].get("100", {}).get("thv")
     if sse:
         add("SSE added per-event p99 ≤ 100 µs at 100 streams", f"{sse['p99_added']:.0f} µs", sse["p99_added"] <= 100)
@@ -312,6 +351,30 @@ def markdown(results, s, chart_name):
                          f"{fmt_n(j['same_cpu_us'])} / {fmt_n(j['fresh_cpu_us'])} |")
         if "thv" not in s["jwt"]:
             lines.append(f"| thv | – | skipped | skipped | – |")
+        lines.append("")
+    if s.get("policy"):
+        lines.append("| MCP policy rows (wrk -c32), req/s (× plain thv, × nginx, same round) | direct | thv | "
+                     "thv configured | nginx | CPU µs/req thv / configured |")
+        lines.append("|---|---|---|---|---|---|")
+        for wl, (conf, label) in POLICY_ROWS.items():
+            d = s["policy"].get(wl)
+            if not d:
+                continue
+
+            def cell(t):
+                r = d.get(t)
+                if not r:
+                    return "–"
+                if t == "thv":
+                    return f"{fmt_n(r['rps'])} ({fmt_x(r['x_nginx'])} n)"
+                if t == conf:
+                    extra = ""
+                    if r.get("audit_lines_x_requests") is not None:
+                        extra = f"; {r['audit_lines_x_requests']:.2f} audit lines per request"
+                    return f"{fmt_n(r['rps'])} (**{fmt_x(r['x_thv'])} thv**, {fmt_x(r['x_nginx'])} n{extra})"
+                return fmt_n(r["rps"])
+            cpu = f"{fmt_n(d.get('thv', {}).get('cpu_us'))} / {fmt_n(d.get(conf, {}).get('cpu_us'))}"
+            lines.append(f"| {label} | {cell('direct')} | {cell('thv')} | {cell(conf)} | {cell('nginx')} | {cpu} |")
         lines.append("")
     life, hold = s["lifecycle"], s["hold"]
     if life or hold:

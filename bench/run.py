@@ -7,6 +7,9 @@ Targets, all on 127.0.0.1, server side pinned to CPU 1, load generators to CPU 0
   nginx      reverse proxy, 1 worker, keepalive upstream, proxy_buffering off
   haproxy    1 thread, http-reuse always
   mcp-proxy  crates.io mcp-proxy 0.6.0 (terminates MCP: MCP workloads only)
+  thv-authz  `thv proxy --authz-config bench/conf/authz-bench.json` (10 Cedar policies): the
+             policy rows authz_tput, list_json, list_sse
+  thv-audit  `thv proxy --audit-config` (every event to a file): the audit_tput row
 
 Each round runs every workload against every target in a shuffled order; figures are the
 median over rounds of per-round ratios (against direct and nginx of the same round).
@@ -39,13 +42,17 @@ PORTS = {
     "raw_origin": 18080, "mcp_origin": 18090,
     "thv_raw": 18081, "thv_mcp": 18091, "nginx_raw": 18082, "nginx_mcp": 18092,
     "haproxy_raw": 18083, "haproxy_mcp": 18093, "mcp_proxy": 18094,
-    "thv_jwt": 18095, "haproxy_jwt": 18096,
+    "thv_jwt": 18095, "haproxy_jwt": 18096, "thv_authz": 18097, "thv_audit": 18098,
     "life_thv": 18101, "life_nginx": 18102, "life_haproxy": 18103, "life_mcp_proxy": 18104,
 }
 ISSUER = f"http://127.0.0.1:{PORTS['mcp_origin']}"
 AUDIENCE = "bench"
 PROTOCOL_VERSION = "2025-06-18"
 PROXIES = ["thv", "nginx", "haproxy", "mcp-proxy"]
+AUTHZ_CONFIG = os.path.join(CONF, "authz-bench.json")
+# What bench/conf/authz-bench.json leaves of bench_origin's 100-tool list.
+LIST_KEPT = ["echo"] + [f"tool_{i:03}" for i in range(1, 50)]
+POLICY_WORKLOADS = ("authz_tput", "list_json", "list_sse", "audit_tput")
 MIB = 1024 * 1024
 
 
@@ -428,6 +435,7 @@ class Bench:
                                          "--locked)" if not self.a.no_mcp_proxy else "disabled (--no-mcp-proxy)")
         self.check_targets()
         self.setup_jwt_rows()
+        self.setup_policy_rows()
 
     def mcp_init(self, port):
         """An MCP session (for mcp-proxy, which terminates MCP): initialize + initialized."""
@@ -482,7 +490,8 @@ class Bench:
 
     def server_pid(self, target, kind):
         key = {"direct": "origin_mcp" if kind == "mcp" else "origin_raw", "thv": f"thv_{kind}",
-               "nginx": "nginx", "haproxy": "haproxy", "mcp-proxy": "mcp_proxy"}[target]
+               "nginx": "nginx", "haproxy": "haproxy", "mcp-proxy": "mcp_proxy",
+               "thv-authz": "thv_authz", "thv-audit": "thv_audit"}[target]
         return self.procs[key].pid
 
     def check_targets(self):
@@ -509,6 +518,111 @@ class Bench:
         if self.a.targets:
             ts = [t for t in ts if t in self.a.targets or t == "direct"]
         return ts
+
+    # -------------------------------------------------------------- MCP policy rows
+
+    def policy_url(self, target):
+        if target in ("thv-authz", "thv-audit"):
+            return f"http://127.0.0.1:{PORTS[target.replace('-', '_')]}/mcp"
+        return self.mcp_url(target)
+
+    def list_body(self):
+        return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}, separators=(",", ":"))
+
+    def list_names(self, target, sse):
+        """The tool names a tools/list through `target` answers (JSON, or the one SSE event)."""
+        status, text = http_post(self.policy_url(target) + ("?sse=1" if sse else ""), self.list_body(),
+                                 self.mcp_headers(target))
+        if status != 200:
+            raise RuntimeError(f"tools/list via {target}: HTTP {status} {text[:200]!r}")
+        if sse:
+            data = [ln[5:].strip() for ln in text.splitlines() if ln.startswith("data:")]
+            if len(data) != 1:
+                raise RuntimeError(f"tools/list via {target}?sse=1: not one SSE event: {text[:200]!r}")
+            text = data[0]
+        return [t["name"] for t in json.loads(text)["result"]["tools"]]
+
+    def setup_policy_rows(self):
+        """thv with the 10-policy Cedar set, and thv with an audit log: started once, checked."""
+        self.policy_ok = {}
+        if all(w in self.a.skip for w in POLICY_WORKLOADS) or (self.a.targets and "thv" not in self.a.targets):
+            return
+        one = {"TOKIO_WORKER_THREADS": "1"}
+        try:
+            self.start("thv_authz", Proc("thv-authz", self.thv_argv("bench-authz", PORTS["thv_authz"],
+                                                                    PORTS["mcp_origin"],
+                                                                    ["--authz-config", AUTHZ_CONFIG]), env=one),
+                       PORTS["thv_authz"])
+            status, text = http_post(self.policy_url("thv-authz"), self.mcp_body(), self.mcp_headers("thv"))
+            if status != 200 or "xxxxxxxx" not in text:
+                raise RuntimeError(f"tools/call echo through the policy: HTTP {status} {text[:200]!r}")
+            status, _ = http_post(self.policy_url("thv-authz"), self.mcp_body("tool_050"), self.mcp_headers("thv"))
+            if status != 403:
+                raise RuntimeError(f"tools/call tool_050 (not permitted) through the policy: HTTP {status}, not 403")
+            for sse in (False, True):
+                full = self.list_names("direct", sse)
+                if len(full) != 100:
+                    raise RuntimeError(f"bench_origin's tools/list has {len(full)} tools, not 100 (rebuild it)")
+                if self.list_names("thv", sse) != full:
+                    raise RuntimeError("tools/list through plain thv differs from the origin's")
+                kept = self.list_names("thv-authz", sse)
+                if kept != LIST_KEPT:
+                    raise RuntimeError(f"tools/list through the policy (sse={sse}) kept {len(kept)} tools, "
+                                       f"not the {len(LIST_KEPT)} expected")
+            self.policy_ok["authz"] = True
+        except (RuntimeError, SystemExit) as e:
+            self.skipped["thv-authz"] = f"thv with --authz-config not usable: {e}"
+        self.audit_log = os.path.join(RUN, "audit", "audit.log")
+        os.makedirs(os.path.dirname(self.audit_log), exist_ok=True)
+        if os.path.exists(self.audit_log):
+            os.remove(self.audit_log)
+        cfg = os.path.join(RUN, "conf", "audit.json")
+        with open(cfg, "w") as f:
+            json.dump({"component": "bench", "logFile": self.audit_log}, f)
+        try:
+            self.start("thv_audit", Proc("thv-audit", self.thv_argv("bench-audit", PORTS["thv_audit"],
+                                                                    PORTS["mcp_origin"], ["--audit-config", cfg]),
+                                         env=one), PORTS["thv_audit"])
+            status, text = http_post(self.policy_url("thv-audit"), self.mcp_body(), self.mcp_headers("thv"))
+            if status != 200 or "xxxxxxxx" not in text:
+                raise RuntimeError(f"tools/call with audit: HTTP {status} {text[:200]!r}")
+            for _ in range(50):
+                if os.path.exists(self.audit_log) and os.path.getsize(self.audit_log) > 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"nothing written to {self.audit_log}")
+            self.policy_ok["audit"] = True
+        except (RuntimeError, SystemExit) as e:
+            self.skipped["thv-audit"] = f"thv with --audit-config not usable: {e}"
+
+    def audit_lines(self):
+        try:
+            with open(self.audit_log, "rb") as f:
+                return sum(1 for _ in f)
+        except OSError:
+            return 0
+
+    def wl_policy_tput(self, target, body, query="", name=None):
+        """wrk against `target` (thv, thv-authz, thv-audit, nginx, direct) with `body`."""
+        hdr = self.mcp_headers(target)
+        lua = write_lua(name or f"policy-{target}", "POST", hdr, body)
+        url = self.policy_url(target) + query
+        kind_pid = self.server_pid(target, "mcp")
+        origin_pid = self.server_pid("direct", "mcp")
+        wrk(url, lua, self.warm)
+        if target == "thv-audit":  # the file grows by ~0.5 KB a request: start each run empty
+            os.truncate(self.audit_log, 0)
+        c0, o0 = cpu_seconds(kind_pid), cpu_seconds(origin_pid)
+        r = wrk(url, lua, self.dur)
+        c1, o1 = cpu_seconds(kind_pid), cpu_seconds(origin_pid)
+        r["cpu_us_per_req"] = (c1 - c0) * 1e6 / max(1, r["requests"])
+        r["origin_cpu_us_per_req"] = (o1 - o0) * 1e6 / max(1, r["requests"])
+        if target == "thv-audit":
+            time.sleep(0.5)  # the writer is off the request path: let it catch up
+            r["audit_lines"] = self.audit_lines()
+            os.truncate(self.audit_log, 0)
+        return r
 
     # -------------------------------------------------------------- JWT rows
 
@@ -692,6 +806,16 @@ class Bench:
             each("sse100_loaded", self.targets("raw"), lambda t: self.wl_sse(100, t, 10))
             if self.jwt_targets:
                 each("jwt", self.jwt_targets, self.wl_jwt)
+            # MCP policy: each row measures plain thv (and the peer) again in the same round, right
+            # next to the configured thv, and the report divides per round.
+            call = self.mcp_body()
+            if self.policy_ok.get("authz"):
+                each("authz_tput", ["thv", "thv-authz", "nginx"], lambda t: self.wl_policy_tput(t, call))
+                for wl, query in (("list_json", ""), ("list_sse", "?sse=1")):
+                    each(wl, ["direct", "thv", "thv-authz", "nginx"],
+                         lambda t, q=query, w=wl: self.wl_policy_tput(t, self.list_body(), q, f"{w}-{t}"))
+            if self.policy_ok.get("audit"):
+                each("audit_tput", ["thv", "thv-audit", "nginx"], lambda t: self.wl_policy_tput(t, call))
             self.save()
 
     # -------------------------------------------------------------- once per run
@@ -952,7 +1076,8 @@ def main():
     ap.add_argument("--hold-streams", type=int)
     ap.add_argument("--targets", nargs="*", help="limit to these proxies (direct always runs)")
     ap.add_argument("--skip", nargs="*", default=[],
-                    help="workloads to skip: mcp_tput raw_tput latency sse1 sse100 sse100_loaded jwt lifecycle hold")
+                    help="workloads to skip: mcp_tput raw_tput latency sse1 sse100 sse100_loaded jwt "
+                         "authz_tput list_json list_sse audit_tput lifecycle hold")
     ap.add_argument("--no-mcp-proxy", action="store_true")
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()

@@ -5,7 +5,10 @@
 //! ```
 //!
 //! * `POST` (any path): a JSON-RPC request. `initialize`, `tools/list`, `tools/call`, `ping`
-//!   are answered with a JSON body (`application/json`); with `?sse=1` in the query, or an
+//!   are answered with a JSON body (`application/json`); `tools/list` names 100 tools (`echo`,
+//!   `tool_001` … `tool_099`, each with a title, description, input schema and, for three in
+//!   four, annotations: ~47 KB, the size of a real server's list) for the policy bench's
+//!   filtered-list rows; with `?sse=1` in the query, or an
 //!   `Accept` that names only `text/event-stream`, the same answer comes as one SSE event.
 //!   Notifications (no `id`) get `202 Accepted`. The body may be large (the 5 MiB test).
 //! * `GET` with `Accept: text/event-stream` (any path): an endless event stream, one event
@@ -48,6 +51,38 @@ struct Config {
     jwks: Bytes,
     metadata: Bytes,
     tool_text: String,
+    tools_list: String,
+}
+
+/// The `tools/list` result: 100 tools. bench/callgrind.py builds the same list (`tools_list()`).
+fn tools_list() -> String {
+    let tools: Vec<String> = (0..100)
+        .map(|i| {
+            let name = if i == 0 { "echo".to_owned() } else { format!("tool_{i:03}") };
+            let annotations = if i % 4 == 3 {
+                String::new()
+            } else {
+                format!(
+                    r#","annotations":{{"readOnlyHint":{},"destructiveHint":{},"idempotentHint":true,"openWorldHint":false}}"#,
+                    i % 2 == 0,
+                    i % 3 == 0
+                )
+            };
+            format!(
+                concat!(
+                    r#"{{"name":"{name}","title":"Tool {i}","description":"Bench tool {i}: takes a message and a count "#,
+                    r#"and returns the message repeated; one of 100 that size a realistic tools/list answer.","#,
+                    r#""inputSchema":{{"type":"object","properties":{{"message":{{"type":"string","description":"#,
+                    r#""The text to echo"}},"count":{{"type":"integer","minimum":1,"maximum":10,"description":"#,
+                    r#""How many times"}}}},"required":["message"]}}{annotations}}}"#
+                ),
+                name = name,
+                i = i,
+                annotations = annotations
+            )
+        })
+        .collect();
+    format!(r#"{{"tools":[{}]}}"#, tools.join(","))
 }
 
 fn parse_args() -> Result<Config, String> {
@@ -71,7 +106,7 @@ fn parse_args() -> Result<Config, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    Ok(Config { port, jwks, metadata: Bytes::new(), tool_text: "x".repeat(payload) })
+    Ok(Config { port, jwks, metadata: Bytes::new(), tool_text: "x".repeat(payload), tools_list: tools_list() })
 }
 
 fn main() {
@@ -209,11 +244,7 @@ async fn post(req: Request<Incoming>, cfg: &'static Config) -> Response<OriginBo
             r#""serverInfo":{"name":"bench_origin","version":"0.1.0"}}"#
         )
         .to_owned(),
-        "tools/list" => concat!(
-            r#"{"tools":[{"name":"echo","description":"Echoes a fixed payload","#,
-            r#""inputSchema":{"type":"object","properties":{"message":{"type":"string"}}}}]}"#
-        )
-        .to_owned(),
+        "tools/list" => cfg.tools_list.clone(),
         "tools/call" => format!(r#"{{"content":[{{"type":"text","text":"{}"}}],"isError":false}}"#, cfg.tool_text),
         "ping" => "{}".to_owned(),
         _ => {

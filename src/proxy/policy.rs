@@ -108,8 +108,10 @@ pub(crate) fn may_send_again(written: bool, reused: bool) -> bool {
 /// Whether a `Content-Type` value is `text/event-stream`: its media type, without
 /// parameters or surrounding whitespace (RFC 9110 §8.3.1), in any case.
 pub(crate) fn is_event_stream(content_type: &[u8]) -> bool {
-    let essence = content_type.split(|&b| b == b';').next().unwrap_or_default();
-    essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+    // Every response's content type is asked this: its length is checked first, so the
+    // common `application/json` is told apart without scanning it.
+    let Some((media, rest)) = content_type.trim_ascii_start().split_at_checked(17) else { return false };
+    media.eq_ignore_ascii_case(b"text/event-stream") && matches!(rest.trim_ascii_start().first(), None | Some(b';'))
 }
 
 /// Whether an event stream answering a GET (`is_get`) or another method is a standalone
