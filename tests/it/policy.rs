@@ -31,6 +31,9 @@ cedar:
   entities_json: "[]"
 "#;
 
+/// An argument value that must never appear in the proxy's own log.
+const ARGUMENT: &str = "argument-value-9f41";
+
 /// A fresh directory of this test's own under the system's temp dir.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("thv-it-{name}-{}", std::process::id()));
@@ -73,7 +76,7 @@ async fn session(url: &str) {
     for denied in ["echo", "session"] {
         let refused = within(
             denied,
-            client.call_tool(CallToolRequestParams::new(denied).with_arguments(args(json!({"text": "x"})))),
+            client.call_tool(CallToolRequestParams::new(denied).with_arguments(args(json!({"text": ARGUMENT})))),
         )
         .await;
         match refused {
@@ -113,6 +116,22 @@ async fn an_sdk_client_sees_and_calls_only_what_the_policy_permits_and_every_cal
         .await
         .unwrap();
         session(&thv.url("/mcp")).await;
+        // Each denial is one info line with subject, method and name, and never the call's
+        // arguments (the proxy runs without --debug here).
+        let stderr = thv.wait_for_stderr("name=\"session\"");
+        for name in ["echo", "session"] {
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("denied by the authorization policy") && l.contains(&format!("name=\"{name}\"")))
+                .unwrap_or_else(|| panic!("{mode:?}: no denial line for {name} in: {stderr}"));
+            assert!(
+                line.contains("INFO")
+                    && line.contains("subject=\"anonymous\"")
+                    && line.contains("method=\"tools/call\""),
+                "{line}"
+            );
+        }
+        assert!(!stderr.contains(ARGUMENT), "{mode:?}: a call's arguments reached the log: {stderr}");
         // The queue is written at shutdown at the latest: stop, then read.
         thv.terminate();
         let status = tokio::task::spawn_blocking(move || thv.wait_exit(Duration::from_secs(15))).await.unwrap();
