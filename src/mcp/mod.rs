@@ -6,3 +6,4 @@
 pub(crate) mod jsonrpc;
 pub(crate) mod request;
 pub(crate) mod sse;
+pub(crate) mod strict;

@@ -22,6 +22,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::strict::Strict;
+
 /// JSON-RPC "Parse error" (JSON-RPC 2.0 §5.1).
 pub(crate) const PARSE_ERROR: i32 = -32700;
 /// JSON-RPC "Invalid params" (JSON-RPC 2.0 §5.1); also MCP's answer to an unknown tool.
@@ -127,87 +129,15 @@ impl<'a> Message<'a> {
     }
 }
 
-/// A JSON object read with no key given twice at any depth: serde_json keeps the last
-/// copy, another parser the first, so a policy on arguments must not see either.
+/// The arguments: an object, read with no key given twice at any depth ([`Strict`]).
 struct Unique(Map<String, Value>);
 
 impl<'de> Deserialize<'de> for Unique {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match d.deserialize_any(UniqueVisitor)? {
+        match Strict::deserialize(d)?.0 {
             Value::Object(map) => Ok(Unique(map)),
             _ => Err(serde::de::Error::custom("arguments must be an object")),
         }
-    }
-}
-
-/// Builds a [`Value`], refusing a repeated key in any object.
-struct UniqueVisitor;
-
-/// A nested value read by [`UniqueVisitor`].
-struct UniqueValue(Value);
-
-impl<'de> Deserialize<'de> for UniqueValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueVisitor).map(UniqueValue)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value without repeated keys")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(UniqueValue(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let UniqueValue(value) = map.next_value()?;
-            if out.insert(key, value).is_some() {
-                return Err(serde::de::Error::custom("a key is given twice"));
-            }
-        }
-        Ok(Value::Object(out))
     }
 }
 

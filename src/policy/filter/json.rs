@@ -1,14 +1,13 @@
 //! Reading JSON (RFC 8259) the way the list filter needs it: a message's top level and an
 //! object's members as borrowed, unparsed pieces (`&RawValue`, whose text is a slice of
-//! the input), with duplicate member names kept so they can be refused; and items as
-//! `serde_json::Value` that refuse duplicate names at any depth.
+//! the input), with duplicate member names kept so they can be refused. Items are read
+//! with [`crate::mcp::strict::Strict`], which refuses duplicate names at any depth.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
 
 /// A message's top level, unparsed below.
 pub(super) enum Top<'a> {
@@ -132,66 +131,5 @@ impl<'de> Visitor<'de> for NameVisitor {
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Name<'de>, E> {
         Ok(Name(Cow::Owned(v)))
-    }
-}
-
-/// A JSON value that refuses duplicate member names at any depth (`serde_json::Value`
-/// keeps the last copy silently; a client's parser may keep the first).
-pub(super) struct Strict(pub(super) Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Strict;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Strict, E> {
-        Ok(Strict(Value::Bool(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Strict, E> {
-        Ok(Strict(Value::from(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Strict, E> {
-        Ok(Strict(Value::from(v)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
-        Number::from_f64(v).map(|n| Strict(Value::Number(n))).ok_or_else(|| E::custom("a number out of range"))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
-        Ok(Strict(Value::from(v)))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Strict, E> {
-        Ok(Strict(Value::String(v)))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
-        Ok(Strict(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-        let mut all = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            all.push(v);
-        }
-        Ok(Strict(Value::Array(all)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-        let mut object = Map::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let Strict(value) = map.next_value()?;
-            if object.insert(name, value).is_some() {
-                return Err(de::Error::custom("a duplicate member name"));
-            }
-        }
-        Ok(Strict(Value::Object(object)))
     }
 }

@@ -16,8 +16,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::id::Id;
-use super::json::{Members, Strict, Top};
+use super::json::{Members, Top};
 use super::{Judge, ListKind};
+use crate::mcp::strict::Strict;
 
 /// The UTF-8 byte order mark, which a client strips before parsing (WHATWG Encoding,
 /// "UTF-8 decode"), so it must be stripped here too or a list behind it would go unread.
