@@ -6,6 +6,8 @@
 #   scripts/demo.sh --json    # the server answers with plain JSON, statelessly
 #   scripts/demo.sh --policy  # with Cedar policies (examples/policy/authz.yaml) and an
 #                             # audit log: `echo` is hidden and refused, every call audited
+#   scripts/demo.sh --telemetry  # with Prometheus metrics on the diagnostics listener and
+#                                # JSON logs: the tool calls, counted, are printed
 #
 # Needs only the Rust toolchain. Everything listens on 127.0.0.1 (free ports picked by the
 # OS), every wait is bounded, both background processes are stopped by their PIDs on exit,
@@ -16,12 +18,15 @@ cd "$(dirname "$0")/.."
 
 server_args=(--port 0)
 policy=false
+telemetry=false
 if [[ "${1:-}" == "--json" ]]; then
   server_args+=(--json)
 elif [[ "${1:-}" == "--policy" ]]; then
   policy=true
+elif [[ "${1:-}" == "--telemetry" ]]; then
+  telemetry=true
 elif [[ $# -gt 0 ]]; then
-  echo "usage: $0 [--json | --policy]" >&2
+  echo "usage: $0 [--json | --policy | --telemetry]" >&2
   exit 2
 fi
 
@@ -79,6 +84,9 @@ if $policy; then
   thv_args+=(--authz-config examples/policy/authz.yaml --audit-config "$work/audit.json")
   client_args+=(--denied echo)
 fi
+if $telemetry; then
+  thv_args+=(--otel-enable-prometheus-metrics-path --diagnostics-port 0 --log-format json)
+fi
 echo "==> Starting: thv proxy demo --target-uri $target ${thv_args[*]}"
 "$bin/thv" proxy demo --target-uri "$target" "${thv_args[@]}" >"$work/thv.log" 2>"$work/thv-debug.log" &
 thv_pid=$!
@@ -99,7 +107,18 @@ echo
 echo "==> Requests thv forwarded (its --debug log):"
 # Give the last lines (the client's closing DELETE) a moment to reach the log file.
 sleep 0.3
-grep -E ' request method=' "$work/thv-debug.log" | sed 's/^/    /' || echo "    (none logged)"
+grep -E ' request method=|"message":"request"' "$work/thv-debug.log" | sed 's/^/    /' || echo "    (none logged)"
+
+if $telemetry; then
+  metrics_url="$(grep -Eo -m1 'http://127\.0\.0\.1:[0-9]+/metrics' "$work/thv-debug.log" || true)"
+  echo "==> Prometheus metrics at $metrics_url (the MCP requests, by method and tool):"
+  metrics="$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$metrics_url")"
+  grep -E '^toolhive_mcp_(requests|tool_calls)_total' <<<"$metrics" | sed 's/^/    /'
+  if ! grep -qE '^toolhive_mcp_tool_calls_total\{[^}]*tool="add"' <<<"$metrics"; then
+    echo "==> FAILED: the tool calls are not in the metrics" >&2
+    status=1
+  fi
+fi
 
 if $policy; then
   echo "==> The audit log (one NDJSON line per MCP request):"

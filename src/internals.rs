@@ -92,7 +92,7 @@ impl OwnProxy {
             return None;
         }
         let stops = StreamStops::default();
-        let proxy = Proxy::new(config, port, stops.clone(), None, None, None).ok()?;
+        let proxy = Proxy::new(config, port, stops.clone(), None, None, None, None).ok()?;
         proxy.fast_path()?;
         Some(OwnProxy { proxy, stops, config: Arc::new(config.clone()) })
     }
@@ -100,7 +100,7 @@ impl OwnProxy {
     /// An engine on the current runtime: a new pool of connections to the target (its
     /// idle reaper runs on this runtime), and no shutdown begun.
     pub fn engine(&self) -> Option<OwnEngine> {
-        let fast = FastPath::for_config(&self.config)?;
+        let fast = FastPath::for_config(&self.config, None)?;
         Some(OwnEngine { proxy: self.clone(), fast, drain: Drain::default() })
     }
 
@@ -262,4 +262,34 @@ pub fn cedar_explain(
 /// The list-answer rewriter (`policy::filter`), for the `list_rewrite` target.
 pub mod list_filter {
     pub use crate::policy::filter::{Judge, ListKind, ListRewrite, Message, TooLarge, rewrite_message};
+}
+
+// ------------------------------------------------------------------------------------------
+// telemetry (trace context in request bodies): for the `trace_context` fuzz target.
+
+/// Telemetry's reading of a request body and its `_meta.traceparent` rewrite.
+pub mod trace_context {
+    use crate::telemetry::trace::TraceParent;
+    use crate::telemetry::{Propagate, meta_trace};
+
+    /// The `traceparent` a body's `_meta` carries (as the server reads it), if valid.
+    pub fn meta_traceparent(body: &[u8]) -> Option<[u8; 55]> {
+        let p = crate::mcp::peek::peek(body)?;
+        meta_trace(&p).map(|(t, _)| t.render())
+    }
+
+    /// `body` with its valid `_meta.traceparent` replaced by one of the same trace naming the
+    /// span `span` (what the target gets); `None` when it has none.
+    pub fn rewrite(body: &[u8], span: [u8; 8]) -> Option<(Vec<u8>, [u8; 55])> {
+        let p = crate::mcp::peek::peek(body)?;
+        let (parent, at) = meta_trace(&p)?;
+        let traceparent = TraceParent { parent_id: span, ..parent }.render();
+        let propagate = Propagate { traceparent, body_at: Some(at), meta_state: None };
+        Some((propagate.in_body(body, at), traceparent))
+    }
+
+    /// A `traceparent` value read and written back (`None` when invalid).
+    pub fn round_trip(value: &[u8]) -> Option<[u8; 55]> {
+        TraceParent::parse(value).map(|t| t.render())
+    }
 }

@@ -9,7 +9,8 @@
 //! - `outbound` logs in to the target and keeps its tokens (OAuth client);
 //! - `oauth` is the protocol layer underneath both (metadata, tokens, challenges);
 //! - `mcp` holds the little MCP knowledge a transparent proxy needs;
-//! - `policy` is MCP-aware policy: Cedar authorization, tool filtering, audit.
+//! - `policy` is MCP-aware policy: Cedar authorization, tool filtering, audit;
+//! - `telemetry` is logs, metrics (Prometheus, OTLP) and traces.
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -37,7 +38,7 @@ use config::{Config, ProcessEnvironment};
 /// Validates the command line, then runs the proxy until it is told to stop.
 pub fn run(invocation: &Invocation) -> Result<(), Error> {
     let config = Config::from_invocation(invocation, &ProcessEnvironment)?;
-    telemetry::init(config.debug);
+    telemetry::init(config.debug, config.log_json);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -22,7 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, DIAGNOSTICS_PORT, Diagnostics};
 use crate::error::Error;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
@@ -34,6 +36,8 @@ use crate::proxy::h1::conn::Outcome;
 use crate::proxy::h1::rewind::Rewound;
 use crate::proxy::respond::{self, ProxyBody};
 use crate::proxy::{Inbound, Proxy, StreamStops};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::{Telemetry, diagnostics};
 
 /// After the grace period and the clean end of streams, how long connections get to close.
 const FORCE_CLOSE_AFTER: Duration = Duration::from_secs(2);
@@ -43,23 +47,34 @@ const STARTUP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long shutdown waits for the audit log's queue to be written.
 const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the last telemetry export.
+const TELEMETRY_FLUSH_LIMIT: Duration = Duration::from_secs(3);
 
 /// Runs the proxy until a shutdown signal arrives.
 pub(crate) async fn serve(config: Config) -> Result<(), Error> {
     let listener = bind(&config).await?;
     let local = listener.local_addr().map_err(Error::Io)?;
     let stops = StreamStops::default();
-    let inbound = start_inbound(&config, local.port()).await?;
+    // First: incoming and outgoing auth count their events into its metrics.
+    let telemetry = match &config.telemetry {
+        Some(t) => Some(Telemetry::start(t, &config.server_name).map_err(Error::Io)?),
+        None => None,
+    };
+    let metrics = telemetry.as_ref().map(|t| t.metrics().clone());
+    let inbound = start_inbound(&config, local.port(), metrics.clone()).await?;
     let outbound = match &config.outbound {
-        Some(o) => Some(Outbound::new(o, &config.target)?),
+        Some(o) => Some(Outbound::new(o, &config.target, metrics.clone())?),
         None => None,
     };
     let mcp = match &config.policy {
-        Some(policy) => Some(McpPolicy::start(policy).map_err(|e| Error::Audit(e.to_string()))?),
+        Some(policy) => Some(McpPolicy::start(policy).map_err(|e| Error::Audit(e.to_string()))?.with_metrics(metrics)),
         None => None,
     };
-    let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone(), mcp)?;
+    let proxy = Proxy::new(&config, local.port(), stops.clone(), inbound, outbound.clone(), mcp, telemetry.clone())?;
     announce(&config, local);
+    if let (Some(telemetry), Some(diag)) = (&telemetry, config.telemetry.as_ref().and_then(|t| t.diagnostics)) {
+        start_diagnostics(telemetry.clone(), diag, stops.all.clone()).await?;
+    }
     // The login runs while the proxy already listens; requests wait with 503.
     if let Some(outbound) = &outbound {
         outbound.start();
@@ -117,7 +132,38 @@ pub(crate) async fn serve(config: Config) -> Result<(), Error> {
             );
         }
     }
+    if let Some(telemetry) = telemetry {
+        // The last spans and one last metric export, bounded: a dead collector cannot hold
+        // the exit.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown(TELEMETRY_FLUSH_LIMIT)).await;
+    }
     info!("proxy stopped");
+    Ok(())
+}
+
+/// Binds the diagnostics listener and serves `/metrics` on it. The default port, when
+/// taken (several proxies on one machine), gives way to a free one, as ToolHive's does; a
+/// port the user asked for does not move. Either way the address is logged.
+async fn start_diagnostics(telemetry: Arc<Telemetry>, diag: Diagnostics, stop: CancellationToken) -> Result<(), Error> {
+    let listener = match TcpListener::bind(diag.addr).await {
+        Ok(l) => l,
+        Err(e) if diag.default_port && e.kind() == std::io::ErrorKind::AddrInUse => {
+            warn!(port = DIAGNOSTICS_PORT, "the diagnostics port is taken; using a free one (named below)");
+            TcpListener::bind(SocketAddr::new(diag.addr.ip(), 0)).await.map_err(Error::Io)?
+        }
+        Err(e) => {
+            return Err(Error::Config(ConfigError::new(
+                "--diagnostics-port",
+                format!("cannot listen on {}: {e}; choose another port, or 0 for a free one", diag.addr),
+            )));
+        }
+    };
+    let addr = listener.local_addr().map_err(Error::Io)?;
+    info!(
+        "prometheus metrics are served on a dedicated diagnostics port, not the application port: diagnostics listener on http://{addr}/metrics"
+    );
+    let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || telemetry.render_prometheus());
+    tokio::spawn(diagnostics::serve(listener, render, stop));
     Ok(())
 }
 
@@ -146,8 +192,8 @@ async fn bind(config: &Config) -> Result<TcpListener, Error> {
 }
 
 /// Starts incoming authentication (discovery, keys) before the proxy reports ready, or
-/// warns that every request is accepted.
-async fn start_inbound(config: &Config, port: u16) -> Result<Option<Inbound>, Error> {
+/// warns that every request is accepted. Its IdP traffic is counted in `metrics`.
+async fn start_inbound(config: &Config, port: u16, metrics: Option<Arc<Metrics>>) -> Result<Option<Inbound>, Error> {
     let Some(inbound) = &config.inbound else {
         warn!(
             "no authentication configured: every request that reaches the proxy is accepted (protect it with --oidc-issuer)"
@@ -182,7 +228,7 @@ async fn start_inbound(config: &Config, port: u16) -> Result<Option<Inbound>, Er
             names.iter().map(|h| resource.resource(&format!("{h}:{port}"))).collect()
         }
     };
-    let mut authenticator = Authenticator::start(inbound, audiences).await?;
+    let mut authenticator = Authenticator::start(inbound, audiences, metrics).await?;
     if config.policy.as_ref().is_some_and(McpPolicy::needs_claims) {
         authenticator.keep_claims();
     }

@@ -42,6 +42,7 @@ fn request_part(knob: u8, raw: &[u8]) {
         upstream_host: b"up.example:8080",
         client_ip: "127.0.0.1".parse().unwrap(),
         mcp: knob & 4 == 4,
+        trace: knob & 12 == 12,
     };
     let Classified::Fast(plan) = request::classify(raw, &rules) else { return };
     assert!(plan.head_len <= raw.len());

@@ -13,6 +13,7 @@
 //!   pflag takes the next argument as a flag's value whatever it looks like, and a random
 //!   base64url secret starts with `-` one time in 64.
 
+mod telemetry;
 pub(crate) mod values;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,8 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub(crate) use telemetry::TelemetryArgs;
 
 /// `thv`: the command line.
 #[derive(Debug, Parser)]
@@ -88,6 +91,9 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub(crate) telemetry: TelemetryArgs,
 }
 
 /// MCP-aware policy: authorization, tool filtering, audit (ToolHive's `thv run` flags).

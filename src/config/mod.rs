@@ -6,13 +6,14 @@
 //! (through [`Environment`], so tests can inject it).
 //!
 //! One file per group of flags: [`target`] (`--target-uri`), [`inbound`] (`--oidc-*`),
-//! [`outbound`] (`--remote-auth*`), [`policy`] (`--authz-config`, `--tools*`, audit); the listener's flags and the rules across groups are
+//! [`outbound`] (`--remote-auth*`), [`policy`] (`--authz-config`, `--tools*`, audit), [`telemetry`] (`--otel-*`, `--log-format`); the listener's flags and the rules across groups are
 //! here. Address rules are [`crate::net`]'s, value syntaxes [`crate::cli::values`]'.
 
 mod inbound;
 mod outbound;
 mod policy;
 mod target;
+mod telemetry;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use outbound::OutboundConfig;
 pub(crate) use outbound::{OAuthConfig, OAuthEndpoints};
 pub(crate) use policy::PolicyConfig;
 pub(crate) use target::Target;
+pub(crate) use telemetry::{DIAGNOSTICS_PORT, Diagnostics, TelemetryConfig};
 
 use crate::cli::values::{parse_go_duration, parse_size};
 use crate::cli::{Command, Invocation, ProxyArgs};
@@ -102,6 +104,10 @@ pub struct Config {
     pub outbound: Option<OutboundConfig>,
     /// MCP-aware policy (`--authz-config`, `--tools*`, audit); `None` costs nothing.
     pub(crate) policy: Option<PolicyConfig>,
+    /// Metrics and traces (`--otel-*`); `None` costs nothing.
+    pub(crate) telemetry: Option<TelemetryConfig>,
+    /// `--log-format json`.
+    pub(crate) log_json: bool,
     /// Warnings about the flags, logged once the logger exists (it needs `debug`).
     pub(crate) warnings: Vec<&'static str>,
     /// Plain requests take the own HTTP/1.1 path where it applies (`THV_HTTP1=hyper`
@@ -123,6 +129,15 @@ impl Config {
             &config.server_name,
             config.target.endpoint_path.ends_with("/sse"),
             config.inbound.is_some(),
+            &mut config.warnings,
+        )?;
+        config.log_json = telemetry::log_json(&args.telemetry)?;
+        config.telemetry = telemetry::telemetry_config(
+            &args.telemetry,
+            &inv.given,
+            env,
+            &config.server_name,
+            config.target.endpoint_path.ends_with("/sse"),
             &mut config.warnings,
         )?;
         config.own_http1 = match env.var("THV_HTTP1").as_deref().map(str::trim) {
@@ -199,6 +214,8 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         inbound: None,
         outbound: None,
         policy: None,
+        telemetry: None,
+        log_json: false,
         warnings: Vec::new(),
         own_http1: true,
     })

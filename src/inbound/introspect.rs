@@ -15,6 +15,9 @@
 //!   Valid answers are reused until `min(exp, now + TTL)`.
 //! - The identity is `sub`, or `client_id` for client-credentials tokens, which often have
 //!   no `sub`.
+//! - With telemetry on, every call is counted by its result and every verdict taken from
+//!   the cache as a hit (`thv_inbound_introspections`, `…_cache_hits`): together they
+//!   show the load put on the IdP and how much of it the cache saves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use crate::inbound::cache::{Cached, TokenCache, digest, now_secs};
 use crate::inbound::{Identity, IdpTrouble, Rejection, TokenFailure};
 use crate::oauth::http::ControlClient;
 use crate::oauth::introspection::{Introspected, IntrospectionError, introspect};
+use crate::telemetry::metrics::{Count, Metrics};
 
 /// How long an inactive verdict is reused.
 const NEGATIVE_TTL: u64 = 5;
@@ -48,17 +52,21 @@ pub(crate) struct Introspector {
     cache: TokenCache,
     /// Keep each answer's claims in its identity (a policy reads them).
     keep_claims: bool,
+    /// Where calls and cache hits are counted; `None` when telemetry is off.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Introspector {
     /// Introspects at `config.url`; answers must name `issuer` (when given and present)
-    /// and one of `audiences` (when present).
+    /// and one of `audiences` (when present). Calls and cache hits are counted in
+    /// `metrics`.
     pub(crate) fn new(
         client: ControlClient,
         config: &IntrospectionConfig,
         issuer: Option<String>,
         audiences: Vec<String>,
         leeway: Duration,
+        metrics: Option<Arc<Metrics>>,
     ) -> Introspector {
         Introspector {
             client,
@@ -72,6 +80,7 @@ impl Introspector {
             ttl: config.cache_ttl.as_secs(),
             cache: TokenCache::new(CACHE_CAPACITY),
             keep_claims: false,
+            metrics,
         }
     }
 
@@ -84,14 +93,22 @@ impl Introspector {
     pub(crate) async fn check(&self, token: &str) -> Result<(Arc<Identity>, u64), Rejection> {
         let key = digest(token);
         let now = now_secs();
-        match self.cache.get(&key, now) {
-            Some((Cached::Valid(identity), until)) => return Ok((identity, until)),
-            Some((Cached::Invalid, _)) => return Err(Rejection::Invalid(TokenFailure::Inactive)),
-            None => {}
+        if let Some(cached) = self.cache.get(&key, now) {
+            if let Some(metrics) = &self.metrics {
+                metrics.count(Count::IntrospectionCacheHit);
+            }
+            return match cached {
+                (Cached::Valid(identity), until) => Ok((identity, until)),
+                (Cached::Invalid, _) => Err(Rejection::Invalid(TokenFailure::Inactive)),
+            };
         }
         let auth =
             self.client_id.as_deref().map(|id| (id, self.client_secret.as_ref().map_or("", |s| s.expose_secret())));
-        let answer = introspect(&self.client, &self.endpoint, token, auth, self.google).await.map_err(|e| {
+        let answer = introspect(&self.client, &self.endpoint, token, auth, self.google).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.count(Count::Introspection(answer.as_ref().map_or("error", result_word)));
+        }
+        let answer = answer.map_err(|e| {
             let trouble = match &e {
                 IntrospectionError::ClientRefused { .. } => {
                     error!(error = %e, "token introspection refuses the proxy's credentials; check --oidc-client-id and --oidc-client-secret (or TOOLHIVE_OIDC_CLIENT_SECRET); refusing the request");
@@ -118,6 +135,7 @@ impl Introspector {
     }
 
     fn judge(&self, answer: &Introspected, now: u64) -> Result<Identity, TokenFailure> {
+        // `result_word` follows these first two checks, in this order.
         if !answer.active {
             return Err(TokenFailure::Inactive);
         }
@@ -145,13 +163,31 @@ impl Introspector {
     }
 }
 
+/// The `result` an answer is counted under (a word of `INTROSPECTION_RESULTS`): the IdP's
+/// `active`, except that an answer with wrongly typed members is no trustworthy verdict
+/// (refused as malformed by `judge`), so it counts as an error of the IdP. The claim
+/// checks that follow do not change it: an active token for another audience is the
+/// client's fault, and is counted as a refusal elsewhere.
+fn result_word(answer: &Introspected) -> &'static str {
+    match (answer.active, answer.malformed) {
+        (false, _) => "inactive",
+        (true, true) => "error",
+        (true, false) => "active",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbound::fake_idp::{FakeIdp, counted};
 
     fn introspector(google: bool) -> Introspector {
+        introspector_at(Url::parse("https://idp.example/introspect").unwrap(), google, None)
+    }
+
+    fn introspector_at(url: Url, google: bool, metrics: Option<Arc<Metrics>>) -> Introspector {
         let config = IntrospectionConfig {
-            url: Url::parse("https://idp.example/introspect").unwrap(),
+            url,
             client_id: None,
             client_secret: None,
             google,
@@ -164,6 +200,7 @@ mod tests {
             issuer,
             vec!["https://mcp.example/mcp".into()],
             Duration::from_secs(60),
+            metrics,
         )
     }
 
@@ -204,5 +241,36 @@ mod tests {
         let i = introspector(true);
         let answer = Introspected { active: true, sub: Some("1".into()), ..Default::default() };
         assert_eq!(i.judge(&answer, 0).unwrap_err(), TokenFailure::Audience);
+    }
+
+    /// Each call is counted by its result, each verdict from the cache as a hit; a call
+    /// that gave no verdict is not cached, so asking again is another call.
+    #[tokio::test]
+    async fn calls_and_cache_hits_are_counted() {
+        let answers = [
+            (200, r#"{"active": true, "sub": "alice", "aud": "https://mcp.example/mcp"}"#),
+            (200, r#"{"active": false}"#),
+            (500, "{}"),
+            (200, r#"{"active": true, "sub": "alice", "aud": 12345}"#),
+            (200, r#"{"active": true, "sub": "alice", "aud": "https://mcp.example/mcp"}"#),
+        ];
+        let idp = FakeIdp::start(answers.iter().map(|(status, body)| (*status, (*body).to_owned())).collect()).await;
+        let metrics = Arc::new(Metrics::new("s", "streamable-http"));
+        let i = introspector_at(idp.url("introspect"), false, Some(metrics.clone()));
+        let calls = |result| counted(&metrics, "thv_inbound_introspections", Some(("result", result)));
+        let hits = || counted(&metrics, "thv_inbound_introspection_cache_hits", None);
+
+        assert_eq!(i.check("tok-a").await.unwrap().0.subject, "alice");
+        assert_eq!(i.check("tok-a").await.unwrap().0.subject, "alice");
+        assert_eq!((calls("active"), hits(), idp.served()), (1, 1, 1), "the second check was answered by the cache");
+        for _ in 0..2 {
+            assert_eq!(i.check("tok-b").await.unwrap_err(), Rejection::Invalid(TokenFailure::Inactive));
+        }
+        assert_eq!((calls("inactive"), hits()), (1, 2), "inactive verdicts are cached too");
+        assert!(matches!(i.check("tok-c").await, Err(Rejection::Unavailable(_))));
+        assert_eq!(i.check("tok-d").await.unwrap_err(), Rejection::Invalid(TokenFailure::Malformed));
+        assert_eq!(calls("error"), 2, "no answer, and an untrustworthy one");
+        assert!(i.check("tok-c").await.is_ok(), "a failed call was not cached");
+        assert_eq!((calls("active"), calls("inactive"), calls("error"), hits()), (2, 1, 2, 2));
     }
 }

@@ -6,6 +6,8 @@
 //!   made-up `kid`s cannot turn the proxy into a load generator against the IdP.
 //! - A background task refreshes on the IdP's `Cache-Control: max-age`, within bounds.
 //! - A failed refresh keeps the last good keys (an IdP outage must not lock users out).
+//! - Every fetch (startup, refresh, refetch) is counted in the metrics when telemetry is
+//!   on (`thv_inbound_jwks_fetches`): a failing IdP shows there before users are refused.
 //!
 //! Each key is bound to the algorithms it may verify (RFC 8725 §3.1): its `alg` if the JWK
 //! names one, else those its type and curve allow. Symmetric (`oct`) keys are never
@@ -33,6 +35,7 @@ use url::Url;
 
 use crate::inbound::jose::Algorithm;
 use crate::oauth::http::{ControlClient, FetchError};
+use crate::telemetry::metrics::{Count, Metrics};
 
 /// Least time between two fetches caused by unknown `kid`s.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -228,12 +231,23 @@ pub struct JwksCache {
     keys: ArcSwap<KeySet>,
     /// When the last fetch started; held across a fetch, which makes fetches single-flight.
     last_fetch: Mutex<Instant>,
+    /// Where fetches are counted; `None` when telemetry is off.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl JwksCache {
     /// Fetches the key set for the first time; fails if the IdP has no usable key.
     pub async fn load(client: ControlClient, url: Url) -> Result<(Arc<JwksCache>, Duration), FetchError> {
-        let (keys, max_age) = fetch(&client, &url).await?;
+        JwksCache::load_counted(client, url, None).await
+    }
+
+    /// [`JwksCache::load`], counting this fetch and every later one in `metrics`.
+    pub(crate) async fn load_counted(
+        client: ControlClient,
+        url: Url,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<(Arc<JwksCache>, Duration), FetchError> {
+        let (keys, max_age) = fetch(&client, &url, metrics.as_deref()).await?;
         if keys.is_empty() {
             return Err(FetchError::BadAnswer {
                 url: url.to_string(),
@@ -249,6 +263,7 @@ impl JwksCache {
             client,
             keys: ArcSwap::from_pointee(keys),
             last_fetch: Mutex::new(allow_refetch),
+            metrics,
         });
         Ok((cache, max_age.unwrap_or(DEFAULT_REFRESH)))
     }
@@ -272,7 +287,7 @@ impl JwksCache {
 
     /// Refreshes now; keeps the old keys if the IdP fails. Returns the next period.
     async fn refresh(&self) -> Duration {
-        match fetch(&self.client, &self.url).await {
+        match fetch(&self.client, &self.url, self.metrics.as_deref()).await {
             Ok((keys, _)) if keys.is_empty() => {
                 warn!(url = %self.url, "the JWKS has no usable key now; keeping the previous keys");
                 RETRY_AFTER_FAILURE
@@ -312,13 +327,23 @@ impl JwksCache {
             client: ControlClient::new(None).expect("a control client"),
             keys: ArcSwap::from_pointee(keys),
             last_fetch: Mutex::new(Instant::now()),
+            metrics: None,
         })
     }
 }
 
-async fn fetch(client: &ControlClient, url: &Url) -> Result<(KeySet, Option<Duration>), FetchError> {
-    let answer = client.get_json(url).await?;
-    Ok((KeySet::parse(&answer.body), answer.max_age))
+/// One fetch of the key set. Counted as ok only when it gave a usable key: a set without
+/// one is refused at startup and kept from use on refresh, like a failed fetch.
+async fn fetch(
+    client: &ControlClient,
+    url: &Url,
+    metrics: Option<&Metrics>,
+) -> Result<(KeySet, Option<Duration>), FetchError> {
+    let fetched = client.get_json(url).await.map(|answer| (KeySet::parse(&answer.body), answer.max_age));
+    if let Some(metrics) = metrics {
+        metrics.count(Count::JwksFetch { ok: fetched.as_ref().is_ok_and(|(keys, _)| !keys.is_empty()) });
+    }
+    fetched
 }
 
 #[cfg(test)]
@@ -326,6 +351,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::inbound::fake_idp::{FakeIdp, counted};
 
     const N_2048: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
 
@@ -376,5 +402,31 @@ mod tests {
         ]}));
         assert!(set.get("zero").is_some_and(|k| k.verifier(Algorithm::RS256).is_some()));
         assert_eq!(set.len(), 1, "every other key is refused when the set is loaded");
+    }
+
+    /// Every fetch is counted, by whether it gave usable keys: the startup load, a refetch
+    /// for an unknown kid (not a second one within the interval: that is no fetch), and
+    /// refreshes that fail or find no usable key.
+    #[tokio::test]
+    async fn every_fetch_is_counted() {
+        let jwks = json!({"keys": [{"kty": "RSA", "kid": "rsa", "n": N_2048, "e": "AQAB"}]}).to_string();
+        let keyless = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+        let idp = FakeIdp::start(vec![(200, jwks.clone()), (200, jwks), (500, "{}".into()), (200, keyless)]).await;
+        let metrics = Arc::new(Metrics::new("s", "streamable-http"));
+        let client = ControlClient::new(None).unwrap();
+        let fetches = |result| counted(&metrics, "thv_inbound_jwks_fetches", Some(("result", result)));
+
+        let (cache, _) = JwksCache::load_counted(client.clone(), idp.url("jwks"), Some(metrics.clone())).await.unwrap();
+        assert_eq!((fetches("ok"), fetches("error")), (1, 0));
+        cache.refetch_for_unknown_kid().await;
+        cache.refetch_for_unknown_kid().await;
+        assert_eq!(idp.served(), 2, "the second refetch is rate-limited");
+        assert_eq!((fetches("ok"), fetches("error")), (2, 0));
+        cache.refresh().await;
+        cache.refresh().await;
+        assert_eq!((fetches("ok"), fetches("error")), (2, 2), "an HTTP 500 and a set without a usable key");
+        assert_eq!(cache.current().len(), 1, "failed refreshes keep the keys");
+        assert!(JwksCache::load_counted(client, idp.url("jwks"), Some(metrics.clone())).await.is_err());
+        assert_eq!(fetches("error"), 3, "a failed startup load counts too");
     }
 }

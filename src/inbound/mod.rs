@@ -8,9 +8,16 @@
 //! token digest, so repeating a token costs a hash and a map lookup; on the own HTTP/1.1
 //! path a connection also remembers its last accepted token ([`LastToken`]), so repeating
 //! it there costs one comparison.
+//!
+//! With telemetry on, the IdP traffic is counted where it happens (key fetches in
+//! [`jwks`], introspection calls and cache hits in [`introspect`]); accepted and refused
+//! requests are counted by the caller, under [`Rejection::metric_reason`]. With telemetry
+//! off nothing is counted and the request path does no extra work.
 
 pub(crate) mod bearer;
 pub(crate) mod cache;
+#[cfg(test)]
+mod fake_idp;
 pub(crate) mod introspect;
 pub(crate) mod jose;
 pub(crate) mod jwks;
@@ -28,6 +35,7 @@ use crate::config::InboundConfig;
 use crate::oauth::http::{ControlClient, FetchError, UrlPolicy};
 use crate::oauth::metadata::{DiscoveryError, discover};
 use crate::oauth::pkce::constant_time_eq;
+use crate::telemetry::metrics::Metrics;
 use bearer::{BearerProblem, bearer_token_of};
 use cache::{Cached, TokenCache, digest, now_secs};
 use introspect::Introspector;
@@ -106,6 +114,26 @@ pub(crate) enum Rejection {
     Unavailable(IdpTrouble),
 }
 
+impl Rejection {
+    /// The `reason` a refusal is counted under (a word of the registry's `AUTH_REASONS`):
+    /// coarser than [`TokenFailure`], whose kinds an operator reads in the logs; what a
+    /// dashboard separates is what someone acts on (a clock, the audience or issuer
+    /// configuration, scopes, the IdP).
+    pub(crate) fn metric_reason(self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing",
+            Rejection::Malformed => "invalid",
+            Rejection::Invalid(TokenFailure::Expired | TokenFailure::NotYetValid) => "expired",
+            Rejection::Invalid(TokenFailure::Audience) => "audience",
+            Rejection::Invalid(TokenFailure::Issuer) => "issuer",
+            Rejection::Invalid(TokenFailure::Inactive) => "inactive",
+            Rejection::Invalid(_) => "invalid",
+            Rejection::InsufficientScope => "scope",
+            Rejection::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// Why the IdP gave no verdict on a token, as the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IdpTrouble {
@@ -138,8 +166,13 @@ pub(crate) struct Authenticator {
 impl Authenticator {
     /// Discovers the issuer, loads its keys and prepares introspection: everything that
     /// can fail is done here, before the proxy reports ready. `audiences` are the `aud`
-    /// values accepted as "this resource".
-    pub(crate) async fn start(config: &InboundConfig, audiences: Vec<String>) -> Result<Authenticator, StartupError> {
+    /// values accepted as "this resource". Key fetches and introspection are counted in
+    /// `metrics` (`None`: telemetry is off).
+    pub(crate) async fn start(
+        config: &InboundConfig,
+        audiences: Vec<String>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Authenticator, StartupError> {
         let client = ControlClient::new(config.ca_bundle.as_deref())
             .map_err(|why| StartupError { flag: "--oidc-ca-bundle", problem: format!("the CA bundle {why}") })?;
         let policy = UrlPolicy { allow_insecure: config.allow_insecure, block_internal: false };
@@ -196,17 +229,18 @@ impl Authenticator {
         let jwt = match jwks_url {
             None => None,
             Some(url) => {
-                let (jwks, refresh) =
-                    with_retry(|| JwksCache::load(client.clone(), url.clone()), FetchError::is_transient)
-                        .await
-                        .map_err(|e| StartupError { flag: "--oidc-jwks-url", problem: e.to_string() })?;
+                // Each attempt is a fetch, and counted: an IdP that is slow to come up shows.
+                let load = || JwksCache::load_counted(client.clone(), url.clone(), metrics.clone());
+                let (jwks, refresh) = with_retry(load, FetchError::is_transient)
+                    .await
+                    .map_err(|e| StartupError { flag: "--oidc-jwks-url", problem: e.to_string() })?;
                 jwks.spawn_refresh(refresh);
                 Some(JwtValidator::new(jwks, config.issuer.as_deref(), &audiences, config.leeway.as_secs()))
             }
         };
         let introspector = config.introspection.as_ref().map(|i| {
             let audiences = config.audience.iter().cloned().chain(audiences.iter().cloned()).collect();
-            Introspector::new(client.clone(), i, config.issuer.clone(), audiences, config.leeway)
+            Introspector::new(client.clone(), i, config.issuer.clone(), audiences, config.leeway, metrics.clone())
         });
         Ok(Authenticator {
             jwt,
@@ -359,6 +393,37 @@ mod tests {
     fn remembered(token: &str, until: u64) -> LastToken {
         let identity = Arc::new(Identity { subject: "alice".into(), scopes: vec![], claims: Default::default() });
         LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity, until }
+    }
+
+    #[test]
+    fn every_rejection_has_a_reason_of_the_registry() {
+        use crate::telemetry::metrics::AUTH_REASONS;
+        use TokenFailure::*;
+        let cases = [
+            (Rejection::Missing, "missing"),
+            (Rejection::Malformed, "invalid"),
+            (Rejection::Invalid(Expired), "expired"),
+            (Rejection::Invalid(NotYetValid), "expired"),
+            (Rejection::Invalid(Audience), "audience"),
+            (Rejection::Invalid(Issuer), "issuer"),
+            (Rejection::Invalid(Inactive), "inactive"),
+            (Rejection::InsufficientScope, "scope"),
+            (Rejection::Unavailable(IdpTrouble::Unreachable), "unavailable"),
+            (Rejection::Unavailable(IdpTrouble::BadAnswer), "unavailable"),
+            (Rejection::Unavailable(IdpTrouble::CredentialsRefused), "unavailable"),
+        ];
+        let other_failures = [Malformed, ForbiddenHeader, WrongType, Algorithm, UnknownKey, Signature, MissingClaim];
+        let all = cases.into_iter().chain(other_failures.map(|f| (Rejection::Invalid(f), "invalid")));
+        let mut used = Vec::new();
+        for (rejection, want) in all {
+            assert_eq!(rejection.metric_reason(), want, "{rejection:?}");
+            used.push(want);
+        }
+        // Every refusal word of the registry is reachable, and "ok" is never a refusal's.
+        for word in &AUTH_REASONS[1..] {
+            assert!(used.contains(word), "{word}");
+        }
+        assert!(!used.contains(&AUTH_REASONS[0]));
     }
 
     #[test]

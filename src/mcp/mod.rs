@@ -4,6 +4,7 @@
 //! `endpoint` event, MCP 2024-11-05 Transports §HTTP with SSE).
 
 pub(crate) mod jsonrpc;
+pub(crate) mod peek;
 pub(crate) mod request;
 pub(crate) mod sse;
 pub(crate) mod strict;

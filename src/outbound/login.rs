@@ -4,8 +4,6 @@
 //! RFC 9207 `iss` checks, through the loopback [`callback`](super::callback) (RFC 8252) and
 //! the user's [`browser`](super::browser), and the code exchanged for tokens.
 
-use std::sync::Arc;
-
 use tracing::info;
 
 use crate::oauth::pkce::{Pkce, random_token, verifier};
@@ -13,6 +11,7 @@ use crate::outbound::callback::{Callback, Expectation};
 use crate::outbound::discover::discover;
 use crate::outbound::scope::select_scope;
 use crate::outbound::{LoginError, OAuth, Session, State, browser};
+use crate::telemetry::metrics::Count;
 
 impl OAuth {
     /// Discovery, then a saved login if there is one, else the browser.
@@ -21,7 +20,7 @@ impl OAuth {
             Ok(()) => {}
             Err(LoginError::NotRequired) => {
                 info!("the MCP server did not ask for authentication; forwarding without a token until it does");
-                self.state.store(Arc::new(State::NotRequired));
+                self.set_state(State::NotRequired);
                 return;
             }
             Err(e) => return self.fail(e),
@@ -43,11 +42,11 @@ impl OAuth {
 
     /// A full browser login; true if it produced a token. `step_up` adds scopes.
     pub(super) async fn interactive(&self, session: &mut Session, step_up: Option<&str>) -> bool {
-        self.state.store(Arc::new(State::Pending));
+        self.set_state(State::Pending);
         match self.login(session, step_up).await {
             Ok(()) => true,
             Err(LoginError::NotRequired) => {
-                self.state.store(Arc::new(State::NotRequired));
+                self.set_state(State::NotRequired);
                 false
             }
             Err(e) => {
@@ -102,6 +101,7 @@ impl OAuth {
             endpoint.exchange_code(&self.http, &code, verifier(&pkce), &redirect_uri, Some(&self.cfg.resource)).await?;
         session.scope = scope;
         self.activate(session, &tokens);
+        self.count(Count::OutboundLogin { ok: true });
         info!("logged in to the MCP server");
         Ok(())
     }

@@ -20,6 +20,11 @@
 //!
 //! The hot path reads the current token lock-free; only refreshes and logins take the
 //! single-flight lock.
+//!
+//! With telemetry on, the lifecycle is counted where the state changes, never on the hot
+//! path: logins by outcome (a success in `login`, a failure wherever the state becomes
+//! `Failed`), refresh-token grants in `tokens` and `resume`, and the seconds left on the
+//! token in use each time it changes ([`OAuth::set_state`]).
 
 pub(crate) mod browser;
 pub(crate) mod callback;
@@ -45,6 +50,7 @@ use url::Url;
 
 use crate::config::{OAuthConfig, OAuthEndpoints, OutboundConfig, Target};
 use crate::oauth::http::{ControlClient, UrlPolicy};
+use crate::telemetry::metrics::{Count, Metrics};
 use client::Client;
 use discover::{Challenged, Discovery, discover, remote_policy};
 use store::Store;
@@ -108,13 +114,21 @@ struct OAuth {
     target: Url,
     browser: Option<String>,
     store: Option<Store>,
+    /// Changed only through [`OAuth::set_state`], which keeps the expiry gauge in step.
     state: ArcSwap<State>,
     session: Mutex<Session>,
+    /// Where the login lifecycle is counted; `None` when telemetry is off.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Outbound {
-    /// Builds outgoing auth for `target`.
-    pub(crate) fn new(config: &OutboundConfig, target: &Target) -> Result<Outbound, OutboundSetupError> {
+    /// Builds outgoing auth for `target`; an OAuth login counts its lifecycle in `metrics`
+    /// (a static token has none to count).
+    pub(crate) fn new(
+        config: &OutboundConfig,
+        target: &Target,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Outbound, OutboundSetupError> {
         let inner = match config {
             OutboundConfig::Bearer(token) => {
                 let mut header = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
@@ -142,6 +156,7 @@ impl Outbound {
                     state: ArcSwap::from_pointee(State::Pending),
                     session: Mutex::new(Session::default()),
                     cfg: (**cfg).clone(),
+                    metrics,
                 }))
             }
         };
@@ -235,7 +250,7 @@ impl Outbound {
 
     fn relogin_in_background(&self) {
         let Inner::OAuth(oauth) = &*self.inner else { return };
-        oauth.state.store(Arc::new(State::Pending));
+        oauth.set_state(State::Pending);
         let this = self.clone();
         tokio::spawn(async move {
             let Inner::OAuth(oauth) = &*this.inner else { return };
@@ -256,7 +271,7 @@ impl OAuth {
             let previous = session.discovery.as_ref().and_then(|d| d.server.issuer.clone());
             let first = session.discovery.is_none();
             if first {
-                self.state.store(Arc::new(State::Pending));
+                self.set_state(State::Pending);
             }
             match discover(
                 &self.http,
@@ -273,7 +288,7 @@ impl OAuth {
                         info!(issuer = ?d.server.issuer, "the MCP server moved to another authorization server; registering again");
                         session.client = None;
                         session.scope = None;
-                        self.state.store(Arc::new(State::Pending));
+                        self.set_state(State::Pending);
                     }
                     session.discovery = Some(d);
                 }
@@ -312,8 +327,30 @@ impl OAuth {
         }
     }
 
+    /// A login failed (at any step, discovery included): requests are told why.
     fn fail(&self, e: LoginError) {
         error!("logging in to the MCP server failed: {e}");
-        self.state.store(Arc::new(State::Failed { reason: Arc::from(e.to_string()), at: Instant::now() }));
+        self.count(Count::OutboundLogin { ok: false });
+        self.set_state(State::Failed { reason: Arc::from(e.to_string()), at: Instant::now() });
+    }
+
+    /// Makes `state` current, with the token-expiry gauge in step: the seconds left on a
+    /// new token, none once requests get no token (or one without a known expiry).
+    fn set_state(&self, state: State) {
+        if let Some(metrics) = &self.metrics {
+            let left = match &state {
+                State::Ready(active) => active.seconds_left(),
+                State::Pending | State::NotRequired | State::Failed { .. } => None,
+            };
+            metrics.set_token_expiry(left);
+        }
+        self.state.store(Arc::new(state));
+    }
+
+    /// Counts a lifecycle event when telemetry is on.
+    fn count(&self, what: Count) {
+        if let Some(metrics) = &self.metrics {
+            metrics.count(what);
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::oauth::token::{ClientAuth, Tokens};
 use crate::outbound::client::Client;
 use crate::outbound::store::{self, Saved};
 use crate::outbound::{OAuth, Session};
+use crate::telemetry::metrics::Count;
 
 impl OAuth {
     /// The key of this login in the store.
@@ -45,7 +46,10 @@ impl OAuth {
         session.client = Some(client.clone());
         let refresh = saved.refresh_token.clone().map(SecretString::from)?;
         let endpoint = self.token_endpoint(session, &client);
-        match endpoint.refresh(&self.http, &refresh, Some(&self.cfg.resource)).await {
+        // A resumed login is a refresh-token grant, and counted as one (not as a login).
+        let refreshed = endpoint.refresh(&self.http, &refresh, Some(&self.cfg.resource)).await;
+        self.count(Count::OutboundRefresh { ok: refreshed.is_ok() });
+        match refreshed {
             Ok(tokens) => {
                 info!(store = %store.dir().display(), "resumed the saved login; no browser needed");
                 session.scope = saved.scope.clone();

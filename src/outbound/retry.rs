@@ -208,7 +208,7 @@ mod tests {
         args.extend(flags);
         let inv = crate::cli::Invocation::parse_from(args).unwrap();
         let config = Config::from_invocation(&inv, &NoEnv).unwrap();
-        Outbound::new(config.outbound.as_ref().unwrap(), &config.target).unwrap()
+        Outbound::new(config.outbound.as_ref().unwrap(), &config.target, None).unwrap()
     }
 
     fn parts() -> request::Parts {

@@ -46,6 +46,7 @@ use crate::config::PolicyConfig;
 use crate::inbound::Identity;
 use crate::mcp::request::{Ask, Body, HEADER_MISMATCH, INVALID_PARAMS, Message, PARSE_ERROR, headers_agree};
 use crate::proxy::respond::{self, INVALID_REQUEST, Local};
+use crate::telemetry::metrics::{Count, Metrics};
 use audit::Auditor;
 use authz::{Action, Authorizer, Principal, ToolAnnotations};
 use filter::{Judge, ListKind, ListRewrite};
@@ -89,6 +90,8 @@ pub(crate) struct McpPolicy {
     /// Each tool's annotations as the server's own `tools/list` answers gave them (never a
     /// client's), for policies on `readOnlyHint` and the like.
     annotations: Arc<RwLock<HashMap<String, ToolAnnotations>>>,
+    /// Counts refusals by reason (telemetry on).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What becomes of a request.
@@ -175,7 +178,12 @@ impl McpPolicy {
         tools: Option<Arc<ToolView>>,
         audit: Option<Arc<Auditor>>,
     ) -> McpPolicy {
-        McpPolicy { authz, tools, audit, annotations: Arc::default() }
+        McpPolicy { authz, tools, audit, annotations: Arc::default(), metrics: None }
+    }
+
+    /// The policy, counting its refusals into `metrics` (`thv_policy_denials`).
+    pub(crate) fn with_metrics(self, metrics: Option<Arc<Metrics>>) -> McpPolicy {
+        McpPolicy { metrics, ..self }
     }
 
     /// Whether Cedar or the audit log read tokens' claims (incoming auth then keeps them).
@@ -302,6 +310,9 @@ impl McpPolicy {
     /// A request answered here, with the answer `refusal` makes; audited when audit is on.
     fn answered(&self, asked: &Asked<'_, '_>, refusal: Refusal) -> Admission {
         let answer = refusal.answer(asked.message.and_then(Message::id));
+        if let Some(metrics) = &self.metrics {
+            metrics.count(Count::PolicyDenial(refusal.metric_reason()));
+        }
         if let Some(ticket) = self.ticket(asked) {
             self.finished(ticket, answer.status().as_u16(), Some(answer.body()));
         }
@@ -348,6 +359,18 @@ enum Refusal {
 }
 
 impl Refusal {
+    /// The `reason` label of `thv_policy_denials`.
+    fn metric_reason(self) -> &'static str {
+        match self {
+            Refusal::Batch => "batch",
+            Refusal::Unreadable => "unreadable",
+            Refusal::Params => "params",
+            Refusal::HeaderMismatch => "header_mismatch",
+            Refusal::UnknownTool => "unknown_tool",
+            Refusal::Denied => "denied",
+        }
+    }
+
     /// The one place a refusal becomes an answer, echoing the request's `id`.
     fn answer(self, id: Option<&RawValue>) -> Local {
         let (status, code, message) = match self {

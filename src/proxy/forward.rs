@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use super::deadline::Deadlines;
 use super::policy;
 use super::pool::{Pool, UpstreamBody};
 use crate::config::Target;
+use crate::telemetry::metrics::{Count, Metrics};
 
 /// How many times a request is sent when reused connections turn out to be closed before
 /// it could even start (the server closed them while idle). Never retried once started.
@@ -149,6 +151,8 @@ pub(crate) struct Upstream {
     query: Option<String>,
     connect_timeout: Duration,
     response_timeout: Option<Duration>,
+    /// Counts resends on another connection (telemetry on).
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 /// Failure to set up TLS for an https target.
@@ -192,6 +196,7 @@ impl Upstream {
             query: target.query.clone(),
             connect_timeout,
             response_timeout,
+            metrics: None,
         })
     }
 
@@ -248,6 +253,9 @@ impl Upstream {
             match failed.take_message() {
                 Some(unsent) if policy::may_send_again(false, conn.reused) && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
+                    if let Some(metrics) = &self.metrics {
+                        metrics.count(Count::UpstreamRetry);
+                    }
                     req = unsent;
                 }
                 _ => return Err(ForwardError::broken_hyper(&failed.into_error())),

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
@@ -54,6 +54,7 @@ use crate::mcp::jsonrpc;
 use crate::mcp::sse::SseBody;
 use crate::outbound::{Outbound, SendError, Unavailable};
 use crate::policy::{Admission, Admitted, ListPlan, McpPolicy, Ticket};
+use crate::telemetry::{Observation, Telemetry};
 use deadline::Deadlines;
 use forward::{ForwardError, Upstream};
 use guard::Verdict;
@@ -123,15 +124,18 @@ impl Proxy {
         inbound: Option<Inbound>,
         outbound: Option<Outbound>,
         mcp: Option<McpPolicy>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> Result<Proxy, forward::TlsSetupError> {
-        let upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
-        let policy = Policy::new(config, port, stops, inbound, mcp);
+        let mut upstream = Upstream::new(&config.target, config.connect_timeout, config.upstream_timeout)?;
+        let metrics = telemetry.as_ref().map(|t| t.metrics().clone());
+        upstream.metrics = metrics.clone();
+        let policy = Policy::new(config, port, stops, inbound, mcp, telemetry);
         Ok(Proxy {
             shared: Arc::new(Shared {
                 policy,
                 upstream,
                 outbound,
-                fast: h1::FastPath::for_config(config),
+                fast: h1::FastPath::for_config(config, metrics),
                 server_name: config.server_name.clone(),
                 target_socket: config.target.socket_authority(),
             }),
@@ -156,16 +160,27 @@ impl Proxy {
         peer: SocketAddr,
         deadlines: &Deadlines,
     ) -> Response<ProxyBody> {
-        let record = policy::recording().then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
-        let resp = self.answer(req, peer, deadlines).await;
+        let p = &self.shared.policy;
+        let record = p.recording().then(|| {
+            let path = if policy::logging_requests() { req.uri().path().to_owned() } else { String::new() };
+            (Instant::now(), req.method().clone(), path)
+        });
+        let mut observed = if p.telemetry.is_some() { p.observe(&telemetry_head(&req, peer)) } else { None };
+        let resp = self.answer(req, peer, deadlines, &mut observed).await;
         match record {
-            Some((started, method, path)) => Recorded::wrap(resp, method, path, started),
+            Some((started, method, path)) => Recorded::wrap(resp, method, path, started, observed),
             None => resp,
         }
     }
 
     /// The policy's steps in order, for hyper's path.
-    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr, deadlines: &Deadlines) -> Response<ProxyBody> {
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        deadlines: &Deadlines,
+        observed: &mut Option<Box<Observation>>,
+    ) -> Response<ProxyBody> {
         let p = &self.shared.policy;
         if policy::head_too_large(&req, p.max_head) {
             return respond::jsonrpc_error(
@@ -190,7 +205,7 @@ impl Proxy {
         let mut resp = if route == Some(LocalRoute::Health) {
             self.health(req.method()).await.into()
         } else {
-            self.authenticate_and_forward(req, peer, deadlines).await
+            self.authenticate_and_forward(req, peer, deadlines, observed).await
         };
         if let Some(origin) = cors {
             guard::add_cors(resp.headers_mut(), origin);
@@ -204,6 +219,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         deadlines: &Deadlines,
+        observed: &mut Option<Box<Observation>>,
     ) -> Response<ProxyBody> {
         let p = &self.shared.policy;
         let mut who = None;
@@ -221,7 +237,7 @@ impl Proxy {
             }
             req.headers_mut().remove(header::AUTHORIZATION);
         }
-        self.forward(req, peer, deadlines, who).await
+        self.forward(req, peer, deadlines, who, observed).await
     }
 
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
@@ -259,6 +275,7 @@ impl Proxy {
         peer: SocketAddr,
         deadlines: &Deadlines,
         who: Option<Arc<Identity>>,
+        observed: &mut Option<Box<Observation>>,
     ) -> Response<ProxyBody> {
         let s = &*self.shared;
         let (mut parts, body) = req.into_parts();
@@ -303,6 +320,24 @@ impl Proxy {
             }
             None => (None, None),
         };
+        // Telemetry reads the body the target gets, and names the proxy's span to it.
+        if let Some(observed) = observed.as_mut() {
+            if let Some(propagate) = observed.read_body(&body) {
+                if let Some(at) = propagate.body_at {
+                    body = Bytes::from(propagate.in_body(&body, at));
+                }
+                if let Ok(value) = HeaderValue::from_bytes(&propagate.traceparent) {
+                    parts.headers.insert(TRACEPARENT, value);
+                }
+                if let Some(state) = propagate.meta_state {
+                    parts.headers.remove(TRACESTATE);
+                    if let Some(value) = state.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                        parts.headers.insert(TRACESTATE, value);
+                    }
+                }
+            }
+            observed.upstream_started();
+        }
         // The target's Host replaces the client's (which is kept for X-Forwarded-Host and
         // the legacy endpoint rewrite): a client can never choose the upstream virtual host.
         let client_host = parts.headers.insert(header::HOST, s.upstream.host_header().clone());
@@ -485,6 +520,25 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
     deadlines.within(BODY_READ_TIMEOUT, read).await.map_err(|_| ForwardError::BodySlow(BODY_READ_TIMEOUT))?
+}
+
+/// The W3C trace context field (Trace Context §3.2).
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// What telemetry reads of a request head on hyper's path.
+fn telemetry_head<B>(req: &Request<B>, peer: SocketAddr) -> crate::telemetry::Head<'_> {
+    let h = req.headers();
+    let one = |name: &str| h.get(name).map(HeaderValue::as_bytes);
+    crate::telemetry::Head {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        peer,
+        traceparent: one("traceparent"),
+        tracestate: one("tracestate"),
+        session: one("mcp-session-id"),
+        protocol: one("mcp-protocol-version"),
+    }
 }
 
 /// What the MCP policy reads of a request head on hyper's path.

@@ -33,6 +33,8 @@ use crate::inbound::{Identity, LastToken};
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::EndpointRewrite;
 use crate::policy::McpPolicy;
+use crate::telemetry::metrics::Count;
+use crate::telemetry::{self, Observation, Telemetry};
 
 /// How long a client may take to send a request body once its headers arrived. Slower
 /// uploads tie up a buffer; MCP messages are small.
@@ -61,6 +63,8 @@ pub(crate) struct Policy {
     auth_hint_given: AtomicBool,
     /// MCP-aware policy (authorization, tool filtering, audit), when configured.
     pub(crate) mcp: Option<McpPolicy>,
+    /// Metrics and traces, when configured.
+    pub(crate) telemetry: Option<Arc<Telemetry>>,
 }
 
 /// A route the proxy answers itself, never forwarded.
@@ -141,7 +145,8 @@ pub(crate) struct EventStream {
 /// One finished exchange, as both engines report it.
 pub(crate) struct Record<'a> {
     pub(crate) method: &'a str,
-    /// The path without its query (a query may carry secrets).
+    /// The path without its query (a query may carry secrets); empty when the request
+    /// line is not logged (nothing else reads it).
     pub(crate) path: &'a str,
     pub(crate) status: u16,
     pub(crate) started: Instant,
@@ -157,6 +162,7 @@ impl Policy {
         stops: StreamStops,
         inbound: Option<Inbound>,
         mcp: Option<McpPolicy>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> Policy {
         let listen = config.listen.ip();
         Policy {
@@ -171,6 +177,7 @@ impl Policy {
             local_authority: if listen.is_ipv6() { format!("[{listen}]:{port}") } else { format!("{listen}:{port}") },
             auth_hint_given: AtomicBool::new(false),
             mcp,
+            telemetry,
         }
     }
 
@@ -198,9 +205,15 @@ impl Policy {
         match verdict {
             Ok(identity) => {
                 debug!(subject = %identity.subject, "authenticated");
+                if let Some(t) = &self.telemetry {
+                    t.metrics().count(Count::InboundAccepted);
+                }
                 Ok(Some(identity))
             }
             Err(rejection) => {
+                if let Some(t) = &self.telemetry {
+                    t.metrics().count(Count::InboundRefused(rejection.metric_reason()));
+                }
                 // Read only now: an accepted request never needs it.
                 let host = client_host.and_then(|h| std::str::from_utf8(h).ok());
                 Err(respond::auth_rejection(rejection, &inbound.resource, self.client_authority(host)))
@@ -252,6 +265,9 @@ impl Policy {
             Side::Upstream => {
                 let detail = err.detail().unwrap_or_default();
                 warn!(upstream = %self.target_display, error = %err, detail, "request to the MCP server failed");
+                if let (ForwardError::Connect(_), Some(t)) = (err, &self.telemetry) {
+                    t.metrics().count(Count::UpstreamConnectFailure);
+                }
             }
             Side::Client => debug!(error = %err, "request refused"),
         }
@@ -300,22 +316,42 @@ fn upstream_origins(config: &Config) -> Vec<String> {
     origins
 }
 
-/// An exchange is finished: one line at debug level, the same from both engines.
-pub(crate) fn finished(record: &Record<'_>) {
-    debug!(
-        method = %record.method,
-        path = record.path,
-        status = record.status,
-        elapsed = ?record.started.elapsed(),
-        bytes = record.bytes,
-        "request"
-    );
+/// An exchange is finished: one line at debug level, the same from both engines (with the
+/// trace id when the request is traced), and its observation for metrics and spans.
+pub(crate) fn finished(record: &Record<'_>, observed: Option<Box<Observation>>) {
+    if logging_requests() {
+        let trace_id = observed.as_ref().and_then(|o| o.sampled_trace_id());
+        debug!(
+            method = %record.method,
+            path = record.path,
+            status = record.status,
+            elapsed = ?record.started.elapsed(),
+            bytes = record.bytes,
+            trace_id = trace_id.as_deref(),
+            "request"
+        );
+    }
+    if let Some(observed) = observed {
+        observed.finish(record.status, record.bytes);
+    }
 }
 
-/// Whether finished exchanges are recorded at all: checked once per request, so that
-/// nothing is measured or copied when nobody reads the record.
-pub(crate) fn recording() -> bool {
+/// Whether the request line is logged (`--debug`): the path is copied for it only then.
+pub(crate) fn logging_requests() -> bool {
     tracing::enabled!(tracing::Level::DEBUG)
+}
+
+impl Policy {
+    /// Whether finished exchanges are recorded at all: checked once per request, so that
+    /// nothing is measured or copied when nobody reads the record.
+    pub(crate) fn recording(&self) -> bool {
+        self.telemetry.is_some() || logging_requests()
+    }
+
+    /// Opens the telemetry of a request, when telemetry is on.
+    pub(crate) fn observe(&self, head: &telemetry::Head<'_>) -> Option<Box<Observation>> {
+        self.telemetry.as_ref().map(|t| t.observe(head))
+    }
 }
 
 #[cfg(test)]

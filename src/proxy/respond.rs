@@ -23,6 +23,7 @@ use crate::inbound::{IdpTrouble, Rejection};
 use crate::mcp::sse::SseBody;
 use crate::oauth::challenge::BearerError;
 use crate::policy::Tap;
+use crate::telemetry::Observation;
 
 /// JSON-RPC "Invalid Request" (JSON-RPC 2.0 §5.1); also what MCP servers use for a
 /// refused `Origin`.
@@ -75,6 +76,8 @@ pub(crate) struct Recorded {
     status: u16,
     started: Instant,
     bytes: u64,
+    /// The exchange as telemetry follows it.
+    observed: Option<Box<Observation>>,
 }
 
 impl Recorded {
@@ -84,21 +87,32 @@ impl Recorded {
         method: http::Method,
         path: String,
         started: Instant,
+        mut observed: Option<Box<Observation>>,
     ) -> Response<ProxyBody> {
         let status = resp.status().as_u16();
-        resp.map(|body| ProxyBody::Recorded(Box::new(Recorded { body, method, path, status, started, bytes: 0 })))
+        if let Some(observed) = observed.as_mut()
+            && resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|ct| policy::is_event_stream(ct.as_bytes()))
+        {
+            observed.event_stream();
+        }
+        resp.map(|body| {
+            ProxyBody::Recorded(Box::new(Recorded { body, method, path, status, started, bytes: 0, observed }))
+        })
     }
 }
 
 impl Drop for Recorded {
     fn drop(&mut self) {
-        policy::finished(&Record {
-            method: self.method.as_str(),
-            path: &self.path,
-            status: self.status,
-            started: self.started,
-            bytes: self.bytes,
-        });
+        policy::finished(
+            &Record {
+                method: self.method.as_str(),
+                path: &self.path,
+                status: self.status,
+                started: self.started,
+                bytes: self.bytes,
+            },
+            self.observed.take(),
+        );
     }
 }
 
@@ -127,6 +141,9 @@ impl Body for ProxyBody {
                     && let Some(data) = frame.data_ref()
                 {
                     recorded.bytes = recorded.bytes.saturating_add(data.len() as u64);
+                    if let Some(observed) = recorded.observed.as_mut().filter(|o| o.reads_answer()) {
+                        observed.answer_bytes(data);
+                    }
                 }
                 frame
             }

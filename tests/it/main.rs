@@ -16,3 +16,4 @@ mod mcp;
 mod outbound;
 mod policy;
 mod properties;
+mod telemetry;

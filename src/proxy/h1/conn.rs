@@ -28,18 +28,20 @@ use tracing::debug;
 
 use super::FastPath;
 use super::body::{self, Decoder};
-use super::emit::{EmitError, emit, refuse};
+use super::emit::{EmitError, Readers, emit, refuse};
+use super::heads::{self, head_end};
 use super::io::{exchange_head, poll_read_with, read_until, serialize_local};
 use super::request::{self, Classified, INLINE_BODY, Method, Plan};
 use super::response::{self, Exchange};
 use super::rewind::Rewound;
 use crate::inbound::LastToken;
-use crate::policy::{Admission, Admitted, Head, Tap, Ticket};
+use crate::policy::{Admission, Admitted, Tap, Ticket};
 use crate::proxy::deadline::{Deadlines, Event, Watchdog};
 use crate::proxy::forward::ForwardError;
 use crate::proxy::policy::{self, BODY_READ_TIMEOUT, Policy, Record};
 use crate::proxy::respond::Local;
 use crate::proxy::rewrite::Rewrite;
+use crate::telemetry::Observation;
 
 /// A connection's buffer is kept between requests up to this capacity.
 const KEEP_BUFFER: usize = 16 * 1024;
@@ -84,6 +86,7 @@ pub(crate) async fn serve(
         last_token: None,
         status: 0,
         sent: 0,
+        observed: None,
     };
     let mut run = std::pin::pin!(conn.run());
     poll_fn(|cx| {
@@ -125,6 +128,8 @@ struct Conn<'a> {
     /// body bytes passed to the client.
     status: u16,
     sent: u64,
+    /// The current exchange as telemetry follows it (boxed: one pointer without telemetry).
+    observed: Option<Box<Observation>>,
 }
 
 enum Next {
@@ -187,7 +192,8 @@ impl Conn<'_> {
             describe_client: p.describe_client,
             upstream_host: &self.fast.upstream_host,
             client_ip: self.peer.ip(),
-            mcp: p.mcp.is_some(),
+            mcp: p.mcp.is_some() || p.telemetry.is_some(),
+            trace: p.telemetry.as_ref().is_some_and(|t| t.tracing()),
         };
         // Where the search for the head's end resumes: a head that trickles in byte by
         // byte is scanned once in all, and parsed once it is whole, not at every read.
@@ -225,18 +231,26 @@ impl Conn<'_> {
 
     /// Serves one request, and records it; whether the connection may carry another.
     async fn serve(&mut self, plan: &mut Plan) -> bool {
-        let started = policy::recording().then(|| {
-            let target = Plan::part(&self.buf, plan.target).unwrap_or_default();
-            let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-            (Instant::now(), String::from_utf8_lossy(path).into_owned())
+        let started = self.policy.recording().then(|| {
+            let path = policy::logging_requests().then(|| {
+                let target = Plan::part(&self.buf, plan.target).unwrap_or_default();
+                let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+                String::from_utf8_lossy(path).into_owned()
+            });
+            (Instant::now(), path)
         });
+        if self.policy.telemetry.is_some() {
+            self.observed = self.policy.observe(&heads::telemetry(&self.buf, plan, self.peer));
+        }
         (self.status, self.sent) = (0, 0);
         let keep = self.exchange(plan).await;
+        let observed = self.observed.take();
         if let Some((started, path)) = started
             && self.status != 0
         {
             let (status, bytes) = (self.status, self.sent);
-            policy::finished(&Record { method: plan.method.as_str(), path: &path, status, started, bytes });
+            let path = path.as_deref().unwrap_or_default();
+            policy::finished(&Record { method: plan.method.as_str(), path, status, started, bytes }, observed);
         }
         keep
     }
@@ -277,7 +291,7 @@ impl Conn<'_> {
                 Ok(identity) => who = identity,
                 Err(answer) => {
                     if let Some(mcp) = &self.policy.mcp {
-                        let head = mcp_head(&self.buf, plan, self.peer);
+                        let head = heads::mcp(&self.buf, plan, self.peer);
                         mcp.refused(&head, answer.status().as_u16());
                     }
                     return self.answer(answer, plan, false).await;
@@ -288,27 +302,40 @@ impl Conn<'_> {
         // What it decided is boxed: an exchange without a policy carries one pointer of it,
         // so its state (moved whole at every await) does not grow.
         let mut admitted: Option<Box<Admitted>> = None;
+        let mut traced_body = None;
         if let Some(fields) = plan.mcp.as_deref().copied() {
-            let Some(mcp) = &self.policy.mcp else { return false };
-            let head = mcp_head(&self.buf, plan, self.peer);
-            match mcp.admit(&head, body, who.as_ref()) {
-                Admission::Answer(answer) => return self.answer(answer, plan, false).await,
-                Admission::Forward(decided) => {
-                    let renamed = decided.renamed.as_ref();
-                    let name = match renamed {
-                        Some((_, original)) => fields.name.map(|_| original.as_bytes()),
-                        None => head.mcp_name,
-                    };
-                    let len = renamed.map_or(plan.body_len, |(new_body, _)| new_body.len());
-                    // An answer the proxy filters must come readable: no compression.
-                    let encodings = fields.accept_encoding.filter(|_| decided.list.is_none());
-                    let encodings = encodings.and_then(|span| Plan::part(&self.buf, span));
-                    request::finish_head(&mut plan.upstream_head, name, encodings, &fields, len);
-                    admitted = Some(Box::new(decided));
+            let head = heads::mcp(&self.buf, plan, self.peer);
+            let (mut name, mut encodings, mut len) = (head.mcp_name, fields.accept_encoding, plan.body_len);
+            if let Some(mcp) = &self.policy.mcp {
+                match mcp.admit(&head, body, who.as_ref()) {
+                    Admission::Answer(answer) => return self.answer(answer, plan, false).await,
+                    Admission::Forward(decided) => {
+                        // An answer the proxy filters must come readable: no compression.
+                        encodings = encodings.filter(|_| decided.list.is_none());
+                        admitted = Some(Box::new(decided));
+                    }
                 }
             }
+            if let Some((new_body, original)) = admitted.as_ref().and_then(|a| a.renamed.as_ref()) {
+                name = fields.name.map(|_| original.as_bytes());
+                len = new_body.len();
+            }
+            // Telemetry reads the body the target gets, and names the proxy's span to it.
+            if let Some(observed) = self.observed.as_mut() {
+                let sent = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(b, _)| b.as_slice());
+                if let Some(propagate) = observed.read_body(sent) {
+                    let client_state = fields.tracestate.and_then(|span| Plan::part(&self.buf, span));
+                    request::trace_fields(&mut plan.upstream_head, &propagate, client_state);
+                    traced_body = propagate.body_at.map(|at| propagate.in_body(sent, at));
+                    len = traced_body.as_ref().map_or(len, Vec::len);
+                }
+                observed.upstream_started();
+            }
+            let encodings = encodings.and_then(|span| Plan::part(&self.buf, span));
+            request::finish_head(&mut plan.upstream_head, name, encodings, &fields, len);
         }
         let body = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(new_body, _)| new_body);
+        let body = traced_body.as_deref().unwrap_or(body);
         let separate = if body.len() <= INLINE_BODY {
             plan.upstream_head.extend_from_slice(body);
             &[][..]
@@ -374,6 +401,9 @@ impl Conn<'_> {
         }
         let mut decoder = Decoder::new(head.framing);
         let stream = head.event_stream.then(|| p.event_stream(plan.method == Method::Get, self.client_host(plan)));
+        if let Some(observed) = self.observed.as_mut().filter(|_| head.event_stream) {
+            observed.event_stream();
+        }
         let (mut rewrite, stop) = match stream {
             Some(stream) => (stream.rewrite.map(Rewrite::endpoint), Some(stream.stop)),
             None => (None, None),
@@ -390,7 +420,15 @@ impl Conn<'_> {
         let mut reusable = head.reusable;
         let mut sent = 0u64;
         let Some(tail) = received.get(head.head_len..) else { return false };
-        match emit(&mut decoder, tail, &mut out, head.chunked, &mut rewrite, &mut sent, &mut tap) {
+        match emit(
+            &mut decoder,
+            tail,
+            &mut out,
+            head.chunked,
+            &mut rewrite,
+            &mut sent,
+            Readers { tap: &mut tap, observed: &mut self.observed },
+        ) {
             Ok(used) => reusable &= used == tail.len(),
             Err(EmitError::Refused) => return self.refused(&out, sent).await,
             Err(e) => return self.broke_off(&e, &[]).await,
@@ -432,7 +470,15 @@ impl Conn<'_> {
                     }
                     let mut bad = None;
                     let read = poll_read_with(&mut upstream, cx, |data| {
-                        match emit(&mut decoder, data, &mut out, head.chunked, &mut rewrite, &mut sent, &mut tap) {
+                        match emit(
+                            &mut decoder,
+                            data,
+                            &mut out,
+                            head.chunked,
+                            &mut rewrite,
+                            &mut sent,
+                            Readers { tap: &mut tap, observed: &mut self.observed },
+                        ) {
                             Ok(used) => reusable &= used == data.len(),
                             Err(e) => bad = Some(e),
                         }
@@ -459,6 +505,9 @@ impl Conn<'_> {
                                 Ok(rest) => {
                                     if let Some(tap) = tap.as_mut() {
                                         tap.observe(&rest);
+                                    }
+                                    if let Some(observed) = self.observed.as_mut().filter(|o| o.reads_answer()) {
+                                        observed.answer_bytes(&rest);
                                     }
                                     out.extend_from_slice(&rest);
                                     sent = sent.saturating_add(rest.len() as u64);
@@ -537,64 +586,5 @@ impl Conn<'_> {
 
     fn client_host(&self, plan: &Plan) -> Option<&str> {
         Plan::part(&self.buf, plan.host).and_then(|host| std::str::from_utf8(host).ok())
-    }
-}
-
-/// The length of the head at the start of `buf` (through its empty line), once it is
-/// all there. `scanned` carries the search position from one call to the next.
-fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
-    // Back up over a line end that may have been cut in two by the previous read.
-    // (All of it when `scanned` is past the end, which it never is.)
-    let tail = buf.get(scanned.saturating_sub(2)..).unwrap_or(buf);
-    *scanned = buf.len();
-    // One pass over the line ends: an empty line follows `\n` as `\r\n` or, for
-    // httparse, a bare `\n` (such heads go to hyper, but they end here all the same).
-    memchr::memchr_iter(b'\n', tail).find_map(|i| {
-        let after = tail.get(i..)?.strip_prefix(b"\n")?;
-        let body = after.strip_prefix(b"\n").or_else(|| after.strip_prefix(b"\r\n"))?;
-        // `body` is a suffix of `buf`: never `None`.
-        buf.len().checked_sub(body.len())
-    })
-}
-
-/// What the MCP policy reads of a request head on the own engine.
-fn mcp_head<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> Head<'a> {
-    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
-    let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
-    let target = Plan::part(buf, plan.target).unwrap_or_default();
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    Head {
-        http_method: plan.method.as_str(),
-        // The own engine takes plain ASCII targets only.
-        path: std::str::from_utf8(path).unwrap_or_default(),
-        peer: peer.ip(),
-        user_agent: part(fields.user_agent),
-        request_id: part(fields.request_id),
-        mcp_method: part(fields.method),
-        mcp_name: part(fields.name),
-        repeated: fields.repeated,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_end_of_a_head_is_found_however_it_trickles_in() {
-        let head = b"POST /mcp HTTP/1.1\r\nhost: x\r\n\r\n{}";
-        for step in 1..head.len() {
-            let (mut buf, mut scanned, mut found) = (Vec::new(), 0, None);
-            for piece in head.chunks(step) {
-                buf.extend_from_slice(piece);
-                if let Some(end) = head_end(&buf, &mut scanned) {
-                    found = Some(end);
-                    break;
-                }
-            }
-            assert_eq!(found, Some(head.len() - 2), "pieces of {step}");
-        }
-        assert_eq!(head_end(b"GET / HTTP/1.1\nhost: x\n\n", &mut 0), Some(24));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n", &mut 0), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The target's body on its way to the client on the own engine: de-framed, rewritten
 //! where a rule says so (the legacy `endpoint` event, a list answer filtered by the MCP
-//! policy), read by the audit log, and framed again for the client.
+//! policy), read by the audit log and telemetry, and framed again for the client.
 
 use bytes::Bytes;
 
@@ -8,6 +8,13 @@ use super::body::{self, Decoder};
 use crate::policy::Tap;
 use crate::policy::filter::TooLarge;
 use crate::proxy::rewrite::{Rewrite, too_large};
+use crate::telemetry::Observation;
+
+/// Who reads the answer's payload as it passes: the audit log's tap and telemetry.
+pub(super) struct Readers<'a> {
+    pub(super) tap: &'a mut Option<Box<Tap>>,
+    pub(super) observed: &'a mut Option<Box<Observation>>,
+}
 
 /// Decodes target bytes into `out`, framed for the client; the bytes that belonged to
 /// the body.
@@ -18,7 +25,7 @@ pub(super) fn emit(
     chunked: bool,
     rewrite: &mut Option<Rewrite>,
     sent: &mut u64,
-    tap: &mut Option<Box<Tap>>,
+    readers: Readers<'_>,
 ) -> Result<usize, EmitError> {
     let start = out.len();
     let used = decoder.decode(input, out)?;
@@ -48,8 +55,11 @@ pub(super) fn emit(
     }
     // The payload, before the proxy's own chunk framing: what the exchange's record counts
     // and the audit log reads.
-    if let Some(tap) = tap.as_mut() {
+    if let Some(tap) = readers.tap.as_mut() {
         tap.observe(out.get(start..).unwrap_or_default());
+    }
+    if let Some(observed) = readers.observed.as_mut().filter(|o| o.reads_answer()) {
+        observed.answer_bytes(out.get(start..).unwrap_or_default());
     }
     *sent = sent.saturating_add(out.len().saturating_sub(start) as u64);
     if chunked {

@@ -19,6 +19,7 @@ use super::upstream::ConnectFailure;
 use crate::proxy::forward::{Broke, ForwardError};
 use crate::proxy::policy;
 use crate::proxy::respond::Local;
+use crate::telemetry::metrics::Count;
 
 /// Reads go through a stack buffer of this size.
 const READ_CHUNK: usize = 16 * 1024;
@@ -44,6 +45,9 @@ pub(super) async fn exchange_head(
         if let Err(e) = write_request(&mut upstream, head, body).await {
             if policy::may_send_again(e.written, reused) && resends.next().is_some() {
                 debug!(error = %e.error, "a reused connection to the MCP server was dead; sending on another");
+                if let Some(metrics) = &fast.metrics {
+                    metrics.count(Count::UpstreamRetry);
+                }
                 continue;
             }
             return Err(ForwardError::broken_io(&e.error));

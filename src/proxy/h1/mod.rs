@@ -26,14 +26,17 @@
 pub(crate) mod body;
 pub(crate) mod conn;
 mod emit;
+mod heads;
 mod io;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod rewind;
 pub(crate) mod upstream;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::telemetry::metrics::Metrics;
 use upstream::RawPool;
 
 /// The own path's fixed parts.
@@ -43,11 +46,13 @@ pub(crate) struct FastPath {
     upstream_host: Vec<u8>,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
+    /// Counts resends on another connection (telemetry on).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl FastPath {
     /// For `config`, when the own path applies to it.
-    pub(crate) fn for_config(config: &crate::config::Config) -> Option<FastPath> {
+    pub(crate) fn for_config(config: &crate::config::Config, metrics: Option<Arc<Metrics>>) -> Option<FastPath> {
         let t = &config.target;
         let applies =
             config.own_http1 && config.outbound.is_none() && t.scheme == http::uri::Scheme::HTTP && t.query.is_none();
@@ -56,6 +61,7 @@ impl FastPath {
             upstream_host: t.authority.as_str().as_bytes().to_vec(),
             response_timeout: config.upstream_timeout,
             connect_timeout: config.connect_timeout,
+            metrics,
         })
     }
 }

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use crate::net;
 use crate::proxy::headers::{self, ConnectionOption};
 use crate::proxy::policy;
+use crate::telemetry::Propagate;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -36,8 +37,11 @@ pub struct Rules<'a> {
     /// The `Host` the target gets.
     pub upstream_host: &'a [u8],
     pub client_ip: IpAddr,
-    /// An MCP policy reads the request ([`McpFields`]); its head is finished after it.
+    /// An MCP policy or telemetry reads the request ([`McpFields`]); its head is finished
+    /// after it.
     pub mcp: bool,
+    /// Telemetry traces requests: the client's `traceparent` is replaced by the proxy's.
+    pub trace: bool,
 }
 
 /// Where the fields an MCP policy reads are in the client's buffer. With a policy the
@@ -57,6 +61,11 @@ pub struct McpFields {
     pub accept_encoding: Option<(usize, usize)>,
     /// The target gets a `Content-Length` (there was one, or the method is POST).
     pub length_line: bool,
+    /// W3C trace context and the MCP session, for telemetry.
+    pub traceparent: Option<(usize, usize)>,
+    pub tracestate: Option<(usize, usize)>,
+    pub session: Option<(usize, usize)>,
+    pub protocol: Option<(usize, usize)>,
 }
 
 /// Completes an upstream head that [`McpFields`] left open: `Mcp-Name` and
@@ -76,9 +85,35 @@ pub fn finish_head(
         }
     }
     if fields.length_line {
-        let _ = write!(out, "content-length: {body_len}\r\n");
+        content_length_line(out, body_len);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `content-length: N` and its line end, the number written without the formatting
+/// machinery (every forwarded request has one).
+fn content_length_line(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Adds the trace context the target gets (telemetry tracing): the proxy's `traceparent`,
+/// and the `tracestate` that goes with the trace it continues (the client's header, or the
+/// body's own when `_meta` won).
+pub(crate) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_state: Option<&[u8]>) {
+    out.extend_from_slice(b"traceparent: ");
+    out.extend_from_slice(&propagate.traceparent);
+    out.extend_from_slice(b"\r\n");
+    let state = match &propagate.meta_state {
+        Some(state) => state.as_deref().map(str::as_bytes),
+        None => client_state,
+    };
+    if let Some(state) = state {
+        out.extend_from_slice(b"tracestate: ");
+        out.extend_from_slice(state);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// The methods the own path serves.
@@ -238,6 +273,24 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 fields.user_agent = Some(span(h.value)?);
             } else if is("x-request-id") {
                 fields.request_id = Some(span(h.value)?);
+            } else if is("traceparent") {
+                fields.traceparent = Some(span(h.value)?);
+                // The proxy's own replaces it (written after the policy's fields).
+                if rules.trace {
+                    continue;
+                }
+            } else if is("tracestate") {
+                // Written back after the policy's fields, or replaced by the body's own.
+                if fields.tracestate.replace(span(h.value)?).is_some() && rules.trace {
+                    return Err(Ambiguous);
+                }
+                if rules.trace {
+                    continue;
+                }
+            } else if is("mcp-session-id") {
+                fields.session = Some(span(h.value)?);
+            } else if is("mcp-protocol-version") {
+                fields.protocol = Some(span(h.value)?);
             }
         }
         match field(name) {
@@ -314,7 +367,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         Some(fields) => fields.length_line = length_line,
         None => {
             if length_line {
-                let _ = write!(out, "content-length: {body_len}\r\n");
+                content_length_line(&mut out, body_len);
             }
             out.extend_from_slice(b"\r\n");
         }
@@ -431,6 +484,7 @@ mod tests {
             upstream_host: b"up:9",
             client_ip: "127.0.0.1".parse().unwrap(),
             mcp: false,
+            trace: false,
         }
     }
 
@@ -438,6 +492,15 @@ mod tests {
         match classify(raw, r) {
             Classified::Fast(p) => p,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 300, 4096, 8_388_608, usize::MAX] {
+            let mut out = Vec::new();
+            content_length_line(&mut out, n);
+            assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
         }
     }
 

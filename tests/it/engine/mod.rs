@@ -8,6 +8,7 @@ mod auth;
 mod cases;
 mod diff;
 mod policy;
+mod telemetry;
 mod wire;
 
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,88 @@
+//! Request heads on the own engine: where one ends in the client's buffer ([`head_end`]),
+//! and what the MCP policy and telemetry read of it (the spans
+//! [`super::request::classify`] recorded there, as the views they take).
+
+use std::net::SocketAddr;
+
+use super::request::Plan;
+use crate::policy::Head;
+use crate::telemetry;
+
+/// The request target's path, without its query.
+fn path<'a>(buf: &'a [u8], plan: &Plan) -> &'a str {
+    let target = Plan::part(buf, plan.target).unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    // The own engine takes plain ASCII targets only.
+    std::str::from_utf8(path).unwrap_or_default()
+}
+
+/// What the MCP policy reads.
+pub(super) fn mcp<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> Head<'a> {
+    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
+    let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
+    Head {
+        http_method: plan.method.as_str(),
+        path: path(buf, plan),
+        peer: peer.ip(),
+        user_agent: part(fields.user_agent),
+        request_id: part(fields.request_id),
+        mcp_method: part(fields.method),
+        mcp_name: part(fields.name),
+        repeated: fields.repeated,
+    }
+}
+
+/// What telemetry reads.
+pub(super) fn telemetry<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> telemetry::Head<'a> {
+    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
+    let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
+    telemetry::Head {
+        method: plan.method.as_str(),
+        path: path(buf, plan),
+        peer,
+        traceparent: part(fields.traceparent),
+        tracestate: part(fields.tracestate),
+        session: part(fields.session),
+        protocol: part(fields.protocol),
+    }
+}
+
+/// The length of the head at the start of `buf` (through its empty line), once it is
+/// all there. `scanned` carries the search position from one call to the next.
+pub(super) fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    // Back up over a line end that may have been cut in two by the previous read.
+    // (All of it when `scanned` is past the end, which it never is.)
+    let tail = buf.get(scanned.saturating_sub(2)..).unwrap_or(buf);
+    *scanned = buf.len();
+    // One pass over the line ends: an empty line follows `\n` as `\r\n` or, for
+    // httparse, a bare `\n` (such heads go to hyper, but they end here all the same).
+    memchr::memchr_iter(b'\n', tail).find_map(|i| {
+        let after = tail.get(i..)?.strip_prefix(b"\n")?;
+        let body = after.strip_prefix(b"\n").or_else(|| after.strip_prefix(b"\r\n"))?;
+        // `body` is a suffix of `buf`: never `None`.
+        buf.len().checked_sub(body.len())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_head_is_found_however_it_trickles_in() {
+        let head = b"POST /mcp HTTP/1.1\r\nhost: x\r\n\r\n{}";
+        for step in 1..head.len() {
+            let (mut buf, mut scanned, mut found) = (Vec::new(), 0, None);
+            for piece in head.chunks(step) {
+                buf.extend_from_slice(piece);
+                if let Some(end) = head_end(&buf, &mut scanned) {
+                    found = Some(end);
+                    break;
+                }
+            }
+            assert_eq!(found, Some(head.len() - 2), "pieces of {step}");
+        }
+        assert_eq!(head_end(b"GET / HTTP/1.1\nhost: x\n\n", &mut 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n", &mut 0), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! The names a metric label may carry: only tools, prompts and resources the server's own
+//! list answers named (`tools/list`, `prompts/list`, `resources/list`). A name a client
+//! sends is labelled `other` until the server has listed it, so no client can mint a
+//! series per request. The lists are read as they pass to the client, JSON or SSE.
+
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use serde::Deserialize;
+
+/// The most names kept per kind: a server's list changing for ever cannot grow memory
+/// without bound.
+const MOST_NAMES: usize = 10_000;
+/// The most of a list answer read to learn from (a larger one teaches nothing).
+const MOST_READ: usize = 4 << 20;
+/// The label of a name the server has not listed.
+pub(crate) const UNLISTED: &str = "other";
+
+/// What a name names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Kind {
+    /// The kind a request of `method` is about.
+    pub(crate) fn of_method(method: &str) -> Option<Kind> {
+        match method {
+            "tools/call" => Some(Kind::Tool),
+            "prompts/get" => Some(Kind::Prompt),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some(Kind::Resource),
+            _ => None,
+        }
+    }
+}
+
+/// The names learned so far.
+#[derive(Default)]
+pub(crate) struct Names {
+    tools: RwLock<HashSet<String>>,
+    prompts: RwLock<HashSet<String>>,
+    resources: RwLock<HashSet<String>>,
+}
+
+impl Names {
+    fn set(&self, kind: Kind) -> &RwLock<HashSet<String>> {
+        match kind {
+            Kind::Tool => &self.tools,
+            Kind::Prompt => &self.prompts,
+            Kind::Resource => &self.resources,
+        }
+    }
+
+    /// `name` when the server listed it, else [`UNLISTED`].
+    pub(crate) fn label<'a>(&self, kind: Kind, name: &'a str) -> &'a str {
+        let known = self.set(kind).read().is_ok_and(|s| s.contains(name));
+        if known { name } else { UNLISTED }
+    }
+
+    fn learn(&self, kind: Kind, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
+        let Ok(mut set) = self.set(kind).write() else { return };
+        for name in names {
+            if set.len() >= MOST_NAMES {
+                break;
+            }
+            set.insert(name);
+        }
+    }
+}
+
+/// A list answer being read as it passes.
+pub(crate) struct Learn {
+    kind: Kind,
+    seen: Vec<u8>,
+    overflow: bool,
+}
+
+impl Learn {
+    /// A reader for the answer to `method`, when it is a list that names things.
+    pub(crate) fn for_method(method: &str) -> Option<Learn> {
+        let kind = match method {
+            "tools/list" => Kind::Tool,
+            "prompts/list" => Kind::Prompt,
+            "resources/list" => Kind::Resource,
+            _ => return None,
+        };
+        Some(Learn { kind, seen: Vec::new(), overflow: false })
+    }
+
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        if self.seen.len() + data.len() > MOST_READ {
+            self.overflow = true;
+            self.seen = Vec::new();
+        }
+        if !self.overflow {
+            self.seen.extend_from_slice(data);
+        }
+    }
+
+    /// The answer is whole: its names are learned.
+    pub(crate) fn finish(self, names: &Names) {
+        if self.overflow {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&self.seen) else { return };
+        let mut found = Vec::new();
+        if text.trim_start().starts_with('{') {
+            collect(self.kind, text, &mut found);
+        } else {
+            // An SSE answer: each event's data lines joined make one JSON-RPC message.
+            for event in text.split("\n\n").flat_map(|e| e.split("\r\n\r\n")) {
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                collect(self.kind, &data.join("\n"), &mut found);
+            }
+        }
+        names.learn(self.kind, found);
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    result: Option<Listed>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    #[serde(default)]
+    tools: Vec<Item>,
+    #[serde(default)]
+    prompts: Vec<Item>,
+    #[serde(default)]
+    resources: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    name: Option<String>,
+    uri: Option<String>,
+}
+
+fn collect(kind: Kind, json: &str, found: &mut Vec<String>) {
+    let Ok(Answer { result: Some(listed) }) = serde_json::from_str::<Answer>(json) else { return };
+    match kind {
+        Kind::Tool => found.extend(listed.tools.into_iter().filter_map(|i| i.name)),
+        Kind::Prompt => found.extend(listed.prompts.into_iter().filter_map(|i| i.name)),
+        Kind::Resource => found.extend(listed.resources.into_iter().filter_map(|i| i.uri)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_names_become_labels() {
+        let names = Names::default();
+        assert_eq!(names.label(Kind::Tool, "echo"), UNLISTED);
+        let mut learn = Learn::for_method("tools/list").unwrap();
+        learn.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","#);
+        learn.feed(br#""inputSchema":{}},{"name":"add"}]}}"#);
+        learn.finish(&names);
+        assert_eq!(names.label(Kind::Tool, "echo"), "echo");
+        assert_eq!(names.label(Kind::Tool, "add"), "add");
+        assert_eq!(names.label(Kind::Prompt, "echo"), UNLISTED, "kinds are apart");
+    }
+
+    #[test]
+    fn an_sse_answer_is_read_too() {
+        let names = Names::default();
+        let mut learn = Learn::for_method("resources/list").unwrap();
+        learn.feed(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resources\":[{\"uri\":\"file:///a\",\"name\":\"a\"}]}}\n\n");
+        learn.finish(&names);
+        assert_eq!(names.label(Kind::Resource, "file:///a"), "file:///a");
+    }
+}
