@@ -15,6 +15,10 @@
 #      (interop/policy/cedar_crosscheck.py, on the table `cargo test` wrote), and the Python,
 #      TypeScript SDK clients through thv with policies, tool filtering and audit, against a
 #      real OIDC provider (interop/authz/run.py);
+#   6c. the telemetry suite: a real Prometheus scraping thv's diagnostics /metrics (and promtool),
+#      a loopback OTLP/HTTP receiver decoding with opentelemetry-proto (spans, attributes, trace
+#      propagation, metrics, headers), JSON logs, and latency under a collector outage (wrk):
+#      interop/telemetry/run.py;
 #   7. fuzzing: every cargo-fuzz target for FUZZ_SECONDS (default 10 s) from its seeds;
 #   8. the short soak (soak/run.sh --quick);
 #   9. the per-request instruction-count regression guard (valgrind callgrind).
@@ -58,6 +62,31 @@ fi
 stage "MCP policy suite (cedarpy cross-check; SDK clients through Cedar policies, tool filtering, audit)"
 python3 interop/policy/cedar_crosscheck.py
 python3 interop/authz/run.py
+
+stage "telemetry suite (real Prometheus, OTLP receiver with opentelemetry-proto, collector outage)"
+# Debian's prometheus (which brings promtool) at the pinned version, and wrk, when missing. A
+# package's maintainer scripts would start its service (on every interface): while installing,
+# a policy-rc.d that refuses service starts is put in place unless the machine already has one.
+PROMETHEUS_DEB_VERSION=2.42.0+ds-5+deb12u1
+telemetry_apt=()
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  telemetry_apt+=("prometheus=$PROMETHEUS_DEB_VERSION")
+fi
+command -v wrk >/dev/null 2>&1 || telemetry_apt+=(wrk)
+if [[ ${#telemetry_apt[@]} -gt 0 ]]; then
+  echo "telemetry: apt-get install ${telemetry_apt[*]}"
+  own_policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  telemetry_install_ok=1
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${telemetry_apt[@]}" >/dev/null || telemetry_install_ok=""
+  if [[ -n "$own_policy" ]]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [[ -z "$telemetry_install_ok" ]]; then echo "telemetry: apt-get install failed" >&2; exit 1; fi
+fi
+cargo build --locked --bin thv --example bench_origin
+python3 interop/telemetry/run.py
 
 stage "fuzzing (cargo-fuzz, every target for a bounded time from its seeds)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash fuzz/run.sh

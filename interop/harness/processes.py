@@ -40,7 +40,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent
 # Flags whose next argument is a secret: masked wherever a command line is logged.
 SECRET_FLAGS = frozenset({
     "--remote-auth-client-secret", "--remote-auth-bearer-token", "--oidc-client-secret",
-    "--password", "--oidc-secret", "--plain-secret", "--minter-secret",
+    "--password", "--oidc-secret", "--plain-secret", "--minter-secret", "--otel-headers",
 })  # fmt: skip
 # Variables thv (or its login) would read credentials or a browser from: a suite sets them itself.
 DROPPED_ENV = (
