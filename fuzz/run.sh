@@ -25,7 +25,7 @@ jobs="${FUZZ_JOBS:-1}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 cargo_fuzz_version="${CARGO_FUZZ_VERSION:-0.13.2}"
-all_targets=(www_authenticate jwt jwks sse_endpoint jsonrpc_id metadata config_values config_cli h1 h1_conn list_rewrite mcp_request)
+all_targets=(www_authenticate jwt jwks sse_endpoint jsonrpc_id metadata config_values config_cli h1 h1_conn list_rewrite mcp_request trace_context)
 targets=("${@:-${all_targets[@]}}")
 
 log() { printf '[fuzz] %s\n' "$*"; }

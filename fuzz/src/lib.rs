@@ -15,6 +15,7 @@ pub mod list_rewrite;
 pub mod mcp_request;
 pub mod metadata;
 pub mod sse;
+pub mod trace_context;
 pub mod www_authenticate;
 
 /// Inputs longer than this are ignored (a parser's cost is linear; long inputs only slow
