@@ -165,7 +165,10 @@ impl Proxy {
             let path = if policy::logging_requests() { req.uri().path().to_owned() } else { String::new() };
             (Instant::now(), req.method().clone(), path)
         });
-        let mut observed = if p.telemetry.is_some() { p.observe(&telemetry_head(&req, peer)) } else { None };
+        let mut observed = match p.telemetry {
+            Some(_) => p.observe(&telemetry_head(req.method(), req.uri(), req.headers(), peer)),
+            None => None,
+        };
         let resp = self.answer(req, peer, deadlines, &mut observed).await;
         match record {
             Some((started, method, path)) => Recorded::wrap(resp, method, path, started, observed),
@@ -322,7 +325,8 @@ impl Proxy {
         };
         // Telemetry reads the body the target gets, and names the proxy's span to it.
         if let Some(observed) = observed.as_mut() {
-            if let Some(propagate) = observed.read_body(&body) {
+            let seen = telemetry_head(&parts.method, &parts.uri, &parts.headers, peer);
+            if let Some(propagate) = observed.read_body(&seen, &body) {
                 if let Some(at) = propagate.body_at {
                     body = Bytes::from(propagate.in_body(&body, at));
                 }
@@ -527,12 +531,16 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// What telemetry reads of a request head on hyper's path.
-fn telemetry_head<B>(req: &Request<B>, peer: SocketAddr) -> crate::telemetry::Head<'_> {
-    let h = req.headers();
+fn telemetry_head<'a>(
+    method: &'a Method,
+    uri: &'a http::Uri,
+    h: &'a http::HeaderMap,
+    peer: SocketAddr,
+) -> crate::telemetry::Head<'a> {
     let one = |name: &str| h.get(name).map(HeaderValue::as_bytes);
     crate::telemetry::Head {
-        method: req.method().as_str(),
-        path: req.uri().path(),
+        method: method.as_str(),
+        path: uri.path(),
         peer,
         traceparent: one("traceparent"),
         tracestate: one("tracestate"),

@@ -117,8 +117,8 @@ pub(crate) struct Observation {
     session: Option<String>,
     protocol: Option<String>,
     header_parent: Option<TraceParent>,
-    header_state: Option<String>,
-    mcp_method: Option<String>,
+    /// As sent when the request is sampled; else the label (`other` for an unknown one).
+    mcp_method: Option<Cow<'static, str>>,
     jsonrpc_id: Option<String>,
     /// `params.name` or `params.uri`, as the client sent it (a label only once the server
     /// has listed it).
@@ -215,7 +215,6 @@ impl Telemetry {
 
     /// Opens the observation of a request whose head was accepted.
     pub(crate) fn observe(self: &Arc<Self>, head: &Head<'_>) -> Box<Observation> {
-        let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
         let tracing = self.tracing();
         // ToolHive's active connections: requests in flight (closed when the observation ends).
         self.metrics.connection(false, true);
@@ -224,12 +223,12 @@ impl Telemetry {
             started: Instant::now(),
             start_unix_nanos: if tracing { unix_nanos(SystemTime::now()) } else { 0 },
             method: static_method(head.method),
+            // For the span of a request refused before its body was read.
             path: if tracing { head.path.to_owned() } else { String::new() },
             peer: head.peer,
-            session: if tracing { text(head.session) } else { None },
-            protocol: if tracing { text(head.protocol) } else { None },
+            session: None,
+            protocol: None,
             header_parent: head.traceparent.filter(|_| tracing).and_then(TraceParent::parse),
-            header_state: if tracing { text(head.tracestate) } else { None },
             mcp_method: None,
             jsonrpc_id: None,
             target: None,
@@ -269,54 +268,72 @@ impl Telemetry {
 impl Observation {
     /// The request body is whole (after the MCP policy, as the target will get it): its
     /// MCP facts are read, the trace decided, and what the target receives of it returned.
-    pub(crate) fn read_body(&mut self, body: &[u8]) -> Option<Propagate> {
+    pub(crate) fn read_body(&mut self, head: &Head<'_>, body: &[u8]) -> Option<Propagate> {
         let peeked = peek::peek(body);
         self.batch = peeked.is_none() && body.trim_ascii_start().first() == Some(&b'[');
-        let mut meta_parent = None;
+        let meta_parent = peeked.as_ref().and_then(meta_trace);
+        let propagate = self.telemetry.tracing().then(|| {
+            // ToolHive's rule: the MCP-level context wins over the HTTP header, and the
+            // `tracestate` that goes with it is the body's too.
+            let meta_state = meta_parent.map(|_| {
+                let state = peeked.as_ref().and_then(|p| p.tracestate.as_deref());
+                state.filter(|s| trace::valid_tracestate(s)).map(str::to_owned)
+            });
+            let header_state = head.tracestate.and_then(|v| std::str::from_utf8(v).ok());
+            let state = match &meta_state {
+                Some(state) => state.clone(),
+                None => header_state.map(str::to_owned),
+            };
+            let traced = self.decide(meta_parent.map(|(t, _)| t).or(self.header_parent), state);
+            let traceparent =
+                TraceParent { trace_id: traced.trace_id, parent_id: traced.client_span, sampled: traced.sampled }
+                    .render();
+            Propagate { traceparent, body_at: meta_parent.map(|(_, at)| at), meta_state }
+        });
+        if self.trace.as_ref().is_some_and(|t| t.sampled) {
+            // Only a span reads these: an unsampled request copies none of them.
+            let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+            self.session = text(head.session);
+            self.protocol = text(head.protocol);
+        }
         if let Some(p) = &peeked {
             self.note(p);
-            meta_parent = meta_trace(p);
-            if meta_parent.is_some() {
-                let state = p.tracestate.as_deref().filter(|s| trace::valid_tracestate(s));
-                self.header_state = state.map(str::to_owned);
-            }
         }
-        if !self.telemetry.tracing() {
-            return None;
-        }
-        // ToolHive's rule: the MCP-level context wins over the HTTP header.
-        let parent = meta_parent.map(|(t, _)| t).or(self.header_parent);
-        let meta_state = meta_parent.map(|_| self.header_state.clone());
-        let traced = self.decide(parent);
-        let traceparent =
-            TraceParent { trace_id: traced.trace_id, parent_id: traced.client_span, sampled: traced.sampled }.render();
-        Some(Propagate { traceparent, body_at: meta_parent.map(|(_, at)| at), meta_state })
+        propagate
     }
 
+    /// What the body says, for the metrics and (when sampled) the spans.
     fn note(&mut self, p: &Peek<'_>) {
-        self.mcp_method = p.method.as_deref().map(str::to_owned);
+        let sampled = self.trace.as_ref().is_some_and(|t| t.sampled);
+        self.mcp_method = p.method.as_deref().map(|m| match sampled {
+            // A span names the method as sent; a label only ever reads the known ones.
+            true => Cow::Owned(m.to_owned()),
+            false => Cow::Borrowed(metrics::vocab::mcp_method(Some(m))),
+        });
         // The name labels metrics (once the server has listed it) and names spans.
-        if p.method.as_deref().is_some_and(|m| names::Kind::of_method(m).is_some()) || self.telemetry.tracing() {
+        if sampled || p.method.as_deref().is_some_and(|m| names::Kind::of_method(m).is_some()) {
             self.target = p.name.as_deref().or(p.uri.as_deref()).map(str::to_owned);
         }
-        if self.telemetry.tracing() {
+        if sampled {
             self.jsonrpc_id = p.id.map(|id| id.trim_matches('"').to_owned());
             self.client_name = p.client_name.as_deref().map(str::to_owned);
         }
         self.learn = p.method.as_deref().and_then(Learn::for_method);
     }
 
-    fn decide(&mut self, parent: Option<TraceParent>) -> &Traced {
+    fn decide(&mut self, parent: Option<TraceParent>, tracestate: Option<String>) -> &Traced {
         let sampler = self.telemetry.sampler.unwrap_or(Sampler::new(0.0, true));
         let trace_id = parent.map_or_else(trace::trace_id, |p| p.trace_id);
-        let tracestate = self.header_state.take();
-        self.trace.get_or_insert_with(|| Traced {
-            trace_id,
-            parent: parent.map(|p| p.parent_id),
-            server_span: trace::span_id(),
-            client_span: trace::span_id(),
-            sampled: sampler.sampled(parent.as_ref(), &trace_id),
-            tracestate,
+        self.trace.get_or_insert_with(|| {
+            let sampled = sampler.sampled(parent.as_ref(), &trace_id);
+            Traced {
+                trace_id,
+                parent: parent.map(|p| p.parent_id),
+                server_span: trace::span_id(),
+                client_span: trace::span_id(),
+                sampled,
+                tracestate: tracestate.filter(|_| sampled),
+            }
         })
     }
 
@@ -386,7 +403,7 @@ impl Observation {
         tel.metrics.request(&facts);
         if tel.tracing() {
             if self.trace.is_none() {
-                self.decide(self.header_parent);
+                self.decide(self.header_parent, None);
             }
             if self.trace.as_ref().is_some_and(|t| t.sampled) {
                 self.spans(&tel, status, bytes);
@@ -504,12 +521,12 @@ mod tests {
         let call = |name: &str| {
             let mut o = t.observe(&head("POST"));
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#);
-            assert!(o.read_body(body.as_bytes()).is_none(), "no trace context without tracing");
+            assert!(o.read_body(&head("POST"), body.as_bytes()).is_none(), "no trace context without tracing");
             o.finish(200, 10);
         };
         call("echo");
         let mut list = t.observe(&head("POST"));
-        list.read_body(br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        list.read_body(&head("POST"), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
         assert!(list.reads_answer());
         list.answer_bytes(br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo"}]}}"#);
         list.finish(200, 60);

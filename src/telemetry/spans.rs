@@ -20,7 +20,7 @@ impl Observation {
         };
         let name = match (&self.mcp_method, &self.target) {
             (Some(m), Some(target)) if !self.event_stream => format!("{m} {target}"),
-            (Some(m), None) if !self.event_stream => m.clone(),
+            (Some(m), None) if !self.event_stream => m.to_string(),
             _ => format!("{} {}", self.method, self.path),
         };
         let mut attributes = vec![
@@ -39,7 +39,7 @@ impl Observation {
             attributes.push(KeyValue::str("rpc.system.name", "jsonrpc"));
             attributes.push(KeyValue::str("jsonrpc.protocol.version", "2.0"));
             let about = self.target.clone().unwrap_or_default();
-            match m.as_str() {
+            match m.as_ref() {
                 "tools/call" => {
                     attributes.push(KeyValue::str("gen_ai.tool.name", about));
                     attributes.push(KeyValue::str("gen_ai.operation.name", "execute_tool"));

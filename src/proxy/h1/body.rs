@@ -243,6 +243,14 @@ fn hex_digit(n: usize) -> u8 {
 /// The end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// `content-length: N` and its line end, the number written without the formatting
+/// machinery (every head the own engine writes has one).
+pub(crate) fn content_length_line(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {

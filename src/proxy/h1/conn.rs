@@ -192,7 +192,8 @@ impl Conn<'_> {
             describe_client: p.describe_client,
             upstream_host: &self.fast.upstream_host,
             client_ip: self.peer.ip(),
-            mcp: p.mcp.is_some() || p.telemetry.is_some(),
+            // Tracing reads trace context and the session from the head; metrics only the body.
+            mcp: p.mcp.is_some() || p.telemetry.as_ref().is_some_and(|t| t.tracing()),
             trace: p.telemetry.as_ref().is_some_and(|t| t.tracing()),
         };
         // Where the search for the head's end resumes: a head that trickles in byte by
@@ -323,7 +324,8 @@ impl Conn<'_> {
             // Telemetry reads the body the target gets, and names the proxy's span to it.
             if let Some(observed) = self.observed.as_mut() {
                 let sent = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(b, _)| b.as_slice());
-                if let Some(propagate) = observed.read_body(sent) {
+                let seen = heads::telemetry(&self.buf, plan, self.peer);
+                if let Some(propagate) = observed.read_body(&seen, sent) {
                     let client_state = fields.tracestate.and_then(|span| Plan::part(&self.buf, span));
                     request::trace_fields(&mut plan.upstream_head, &propagate, client_state);
                     traced_body = propagate.body_at.map(|at| propagate.in_body(sent, at));
@@ -336,6 +338,13 @@ impl Conn<'_> {
         }
         let body = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(new_body, _)| new_body);
         let body = traced_body.as_deref().unwrap_or(body);
+        // Metrics alone need no head fields: the body, read here, says what they count.
+        if plan.mcp.is_none()
+            && let Some(observed) = self.observed.as_mut()
+        {
+            let _ = observed.read_body(&heads::telemetry(&self.buf, plan, self.peer), body);
+            observed.upstream_started();
+        }
         let separate = if body.len() <= INLINE_BODY {
             plan.upstream_head.extend_from_slice(body);
             &[][..]

@@ -177,7 +177,7 @@ pub(super) fn serialize_local(resp: &Local, close: bool) -> (Vec<u8>, usize) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(out, "content-length: {}\r\n", body.len());
+    super::body::content_length_line(&mut out, body.len());
     response::write_date(&mut out);
     if close {
         out.extend_from_slice(b"connection: close\r\n");

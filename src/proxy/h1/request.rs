@@ -13,6 +13,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
+use super::body;
 use crate::net;
 use crate::proxy::headers::{self, ConnectionOption};
 use crate::proxy::policy;
@@ -85,16 +86,8 @@ pub fn finish_head(
         }
     }
     if fields.length_line {
-        content_length_line(out, body_len);
+        body::content_length_line(out, body_len);
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `content-length: N` and its line end, the number written without the formatting
-/// machinery (every forwarded request has one).
-fn content_length_line(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -367,7 +360,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         Some(fields) => fields.length_line = length_line,
         None => {
             if length_line {
-                content_length_line(&mut out, body_len);
+                body::content_length_line(&mut out, body_len);
             }
             out.extend_from_slice(b"\r\n");
         }
@@ -499,7 +492,7 @@ mod tests {
     fn lengths_are_written_in_decimal() {
         for n in [0, 7, 10, 99, 300, 4096, 8_388_608, usize::MAX] {
             let mut out = Vec::new();
-            content_length_line(&mut out, n);
+            body::content_length_line(&mut out, n);
             assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
         }
     }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::body::Framing;
+use super::body::{self, Framing};
 use crate::proxy::headers::{ConnectionOption, HOP_BY_HOP, connection_options, response_content_length};
 use crate::proxy::policy;
 
@@ -133,7 +133,7 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
     // Second pass: the client's head.
     let mut out = Vec::with_capacity(head_len.saturating_add(64));
     out.extend_from_slice(b"HTTP/1.1 ");
-    let _ = write!(out, "{status}");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     match resp.reason {
         Some(reason) if !reason.is_empty() => out.extend_from_slice(reason.as_bytes()),
@@ -172,12 +172,12 @@ pub fn parse(buf: &[u8], exchange: Exchange) -> Parsed {
             // A 304 (or an answer to HEAD, which never comes here) may state the length
             // the full answer would have.
             if let (Some(n), 304) = (length, status) {
-                let _ = write!(out, "content-length: {n}\r\n");
+                body::content_length_line(&mut out, n);
             }
             false
         }
         Framing::Length(n) if !standalone_stream && !rewrite => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            body::content_length_line(&mut out, n);
             false
         }
         _ => {

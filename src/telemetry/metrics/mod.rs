@@ -13,7 +13,7 @@
 mod table;
 #[cfg(test)]
 mod tests;
-mod vocab;
+pub(crate) mod vocab;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
@@ -73,6 +73,12 @@ fn add(counter: &AtomicU64, n: usize) {
 pub(crate) struct Exporter {
     /// `None` when traces are not exported.
     spans: Option<mpsc::Sender<Span>>,
+    /// Wakes the export thread when a batch is full (otherwise its timer does: see
+    /// [`TracePipe::run`]).
+    batch_full: Arc<Notify>,
+    /// The queue's size, and how many queued spans make a batch.
+    max_queue: usize,
+    max_batch: usize,
     stats: Arc<ExportStats>,
     /// Taken by the first [`Exporter::shutdown`].
     stop: std::sync::Mutex<Option<oneshot::Sender<Instant>>>,
@@ -90,14 +96,17 @@ impl Exporter {
     pub(crate) fn start(config: ExportConfig, snapshot: Option<SnapshotFn>) -> io::Result<Exporter> {
         let client = client(&config)?;
         let stats = Arc::new(ExportStats::default());
+        let batch_full = Arc::new(Notify::new());
+        let max_queue = config.max_queue.max(1);
+        let max_batch = config.max_batch.max(1);
         let (spans, traces) = match config.traces_url {
             Some(url) => {
                 // tokio panics on a zero capacity; a queue of one is the least there is.
-                let (tx, rx) = mpsc::channel(config.max_queue.max(1));
-                let max_batch = config.max_batch.max(1);
+                let (tx, rx) = mpsc::channel(max_queue);
                 let pipe = TracePipe {
                     target: Target::new(url, "traces"),
                     rx,
+                    batch_full: batch_full.clone(),
                     batch: Vec::with_capacity(max_batch),
                     in_flight: 0,
                     max_batch,
@@ -129,6 +138,9 @@ impl Exporter {
         })?;
         Ok(Exporter {
             spans,
+            batch_full,
+            max_queue,
+            max_batch,
             stats,
             stop: std::sync::Mutex::new(Some(stop)),
             ended: std::sync::Mutex::new(ended),
@@ -140,10 +152,12 @@ impl Exporter {
     /// itself (the channel's slots are reused); when the queue is full the span is dropped
     /// and counted in [`ExportStats::spans_dropped`]. A no-op when traces are not exported.
     pub(crate) fn span(&self, span: Span) {
-        if let Some(tx) = &self.spans
-            && tx.try_send(span).is_err()
-        {
+        let Some(tx) = &self.spans else { return };
+        if tx.try_send(span).is_err() {
             add(&self.stats.spans_dropped, 1);
+        } else if self.max_queue - tx.capacity() == self.max_batch {
+            // The span that made a batch: the export thread need not wait for its timer.
+            self.batch_full.notify_one();
         }
     }
 
@@ -251,6 +265,7 @@ impl Worker {
 struct TracePipe {
     target: Target,
     rx: mpsc::Receiver<Span>,
+    batch_full: Arc<Notify>,
     batch: Vec<Span>,
     /// Spans of the request in flight, to count them if shutdown cancels it.
     in_flight: usize,
@@ -259,24 +274,41 @@ struct TracePipe {
 }
 
 impl TracePipe {
-    /// Exports a batch when it is full or `delay` after its first span; returns when every
-    /// sender is gone.
+    /// Exports what is queued every `delay`, or as soon as a batch is full; returns when
+    /// every sender is gone. The queue is only ever read with `try_recv`, never awaited: a
+    /// receiver waiting on it would be woken by every span, a thread switch per request on
+    /// a busy proxy. Spans wait in the queue instead, and the thread wakes a few times a
+    /// second.
     async fn run(&mut self, poster: &Poster, resource: &Resource) {
         loop {
-            // `recv_many` is cancel-safe: a span is either in `batch` or still queued.
-            if self.rx.recv_many(&mut self.batch, self.max_batch).await == 0 {
-                return;
-            }
-            let flush_at = Instant::now() + self.delay;
-            while self.batch.len() < self.max_batch {
-                let room = self.max_batch - self.batch.len();
-                match tokio::time::timeout_at(flush_at, self.rx.recv_many(&mut self.batch, room)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+            let _ = tokio::time::timeout(self.delay, self.batch_full.notified()).await;
+            loop {
+                let gone = self.drain();
+                if !self.batch.is_empty() {
+                    let full = self.batch.len() == self.max_batch;
+                    self.export(poster, resource).await;
+                    if full && !gone {
+                        continue;
+                    }
                 }
+                if gone {
+                    return;
+                }
+                break;
             }
-            self.export(poster, resource).await;
         }
+    }
+
+    /// Moves queued spans into the batch, up to its size; whether every sender is gone.
+    fn drain(&mut self) -> bool {
+        while self.batch.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(span) => self.batch.push(span),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
+        false
     }
 
     async fn export(&mut self, poster: &Poster, resource: &Resource) {

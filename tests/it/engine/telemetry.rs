@@ -153,3 +153,41 @@ async fn trace_context_and_metrics_are_alike_on_both_engines() {
     assert!(!own_counts.iter().any(|l| l.contains("made-up")), "a client's name never becomes a label");
     assert_eq!(own_counts, hyper_counts, "both engines count the same requests under the same labels");
 }
+
+/// Metrics alone (no tracing): the own engine reads no head fields, only the body; both
+/// engines must still count alike, and forward the client's trace context untouched.
+#[rustfmt::skip]
+fn metrics_cases() -> Vec<Case> {
+    let tools = json_answer(r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"echo","inputSchema":{}}]}}"#);
+    vec![
+        case("metrics: a call before the list", sized(rpc!(concat!("traceparent: ", client_tp!(), "\r\n"), r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo"}}"#)), OK,
+            &[Status(200), Sent(1), TargetHas("traceparent", client_tp!())]),
+        case("metrics: the server's list", sized(rpc!("", r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)), tools,
+            &[Status(200), Sent(1)]),
+        case("metrics: a listed tool", sized(rpc!("", r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo"}}"#)), OK,
+            &[Status(200), Sent(1)]),
+        case("metrics: an unknown method", sized(rpc!("", r#"{"jsonrpc":"2.0","id":6,"method":"x/made-up"}"#)), OK,
+            &[Status(200), Sent(1)]),
+        case("metrics: a batch", sized(rpc!("", r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)), OK,
+            &[Status(200), Sent(1)]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_alone_count_alike_on_both_engines() {
+    let target = Target::start().await;
+    let mut flags = FLAGS.to_vec();
+    flags.extend(["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "0"]);
+    let (own, hyper) = start_pair(&format!("http://{}/mcp", target.addr), &flags);
+    let ports = [diagnostics_port(&own), diagnostics_port(&hyper)];
+    let engines = [Engine::new("own", &own), Engine::new("hyper", &hyper)];
+    let cases = metrics_cases();
+    let failures = run("metrics", &target, &engines, &cases).await;
+    assert!(failures.is_empty(), "{} differential cases; failures:\n{}", cases.len(), failures.join("\n"));
+    let (own_counts, hyper_counts) = (request_counts(ports[0]).await, request_counts(ports[1]).await);
+    let has = |needle: &str| own_counts.iter().any(|l| l.contains(needle) && l.ends_with(" 1"));
+    assert!(has(r#"mcp_method="tools/call",mcp_resource_id="other""#), "{own_counts:#?}");
+    assert!(has(r#"mcp_method="tools/call",mcp_resource_id="echo""#), "{own_counts:#?}");
+    assert!(has(r#"mcp_method="other""#), "an unknown method is `other`: {own_counts:#?}");
+    assert_eq!(own_counts, hyper_counts, "both engines count the same requests under the same labels");
+}
