@@ -63,16 +63,15 @@ struct Meta<'a> {
     tracestate: Option<Cow<'a, str>>,
 }
 
-/// Reads `body`; `None` when it is not one JSON object (a batch, not JSON, not UTF-8
-/// where it is read).
+/// Reads `body`; `None` when it is not one JSON object (a batch, not JSON, not UTF-8).
 pub(crate) fn peek(body: &[u8]) -> Option<Peek<'_>> {
-    // Read from the bytes: serde_json checks the UTF-8 of what it borrows, and the rest of
-    // the body (the arguments) is skipped, never validated twice.
-    let json = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    if json.trim_ascii_start().first() != Some(&b'{') {
+    // One UTF-8 check of the whole body (fast on ASCII), then a reader that checks nothing
+    // again: from bytes, serde_json would validate every key it reads on its own.
+    let json = std::str::from_utf8(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)).ok()?;
+    if json.trim_ascii_start().as_bytes().first() != Some(&b'{') {
         return None;
     }
-    let m: Message<'_> = serde_json::from_slice(json).ok()?;
+    let m: Message<'_> = serde_json::from_str(json).ok()?;
     let (name, uri, meta, client_name) = match m.params {
         Some(p) => (p.name, p.uri, p.meta, p.client_info.and_then(|c| c.name)),
         None => (None, None, None, None),

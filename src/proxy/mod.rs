@@ -325,8 +325,9 @@ impl Proxy {
         };
         // Telemetry reads the body the target gets, and names the proxy's span to it.
         if let Some(observed) = observed.as_mut() {
-            let seen = telemetry_head(&parts.method, &parts.uri, &parts.headers, peer);
-            if let Some(propagate) = observed.read_body(&seen, &body) {
+            let tracing = p.telemetry.as_ref().is_some_and(|t| t.tracing());
+            let seen = tracing.then(|| telemetry_head(&parts.method, &parts.uri, &parts.headers, peer));
+            if let Some(propagate) = observed.read_body(seen.as_ref(), &body) {
                 if let Some(at) = propagate.body_at {
                     body = Bytes::from(propagate.in_body(&body, at));
                 }

@@ -110,7 +110,6 @@ impl Propagate {
 pub(crate) struct Observation {
     telemetry: Arc<Telemetry>,
     started: Instant,
-    start_unix_nanos: u64,
     method: Cow<'static, str>,
     path: String,
     peer: SocketAddr,
@@ -126,7 +125,9 @@ pub(crate) struct Observation {
     /// `initialize`'s `clientInfo.name` (spans only).
     client_name: Option<String>,
     trace: Option<Traced>,
-    upstream_started: Option<(Instant, u64)>,
+    /// When the request went to the target (a span's wall-clock times are derived from
+    /// these at its end: an unsampled request never reads the wall clock).
+    upstream_started: Option<Instant>,
     /// The answer is an event stream: one span for its life, its events counted.
     event_stream: bool,
     events: u64,
@@ -221,10 +222,8 @@ impl Telemetry {
         Box::new(Observation {
             telemetry: self.clone(),
             started: Instant::now(),
-            start_unix_nanos: if tracing { unix_nanos(SystemTime::now()) } else { 0 },
             method: static_method(head.method),
-            // For the span of a request refused before its body was read.
-            path: if tracing { head.path.to_owned() } else { String::new() },
+            path: String::new(),
             peer: head.peer,
             session: None,
             protocol: None,
@@ -268,7 +267,9 @@ impl Telemetry {
 impl Observation {
     /// The request body is whole (after the MCP policy, as the target will get it): its
     /// MCP facts are read, the trace decided, and what the target receives of it returned.
-    pub(crate) fn read_body(&mut self, head: &Head<'_>, body: &[u8]) -> Option<Propagate> {
+    /// `head` is read only when tracing (a sampled span's session and protocol, the
+    /// client's `tracestate`).
+    pub(crate) fn read_body(&mut self, head: Option<&Head<'_>>, body: &[u8]) -> Option<Propagate> {
         let peeked = peek::peek(body);
         self.batch = peeked.is_none() && body.trim_ascii_start().first() == Some(&b'[');
         let meta_parent = peeked.as_ref().and_then(meta_trace);
@@ -279,7 +280,7 @@ impl Observation {
                 let state = peeked.as_ref().and_then(|p| p.tracestate.as_deref());
                 state.filter(|s| trace::valid_tracestate(s)).map(str::to_owned)
             });
-            let header_state = head.tracestate.and_then(|v| std::str::from_utf8(v).ok());
+            let header_state = head.and_then(|h| h.tracestate).and_then(|v| std::str::from_utf8(v).ok());
             let state = match &meta_state {
                 Some(state) => state.clone(),
                 None => header_state.map(str::to_owned),
@@ -293,8 +294,9 @@ impl Observation {
         if self.trace.as_ref().is_some_and(|t| t.sampled) {
             // Only a span reads these: an unsampled request copies none of them.
             let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
-            self.session = text(head.session);
-            self.protocol = text(head.protocol);
+            self.session = text(head.and_then(|h| h.session));
+            self.protocol = text(head.and_then(|h| h.protocol));
+            self.path = head.map(|h| h.path.to_owned()).unwrap_or_default();
         }
         if let Some(p) = &peeked {
             self.note(p);
@@ -340,7 +342,7 @@ impl Observation {
     /// The request is being sent to the target now.
     pub(crate) fn upstream_started(&mut self) {
         if self.telemetry.tracing() {
-            self.upstream_started = Some((Instant::now(), unix_nanos(SystemTime::now())));
+            self.upstream_started = Some(Instant::now());
         }
     }
 
@@ -521,12 +523,12 @@ mod tests {
         let call = |name: &str| {
             let mut o = t.observe(&head("POST"));
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#);
-            assert!(o.read_body(&head("POST"), body.as_bytes()).is_none(), "no trace context without tracing");
+            assert!(o.read_body(Some(&head("POST")), body.as_bytes()).is_none(), "no trace context without tracing");
             o.finish(200, 10);
         };
         call("echo");
         let mut list = t.observe(&head("POST"));
-        list.read_body(&head("POST"), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        list.read_body(Some(&head("POST")), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
         assert!(list.reads_answer());
         list.answer_bytes(br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo"}]}}"#);
         list.finish(200, 60);

@@ -12,7 +12,11 @@ impl Observation {
     pub(super) fn spans(&self, tel: &Telemetry, status: u16, bytes: u64) {
         let Some(exporter) = &tel.exporter else { return };
         let Some(t) = &self.trace else { return };
-        let end = unix_nanos(SystemTime::now());
+        // The wall clock is read once, here; the starts are the monotonic clock's intervals
+        // back from it.
+        let now = SystemTime::now();
+        let end = unix_nanos(now);
+        let before = |at: std::time::Instant| unix_nanos(now.checked_sub(at.elapsed()).unwrap_or(now));
         let status_of = |code: u16| match code {
             500.. => Status::Error(format!("HTTP {code}")),
             400.. => Status::Unset,
@@ -21,6 +25,8 @@ impl Observation {
         let name = match (&self.mcp_method, &self.target) {
             (Some(m), Some(target)) if !self.event_stream => format!("{m} {target}"),
             (Some(m), None) if !self.event_stream => m.to_string(),
+            // A request refused before its body was read has no path recorded.
+            _ if self.path.is_empty() => self.method.to_string(),
             _ => format!("{} {}", self.method, self.path),
         };
         let mut attributes = vec![
@@ -73,7 +79,7 @@ impl Observation {
             attributes.push(KeyValue::int("sse.events", self.events as i64));
         }
         attributes.extend(tel.span_env.iter().cloned());
-        if let Some((_, upstream_start)) = self.upstream_started {
+        if let Some(upstream_start) = self.upstream_started.map(before) {
             exporter.span(Span {
                 trace_id: t.trace_id,
                 span_id: t.client_span,
@@ -97,7 +103,7 @@ impl Observation {
             trace_state: t.tracestate.clone(),
             name,
             kind: SpanKind::Server,
-            start_unix_nanos: self.start_unix_nanos,
+            start_unix_nanos: before(self.started),
             end_unix_nanos: end,
             attributes,
             status: status_of(status),

@@ -325,7 +325,7 @@ impl Conn<'_> {
             if let Some(observed) = self.observed.as_mut() {
                 let sent = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(b, _)| b.as_slice());
                 let seen = heads::telemetry(&self.buf, plan, self.peer);
-                if let Some(propagate) = observed.read_body(&seen, sent) {
+                if let Some(propagate) = observed.read_body(Some(&seen), sent) {
                     let client_state = fields.tracestate.and_then(|span| Plan::part(&self.buf, span));
                     request::trace_fields(&mut plan.upstream_head, &propagate, client_state);
                     traced_body = propagate.body_at.map(|at| propagate.in_body(sent, at));
@@ -342,7 +342,8 @@ impl Conn<'_> {
         if plan.mcp.is_none()
             && let Some(observed) = self.observed.as_mut()
         {
-            let _ = observed.read_body(&heads::telemetry(&self.buf, plan, self.peer), body);
+            // No tracing here (it reads head fields): the body alone is read.
+            let _ = observed.read_body(None, body);
             observed.upstream_started();
         }
         let separate = if body.len() <= INLINE_BODY {
