@@ -10,7 +10,8 @@
 //! - `oauth` is the protocol layer underneath both (metadata, tokens, challenges);
 //! - `mcp` holds the little MCP knowledge a transparent proxy needs;
 //! - `policy` is MCP-aware policy: Cedar authorization, tool filtering, audit;
-//! - `telemetry` is logs, metrics (Prometheus, OTLP) and traces.
+//! - `telemetry` is logs, metrics (Prometheus, OTLP) and traces;
+//! - `stdio` is `thv proxy stdio`: a stdio MCP client bridged to the target.
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -28,16 +29,45 @@ mod outbound;
 mod policy;
 mod proxy;
 mod server;
+mod stdio;
 mod telemetry;
 
 pub use cli::Invocation;
 pub use error::Error;
 
-use config::{Config, ProcessEnvironment};
+use config::{Config, ProcessEnvironment, Run, StdioConfig};
 
-/// Validates the command line, then runs the proxy until it is told to stop.
+/// Validates the command line, then runs the proxy (or the stdio bridge) until it is told
+/// to stop.
 pub fn run(invocation: &Invocation) -> Result<(), Error> {
-    let config = Config::from_invocation(invocation, &ProcessEnvironment)?;
+    match Run::from_invocation(invocation, &ProcessEnvironment)? {
+        Run::Http(config) => run_http(*config),
+        Run::Stdio(config) => run_stdio(*config),
+    }
+}
+
+/// `thv proxy stdio`. Its own runtime shutdown: the threads that own stdin and stdout may
+/// be blocked in a read or a write the client will never complete, and must not hold the
+/// exit (the issue asks for an exit within a second of end of input).
+fn run_stdio(config: StdioConfig) -> Result<(), Error> {
+    telemetry::init(config.debug, false);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Few messages at a time: two workers are plenty, and one would make a slow login or
+    // DNS lookup on the runtime thread stall the relay.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads().clamp(1, 2))
+        .enable_all()
+        .build()
+        .map_err(Error::Io)?;
+    let outcome = runtime.block_on(stdio::run(config));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    outcome
+}
+
+fn run_http(config: Config) -> Result<(), Error> {
     telemetry::init(config.debug, config.log_json);
     for warning in &config.warnings {
         tracing::warn!("{warning}");

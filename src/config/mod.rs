@@ -12,6 +12,7 @@
 mod inbound;
 mod outbound;
 mod policy;
+mod stdio;
 mod target;
 mod telemetry;
 
@@ -25,11 +26,12 @@ pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;
 pub(crate) use outbound::{OAuthConfig, OAuthEndpoints};
 pub(crate) use policy::PolicyConfig;
+pub(crate) use stdio::StdioConfig;
 pub(crate) use target::Target;
 pub(crate) use telemetry::{DIAGNOSTICS_PORT, Diagnostics, TelemetryConfig};
 
 use crate::cli::values::{parse_go_duration, parse_size};
-use crate::cli::{Command, Invocation, ProxyArgs};
+use crate::cli::{Command, Invocation, ProxyArgs, ProxyCommand};
 use crate::net::normalize_origin;
 use crate::oauth::http::UrlRefusal;
 
@@ -118,8 +120,10 @@ pub struct Config {
 impl Config {
     /// Validates a parsed command line against `env`.
     pub fn from_invocation(inv: &Invocation, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let Command::Proxy(args) = &inv.cli.command;
-        let debug = inv.cli.debug || env.var("TOOLHIVE_DEBUG").is_some_and(|v| is_truthy(&v));
+        let Command::Proxy(ProxyCommand::Http(args)) = &inv.cli.command else {
+            return Err(ConfigError::new("stdio", "is `thv proxy stdio`, which has a configuration of its own"));
+        };
+        let debug = debug_on(inv, env);
         let mut config = from_proxy_args(args, debug)?;
         config.inbound = inbound::inbound_config(&args.oidc, env)?;
         config.outbound =
@@ -154,12 +158,44 @@ impl Config {
     }
 }
 
+/// The configuration of a run: the HTTP proxy or the stdio bridge.
+#[derive(Debug)]
+pub(crate) enum Run {
+    Http(Box<Config>),
+    Stdio(Box<StdioConfig>),
+}
+
+impl Run {
+    /// Validates a parsed command line against `env`, whichever command it is.
+    pub(crate) fn from_invocation(inv: &Invocation, env: &dyn Environment) -> Result<Run, ConfigError> {
+        match &inv.cli.command {
+            Command::Proxy(ProxyCommand::Stdio(args)) => {
+                StdioConfig::from_args(args, &inv.given, debug_on(inv, env), env).map(|c| Run::Stdio(Box::new(c)))
+            }
+            Command::Proxy(ProxyCommand::Http(_)) => Config::from_invocation(inv, env).map(|c| Run::Http(Box::new(c))),
+        }
+    }
+}
+
+/// `--debug`, or `TOOLHIVE_DEBUG` set to a true value.
+fn debug_on(inv: &Invocation, env: &dyn Environment) -> bool {
+    inv.cli.debug || env.var("TOOLHIVE_DEBUG").is_some_and(|v| is_truthy(&v))
+}
+
 fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError> {
     let server_name = args.server_name.trim().to_owned();
     if server_name.is_empty() {
         return Err(ConfigError::new(
             "SERVER_NAME",
             "must not be empty; name the MCP server, e.g. `thv proxy my-server …`",
+        ));
+    }
+    if server_name == "stdio" {
+        // Only reachable with the name after a flag (`thv proxy --target-uri URL stdio`):
+        // in first place `stdio` is the subcommand.
+        return Err(ConfigError::new(
+            "SERVER_NAME",
+            "`stdio` is reserved for `thv proxy stdio SERVER_NAME …`; choose another name",
         ));
     }
     let listen_ip = resolve_host(&args.listen.host)?;

@@ -3,6 +3,7 @@
 //! JSON-RPC id in an error) or where the transport requires it (the legacy HTTP+SSE
 //! `endpoint` event, MCP 2024-11-05 Transports §HTTP with SSE).
 
+pub(crate) mod events;
 pub(crate) mod jsonrpc;
 pub(crate) mod peek;
 pub(crate) mod request;

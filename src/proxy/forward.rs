@@ -238,6 +238,17 @@ impl Upstream {
         }
     }
 
+    /// As [`Upstream::send`], for a caller without a client connection's deadlines (the
+    /// stdio bridge sends many requests at once, and a connection's [`Deadlines`] watches
+    /// one wait at a time): the response timeout has a timer of its own.
+    pub(crate) async fn send_timed(&self, req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
+        let call = self.send_pooled(req);
+        match self.response_timeout {
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| ForwardError::Timeout(limit))?,
+            None => call.await,
+        }
+    }
+
     async fn send_pooled(&self, mut req: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, ForwardError> {
         let mut attempt = 1;
         loop {

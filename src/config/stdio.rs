@@ -1,0 +1,114 @@
+//! `thv proxy stdio`: the bridge's settings. The target and the `--remote-auth*` flags go
+//! through the same rules as for the HTTP proxy ([`super::target`], [`super::outbound`]);
+//! only the bridge's own limits are checked here.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::outbound::{OutboundConfig, outbound_config};
+use super::target::{Target, parse_target};
+use super::{CONNECT_TIMEOUT, ConfigError, Environment};
+use crate::cli::StdioArgs;
+use crate::cli::values::{parse_go_duration, parse_size};
+
+/// The validated configuration of one `thv proxy stdio` run.
+#[derive(Debug, Clone)]
+pub(crate) struct StdioConfig {
+    /// SERVER_NAME, used in the log.
+    pub(crate) server_name: String,
+    /// The remote MCP server.
+    pub(crate) target: Target,
+    /// Largest message, either way (`--max-request-body`).
+    pub(crate) max_message: usize,
+    /// Deadline for the target's response headers; `None` waits forever.
+    pub(crate) upstream_timeout: Option<Duration>,
+    /// Deadline for connecting to the target.
+    pub(crate) connect_timeout: Duration,
+    /// Outgoing authentication (`--remote-auth*`).
+    pub(crate) outbound: Option<OutboundConfig>,
+    /// `--debug` or `TOOLHIVE_DEBUG`.
+    pub(crate) debug: bool,
+    /// Warnings about the flags, logged once the logger exists.
+    pub(crate) warnings: Vec<&'static str>,
+}
+
+impl StdioConfig {
+    /// Validates `thv proxy stdio`'s flags against `env`.
+    pub(crate) fn from_args(
+        args: &StdioArgs,
+        given: &BTreeSet<String>,
+        debug: bool,
+        env: &dyn Environment,
+    ) -> Result<StdioConfig, ConfigError> {
+        let server_name = args.server_name.trim().to_owned();
+        if server_name.is_empty() {
+            return Err(ConfigError::new(
+                "SERVER_NAME",
+                "must not be empty; name the MCP server, e.g. `thv proxy stdio my-server …`",
+            ));
+        }
+        let target = parse_target(&args.target_uri)?;
+        let max_message = parse_size(&args.max_request_body)
+            .map_err(|why| ConfigError::new("--max-request-body", format!("{:?} {why}", args.max_request_body)))?;
+        let upstream_timeout =
+            parse_go_duration(&args.upstream_timeout).map_err(|why| ConfigError::new("--upstream-timeout", why))?;
+        let mut warnings = Vec::new();
+        let outbound = outbound_config(&args.remote_auth, given, env, &target, &mut warnings)?;
+        Ok(StdioConfig {
+            server_name,
+            target,
+            max_message,
+            upstream_timeout: (!upstream_timeout.is_zero()).then_some(upstream_timeout),
+            connect_timeout: CONNECT_TIMEOUT,
+            outbound,
+            debug,
+            warnings,
+        })
+    }
+
+    /// How long a request may wait for the OAuth login (`--remote-auth-timeout`); `None`
+    /// when there is no login to wait for.
+    pub(crate) fn login_timeout(&self) -> Option<Duration> {
+        match &self.outbound {
+            Some(OutboundConfig::OAuth(oauth)) => Some(oauth.timeout),
+            Some(OutboundConfig::Bearer(_)) | None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Command, Invocation, ProxyCommand};
+
+    struct NoEnv;
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn stdio(args: &[&str]) -> Result<StdioConfig, ConfigError> {
+        let mut argv = vec!["thv", "proxy", "stdio"];
+        argv.extend_from_slice(args);
+        let inv = Invocation::parse_from(argv).expect("parses");
+        let Command::Proxy(ProxyCommand::Stdio(a)) = &inv.cli.command else { panic!("not stdio") };
+        StdioConfig::from_args(a, &inv.given, false, &NoEnv)
+    }
+
+    #[test]
+    fn the_outbound_rules_are_the_proxys() {
+        let c = stdio(&["srv", "--target-uri", "https://api.example.com/mcp", "--remote-auth"]).unwrap();
+        assert!(matches!(c.outbound, Some(OutboundConfig::OAuth(_))));
+        assert_eq!(c.login_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(c.max_message, 8 << 20);
+        let err = stdio(&["srv", "--target-uri", "http://x", "--remote-auth-callback-port", "9000"]).unwrap_err();
+        assert_eq!(err.flag, "--remote-auth-callback-port");
+        let err = stdio(&["srv", "--target-uri", "ftp://x"]).unwrap_err();
+        assert_eq!(err.flag, "--target-uri");
+        let err = stdio(&["srv", "--target-uri", "http://x", "--max-request-body", "lots"]).unwrap_err();
+        assert_eq!(err.flag, "--max-request-body");
+        let err = stdio(&[" ", "--target-uri", "http://x"]).unwrap_err();
+        assert_eq!(err.flag, "SERVER_NAME");
+    }
+}
