@@ -16,4 +16,5 @@ mod mcp;
 mod outbound;
 mod policy;
 mod properties;
+mod stdio;
 mod telemetry;
