@@ -27,7 +27,7 @@ use crate::proxy::h1::conn::{self, Outcome};
 use crate::proxy::{Proxy, StreamStops};
 
 pub use crate::cli::values::{parse_go_duration, parse_size};
-pub use crate::cli::{Command, Invocation};
+pub use crate::cli::{Command, Invocation, ProxyCommand};
 pub use crate::config::{Config, Environment, OutboundConfig};
 pub use crate::inbound::bearer::bearer_token;
 pub use crate::inbound::jose::Algorithm;

@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use thv::internals::{
-    Command, Config, Environment, Invocation, OutboundConfig, is_local_host, normalize_origin, parse_go_duration,
-    parse_size,
+    Command, Config, Environment, Invocation, OutboundConfig, ProxyCommand, is_local_host, normalize_origin,
+    parse_go_duration, parse_size,
 };
 
 /// Go's `time.Duration.String()` rendering of `d` (e.g. `1h2m3.5s`, `1.5ms`, `0s`).
@@ -184,7 +184,9 @@ pub fn cli(data: &[u8]) {
     let env = MapEnv(env);
     let Ok(mut inv) = Invocation::parse_from(&argv) else { return };
     {
-        let Command::Proxy(args) = &mut inv.cli.command;
+        // `thv proxy stdio` shares the target and outbound rules, which are fuzzed here
+        // through the HTTP proxy's command line.
+        let Command::Proxy(ProxyCommand::Http(args)) = &mut inv.cli.command else { return };
         if !resolves_offline(&args.listen.host) {
             args.listen.host = "127.0.0.1".to_owned();
         }
@@ -250,7 +252,7 @@ fn check_config(config: &Config, inv: &Invocation, env: &MapEnv) {
     assert!(as_url.is_ok(), "target {t} is not a URL");
 
     // The displayed target is accepted again and means the same.
-    let Command::Proxy(args) = &inv.cli.command;
+    let Command::Proxy(ProxyCommand::Http(args)) = &inv.cli.command else { unreachable!("an HTTP proxy config") };
     let argv = ["thv", "proxy", "srv", "--host", "127.0.0.1", "--target-uri", &t.display()];
     let again = Invocation::parse_from(argv).expect("the displayed target parses as a flag");
     let again = Config::from_invocation(&again, &MapEnv(HashMap::new())).unwrap_or_else(|e| {

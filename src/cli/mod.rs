@@ -24,7 +24,8 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-pub(crate) use stdio::{ProxyCommand, StdioArgs};
+pub use stdio::ProxyCommand;
+pub(crate) use stdio::StdioArgs;
 pub(crate) use telemetry::TelemetryArgs;
 
 /// `thv`: the command line.
