@@ -434,3 +434,20 @@ async fn garbage_and_endless_events_from_the_server_are_errors_with_bounded_memo
     bridge.close_stdin();
     assert!(bridge.wait_exit(STEP).0.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_goes_on_every_request_and_never_to_the_log() {
+    let upstream = ScriptedUpstream::start(session_server(false)).await;
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &["--remote-auth-bearer-token", "tok-123", "--debug"]);
+    initialize(&mut bridge);
+    bridge.send_json(&request(2, "ping", json!({})));
+    assert_eq!(bridge.next()["id"], 2);
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
+    let seen = upstream.seen();
+    assert!(seen.len() >= 4, "initialize, initialized, ping, DELETE: {seen:?}");
+    for s in &seen {
+        assert_eq!(s.headers["authorization"], "Bearer tok-123", "{} {}", s.method, String::from_utf8_lossy(&s.body));
+    }
+    assert!(!bridge.stderr().contains("tok-123"));
+}
