@@ -384,8 +384,8 @@ fn answer_panics(handler: impl Future<Output = Response<ProxyBody>>) -> impl Fut
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (the proxy's and the stdio bridge's end).
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut sig) => {

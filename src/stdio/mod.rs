@@ -43,6 +43,7 @@ use tracing::{debug, info, warn};
 use crate::config::StdioConfig;
 use crate::error::Error;
 use crate::proxy::respond::{INVALID_REQUEST, UPSTREAM_UNAVAILABLE};
+use crate::server::shutdown_signal;
 use lines::{Input, spawn_reader, spawn_writer};
 use message::{ClientMessage, error_answer, read_client};
 use remote::{Asked, Remote};
@@ -200,23 +201,4 @@ async fn listen_once(remote: &Remote) -> Result<ListenEnd, String> {
         return Ok(ListenEnd::NotOffered);
     }
     remote.relay(resp, None).await.map(|_| ListenEnd::Ended)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
