@@ -21,6 +21,17 @@ POLICY_ROWS = {
     "audit_tput": ("thv-audit", "tools/call ~300 B with --audit-config (every event to a file), req/s"),
 }
 MARK = "<!-- bench runs: newest first; bench/run.py inserts here -->"
+# Telemetry rows (bench/run.py tel_tput, tel_latency): target -> (label, the plain row it is divided by)
+TELEMETRY_ROWS = {
+    "thv": ("thv, telemetry off", "thv"),
+    "thv-metrics": ("thv, Prometheus metrics (/metrics on the diagnostics port)", "thv"),
+    "thv-trace01": ("thv, metrics + OTLP traces at 0.1 (+ OTLP metrics every 5 s)", "thv"),
+    "thv-trace1": ("thv, metrics + OTLP traces at 1.0 (+ OTLP metrics every 5 s)", "thv"),
+    "haproxy": ("HAProxy", "haproxy"),
+    "haproxy-prom": ("HAProxy, Prometheus exporter on", "haproxy"),
+    "haproxy-ot10": ("HAProxy, OpenTracing filter + Datadog tracer at 10%", "haproxy"),
+    "haproxy-ot100": ("HAProxy, OpenTracing filter + Datadog tracer at 100%", "haproxy"),
+}
 
 
 def med(xs):
@@ -132,6 +143,7 @@ def summarize(results):
         jwt["thv"]["same_x_haproxy"] = med(ratios(thv_s, hap_s))
     s["jwt"] = jwt
     s["policy"] = summarize_policy(results)
+    s["telemetry"] = summarize_telemetry(results)
     s["lifecycle"] = results.get("once", {}).get("lifecycle", {})
     s["hold"] = results.get("once", {}).get("hold", {})
     s["skipped"] = results.get("skipped", {})
@@ -163,6 +175,82 @@ def summarize_policy(results):
         if d:
             out[wl] = d
     return out
+
+
+def summarize_telemetry(results):
+    """The telemetry rows: every ratio is per round against plain thv (and its peer against plain
+    HAProxy) of the same round, then the median over rounds."""
+    out = {}
+    for t, (_, base) in TELEMETRY_ROWS.items():
+        rps = per_round(results, "tel_tput", t, "rps")
+        if all(v is None for v in rps):
+            continue
+        reqs = per_round(results, "tel_tput", t, "requests")
+        sinks = per_round(results, "tel_tput", t, "sink")
+        posts = [sum(v["posts"] for p, v in (k or {}).items() if p.endswith("traces")) if k is not None else None
+                 for k in sinks]
+        tbytes = [sum(v["bytes"] for p, v in (k or {}).items() if p.endswith("traces")) if k is not None else None
+                  for k in sinks]
+        mposts = [sum(v["posts"] for p, v in (k or {}).items() if p.endswith("metrics")) if k is not None else None
+                  for k in sinks]
+        row = {"rps": med(rps), "per_round": rps,
+               "x_thv": med(ratios(rps, per_round(results, "tel_tput", "thv", "rps"))),
+               "x_base": med(ratios(rps, per_round(results, "tel_tput", base, "rps"))),
+               "x_haproxy": med(ratios(rps, per_round(results, "tel_tput", "haproxy", "rps"))),
+               "cpu_us": med(per_round(results, "tel_tput", t, "cpu_us_per_req")),
+               # One-core capacity from CPU time alone (proxy + origin per request), against the
+               # plain row's: steadier than req/s when other work shares the host.
+               "cap_x_base": med(ratios(d_cap(results, "tel_tput", t), d_cap(results, "tel_tput", base))),
+               "cpu_added_us": med(diffs(per_round(results, "tel_tput", t, "cpu_us_per_req"),
+                                         per_round(results, "tel_tput", base, "cpu_us_per_req"))),
+               "wrk_p99_us": med(per_round(results, "tel_tput", t, "p99_us")),
+               "errors": sum(v or 0 for v in per_round(results, "tel_tput", t, "errors")),
+               "non_2xx": sum(v or 0 for v in per_round(results, "tel_tput", t, "status")),
+               "trace_posts_per_s": med([p / results["meta"]["duration_s"] if p is not None else None for p in posts]),
+               "trace_bytes_per_req": med(ratios(tbytes, reqs)),
+               "metric_posts": sum(v or 0 for v in mposts)}
+        for p in ("p50", "p99", "p999"):
+            v = per_round(results, "tel_latency", t, f"{p}_us")
+            row[f"lat_{p}"] = med(v)
+            row[f"lat_{p}_added"] = med(diffs(v, per_round(results, "tel_latency", base, f"{p}_us")))
+        row["lat_errors"] = sum(v or 0 for v in per_round(results, "tel_latency", t, "errors"))
+        out[t] = row
+    return out
+
+
+def telemetry_markdown(results, s):
+    tel = s.get("telemetry") or {}
+    if not tel:
+        return []
+    rate = results["meta"].get("rate")
+    lines = [f"| telemetry rows, tools/call ~300 B (wrk -c32; oha -q {rate} for latency) | req/s | × plain "
+             "(same round) | CPU µs/req (+ vs plain) | capacity from CPU time × plain | wrk p99 at saturation, ms | p50 / p99 at "
+             f"{rate} req/s, µs (p99 − plain's) | trace export to the sink |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t, (label, base) in TELEMETRY_ROWS.items():
+        r = tel.get(t)
+        if not r:
+            continue
+        x = "1.00× (the base)" if t == base else f"**{fmt_x(r['x_base'])} {'thv' if base == 'thv' else 'HAProxy'}**"
+        if t.startswith("haproxy") and r.get("x_thv") is not None:
+            x += f", {fmt_x(r['x_thv'])} thv"
+        cpu = fmt_n(r["cpu_us"]) + ("" if t == base or r["cpu_added_us"] is None else f" ({r['cpu_added_us']:+.1f})")
+        p99 = "–" if r["wrk_p99_us"] is None else f"{r['wrk_p99_us'] / 1000:.2f}"
+        lat = "–" if r["lat_p50"] is None else (f"{r['lat_p50']:.0f} / {r['lat_p99']:.0f}" +
+                                                ("" if t == base else f" ({r['lat_p99_added']:+.0f})"))
+        exp = "–"
+        if r["trace_posts_per_s"]:
+            exp = f"{r['trace_posts_per_s']:.1f} POST/s, {r['trace_bytes_per_req']:.0f} B per request"
+            if r["metric_posts"]:
+                exp += f"; {r['metric_posts']} metric POSTs in all"
+        err = "" if not (r["errors"] or r["non_2xx"]) else f" ({r['errors']} errors, {r['non_2xx']} non-2xx)"
+        cap = "–" if t == base else fmt_x(r["cap_x_base"])
+        lines.append(f"| {label}{err} | {fmt_n(r['rps'])} | {x} | {cpu} | {cap} | {p99} | {lat} | {exp} |")
+    lines.append("")
+    per = "; ".join(f"{t} " + ", ".join(fmt_n(v) for v in r["per_round"]) for t, r in tel.items())
+    lines.append(f"Per round, req/s: {per}")
+    lines.append("")
+    return lines
 
 
 def verdicts(s):
@@ -205,10 +293,14 @@ def verdicts(s):
         if j.get("fresh_x_haproxy"):
             add("JWT fresh token ≥ 1.0× HAProxy jwt_verify", f"{j['fresh_x_haproxy']:.2f}×",
                 j["fresh_x_haproxy"] >= 1.0, "token pool reused" if j["token_reuse"] else "")
-    else:
+    elif thv:  # a run without the main rows (--suite) has no JWT verdicts either
         why = s["skipped"].get("thv-jwt") or s["skipped"].get("jwt") or "not measured"
         add("JWT same token ≥ 0.95× no-auth throughput", "skipped", None, why)
         add("JWT fresh token ≥ 1.0× HAProxy jwt_verify", "skipped", None, why)
+    tr = s.get("telemetry", {}).get("thv-trace01")
+    if tr and tr.get("x_base") is not None:
+        add("metrics + tracing at 0.1 ≥ 0.9× telemetry-off thv (same round)", f"{tr['x_base']:.2f}×",
+            tr["x_base"] >= 0.9)
     a = s.get("policy", {}).get("authz_tput", {}).get("thv-authz")
     if a:
         add("tools/call through 10 Cedar policies ≥ 0.9× plain thv (same round)", f"{a['x_thv']:.2f}×",
@@ -278,8 +370,9 @@ def markdown(results, s, chart_name):
             lines.append(f"- Skipped **{k}**: {why}")
     lines.append("")
     cols = [t for t in ORDER if t in s["tput"].get("mcp_tput", {}) or t in s["tput"].get("raw_tput", {})]
-    lines.append("| throughput (wrk -c32) and CPU | " + " | ".join(NAMES[t] for t in cols) + " |")
-    lines.append("|---|" + "---|" * len(cols))
+    if cols:
+        lines.append("| throughput (wrk -c32) and CPU | " + " | ".join(NAMES[t] for t in cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
     for wl, label in (("mcp_tput", "MCP tools/call POST ~300 B, req/s"), ("raw_tput", "raw GET (nginx origin), req/s")):
         d = s["tput"].get(wl, {})
         if not d:
@@ -376,6 +469,7 @@ def markdown(results, s, chart_name):
             cpu = f"{fmt_n(d.get('thv', {}).get('cpu_us'))} / {fmt_n(d.get(conf, {}).get('cpu_us'))}"
             lines.append(f"| {label} | {cell('direct')} | {cell('thv')} | {cell(conf)} | {cell('nginx')} | {cpu} |")
         lines.append("")
+    lines += telemetry_markdown(results, s)
     life, hold = s["lifecycle"], s["hold"]
     if life or hold:
         pcols = [t for t in ORDER if t in life or t in hold]

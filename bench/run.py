@@ -10,6 +10,10 @@ Targets, all on 127.0.0.1, server side pinned to CPU 1, load generators to CPU 0
   thv-authz  `thv proxy --authz-config bench/conf/authz-bench.json` (10 Cedar policies): the
              policy rows authz_tput, list_json, list_sse
   thv-audit  `thv proxy --audit-config` (every event to a file): the audit_tput row
+  telemetry  (tel_tput, tel_latency; `--suite telemetry` runs only these) thv with Prometheus
+             metrics, + OTLP traces at 0.1 and 1.0 to a loopback sink (bench/otlp_sink.py);
+             HAProxy with its Prometheus exporter, and with its OpenTracing filter + the Debian
+             Datadog tracer plugin (libdd-opentracing0) at 10% and 100%, to the same kind of sink
 
 Each round runs every workload against every target in a shuffled order; figures are the
 median over rounds of per-round ratios (against direct and nginx of the same round).
@@ -22,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -43,6 +48,9 @@ PORTS = {
     "thv_raw": 18081, "thv_mcp": 18091, "nginx_raw": 18082, "nginx_mcp": 18092,
     "haproxy_raw": 18083, "haproxy_mcp": 18093, "mcp_proxy": 18094,
     "thv_jwt": 18095, "haproxy_jwt": 18096, "thv_authz": 18097, "thv_audit": 18098,
+    "thv_metrics": 18110, "thv_trace01": 18111, "thv_trace1": 18112, "haproxy_prom": 18113,
+    "haproxy_prom_stats": 18114, "haproxy_ot10": 18115, "haproxy_ot100": 18116,
+    "sink_thv_trace01": 18117, "sink_thv_trace1": 18118, "sink_haproxy_ot10": 18119, "sink_haproxy_ot100": 18120,
     "life_thv": 18101, "life_nginx": 18102, "life_haproxy": 18103, "life_mcp_proxy": 18104,
 }
 ISSUER = f"http://127.0.0.1:{PORTS['mcp_origin']}"
@@ -53,6 +61,16 @@ AUTHZ_CONFIG = os.path.join(CONF, "authz-bench.json")
 # What bench/conf/authz-bench.json leaves of bench_origin's 100-tool list.
 LIST_KEPT = ["echo"] + [f"tool_{i:03}" for i in range(1, 50)]
 POLICY_WORKLOADS = ("authz_tput", "list_json", "list_sse", "audit_tput")
+# Telemetry rows: each round measures plain thv and HAProxy next to their configured variants.
+TELEMETRY_TARGETS = ["thv", "thv-metrics", "thv-trace01", "thv-trace1",
+                     "haproxy", "haproxy-prom", "haproxy-ot10", "haproxy-ot100"]
+TELEMETRY_WORKLOADS = ("tel_tput", "tel_latency")
+ALL_WORKLOADS = ("mcp_tput", "raw_tput", "latency", "sse1", "sse100", "sse100_loaded", "jwt") + POLICY_WORKLOADS \
+    + TELEMETRY_WORKLOADS + ("lifecycle", "hold")
+SUITES = {"telemetry": TELEMETRY_WORKLOADS}
+# The exporters' batching for the tracing rows: spans wait at most 1 s, metrics every 5 s.
+OTEL_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "1000", "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
+DD_PLUGIN = "libdd_opentracing_plugin.so"  # Debian libdd-opentracing0
 MIB = 1024 * 1024
 
 
@@ -373,17 +391,17 @@ class Bench:
             for port, up in servers)
         return self.render("nginx-proxy.conf.in", f"nginx-{name}.conf", NAME=name, SERVERS=blocks)
 
-    def haproxy_conf(self, name, frontends, jwt_port=None):
+    def haproxy_conf(self, name, frontends, jwt_port=None, extra="", extra_frontends=()):
         fes = []
         for fe, port, be in frontends:
-            fes.append(f"frontend {fe}\n  bind 127.0.0.1:{port}\n  default_backend {be}\n")
+            fes.append(f"frontend {fe}\n  bind 127.0.0.1:{port}\n{extra}  default_backend {be}\n")
         if jwt_port:
             fe = self.render("haproxy-jwt.frontend.in", "haproxy-jwt.frontend", PORT=str(jwt_port),
                              PUBKEY=os.path.join(self.jwt_dir, "pub.pem"), ISSUER=ISSUER, AUDIENCE=AUDIENCE)
             fes.append(open(fe).read())
         maxconn = str(max(1000, (self.nofile - 100) // 2))
         return self.render("haproxy.cfg.in", f"haproxy-{name}.cfg", NAME=name, MAXCONN=maxconn,
-                           FRONTENDS="\n".join(fes))
+                           FRONTENDS="\n".join(fes + list(extra_frontends)))
 
     def thv_argv(self, name, port, target_port, extra=()):
         return [self.thv, "proxy", name, "--target-uri", f"http://127.0.0.1:{target_port}/mcp",
@@ -436,6 +454,7 @@ class Bench:
         self.check_targets()
         self.setup_jwt_rows()
         self.setup_policy_rows()
+        self.setup_telemetry_rows()
 
     def mcp_init(self, port):
         """An MCP session (for mcp-proxy, which terminates MCP): initialize + initialized."""
@@ -491,7 +510,7 @@ class Bench:
     def server_pid(self, target, kind):
         key = {"direct": "origin_mcp" if kind == "mcp" else "origin_raw", "thv": f"thv_{kind}",
                "nginx": "nginx", "haproxy": "haproxy", "mcp-proxy": "mcp_proxy",
-               "thv-authz": "thv_authz", "thv-audit": "thv_audit"}[target]
+               "thv-authz": "thv_authz", "thv-audit": "thv_audit"}.get(target) or target.replace("-", "_")
         return self.procs[key].pid
 
     def check_targets(self):
@@ -623,6 +642,135 @@ class Bench:
             r["audit_lines"] = self.audit_lines()
             os.truncate(self.audit_log, 0)
         return r
+
+    # -------------------------------------------------------------- telemetry rows
+
+    def tel_url(self, target):
+        if target in ("thv", "haproxy"):
+            return self.mcp_url(target)
+        return f"http://127.0.0.1:{PORTS[target.replace('-', '_')]}/mcp"
+
+    def start_sink(self, target):
+        key = "sink_" + target.replace("-", "_")
+        port = PORTS[key]
+        self.start(key, Proc(key.replace("_", "-"), [sys.executable, os.path.join(BENCH, "otlp_sink.py"), str(port)],
+                             cpu=LOAD_CPU), port)
+        return port
+
+    def sink_stats(self, target):
+        key = "sink_" + target.replace("-", "_")
+        if key not in self.procs:
+            return {}
+        status, text = http_get(f"http://127.0.0.1:{PORTS[key]}/stats", timeout=5)
+        return json.loads(text) if status == 200 else {}
+
+    def diag_url(self, proc, timeout=10.0):
+        """thv names its diagnostics listener (--diagnostics-port 0 picks a free port) in its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"http://(127\.0\.0\.1:\d+)/metrics", open(proc.logpath, errors="replace").read())
+            if m:
+                return f"http://{m.group(1)}/metrics"
+            time.sleep(0.05)
+        raise RuntimeError(f"{proc.name} named no diagnostics listener: {proc.tail()}")
+
+    def setup_telemetry_rows(self):
+        """thv with Prometheus metrics, + OTLP tracing at 0.1 and 1.0; HAProxy with its Prometheus
+        exporter, and with its OpenTracing filter (Datadog tracer) at 10% and 100%. Each checked."""
+        self.tel_targets, self.metrics_urls = [], {}
+        if all(w in self.a.skip for w in TELEMETRY_WORKLOADS):
+            return
+        want = [t for t in TELEMETRY_TARGETS if not self.a.targets or t.split("-")[0] in self.a.targets]
+        one = {"TOKIO_WORKER_THREADS": "1"}
+        prom = ["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "0"]
+        body, hdr = self.mcp_body(), self.mcp_headers("thv")
+        for t in want:
+            try:
+                key = t.replace("-", "_")
+                if t in ("thv", "haproxy"):
+                    pass  # the plain instances started in setup()
+                elif t == "thv-metrics":
+                    self.start(key, Proc(t, self.thv_argv("bench-metrics", PORTS[key], PORTS["mcp_origin"], prom),
+                                         env=one), PORTS[key])
+                elif t.startswith("thv-trace"):
+                    sink = self.start_sink(t)
+                    rate = "0.1" if t == "thv-trace01" else "1.0"
+                    extra = ["--otel-endpoint", f"http://127.0.0.1:{sink}", "--otel-sampling-rate", rate] + prom
+                    self.start(key, Proc(t, self.thv_argv(f"bench-{t[4:]}", PORTS[key], PORTS["mcp_origin"], extra),
+                                         env=dict(one, **OTEL_ENV)), PORTS[key])
+                elif t == "haproxy-prom":
+                    stats = (f"frontend fe_prometheus\n  bind 127.0.0.1:{PORTS['haproxy_prom_stats']}\n"
+                             f"  http-request use-service prometheus-exporter if {{ path /metrics }}\n")
+                    conf = self.haproxy_conf("prom", [("fe_mcp", PORTS[key], "be_mcp")], extra_frontends=[stats])
+                    self.start(key, Proc(t, [self.haproxy, "-f", conf, "-db"]), PORTS[key])
+                    self.metrics_urls[t] = f"http://127.0.0.1:{PORTS['haproxy_prom_stats']}/metrics"
+                elif t.startswith("haproxy-ot"):
+                    plugin = next((p for p in (f"/usr/lib/x86_64-linux-gnu/{DD_PLUGIN}", f"/usr/lib/{DD_PLUGIN}")
+                                   if os.path.exists(p)), None)
+                    if not plugin:
+                        raise RuntimeError(f"{DD_PLUGIN} missing (Debian: apt-get install libdd-opentracing0)")
+                    sink = self.start_sink(t)
+                    confdir = os.path.join(RUN, "conf")
+                    os.makedirs(confdir, exist_ok=True)
+                    # HAProxy opens a relative plugin path from its working directory (RUN).
+                    link = os.path.join(RUN, DD_PLUGIN)
+                    if not os.path.islink(link):
+                        os.symlink(plugin, link)
+                    dd = os.path.join(confdir, f"dd-{t}.json")
+                    with open(dd, "w") as f:
+                        json.dump({"service": "haproxy-bench", "agent_host": "127.0.0.1", "agent_port": sink}, f)
+                    ot = self.render("haproxy-ot.cfg.in", f"{t}.ot.cfg", DD_CONFIG=dd, PLUGIN=DD_PLUGIN,
+                                     RATE="10.0" if t == "haproxy-ot10" else "100.0")
+                    conf = self.haproxy_conf(t, [("fe_mcp", PORTS[key], "be_mcp")],
+                                             extra=f"  filter opentracing id ot-bench config {ot}\n")
+                    self.start(key, Proc(t, [self.haproxy, "-f", conf, "-db"]), PORTS[key])
+                if t.startswith("thv-"):
+                    self.metrics_urls[t] = self.diag_url(self.procs[key])
+                status, text = http_post(self.tel_url(t), body, hdr)
+                if status != 200 or "xxxxxxxx" not in text:
+                    raise RuntimeError(f"tools/call: HTTP {status} {text[:200]!r}")
+                if t in self.metrics_urls:
+                    status, text = http_get(self.metrics_urls[t])
+                    if status != 200 or "# TYPE" not in text:
+                        raise RuntimeError(f"GET {self.metrics_urls[t]}: HTTP {status} {text[:200]!r}")
+                if "trace1" in t or "ot100" in t:  # every request traced: a batch must reach the sink
+                    for _ in range(20):
+                        http_post(self.tel_url(t), body, hdr)
+                    for _ in range(40):
+                        if any(p.endswith("traces") for p in self.sink_stats(t)):
+                            break
+                        time.sleep(0.1)
+                    else:
+                        raise RuntimeError(f"no trace export reached the sink within 4 s: {self.sink_stats(t)}")
+                self.tel_targets.append(t)
+            except (RuntimeError, SystemExit, OSError) as e:
+                self.skipped[t] = f"not usable: {e}"
+                log(f"  telemetry target {t} skipped: {e}")
+
+    def wl_tel_tput(self, target):
+        """wrk tools/call against a telemetry target: req/s, CPU per request, what the sink received."""
+        hdr = self.mcp_headers("thv")
+        lua = write_lua(f"tel-{target}", "POST", hdr, self.mcp_body())
+        url = self.tel_url(target)
+        pid, origin_pid = self.server_pid(target, "mcp"), self.server_pid("direct", "mcp")
+        wrk(url, lua, self.warm)
+        s0 = self.sink_stats(target)
+        c0, o0 = cpu_seconds(pid), cpu_seconds(origin_pid)
+        r = wrk(url, lua, self.dur)
+        c1, o1 = cpu_seconds(pid), cpu_seconds(origin_pid)
+        s1 = self.sink_stats(target)
+        r["cpu_us_per_req"] = (c1 - c0) * 1e6 / max(1, r["requests"])
+        r["origin_cpu_us_per_req"] = (o1 - o0) * 1e6 / max(1, r["requests"])
+        r["sink"] = {p: {k: v[k] - s0.get(p, {}).get(k, 0) for k in v} for p, v in s1.items()}
+        if target in self.metrics_urls:  # one scrape, after the measured run (not counted)
+            status, text = http_get(self.metrics_urls[target])
+            r["metrics_status"], r["metrics_bytes"] = status, len(text)
+        return r
+
+    def wl_tel_latency(self, target):
+        body, hdr, url = self.mcp_body(), self.mcp_headers("thv"), self.tel_url(target)
+        oha_fixed_rate(url, body, hdr, self.rate, self.warm)
+        return oha_fixed_rate(url, body, hdr, self.rate, self.dur)
 
     # -------------------------------------------------------------- JWT rows
 
@@ -816,6 +964,10 @@ class Bench:
                          lambda t, q=query, w=wl: self.wl_policy_tput(t, self.list_body(), q, f"{w}-{t}"))
             if self.policy_ok.get("audit"):
                 each("audit_tput", ["thv", "thv-audit", "nginx"], lambda t: self.wl_policy_tput(t, call))
+            # Telemetry: plain thv and HAProxy measured again next to their configured variants.
+            if self.tel_targets:
+                each("tel_tput", self.tel_targets, self.wl_tel_tput)
+                each("tel_latency", self.tel_targets, self.wl_tel_latency)
             self.save()
 
     # -------------------------------------------------------------- once per run
@@ -981,7 +1133,7 @@ class Bench:
             f.write(svg)
         md = report.markdown(self.results, summary, "latency-added.svg")
         print(md)
-        if not self.quick or self.a.record:
+        if (not self.quick and not self.a.suite) or self.a.record:
             with open(os.path.join(BENCH, "latency-added.svg"), "w") as f:
                 f.write(svg)
             report.record(os.path.join(BENCH, "RESULTS.md"), md)
@@ -1075,12 +1227,16 @@ def main():
     ap.add_argument("--rate", type=int, help="fixed rate for added latency (default: min(2000, 25%% of slowest))")
     ap.add_argument("--hold-streams", type=int)
     ap.add_argument("--targets", nargs="*", help="limit to these proxies (direct always runs)")
-    ap.add_argument("--skip", nargs="*", default=[],
-                    help="workloads to skip: mcp_tput raw_tput latency sse1 sse100 sse100_loaded jwt "
-                         "authz_tput list_json list_sse audit_tput lifecycle hold")
+    ap.add_argument("--skip", nargs="*", default=[], help="workloads to skip: " + " ".join(ALL_WORKLOADS))
+    ap.add_argument("--suite", choices=sorted(SUITES),
+                    help="run only these workloads (telemetry: tel_tput tel_latency; without mcp-proxy); "
+                         "RESULTS.md is written only with --record")
     ap.add_argument("--no-mcp-proxy", action="store_true")
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
+    if args.suite:
+        args.skip = sorted(set(args.skip) | (set(ALL_WORKLOADS) - set(SUITES[args.suite])))
+        args.no_mcp_proxy = True
     os.sched_setaffinity(0, {LOAD_CPU})
     # On a shared machine, other work competes for both CPUs; a raised priority (inherited by
     # every process started here) keeps the measurements about the targets. Root only.

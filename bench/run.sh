@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark: one command, one run, every target interleaved (issue 5).
 #
-#   bench/run.sh            full run (5 rounds × 10 s, about 25–30 min); writes bench/RESULTS.md
+#   bench/run.sh            full run (5 rounds × 10 s, about 40–45 min with the telemetry rows); writes bench/RESULTS.md
 #                           and bench/latency-added.svg; raw JSON in bench/run/results/
 #   bench/run.sh --quick    smoke run (2 rounds × 3 s, ~5 min); writes only bench/run/results/
+#   bench/run.sh --suite telemetry   only the telemetry rows (thv metrics/OTLP tracing beside
+#                           HAProxy's Prometheus exporter and OpenTracing filter), ~17 min
 #   bench/run.sh --help     every option (rounds, duration, rate, targets, skipped workloads)
 #
 # Installs what is missing (bench/setup.sh), builds the release binaries (thv, and the
