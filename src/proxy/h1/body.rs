@@ -256,6 +256,15 @@ pub(crate) fn content_length_line(out: &mut Vec<u8>, n: impl itoa::Integer) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 300, 4096, 8_388_608, usize::MAX] {
+            let mut out = Vec::new();
+            content_length_line(&mut out, n);
+            assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
+        }
+    }
+
     fn decode_all(framing: Framing, parts: &[&[u8]]) -> (Result<Vec<u8>, BodyError>, bool) {
         let mut d = Decoder::new(framing);
         let mut out = Vec::new();

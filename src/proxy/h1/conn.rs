@@ -327,7 +327,7 @@ impl Conn<'_> {
                 let seen = heads::telemetry(&self.buf, plan, self.peer);
                 if let Some(propagate) = observed.read_body(Some(&seen), sent) {
                     let client_state = fields.tracestate.and_then(|span| Plan::part(&self.buf, span));
-                    request::trace_fields(&mut plan.upstream_head, &propagate, client_state);
+                    heads::trace_fields(&mut plan.upstream_head, &propagate, client_state);
                     traced_body = propagate.body_at.map(|at| propagate.in_body(sent, at));
                     len = traced_body.as_ref().map_or(len, Vec::len);
                 }

@@ -1,12 +1,13 @@
 //! Request heads on the own engine: where one ends in the client's buffer ([`head_end`]),
-//! and what the MCP policy and telemetry read of it (the spans
-//! [`super::request::classify`] recorded there, as the views they take).
+//! what the MCP policy and telemetry read of it (the spans [`super::request::classify`]
+//! recorded there, as the views they take), and the trace context telemetry adds to the
+//! head the target gets.
 
 use std::net::SocketAddr;
 
 use super::request::Plan;
 use crate::policy::Head;
-use crate::telemetry;
+use crate::telemetry::{self, Propagate};
 
 /// The request target's path, without its query.
 fn path<'a>(buf: &'a [u8], plan: &Plan) -> &'a str {
@@ -62,6 +63,24 @@ pub(super) fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
         // `body` is a suffix of `buf`: never `None`.
         buf.len().checked_sub(body.len())
     })
+}
+
+/// Adds the trace context the target gets (telemetry tracing): the proxy's `traceparent`,
+/// and the `tracestate` that goes with the trace it continues (the client's header, or the
+/// body's own when `_meta` won).
+pub(super) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_state: Option<&[u8]>) {
+    out.extend_from_slice(b"traceparent: ");
+    out.extend_from_slice(&propagate.traceparent);
+    out.extend_from_slice(b"\r\n");
+    let state = match &propagate.meta_state {
+        Some(state) => state.as_deref().map(str::as_bytes),
+        None => client_state,
+    };
+    if let Some(state) = state {
+        out.extend_from_slice(b"tracestate: ");
+        out.extend_from_slice(state);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use super::body;
 use crate::net;
 use crate::proxy::headers::{self, ConnectionOption};
 use crate::proxy::policy;
-use crate::telemetry::Propagate;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
 const MAX_HEADERS: usize = 100;
@@ -89,24 +88,6 @@ pub fn finish_head(
         body::content_length_line(out, body_len);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Adds the trace context the target gets (telemetry tracing): the proxy's `traceparent`,
-/// and the `tracestate` that goes with the trace it continues (the client's header, or the
-/// body's own when `_meta` won).
-pub(crate) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_state: Option<&[u8]>) {
-    out.extend_from_slice(b"traceparent: ");
-    out.extend_from_slice(&propagate.traceparent);
-    out.extend_from_slice(b"\r\n");
-    let state = match &propagate.meta_state {
-        Some(state) => state.as_deref().map(str::as_bytes),
-        None => client_state,
-    };
-    if let Some(state) = state {
-        out.extend_from_slice(b"tracestate: ");
-        out.extend_from_slice(state);
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// The methods the own path serves.
@@ -485,15 +466,6 @@ mod tests {
         match classify(raw, r) {
             Classified::Fast(p) => p,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
-        }
-    }
-
-    #[test]
-    fn lengths_are_written_in_decimal() {
-        for n in [0, 7, 10, 99, 300, 4096, 8_388_608, usize::MAX] {
-            let mut out = Vec::new();
-            body::content_length_line(&mut out, n);
-            assert_eq!(out, format!("content-length: {n}\r\n").into_bytes());
         }
     }
 

@@ -11,6 +11,7 @@
 //! Use: `export::Exporter::start(config, snapshot)`, then `span()` per finished span and
 //! `shutdown()` on the way out; `export::ExportStats` are the export's own counters.
 
+mod encode;
 pub(crate) mod export;
 mod proto;
 
@@ -226,7 +227,7 @@ mod tests {
     }
 
     fn span() -> crate::telemetry::data::Span {
-        proto::tests::sample_span()
+        encode::tests::sample_span()
     }
 
     fn wait_for(what: &str, done: impl Fn() -> bool) {
