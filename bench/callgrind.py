@@ -13,7 +13,7 @@ system-call wrappers and JWT checks it calls. The runtime's idle loop between po
 (epoll_wait and its events, the timer wheel) is left out: how many times it turns depends on
 how the kernel interleaves thv, the client and the origin, and counting it moved the figure
 by +5% under two busy loops beside the guard (+14% beside a test run). Counted this way the
-figure moves by about 1% under the same load. Six workloads, each with its own line in bench/callgrind-baseline.txt:
+figure moves by about 1% under the same load. Eight workloads, each with its own line in bench/callgrind-baseline.txt:
 
     plain          no incoming auth: the forwarding path
     jwt-same       incoming JWT auth, the same RS256 token every request (the validation cache)
@@ -23,6 +23,10 @@ figure moves by about 1% under the same load. Six workloads, each with its own l
     list-filtered  tools/list answered with 100 tools (JSON, ~47 KB), filtered by the same
                    policies down to 50
     audit          the plain tools/call with --audit-config: every event logged to a temp file
+    metrics        the plain tools/call with Prometheus metrics on (--otel-enable-prometheus-
+                   metrics-path): every request counted, its tool label vetted
+    traced         the plain tools/call traced at rate 1.0 (two spans a request, queued for an
+                   OTLP collector that refuses connections: the exporter's own work counts too)
 
 The first three run thv exactly as before (no policy flags), so they keep measuring what an
 unconfigured proxy costs.
@@ -66,6 +70,8 @@ WORKLOADS = {
     "authz-call": ("instructions_per_request.authz_call", 2000),
     "list-filtered": ("instructions_per_request.list_filtered", 200),
     "audit": ("instructions_per_request.audit", 3000),
+    "metrics": ("instructions_per_request.metrics", 3000),
+    "traced": ("instructions_per_request.traced", 2000),
 }
 AUTHZ_CONFIG = os.path.join(BENCH, "conf", "authz-bench.json")
 ISSUER = "http://127.0.0.1:18090"  # never contacted: the JWKS URL is given, so no discovery
@@ -153,6 +159,12 @@ def workload_args(workload):
         if os.path.exists(log):
             os.remove(log)
         return ["--audit-config", cfg], BODY, lambda data: data == ANSWER
+    if workload == "metrics":
+        return ["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "0"], BODY, lambda data: data == ANSWER
+    if workload == "traced":
+        # Port 9 (discard) refuses on loopback: every export fails fast and is counted.
+        traced = ["--otel-endpoint", "http://127.0.0.1:9", "--otel-sampling-rate", "1", "--otel-metrics-enabled=false"]
+        return traced, BODY, lambda data: data == ANSWER
     return [], BODY, lambda data: data == ANSWER
 
 
@@ -238,7 +250,8 @@ def write_baselines(measured):
                 "# instructions inside tokio task polls only, client and origin paced):\n"
                 "# no auth, then incoming JWT auth with the same token and with a new token each request;\n"
                 "# then MCP policy: tools/call through 10 Cedar policies, a 100-tool tools/list filtered\n"
-                "# by them (per list request), and the tools/call with an audit log.\n"
+                "# by them (per list request), and the tools/call with an audit log; then telemetry:\n"
+                "# the tools/call with Prometheus metrics, and traced at rate 1.0 (spans exported).\n"
                 "# bench/callgrind.sh fails when a build is more than 10% above a figure.\n"
                 "# Update it consciously, in its own commit, saying why (bench/callgrind.sh --update).\n")
         for key, value in lines.items():

@@ -2,12 +2,13 @@
 # CI regression guard: instructions per forwarded request under callgrind vs
 # bench/callgrind-baseline.txt, without auth and with incoming JWT auth (same token, new token),
 # and with MCP policy (tools/call through 10 Cedar policies, a 100-tool tools/list filtered by
-# them, tools/call with an audit log); exits 1 when any is more than 10% above its baseline.
+# them, tools/call with an audit log) and with telemetry (Prometheus metrics; traced at rate 1.0);
+# exits 1 when any is more than 10% above its baseline.
 # A few minutes on 2 cores.
 #
 #   bench/callgrind.sh                      build the release thv, measure, compare
 #   bench/callgrind.sh --workload plain     one workload (plain, jwt-same, jwt-fresh, authz-call,
-#                                           list-filtered, audit)
+#                                           list-filtered, audit, metrics, traced)
 #   bench/callgrind.sh --update             record new baselines (commit them on their own, with the reason)
 #
 # Set CARGO_TARGET_DIR to build elsewhere, or THV_BIN to measure a binary already built.
