@@ -1,4 +1,4 @@
-"""Code shared by the standalone suites interop/auth, interop/authz and interop/browser and their
+"""Code shared by the standalone suites interop/auth, interop/authz, interop/browser and interop/telemetry and their
 fixtures.
 
 Stdlib only at import time: each run.py imports it under any python3, before it re-executes itself
@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.processes import LOOPBACK
+from harness.http import request
+from harness.processes import LOOPBACK, Proc
 
 # ------------------------------------------------------------------------------------------------
 # Bootstrap (runs under any python3)
@@ -106,6 +107,38 @@ async def serve_and_announce(server: Any, sock: socket.socket, startup_timeout: 
     if server.started:
         print(json.dumps({"url": mcp_url(sock), "port": sock.getsockname()[1]}), flush=True)
     await task
+
+
+def serve_asgi(app: Any, port: int = 0) -> None:
+    """Serves a fixture's ASGI app with uvicorn on 127.0.0.1:`port` until stopped; prints the
+    URL line once it listens (bounded wait). uvicorn is imported here: it is in the venvs only."""
+    import uvicorn
+
+    sock = bind_loopback(port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    asyncio.run(serve_and_announce(server, sock))
+
+
+class RecordingUpstream:
+    """A suite's upstream.py process (an SDK server behind `RequestRecorder`): its URL, read from
+    the line it prints once it listens, and what it recorded at /_log."""
+
+    def __init__(self, proc: Proc, startup_timeout: float) -> None:
+        self.proc = proc
+        self.url: str = json.loads(proc.wait_ready(startup_timeout))["url"]
+        self.base = self.url.rsplit("/mcp", 1)[0]
+
+    def clear(self) -> None:
+        request("POST", f"{self.base}/_log/clear")
+
+    def requests(self) -> list[dict[str, Any]]:
+        return json.loads(request("GET", f"{self.base}/_log").body)["requests"]
+
+    def containing(self, needle: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests() if needle in r.get("body", "")]
+
+    def stop(self) -> None:
+        self.proc.stop()
 
 
 def request_headers(scope: dict[str, Any]) -> dict[str, list[str]]:

@@ -171,7 +171,7 @@ class Idp:
         return pyjwt.decode(token, key.key, algorithms=["RS256"], audience=AUDIENCE, issuer=self.issuer)
 
 
-class Upstream:
+class Upstream(suite_common.RecordingUpstream):
     """upstream.py: the recording MCP server, answering JSON (`--json`) or SSE."""
 
     def __init__(self, name: str, logdir: Path, json_mode: bool) -> None:
@@ -180,22 +180,10 @@ class Upstream:
             cmd.append("--json")
         self.name = name
         self.json_mode = json_mode
-        self.proc = start_proc(name, cmd, logdir)
-        info = json.loads(self.proc.wait_ready(STARTUP_TIMEOUT))
-        self.url: str = info["url"]
-        self.base = self.url.rsplit("/mcp", 1)[0]
-
-    def clear(self) -> None:
-        request("POST", f"{self.base}/_log/clear")
-
-    def requests(self) -> list[dict[str, Any]]:
-        return get_json(f"{self.base}/_log")["requests"]
+        super().__init__(start_proc(name, cmd, logdir), STARTUP_TIMEOUT)
 
     def bodies_containing(self, needle: str) -> list[str]:
-        return [r["body"] for r in self.requests() if needle in r["body"]]
-
-    def stop(self) -> None:
-        self.proc.stop()
+        return [r["body"] for r in self.containing(needle)]
 
 
 class Thv(processes.Thv):

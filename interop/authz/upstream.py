@@ -29,18 +29,16 @@ Usage: .venv/bin/python upstream.py [--json] [--port 0] [--log requests.jsonl]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py
-from suite_common import RequestRecorder, bind_loopback, send_json, serve_and_announce  # noqa: E402
+from suite_common import RequestRecorder, send_json, serve_asgi  # noqa: E402
 
 RECORD: list[dict[str, Any]] = []
 MAX_RECORDED_BODY = 64 * 1024
@@ -158,10 +156,7 @@ def main() -> int:
     mcp_app = build_server(name).streamable_http_app(
         streamable_http_path="/mcp", json_response=args.json, host="127.0.0.1"
     )
-    app = Recorder(mcp_app, RECORD, args.log)
-    sock = bind_loopback(args.port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    asyncio.run(serve_and_announce(server, sock))  # prints the URL line once it listens (bounded wait)
+    serve_asgi(Recorder(mcp_app, RECORD, args.log), args.port)
     return 0
 
 

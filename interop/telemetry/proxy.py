@@ -10,7 +10,6 @@ removed proxy and OTEL_* variables from the environment the children inherit.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from harness import processes
 from harness.checks import CheckFailed, Runner, expect
 from harness.http import request
 from harness.processes import LOOPBACK, Proc, StartupError, thv_binary
+from suite_common import RecordingUpstream
 
 HERE = Path(__file__).resolve().parent
 VENV_PY = HERE / ".venv" / "bin" / "python"
@@ -41,27 +41,12 @@ def start_proc(name: str, cmd: list[str], logdir: Path, **options: Any) -> Proc:
     return Proc(name, cmd, logdir, cwd=HERE, stop_grace=STOP_GRACE, **options)
 
 
-class Upstream:
+class Upstream(RecordingUpstream):
     """upstream.py: the recording MCP server (tools echo, add; answers marked calls with a 5xx)."""
 
     def __init__(self, name: str, logdir: Path) -> None:
         cmd = [str(VENV_PY), str(HERE / "upstream.py"), "--port", "0", "--log", str(logdir / f"{name}-requests.jsonl")]
-        self.proc = start_proc(name, cmd, logdir)
-        info = json.loads(self.proc.wait_ready(STARTUP_TIMEOUT))
-        self.url: str = info["url"]
-        self.base = self.url.rsplit("/mcp", 1)[0]
-
-    def clear(self) -> None:
-        request("POST", f"{self.base}/_log/clear")
-
-    def requests(self) -> list[dict[str, Any]]:
-        return json.loads(request("GET", f"{self.base}/_log").body)["requests"]
-
-    def containing(self, needle: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests() if needle in r.get("body", "")]
-
-    def stop(self) -> None:
-        self.proc.stop()
+        super().__init__(start_proc(name, cmd, logdir), STARTUP_TIMEOUT)
 
 
 class BenchOrigin:

@@ -21,18 +21,16 @@ Usage: .venv/bin/python upstream.py [--port 0] [--log requests.jsonl]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # interop/: suite_common.py, harness/
-from suite_common import RequestRecorder, bind_loopback, send_json, serve_and_announce  # noqa: E402
+from suite_common import RequestRecorder, send_json, serve_asgi  # noqa: E402
 
 SERVER_NAME = "thv-telemetry-upstream"
 RECORD: list[dict[str, Any]] = []
@@ -104,10 +102,7 @@ def main() -> int:
     parser.add_argument("--log", default=None, help="append each recorded request as a JSON line")
     args = parser.parse_args()
     mcp_app = build_server().streamable_http_app(streamable_http_path="/mcp", json_response=True, host="127.0.0.1")
-    app = Recorder(mcp_app, RECORD, args.log)
-    sock = bind_loopback(args.port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    asyncio.run(serve_and_announce(server, sock))  # prints the URL line once it listens (bounded wait)
+    serve_asgi(Recorder(mcp_app, RECORD, args.log), args.port)
     return 0
 
 

@@ -71,6 +71,17 @@ impl Environment for ProcessEnvironment {
     }
 }
 
+/// An environment with no variables: tests must not see the real one.
+#[cfg(test)]
+pub(crate) struct NoEnv;
+
+#[cfg(test)]
+impl Environment for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
 /// The validated configuration of one `thv proxy` run.
 #[derive(Debug, Clone)]
 pub struct Config {

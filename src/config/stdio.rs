@@ -80,13 +80,7 @@ impl StdioConfig {
 mod tests {
     use super::*;
     use crate::cli::{Command, Invocation, ProxyCommand};
-
-    struct NoEnv;
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::NoEnv;
 
     fn stdio(args: &[&str]) -> Result<StdioConfig, ConfigError> {
         let mut argv = vec!["thv", "proxy", "stdio"];

@@ -15,10 +15,8 @@ pub(crate) struct Peek<'a> {
     pub(crate) method: Option<Cow<'a, str>>,
     /// The id as JSON text (`7`, `"abc"`).
     pub(crate) id: Option<&'a str>,
-    /// `params.name` (`tools/call`, `prompts/get`).
-    pub(crate) name: Option<Cow<'a, str>>,
-    /// `params.uri` (`resources/*`).
-    pub(crate) uri: Option<Cow<'a, str>>,
+    /// What a call is about: [`Params::subject`].
+    pub(crate) subject: Option<Cow<'a, str>>,
     /// `params._meta.traceparent` (unescaped), with where its JSON string (quotes included)
     /// lies in the body, so that it can be rewritten.
     pub(crate) traceparent: Option<(Cow<'a, str>, (usize, usize))>,
@@ -37,8 +35,9 @@ struct Message<'a> {
     params: Option<Params<'a>>,
 }
 
+/// A request's `params`, as far as anyone outside the body's owner reads them.
 #[derive(Deserialize)]
-struct Params<'a> {
+pub(crate) struct Params<'a> {
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -47,6 +46,14 @@ struct Params<'a> {
     meta: Option<Meta<'a>>,
     #[serde(borrow, default, rename = "clientInfo")]
     client_info: Option<ClientInfo<'a>>,
+}
+
+impl<'a> Params<'a> {
+    /// What a call is about: `params.name` (`tools/call`, `prompts/get`), else `params.uri`
+    /// (`resources/read`); the 2026-07-28 revision repeats it in `Mcp-Name`.
+    pub(crate) fn subject(self) -> Option<Cow<'a, str>> {
+        self.name.or(self.uri)
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,16 +79,16 @@ pub(crate) fn peek(body: &[u8]) -> Option<Peek<'_>> {
         return None;
     }
     let m: Message<'_> = serde_json::from_str(json).ok()?;
-    let (name, uri, meta, client_name) = match m.params {
-        Some(p) => (p.name, p.uri, p.meta, p.client_info.and_then(|c| c.name)),
-        None => (None, None, None, None),
+    let (meta, client_name, subject) = match m.params {
+        Some(mut p) => (p.meta.take(), p.client_info.take().and_then(|c| c.name), p.subject()),
+        None => (None, None, None),
     };
     let (traceparent, tracestate) = match meta {
         Some(meta) => (meta.traceparent.and_then(|raw| string_at(raw, body)), meta.tracestate),
         None => (None, None),
     };
     let id = m.id.map(RawValue::get).filter(|id| *id != "null");
-    Some(Peek { method: m.method, id, name, uri, traceparent, tracestate, client_name })
+    Some(Peek { method: m.method, id, subject, traceparent, tracestate, client_name })
 }
 
 /// A JSON string's value and where its token (quotes included) lies in `body`.
@@ -110,12 +117,14 @@ mod tests {
         let p = peek(body).unwrap();
         assert_eq!(p.method.as_deref(), Some("tools/call"));
         assert_eq!(p.id, Some("7"));
-        assert_eq!(p.name.as_deref(), Some("echo"));
+        assert_eq!(p.subject.as_deref(), Some("echo"));
         let (tp, (from, to)) = p.traceparent.unwrap();
         assert_eq!(&body[from..to], format!("\"{tp}\"").as_bytes());
         assert_eq!(p.tracestate.as_deref(), Some("a=b"));
         let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"clientInfo":{"name":"claude","version":"1"}}}"#;
         assert_eq!(peek(init).unwrap().client_name.as_deref(), Some("claude"));
+        let read = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#;
+        assert_eq!(peek(read).unwrap().subject.as_deref(), Some("file:///a"), "a resource is its URI");
     }
 
     #[test]

@@ -150,7 +150,7 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::config::{Config, Environment};
+    use crate::config::{Config, NoEnv};
     use http::header::{HOST, WWW_AUTHENTICATE};
 
     fn challenge(value: &str) -> HeaderMap {
@@ -193,13 +193,6 @@ mod tests {
         ];
         for (status, headers, attempts, want, why) in cases {
             assert_eq!(next(*status, headers, *attempts), *want, "{why}");
-        }
-    }
-
-    struct NoEnv;
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
         }
     }
 

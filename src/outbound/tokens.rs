@@ -112,20 +112,13 @@ mod tests {
     use url::Url;
 
     use super::*;
-    use crate::config::{Config, Environment};
+    use crate::config::{Config, NoEnv};
     use crate::oauth::token::ClientAuth;
     use crate::outbound::client::Client;
     use crate::outbound::discover::discover;
     use crate::outbound::{Inner, LoginError, Outbound};
     use crate::telemetry::data::Point;
     use crate::telemetry::metrics::Metrics;
-
-    struct NoEnv;
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
 
     /// A token endpoint on 127.0.0.1 that gives one answer, then is gone.
     async fn answering_once(status: u16, body: &'static str) -> Url {

@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::mcp::peek::Params;
 use crate::mcp::request::PARSE_ERROR;
 use crate::proxy::respond::INVALID_REQUEST;
 
@@ -54,14 +55,6 @@ struct Envelope<'a> {
     params: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct Params<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
-}
-
 /// Reads a client's line (JSON-RPC 2.0 §4, §5.1: not JSON is a parse error, JSON that is
 /// not one request, notification or response is an invalid request).
 pub(crate) fn read_client(line: &[u8]) -> Result<ClientMessage, Refusal> {
@@ -97,7 +90,7 @@ pub(crate) fn read_client(line: &[u8]) -> Result<ClientMessage, Refusal> {
     let name = env
         .params
         .and_then(|p| serde_json::from_str::<Params<'_>>(p.get()).ok())
-        .and_then(|p| p.name.or(p.uri))
+        .and_then(Params::subject)
         .map(Cow::into_owned);
     Ok(ClientMessage { id, method: env.method.map(Cow::into_owned), name })
 }

@@ -314,7 +314,7 @@ impl Observation {
         });
         // The name labels metrics (once the server has listed it) and names spans.
         if sampled || p.method.as_deref().is_some_and(|m| names::Kind::of_method(m).is_some()) {
-            self.target = p.name.as_deref().or(p.uri.as_deref()).map(str::to_owned);
+            self.target = p.subject.as_deref().map(str::to_owned);
         }
         if sampled {
             self.jsonrpc_id = p.id.map(|id| id.trim_matches('"').to_owned());
