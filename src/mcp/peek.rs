@@ -3,19 +3,27 @@
 //! (SEP-414; the MCP OpenTelemetry conventions). Lenient where [`super::request`] is
 //! strict: nothing is decided on it, it only labels metrics and spans, so a body it cannot
 //! read is simply one without MCP facts.
+//!
+//! Every request of a proxy with telemetry on passes through here, so this is a scanner,
+//! not a deserializer: it walks the JSON text (RFC 8259) once, reads the few members it
+//! wants in place, and skips the rest (a tool's `arguments` may be most of the body) with
+//! `memchr` over strings, allocating nothing unless a wanted string has escapes. On
+//! well-formed JSON it reads what a `serde_json` derive reads (a test holds it to one over
+//! generated bodies): member names compared unescaped, `null` taken as absent, and a
+//! wanted member repeated or of the wrong type makes the body unreadable. Where it is
+//! more lenient: raw control characters inside strings pass, and an array where an object
+//! is wanted is not read by position. Stricter: nesting past 128 levels is unreadable.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 /// The facts of one JSON-RPC message.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Peek<'a> {
     pub(crate) method: Option<Cow<'a, str>>,
     /// The id as JSON text (`7`, `"abc"`).
     pub(crate) id: Option<&'a str>,
-    /// What a call is about: [`Params::subject`].
+    /// What a call is about: `params.name` (`tools/call`, `prompts/get`), else `params.uri`
+    /// (`resources/read`); the 2026-07-28 revision repeats it in `Mcp-Name`.
     pub(crate) subject: Option<Cow<'a, str>>,
     /// `params._meta.traceparent` (unescaped), with where its JSON string (quotes included)
     /// lies in the body, so that it can be rewritten.
@@ -25,91 +33,404 @@ pub(crate) struct Peek<'a> {
     pub(crate) client_name: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    params: Option<Params<'a>>,
-}
-
-/// A request's `params`, as far as anyone outside the body's owner reads them.
-#[derive(Deserialize)]
-pub(crate) struct Params<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "_meta")]
-    meta: Option<Meta<'a>>,
-    #[serde(borrow, default, rename = "clientInfo")]
-    client_info: Option<ClientInfo<'a>>,
-}
-
-impl<'a> Params<'a> {
-    /// What a call is about: `params.name` (`tools/call`, `prompts/get`), else `params.uri`
-    /// (`resources/read`); the 2026-07-28 revision repeats it in `Mcp-Name`.
-    pub(crate) fn subject(self) -> Option<Cow<'a, str>> {
-        self.name.or(self.uri)
-    }
-}
-
-#[derive(Deserialize)]
-struct ClientInfo<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Meta<'a> {
-    #[serde(borrow, default)]
-    traceparent: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tracestate: Option<Cow<'a, str>>,
-}
-
 /// Reads `body`; `None` when it is not one JSON object (a batch, not JSON, not UTF-8).
 pub(crate) fn peek(body: &[u8]) -> Option<Peek<'_>> {
-    // One UTF-8 check of the whole body (fast on ASCII), then a reader that checks nothing
-    // again: from bytes, serde_json would validate every key it reads on its own.
-    let json = std::str::from_utf8(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)).ok()?;
-    if json.trim_ascii_start().as_bytes().first() != Some(&b'{') {
-        return None;
+    // One UTF-8 check of the whole body (fast on ASCII): every slice taken below starts
+    // and ends at an ASCII delimiter, so each is a `str` without another check.
+    let bom = if body.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let json = std::str::from_utf8(body.get(bom..)?).ok()?;
+    let mut scan = Scan { json, at: 0 };
+    let mut found = Found::default();
+    scan.object(TOP, |scan, key| found.message(scan, key))?;
+    scan.space();
+    if scan.at != json.len() {
+        return None; // more after the object: not one JSON value
     }
-    let m: Message<'_> = serde_json::from_str(json).ok()?;
-    let (meta, client_name, subject) = match m.params {
-        Some(mut p) => (p.meta.take(), p.client_info.take().and_then(|c| c.name), p.subject()),
-        None => (None, None, None),
-    };
-    let (traceparent, tracestate) = match meta {
-        Some(meta) => (meta.traceparent.and_then(|raw| string_at(raw, body)), meta.tracestate),
-        None => (None, None),
-    };
-    let id = m.id.map(RawValue::get).filter(|id| *id != "null");
-    Some(Peek { method: m.method, id, subject, traceparent, tracestate, client_name })
+    let traceparent = found.traceparent.get().map(|(value, (from, to))| (value, (from + bom, to + bom)));
+    Some(Peek {
+        method: found.method.get(),
+        id: found.id.get(),
+        subject: found.name.get().or(found.uri.get()),
+        traceparent,
+        tracestate: found.tracestate.get(),
+        client_name: found.client_name.get(),
+    })
 }
 
-/// A JSON string's value and where its token (quotes included) lies in `body`.
-fn string_at<'a>(raw: &'a RawValue, body: &'a [u8]) -> Option<(Cow<'a, str>, (usize, usize))> {
-    let token = raw.get();
-    // Where the borrowed token lies in the body: both are views of the same buffer.
-    let start = (token.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    let end = start.checked_add(token.len())?;
-    if body.get(start..end) != Some(token.as_bytes()) {
-        return None;
+/// How deep containers may nest (the message itself is one level), as `serde_json` bounds
+/// what it reads: the scanner recurses, so this bounds its stack too.
+const TOP: u32 = 128;
+
+/// A wanted member, read at most once: a second makes the body unreadable, as a derived
+/// deserializer's "duplicate field" does. `null` is recorded as present but absent.
+struct Once<T>(Option<Option<T>>);
+
+impl<T> Default for Once<T> {
+    fn default() -> Self {
+        Once(None)
     }
-    let value = match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(plain) if !plain.contains('\\') => Cow::Borrowed(plain),
-        _ => Cow::Owned(serde_json::from_str::<String>(token).ok()?),
-    };
-    Some((value, (start, end)))
+}
+
+impl<T> Once<T> {
+    fn set(&mut self, value: Option<T>) -> Option<()> {
+        self.0.replace(value).is_none().then_some(())
+    }
+
+    fn get(self) -> Option<T> {
+        self.0.flatten()
+    }
+}
+
+/// What the scan has found: the members of the message, of `params`, of `params._meta`
+/// and of `params.clientInfo`.
+#[derive(Default)]
+struct Found<'a> {
+    method: Once<Cow<'a, str>>,
+    id: Once<&'a str>,
+    params: Once<()>,
+    name: Once<Cow<'a, str>>,
+    uri: Once<Cow<'a, str>>,
+    meta: Once<()>,
+    traceparent: Once<(Cow<'a, str>, (usize, usize))>,
+    tracestate: Once<Cow<'a, str>>,
+    client_info: Once<()>,
+    client_name: Once<Cow<'a, str>>,
+}
+
+impl<'a> Found<'a> {
+    fn message(&mut self, scan: &mut Scan<'a>, key: &str) -> Option<()> {
+        const DEPTH: u32 = TOP - 1;
+        match key {
+            "method" => self.method.set(scan.string_or_null()?),
+            "id" => {
+                let raw = scan.value_text(DEPTH)?;
+                self.id.set((raw != "null").then_some(raw))
+            }
+            "params" => {
+                let object = scan.object_or_null(DEPTH, |scan, key| self.params_member(scan, key))?;
+                self.params.set(object.then_some(()))
+            }
+            _ => scan.skip(DEPTH),
+        }
+    }
+
+    fn params_member(&mut self, scan: &mut Scan<'a>, key: &str) -> Option<()> {
+        const DEPTH: u32 = TOP - 2;
+        match key {
+            "name" => self.name.set(scan.string_or_null()?),
+            "uri" => self.uri.set(scan.string_or_null()?),
+            "_meta" => {
+                let object = scan.object_or_null(DEPTH, |scan, key| self.meta_member(scan, key))?;
+                self.meta.set(object.then_some(()))
+            }
+            "clientInfo" => {
+                let object = scan.object_or_null(DEPTH, |scan, key| match key {
+                    "name" => self.client_name.set(scan.string_or_null()?),
+                    _ => scan.skip(DEPTH - 1),
+                })?;
+                self.client_info.set(object.then_some(()))
+            }
+            _ => scan.skip(DEPTH),
+        }
+    }
+
+    fn meta_member(&mut self, scan: &mut Scan<'a>, key: &str) -> Option<()> {
+        const DEPTH: u32 = TOP - 3;
+        match key {
+            // Any JSON value is a member; only a string is a trace context.
+            "traceparent" => match scan.next()? {
+                b'"' => {
+                    let s = scan.string()?;
+                    let at = (s.from, s.from + s.token.len());
+                    self.traceparent.set(Some((s.value()?, at)))
+                }
+                _ => {
+                    scan.skip(DEPTH)?;
+                    self.traceparent.set(None)
+                }
+            },
+            "tracestate" => self.tracestate.set(scan.string_or_null()?),
+            _ => scan.skip(DEPTH),
+        }
+    }
+}
+
+/// A JSON string token as it stands in the text.
+struct Str<'a> {
+    /// Quotes included.
+    token: &'a str,
+    /// Where the token starts in the text.
+    from: usize,
+    escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// The string's value: borrowed unless it has escapes (which `serde_json` decodes and
+    /// checks, lone surrogates included).
+    fn value(&self) -> Option<Cow<'a, str>> {
+        match self.escaped {
+            false => self.token.get(1..self.token.len() - 1).map(Cow::Borrowed),
+            true => serde_json::from_str::<String>(self.token).ok().map(Cow::Owned),
+        }
+    }
+}
+
+/// A cursor over the JSON text.
+struct Scan<'a> {
+    json: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.json.as_bytes()
+    }
+
+    /// Past insignificant whitespace (RFC 8259 §2: space, tab, LF, CR).
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next significant byte, not consumed.
+    fn next(&mut self) -> Option<u8> {
+        self.space();
+        self.bytes().get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then(|| self.at += 1)
+    }
+
+    fn string(&mut self) -> Option<Str<'a>> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        let from = self.at;
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.bytes().get(self.at..)?;
+            let stop = memchr::memchr2(b'"', b'\\', rest)?;
+            self.at += stop;
+            if rest[stop] == b'"' {
+                self.at += 1;
+                return Some(Str { token: self.json.get(from..self.at)?, from, escaped });
+            }
+            escaped = true;
+            match *self.bytes().get(self.at + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+                b'u' if self.bytes().get(self.at + 2..self.at + 6)?.iter().all(u8::is_ascii_hexdigit) => self.at += 6,
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.json.get(self.at..)?.starts_with(word).then(|| self.at += word.len())
+    }
+
+    /// RFC 8259 §6: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        let b = self.bytes();
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = self.at + usize::from(b.get(self.at) == Some(&b'-'));
+        i = match b.get(i)? {
+            b'0' => i + 1,
+            b'1'..=b'9' => digits(i + 1),
+            _ => return None,
+        };
+        if b.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            (end > i + 1).then_some(())?;
+            i = end;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            i += usize::from(matches!(b.get(i), Some(b'+' | b'-')));
+            let end = digits(i);
+            (end > i).then_some(())?;
+            i = end;
+        }
+        self.at = i;
+        Some(())
+    }
+
+    /// Past one value of any kind, containers nested at most `depth` deep.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        match self.next()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(depth, |scan, _| scan.skip(depth - 1)),
+            b'[' => self.array(depth),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// The text of one value (for a JSON-RPC id).
+    fn value_text(&mut self, depth: u32) -> Option<&'a str> {
+        self.space();
+        let from = self.at;
+        self.skip(depth)?;
+        self.json.get(from..self.at)
+    }
+
+    /// An object, each member's value read (or skipped) by `member` with its unescaped name.
+    fn object(&mut self, depth: u32, mut member: impl FnMut(&mut Scan<'a>, &str) -> Option<()>) -> Option<()> {
+        if depth == 0 {
+            return None;
+        }
+        self.expect(b'{')?;
+        if self.next()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let name = self.string()?.value()?;
+            self.expect(b':')?;
+            member(self, &name)?;
+            match self.next()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: u32) -> Option<()> {
+        if depth == 0 {
+            return None;
+        }
+        self.expect(b'[')?;
+        if self.next()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip(depth - 1)?;
+            match self.next()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A wanted member that is a string or `null`; anything else makes the body unreadable.
+    fn string_or_null(&mut self) -> Option<Option<Cow<'a, str>>> {
+        match self.next()? {
+            b'"' => Some(Some(self.string()?.value()?)),
+            b'n' => self.literal("null").map(|()| None),
+            _ => None,
+        }
+    }
+
+    /// A wanted member that is an object (read by `member`: `true`) or `null` (`false`).
+    fn object_or_null(&mut self, depth: u32, member: impl FnMut(&mut Scan<'a>, &str) -> Option<()>) -> Option<bool> {
+        match self.next()? {
+            b'{' => self.object(depth, member).map(|()| true),
+            b'n' => self.literal("null").map(|()| false),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
     use super::*;
+
+    /// The reference: the same facts read by `serde_json` derives (what the scanner replaced),
+    /// with an array where an object is wanted refused rather than read by position.
+    fn reference(body: &[u8]) -> Option<Peek<'_>> {
+        #[derive(Deserialize)]
+        struct Message<'a> {
+            #[serde(borrow, default)]
+            id: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            method: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            params: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow, default)]
+            name: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            uri: Option<Cow<'a, str>>,
+            #[serde(borrow, default, rename = "_meta")]
+            meta: Option<&'a RawValue>,
+            #[serde(borrow, default, rename = "clientInfo")]
+            client_info: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct ClientInfo<'a> {
+            #[serde(borrow, default)]
+            name: Option<Cow<'a, str>>,
+        }
+        #[derive(Deserialize)]
+        struct Meta<'a> {
+            #[serde(borrow, default)]
+            traceparent: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            tracestate: Option<Cow<'a, str>>,
+        }
+        fn object<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Result<Option<T>, ()> {
+            match raw {
+                Some(raw) if raw.get().starts_with('{') => serde_json::from_str(raw.get()).map(Some).map_err(drop),
+                Some(_) => Err(()),
+                None => Ok(None),
+            }
+        }
+        let json = std::str::from_utf8(body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)).ok()?;
+        if json.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+            return None;
+        }
+        let m: Message<'_> = serde_json::from_str(json).ok()?;
+        let p: Option<Params<'_>> = object(m.params).ok()?;
+        let (name, uri, meta, client) = match p {
+            Some(p) => (p.name, p.uri, object::<Meta<'_>>(p.meta).ok()?, object::<ClientInfo<'_>>(p.client_info).ok()?),
+            None => (None, None, None, None),
+        };
+        let (traceparent, tracestate) = match meta {
+            Some(meta) => (meta.traceparent.and_then(|raw| string_at(raw, body)), meta.tracestate),
+            None => (None, None),
+        };
+        let id = m.id.map(RawValue::get).filter(|id| *id != "null");
+        Some(Peek {
+            method: m.method,
+            id,
+            subject: name.or(uri),
+            traceparent,
+            tracestate,
+            client_name: client.and_then(|c| c.name),
+        })
+    }
+
+    /// A JSON string's value and where its token (quotes included) lies in `body`.
+    fn string_at<'a>(raw: &'a RawValue, body: &'a [u8]) -> Option<(Cow<'a, str>, (usize, usize))> {
+        let token = raw.get();
+        let start = (token.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        let value = serde_json::from_str::<Cow<'a, str>>(token).ok()?;
+        Some((value, (start, start + token.len())))
+    }
 
     #[test]
     fn a_call_with_trace_context_is_read_with_the_offset() {
@@ -118,25 +439,138 @@ mod tests {
         assert_eq!(p.method.as_deref(), Some("tools/call"));
         assert_eq!(p.id, Some("7"));
         assert_eq!(p.subject.as_deref(), Some("echo"));
-        let (tp, (from, to)) = p.traceparent.unwrap();
+        let (tp, (from, to)) = p.traceparent.clone().unwrap();
         assert_eq!(&body[from..to], format!("\"{tp}\"").as_bytes());
         assert_eq!(p.tracestate.as_deref(), Some("a=b"));
+        assert_eq!(Some(p), reference(body));
         let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"clientInfo":{"name":"claude","version":"1"}}}"#;
         assert_eq!(peek(init).unwrap().client_name.as_deref(), Some("claude"));
         let read = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#;
         assert_eq!(peek(read).unwrap().subject.as_deref(), Some("file:///a"), "a resource is its URI");
+        let bom = b"\xEF\xBB\xBF{\"params\":{\"_meta\":{\"traceparent\":\"x\"}}}";
+        let (_, (from, to)) = peek(bom).unwrap().traceparent.unwrap();
+        assert_eq!(&bom[from..to], b"\"x\"", "offsets count the BOM");
     }
 
     #[test]
     fn unreadable_bodies_have_no_facts() {
-        assert!(peek(b"[{}]").is_none());
-        assert!(peek(b"\xff{").is_none());
-        assert!(peek(b"").is_none());
+        for body in [
+            &b"[{}]"[..],
+            b"\xff{",
+            b"",
+            b"{",
+            br#"{"method":"a"} x"#,
+            br#"{"method":"a","method":"b"}"#,
+            br#"{"method":5}"#,
+            br#"{"params":{"name":1}}"#,
+            br#"{"params":["a"]}"#,
+            br#"{"id":01}"#,
+            br#"{"id":1.}"#,
+            br#"{"x":tru}"#,
+            br#"{"x":"\q"}"#,
+            br#"{"x":[1,]}"#,
+            br#"{"x":{"a":1,}}"#,
+        ] {
+            assert_eq!(peek(body), None, "{}", String::from_utf8_lossy(body));
+            assert_eq!(reference(body), None, "the reference agrees: {}", String::from_utf8_lossy(body));
+        }
         let p = peek(br#"{"id":null,"method":"notifications/initialized"}"#).unwrap();
         assert_eq!(p.id, None);
         let escaped = br#"{"method":"x","params":{"_meta":{"traceparent":"\u0030-a"}}}"#;
         let (value, (from, to)) = peek(escaped).unwrap().traceparent.unwrap();
         assert_eq!(value, "0-a", "an escaped value is read as the server reads it");
         assert_eq!(&escaped[from..to], br#""\u0030-a""#);
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(peek(deep.as_bytes()), None, "nesting is bounded (serde's skipping is not)");
+        let fine = format!("{{\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(peek(fine.as_bytes()), Some(Peek::default()));
+    }
+
+    /// Random well-formed bodies built from the members the scanner wants (and others), in
+    /// every type, repeated, escaped, spaced and nested: the scanner reads what serde reads.
+    #[test]
+    fn the_scanner_reads_what_serde_reads() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % n
+        };
+        const KEYS: [&str; 12] = [
+            "method",
+            "id",
+            "params",
+            "name",
+            "uri",
+            "_meta",
+            "clientInfo",
+            "traceparent",
+            "tracestate",
+            "arguments",
+            "jsonrpc",
+            "m\\u0065thod",
+        ];
+        const STRINGS: [&str; 7] = [
+            "tools/call",
+            "",
+            "a\\\"b",
+            "\\u00e9t\\u00e9",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "é ☃",
+            "x\\/y",
+        ];
+        fn value(next: &mut impl FnMut(u64) -> u64, depth: u32, out: &mut String) {
+            let space = |next: &mut dyn FnMut(u64) -> u64, out: &mut String| {
+                out.push_str([" ", "", "", "\n\t", "\r\n "][next(5) as usize]);
+            };
+            match next(if depth == 0 { 6 } else { 8 }) {
+                0 => out.push_str("null"),
+                1 => out.push_str(["true", "false"][next(2) as usize]),
+                2 => out.push_str(["0", "-1", "3.25", "1e9", "-0.5E-3", "12345678901234567890"][next(6) as usize]),
+                3..=5 => {
+                    out.push('"');
+                    out.push_str(STRINGS[next(STRINGS.len() as u64) as usize]);
+                    out.push('"');
+                }
+                6 => {
+                    out.push('[');
+                    for i in 0..next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        space(next, out);
+                        value(next, depth - 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => object(next, depth - 1, out),
+            }
+        }
+        fn object(next: &mut impl FnMut(u64) -> u64, depth: u32, out: &mut String) {
+            out.push('{');
+            for i in 0..next(5) {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(["", " ", "\n"][next(3) as usize]);
+                out.push('"');
+                out.push_str(KEYS[next(KEYS.len() as u64) as usize]);
+                out.push_str(["\":", "\" : "][next(2) as usize]);
+                value(next, depth, out);
+            }
+            out.push('}');
+        }
+        let (mut read, mut total) = (0, 0);
+        for _ in 0..30_000 {
+            let mut body = String::new();
+            object(&mut next, 4, &mut body);
+            let expected = reference(body.as_bytes());
+            assert_eq!(peek(body.as_bytes()), expected, "{body}");
+            total += 1;
+            read += usize::from(expected.is_some_and(|p| p.method.is_some() || p.traceparent.is_some()));
+        }
+        assert!(read > total / 20, "the generator reaches the wanted members: {read} of {total}");
     }
 }

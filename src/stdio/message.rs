@@ -13,7 +13,7 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::mcp::peek::Params;
+use crate::mcp::peek;
 use crate::mcp::request::PARSE_ERROR;
 use crate::proxy::respond::INVALID_REQUEST;
 
@@ -51,8 +51,6 @@ struct Envelope<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
 }
 
 /// Reads a client's line (JSON-RPC 2.0 §4, §5.1: not JSON is a parse error, JSON that is
@@ -87,11 +85,8 @@ pub(crate) fn read_client(line: &[u8]) -> Result<ClientMessage, Refusal> {
     if env.method.is_none() && id.is_none() {
         return Err(Refusal { code: INVALID_REQUEST, message: "Invalid Request: neither a method nor an id" });
     }
-    let name = env
-        .params
-        .and_then(|p| serde_json::from_str::<Params<'_>>(p.get()).ok())
-        .and_then(Params::subject)
-        .map(Cow::into_owned);
+    // What the 2026-07-28 revision repeats in `Mcp-Name`, read as telemetry reads it.
+    let name = peek::peek(line).and_then(|p| p.subject).map(Cow::into_owned);
     Ok(ClientMessage { id, method: env.method.map(Cow::into_owned), name })
 }
 
