@@ -5,23 +5,11 @@
 use prost::Message as _;
 
 use super::proto::*;
-use crate::telemetry::data::{self, Family, Kind, Point, Resource, Snapshot, Span};
+use crate::telemetry::data::{self, Family, Kind, Point, Resource, Snapshot};
 
 /// The instrumentation scope of everything the proxy emits.
 const SCOPE_NAME: &str = "thv";
-const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The body of a `POST /v1/traces`: one resource, one scope, these spans.
-pub(crate) fn encode_traces(resource: &Resource, spans: &[Span]) -> Vec<u8> {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource_of(resource)),
-            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans: spans.iter().map(span_of).collect() }],
-            schema_url: String::new(),
-        }],
-    }
-    .encode_to_vec()
-}
+pub(super) const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The body of a `POST /v1/metrics`: every family of the snapshot, cumulative since
 /// `start_unix_nanos` (the process start), read at `time_unix_nanos`.
@@ -38,55 +26,21 @@ pub(crate) fn encode_metrics(resource: &Resource, snapshot: &Snapshot) -> Vec<u8
     .encode_to_vec()
 }
 
-fn scope() -> InstrumentationScope {
+pub(super) fn scope() -> InstrumentationScope {
     InstrumentationScope { name: SCOPE_NAME.to_owned(), version: SCOPE_VERSION.to_owned() }
 }
 
-fn resource_of(resource: &Resource) -> ProtoResource {
+pub(super) fn resource_of(resource: &Resource) -> ProtoResource {
     ProtoResource { attributes: resource.attributes.iter().map(key_value_of).collect() }
 }
 
-fn key_value_of(kv: &data::KeyValue) -> ProtoKeyValue {
+pub(super) fn key_value_of(kv: &data::KeyValue) -> ProtoKeyValue {
     let value = match &kv.value {
         data::Value::Str(s) => AnyValueKind::String(s.clone().into_owned()),
         data::Value::Int(i) => AnyValueKind::Int(*i),
         data::Value::Bool(b) => AnyValueKind::Bool(*b),
     };
     ProtoKeyValue { key: kv.key.clone().into_owned(), value: Some(AnyValue { value: Some(value) }) }
-}
-
-fn span_of(span: &Span) -> ProtoSpan {
-    // Only sampled spans are ever finished and exported. Whether the parent is remote is
-    // known from the kind: a server span is the first span of the request in this process,
-    // so its parent (if any) came in a `traceparent` header; a client span's parent is the
-    // proxy's own server span.
-    let remote_parent = span.kind == data::SpanKind::Server && span.parent_span_id.is_some();
-    let flags = SPAN_FLAGS_SAMPLED
-        | SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE
-        | if remote_parent { SPAN_FLAGS_CONTEXT_IS_REMOTE } else { 0 };
-    let status = match &span.status {
-        // An absent status means UNSET (trace.proto `Span.status`): no bytes spent on it.
-        data::Status::Unset => None,
-        data::Status::Ok => Some(ProtoStatus { message: String::new(), code: STATUS_CODE_OK }),
-        data::Status::Error(message) => Some(ProtoStatus { message: message.clone(), code: STATUS_CODE_ERROR }),
-    };
-    ProtoSpan {
-        trace_id: span.trace_id.to_vec(),
-        span_id: span.span_id.to_vec(),
-        trace_state: span.trace_state.clone().unwrap_or_default(),
-        // A root span's parent is empty bytes, not eight zeros (trace.proto `parent_span_id`).
-        parent_span_id: span.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-        flags,
-        name: span.name.clone(),
-        kind: match span.kind {
-            data::SpanKind::Server => SPAN_KIND_SERVER,
-            data::SpanKind::Client => SPAN_KIND_CLIENT,
-        },
-        start_time_unix_nano: span.start_unix_nanos,
-        end_time_unix_nano: span.end_unix_nanos,
-        attributes: span.attributes.iter().map(key_value_of).collect(),
-        status,
-    }
 }
 
 fn labels_of(labels: &[(&'static str, String)]) -> Vec<ProtoKeyValue> {
@@ -181,30 +135,9 @@ fn metric_of(family: &Family, snapshot: &Snapshot) -> Option<Metric> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use std::borrow::Cow;
-
+mod tests {
     use super::*;
-    use crate::telemetry::data::{KeyValue, Series, SpanKind, Status, Value};
-
-    pub(crate) fn sample_span() -> Span {
-        Span {
-            trace_id: [0x11; 16],
-            span_id: [0x22; 8],
-            parent_span_id: Some([0x33; 8]),
-            trace_state: Some("vendor=x".to_owned()),
-            name: "POST /mcp".to_owned(),
-            kind: SpanKind::Server,
-            start_unix_nanos: 1_700_000_000_000_000_001,
-            end_unix_nanos: 1_700_000_000_500_000_000,
-            attributes: vec![
-                KeyValue::str("mcp.method.name", "tools/call"),
-                KeyValue::int("http.response.status_code", 200),
-                KeyValue { key: Cow::Borrowed("retry"), value: Value::Bool(true) },
-            ],
-            status: Status::Error("upstream 502".to_owned()),
-        }
-    }
+    use crate::telemetry::data::{KeyValue, Series};
 
     fn resource() -> Resource {
         Resource { attributes: vec![KeyValue::str("service.name", "thv-proxy")] }
@@ -212,90 +145,6 @@ pub(super) mod tests {
 
     fn str_value(s: &str) -> Option<AnyValue> {
         Some(AnyValue { value: Some(AnyValueKind::String(s.to_owned())) })
-    }
-
-    #[test]
-    fn span_round_trips_through_the_wire_format() {
-        let bytes = encode_traces(&resource(), &[sample_span()]);
-        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
-        assert_eq!(req.resource_spans.len(), 1);
-        let rs = &req.resource_spans[0];
-        let res = rs.resource.as_ref().expect("resource");
-        assert_eq!(res.attributes, vec![ProtoKeyValue { key: "service.name".into(), value: str_value("thv-proxy") }]);
-        let ss = &rs.scope_spans[0];
-        assert_eq!(ss.scope, Some(InstrumentationScope { name: "thv".into(), version: SCOPE_VERSION.into() }));
-        let s = &ss.spans[0];
-        assert_eq!(s.trace_id, vec![0x11; 16]);
-        assert_eq!(s.span_id, vec![0x22; 8]);
-        assert_eq!(s.parent_span_id, vec![0x33; 8]);
-        assert_eq!(s.trace_state, "vendor=x");
-        assert_eq!(s.name, "POST /mcp");
-        assert_eq!(s.kind, SPAN_KIND_SERVER);
-        assert_eq!(s.flags, SPAN_FLAGS_SAMPLED | SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE | SPAN_FLAGS_CONTEXT_IS_REMOTE);
-        assert_eq!(s.start_time_unix_nano, 1_700_000_000_000_000_001);
-        assert_eq!(s.end_time_unix_nano, 1_700_000_000_500_000_000);
-        assert_eq!(s.status, Some(ProtoStatus { message: "upstream 502".into(), code: STATUS_CODE_ERROR }));
-        let kinds: Vec<_> = s.attributes.iter().map(|kv| kv.value.clone().and_then(|v| v.value)).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                Some(AnyValueKind::String("tools/call".into())),
-                Some(AnyValueKind::Int(200)),
-                Some(AnyValueKind::Bool(true)),
-            ]
-        );
-        assert_eq!(s.attributes.len(), 3, "the attribute list is exactly the span's");
-    }
-
-    #[test]
-    fn root_client_and_unset_spans() {
-        let mut span = sample_span();
-        span.parent_span_id = None;
-        span.trace_state = None;
-        span.kind = SpanKind::Client;
-        span.status = Status::Unset;
-        let bytes = encode_traces(&Resource::default(), &[span.clone()]);
-        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
-        let s = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert!(s.parent_span_id.is_empty());
-        assert_eq!(s.kind, SPAN_KIND_CLIENT);
-        assert_eq!(s.flags, SPAN_FLAGS_SAMPLED | SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE);
-        assert_eq!(s.status, None);
-        span.status = Status::Ok;
-        let s = span_of(&span);
-        assert_eq!(s.status, Some(ProtoStatus { message: String::new(), code: STATUS_CODE_OK }));
-    }
-
-    /// The field numbers and wire types are the contract with every collector: checked on
-    /// the raw bytes, not only through our own decoder.
-    #[test]
-    fn span_bytes_use_the_official_field_numbers() {
-        let mut span = sample_span();
-        span.attributes.clear();
-        span.trace_state = None;
-        span.status = Status::Unset;
-        let bytes = span_of(&span).encode_to_vec();
-        // trace_id: field 1, length-delimited (0x0a), 16 bytes.
-        assert_eq!(&bytes[..2], &[0x0a, 16]);
-        assert_eq!(&bytes[2..18], &[0x11; 16]);
-        // span_id: field 2 (0x12), 8 bytes.
-        assert_eq!(&bytes[18..20], &[0x12, 8]);
-        // parent_span_id: field 4 (0x22).
-        assert_eq!(&bytes[28..30], &[0x22, 8]);
-        let find = |tag: &[u8]| bytes.windows(tag.len()).position(|w| w == tag).expect("tag present");
-        // start_time_unix_nano: field 7, fixed64 (0x39), little-endian.
-        let at = find(&[0x39]);
-        assert_eq!(&bytes[at + 1..at + 9], &1_700_000_000_000_000_001u64.to_le_bytes());
-        // end_time_unix_nano: field 8, fixed64 (0x41).
-        let at = find(&[0x41]);
-        assert_eq!(&bytes[at + 1..at + 9], &1_700_000_000_500_000_000u64.to_le_bytes());
-        // kind: field 6, varint (0x30), SERVER = 2.
-        find(&[0x30, 2]);
-        // flags: field 16, fixed32: tag (16 << 3 | 5) = 133 = varint 0x85 0x01.
-        let at = find(&[0x85, 0x01]);
-        assert_eq!(&bytes[at + 2..at + 6], &0x301u32.to_le_bytes());
-        // The request wraps it in resource_spans (field 1 of ExportTraceServiceRequest).
-        assert_eq!(encode_traces(&Resource::default(), &[span])[0], 0x0a);
     }
 
     const BOUNDS: &[f64] = &[0.1, 1.0];

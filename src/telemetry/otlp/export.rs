@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{ExportConfig, encode};
+use super::{ExportConfig, encode, traces};
 use crate::telemetry::data::{Resource, Snapshot, Span};
 
 /// Reads every metric; called on the export thread.
@@ -312,7 +312,7 @@ impl TracePipe {
     }
 
     async fn export(&mut self, poster: &Poster, resource: &Resource) {
-        let body = encode::encode_traces(resource, &self.batch);
+        let body = traces::encode_traces(resource, &self.batch);
         self.in_flight = self.batch.len();
         self.batch.clear();
         let ok = poster.post(&self.target, body).await;

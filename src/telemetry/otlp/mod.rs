@@ -14,6 +14,7 @@
 mod encode;
 pub(crate) mod export;
 mod proto;
+mod traces;
 
 use std::time::Duration;
 
@@ -227,7 +228,7 @@ mod tests {
     }
 
     fn span() -> crate::telemetry::data::Span {
-        encode::tests::sample_span()
+        traces::tests::sample_span()
     }
 
     fn wait_for(what: &str, done: impl Fn() -> bool) {

@@ -23,16 +23,18 @@ pub(crate) const SPAN_FLAGS_SAMPLED: u32 = 0x01;
 pub(crate) const SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE: u32 = 0x100;
 pub(crate) const SPAN_FLAGS_CONTEXT_IS_REMOTE: u32 = 0x200;
 
-// ---- collector/trace/v1/trace_service.proto ----
+// ---- collector/trace/v1/trace_service.proto, trace/v1/trace.proto ----
+// Test-only: the exporter writes spans straight to the wire (`super::traces`); the tests
+// hold it to these messages and decode what it sent with them.
 
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ExportTraceServiceRequest {
     #[prost(message, repeated, tag = "1")]
     pub(crate) resource_spans: Vec<ResourceSpans>,
 }
 
-// ---- trace/v1/trace.proto ----
-
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ResourceSpans {
     #[prost(message, optional, tag = "1")]
@@ -43,6 +45,7 @@ pub(crate) struct ResourceSpans {
     pub(crate) schema_url: String,
 }
 
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ScopeSpans {
     #[prost(message, optional, tag = "1")]
@@ -51,6 +54,7 @@ pub(crate) struct ScopeSpans {
     pub(crate) spans: Vec<ProtoSpan>,
 }
 
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ProtoSpan {
     #[prost(bytes = "vec", tag = "1")]
@@ -78,6 +82,7 @@ pub(crate) struct ProtoSpan {
     pub(crate) status: Option<ProtoStatus>,
 }
 
+#[cfg(test)]
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct ProtoStatus {
     #[prost(string, tag = "2")]
