@@ -34,6 +34,12 @@ pub fn run(data: &[u8]) {
 
 fn request_part(knob: u8, raw: &[u8]) {
     let hosts: Vec<String> = HOSTS.iter().map(|h| (*h).to_owned()).collect();
+    // Operator-configured fields: one ordinary name, and Authorization (allowed without
+    // outgoing auth), which meets the consumed token when incoming auth is on.
+    let forward = request::ForwardHeaders::new(vec![
+        (http::HeaderName::from_static("x-api-key"), http::HeaderValue::from_static("k")),
+        (http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer up")),
+    ]);
     let rules = Rules {
         hosts: Some(&hosts),
         max_body: 4096,
@@ -43,6 +49,7 @@ fn request_part(knob: u8, raw: &[u8]) {
         client_ip: "127.0.0.1".parse().unwrap(),
         mcp: knob & 4 == 4,
         trace: knob & 12 == 12,
+        forward: (knob & 16 == 16).then_some(&forward),
     };
     let Classified::Fast(plan) = request::classify(raw, &rules) else { return };
     assert!(plan.head_len <= raw.len());

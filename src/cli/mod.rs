@@ -13,6 +13,7 @@
 //!   pflag takes the next argument as a flag's value whatever it looks like, and a random
 //!   base64url secret starts with `-` one time in 64.
 
+mod forward;
 mod stdio;
 mod telemetry;
 pub(crate) mod values;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub(crate) use forward::ForwardArgs;
 pub use stdio::ProxyCommand;
 pub(crate) use stdio::StdioArgs;
 pub(crate) use telemetry::TelemetryArgs;
@@ -309,6 +311,10 @@ pub struct RemoteAuthArgs {
     /// Directory of the token store (default: $XDG_STATE_HOME/thv or ~/.local/state/thv)
     #[arg(long, value_name = "DIR")]
     pub(crate) remote_auth_store_dir: Option<String>,
+
+    // Extra header fields for the target and extra authorization request parameters.
+    #[command(flatten)]
+    pub(crate) forward: ForwardArgs,
 }
 
 /// Parsed command line plus the names of the flags the user actually gave.

@@ -6,9 +6,11 @@
 //! (through [`Environment`], so tests can inject it).
 //!
 //! One file per group of flags: [`target`] (`--target-uri`), [`inbound`] (`--oidc-*`),
-//! [`outbound`] (`--remote-auth*`), [`policy`] (`--authz-config`, `--tools*`, audit), [`telemetry`] (`--otel-*`, `--log-format`); the listener's flags and the rules across groups are
+//! [`outbound`] (`--remote-auth*`), [`forward`] (`--remote-forward-headers*`, the
+//! authorization request's extras), [`policy`] (`--authz-config`, `--tools*`, audit), [`telemetry`] (`--otel-*`, `--log-format`); the listener's flags and the rules across groups are
 //! here. Address rules are [`crate::net`]'s, value syntaxes [`crate::cli::values`]'.
 
+mod forward;
 mod inbound;
 mod outbound;
 mod policy;
@@ -34,6 +36,7 @@ use crate::cli::values::{parse_go_duration, parse_size};
 use crate::cli::{Command, Invocation, ProxyArgs, ProxyCommand};
 use crate::net::normalize_origin;
 use crate::oauth::http::UrlRefusal;
+use crate::proxy::headers::ForwardHeaders;
 
 /// How long the proxy waits for a TCP (and TLS) connection to the target.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +118,9 @@ pub struct Config {
     pub inbound: Option<InboundConfig>,
     /// Outgoing authentication (`--remote-auth*`); `None` when requests go as they came.
     pub outbound: Option<OutboundConfig>,
+    /// Header fields added to every request for the target (`--remote-forward-headers*`);
+    /// `None` costs nothing.
+    pub(crate) forward: Option<ForwardHeaders>,
     /// MCP-aware policy (`--authz-config`, `--tools*`, audit); `None` costs nothing.
     pub(crate) policy: Option<PolicyConfig>,
     /// Metrics and traces (`--otel-*`); `None` costs nothing.
@@ -139,6 +145,7 @@ impl Config {
         config.inbound = inbound::inbound_config(&args.oidc, env)?;
         config.outbound =
             outbound::outbound_config(&args.remote_auth, &inv.given, env, &config.target, &mut config.warnings)?;
+        config.forward = forward::forward_headers(&args.remote_auth.forward, config.outbound.as_ref(), env)?;
         config.policy = policy::policy_config(
             &args.policy,
             &config.server_name,
@@ -260,6 +267,7 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         debug,
         inbound: None,
         outbound: None,
+        forward: None,
         policy: None,
         telemetry: None,
         log_json: false,

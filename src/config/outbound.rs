@@ -11,6 +11,7 @@ use url::Url;
 
 use super::target::Target;
 use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
+use crate::oauth::authorize::AuthorizeExtras;
 
 /// How the proxy authenticates to the target.
 #[derive(Clone)]
@@ -59,6 +60,8 @@ pub struct OAuthConfig {
     pub store_dir: Option<std::path::PathBuf>,
     /// `$BROWSER`, how to open the authorization page.
     pub(crate) browser: Option<String>,
+    /// The scope's parameter name and extra parameters of the authorization request.
+    pub(crate) authorize: AuthorizeExtras,
 }
 
 /// Remote-auth flags that only mean something when OAuth to the target is on.
@@ -73,6 +76,8 @@ const OAUTH_ONLY_FLAGS: &[&str] = &[
     "remote-auth-client-metadata-url",
     "remote-auth-store",
     "remote-auth-store-dir",
+    "remote-auth-scope-param-name",
+    "remote-auth-authorize-param",
 ];
 
 /// Validates the `--remote-auth*` flags. Secret precedence (ToolHive's): flag, then
@@ -222,6 +227,7 @@ pub(super) fn outbound_config(
         resource,
         store_dir,
         browser: env.var("BROWSER"),
+        authorize: super::forward::authorize_extras(&args.forward)?,
     }))))
 }
 

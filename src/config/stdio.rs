@@ -1,15 +1,18 @@
-//! `thv proxy stdio`: the bridge's settings. The target and the `--remote-auth*` flags go
-//! through the same rules as for the HTTP proxy ([`super::target`], [`super::outbound`]);
+//! `thv proxy stdio`: the bridge's settings. The target, the `--remote-auth*` and the
+//! `--remote-forward-headers*` flags go through the same rules as for the HTTP proxy
+//! ([`super::target`], [`super::outbound`], [`super::forward`]);
 //! only the bridge's own limits are checked here.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use super::forward::forward_headers;
 use super::outbound::{OutboundConfig, outbound_config};
 use super::target::{Target, parse_target};
 use super::{CONNECT_TIMEOUT, ConfigError, Environment};
 use crate::cli::StdioArgs;
 use crate::cli::values::{parse_go_duration, parse_size};
+use crate::proxy::headers::ForwardHeaders;
 
 /// The validated configuration of one `thv proxy stdio` run.
 #[derive(Debug, Clone)]
@@ -26,6 +29,8 @@ pub(crate) struct StdioConfig {
     pub(crate) connect_timeout: Duration,
     /// Outgoing authentication (`--remote-auth*`).
     pub(crate) outbound: Option<OutboundConfig>,
+    /// Header fields added to every request (`--remote-forward-headers*`).
+    pub(crate) forward: Option<ForwardHeaders>,
     /// `--debug` or `TOOLHIVE_DEBUG`.
     pub(crate) debug: bool,
     /// Warnings about the flags, logged once the logger exists.
@@ -54,6 +59,7 @@ impl StdioConfig {
             parse_go_duration(&args.upstream_timeout).map_err(|why| ConfigError::new("--upstream-timeout", why))?;
         let mut warnings = Vec::new();
         let outbound = outbound_config(&args.remote_auth, given, env, &target, &mut warnings)?;
+        let forward = forward_headers(&args.remote_auth.forward, outbound.as_ref(), env)?;
         Ok(StdioConfig {
             server_name,
             target,
@@ -61,6 +67,7 @@ impl StdioConfig {
             upstream_timeout: (!upstream_timeout.is_zero()).then_some(upstream_timeout),
             connect_timeout: CONNECT_TIMEOUT,
             outbound,
+            forward,
             debug,
             warnings,
         })

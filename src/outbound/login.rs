@@ -1,11 +1,12 @@
 //! One login, start to finish (MCP 2025-11-25 Authorization; OAuth 2.1 §4.1): discovery
 //! ([`discover`](super::discover)), a client ([`client`](super::client)), then the
 //! authorization code grant with PKCE S256 (RFC 7636), `state`, RFC 8707 `resource` and
-//! RFC 9207 `iss` checks, through the loopback [`callback`](super::callback) (RFC 8252) and
+//! RFC 9207 `iss` checks (the request itself: [`crate::oauth::authorize`]), through the loopback [`callback`](super::callback) (RFC 8252) and
 //! the user's [`browser`](super::browser), and the code exchanged for tokens.
 
 use tracing::info;
 
+use crate::oauth::authorize::AuthorizeRequest;
 use crate::oauth::pkce::{Pkce, random_token, verifier};
 use crate::outbound::callback::{Callback, Expectation};
 use crate::outbound::discover::discover;
@@ -69,25 +70,15 @@ impl OAuth {
         let redirect_uri = callback.redirect_uri.clone();
         let pkce = Pkce::generate();
         let state = random_token();
-        let mut url = server.authorization_endpoint.clone();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &client.id)
-                .append_pair("redirect_uri", &callback.redirect_uri)
-                .append_pair("state", &state)
-                .append_pair("code_challenge", &pkce.challenge)
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("resource", &self.cfg.resource);
-            if let Some(scope) = &scope {
-                q.append_pair("scope", scope);
-                // OIDC Core §11: an OpenID provider grants offline_access (a refresh token)
-                // only with explicit consent.
-                if scope.split(' ').any(|s| s == "offline_access") {
-                    q.append_pair("prompt", "consent");
-                }
-            }
-        }
+        let request = AuthorizeRequest {
+            client_id: &client.id,
+            redirect_uri: &callback.redirect_uri,
+            state: &state,
+            code_challenge: &pkce.challenge,
+            resource: &self.cfg.resource,
+            scope: scope.as_deref(),
+        };
+        let url = request.url(&server.authorization_endpoint, &self.cfg.authorize);
         eprintln!("Waiting for the login to the MCP server (up to {:?})…", self.cfg.timeout);
         browser::open(&url, self.cfg.skip_browser, self.browser.as_deref());
         let expect = Expectation {

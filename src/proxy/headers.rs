@@ -12,6 +12,10 @@
 //!   (`Content_Length`, `X_Forwarded_For`, …) is dropped: CGI, WSGI and PHP stacks map
 //!   `_` to `-` (RFC 3875 §4.1.18), so such a target would read it as a second length or a
 //!   forged forwarding field. nginx drops every such name by default.
+//! - Fields the operator configured (`--remote-forward-headers*`, [`ForwardHeaders`]) are
+//!   added to every request for the target, and a client's field of the same name is
+//!   dropped: the configured value wins, as ToolHive's `Header.Set` has it. Which names
+//!   the operator may not configure is [`crate::config`]'s rule.
 //! - Everything else, including the MCP headers (`Mcp-Session-Id`, `MCP-Protocol-Version`,
 //!   `Last-Event-ID`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`), passes unchanged.
 
@@ -205,6 +209,62 @@ pub(crate) fn set_forwarded(
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
+/// Header fields the operator configured for the target (`--remote-forward-headers`,
+/// `--remote-forward-headers-secret`), checked at startup. Their values may be credentials:
+/// they are marked sensitive, and `Debug` shows the names only.
+#[derive(Clone)]
+pub struct ForwardHeaders {
+    fields: Vec<(HeaderName, HeaderValue)>,
+    /// The same fields as the own engine writes them (`name: value\r\n` each), made once.
+    wire: Vec<u8>,
+}
+
+impl ForwardHeaders {
+    /// The fields, in the order given; names are unique (the configuration refuses a name
+    /// given twice).
+    pub fn new(fields: Vec<(HeaderName, HeaderValue)>) -> ForwardHeaders {
+        let mut wire = Vec::new();
+        let fields = fields
+            .into_iter()
+            .map(|(name, mut value)| {
+                value.set_sensitive(true);
+                for part in [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                    wire.extend_from_slice(part);
+                }
+                (name, value)
+            })
+            .collect();
+        ForwardHeaders { fields, wire }
+    }
+
+    /// The one rule both engines follow: whether a client's field named `name` (any case)
+    /// gives way to a configured one.
+    pub(crate) fn replaces(&self, name: &str) -> bool {
+        self.fields.iter().any(|(configured, _)| configured.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// hyper's engine and the stdio bridge: the configured fields set on `headers`. `insert`
+    /// removes every earlier value of the name first: exactly the fields [`Self::replaces`]
+    /// names, since `HeaderName`s are lowercase.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.fields {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// The own engine: the configured fields appended to a head being written, whose
+    /// client fields [`Self::replaces`] names were left out.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.wire);
+    }
+}
+
+impl std::fmt::Debug for ForwardHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.fields.iter().map(|(name, _)| name.as_str())).finish()
+    }
+}
+
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
     match ip {
         IpAddr::V4(v4) if v4.is_loopback() && v4.octets() == [127, 0, 0, 1] => HeaderValue::from_static("127.0.0.1"),
@@ -302,6 +362,38 @@ mod tests {
         assert_eq!(response_content_length(b"2, 3", None), None);
         assert_eq!(response_content_length(b"3", Some(2)), None);
         assert_eq!(response_content_length(b"2,", None), None);
+    }
+
+    #[test]
+    fn configured_fields_replace_the_clients_the_same_way_on_both_engines() {
+        let configured = ForwardHeaders::new(vec![
+            (HeaderName::from_static("x-api-key"), HeaderValue::from_static("s3cret")),
+            (HeaderName::from_static("x-tenant"), HeaderValue::from_static("acme")),
+        ]);
+        let client = [("X-Api-Key", "forged"), ("x-api-key", "forged-too"), ("accept", "*/*"), ("x-other", "1")];
+        // hyper's engine and the bridge.
+        let mut h = map(&client);
+        configured.apply(&mut h);
+        let got: Vec<_> = h.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(h.get_all("x-api-key").iter().collect::<Vec<_>>(), ["s3cret"]);
+        assert_eq!(h["x-tenant"], "acme");
+        assert_eq!(h["accept"], "*/*");
+        // The own engine: the fields it keeps, then the configured ones.
+        let mut out = Vec::new();
+        for (name, value) in client.iter().filter(|(n, _)| !configured.replaces(n)) {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        configured.write(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "accept: */*\r\nx-other: 1\r\nx-api-key: s3cret\r\nx-tenant: acme\r\n"
+        );
+        assert!(configured.replaces("X-TENANT") && !configured.replaces("x-tenant-id"));
+        // Values never show in Debug output, of the set or of a header map holding them.
+        let shown = format!("{configured:?} {h:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("acme"), "{shown}");
+        assert!(shown.contains("x-api-key"), "{shown}");
     }
 
     #[test]

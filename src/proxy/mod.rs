@@ -10,7 +10,8 @@
 //!    Passthrough).
 //! 6. The request body is read, bounded by `--max-request-body` (413 beyond it).
 //! 7. [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` set or withheld, `Host`
-//!    becomes the target's.
+//!    becomes the target's, the operator's `--remote-forward-headers*` replace the client's
+//!    fields of the same names.
 //! 8. [`forward`]: sent to the target with the same method, path and query.
 //! 9. The response is relayed: status, headers (minus hop-by-hop) and body unchanged;
 //!    event streams go through [`SseBody`](crate::mcp::sse::SseBody).
@@ -353,6 +354,9 @@ impl Proxy {
         // is how request smuggling starts.
         parts.headers.remove(header::CONTENT_LENGTH);
         headers::set_forwarded(&mut parts.headers, p.describe_client, peer.ip(), client_host.as_ref());
+        if let Some(fields) = &p.forward {
+            fields.apply(&mut parts.headers);
+        }
         let how = Relay { is_get: parts.method == Method::GET, client_host: client_host.as_ref(), list };
         let uri = s.upstream.uri_for(parts.uri.path_and_query());
         let Some(outbound) = &s.outbound else {

@@ -3,7 +3,8 @@
 //!
 //! 1. **a request head is accepted**: the Host and Origin guard ([`super::guard`]), the
 //!    local routes ([`local_route`]), incoming authentication, the request's header rules
-//!    ([`super::headers`]) and outgoing credentials;
+//!    ([`super::headers`], with the operator's own fields, [`Policy::forward`]) and outgoing
+//!    credentials;
 //! 2. **a response head comes from the target**: its header rules, event-stream handling
 //!    ([`Policy::event_stream`]), the hint on the first OAuth challenge
 //!    ([`Policy::upstream_answered`]), and whether a failed send may be repeated
@@ -25,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::forward::{ForwardError, Side};
 use super::guard::Guard;
+use super::headers::ForwardHeaders;
 use super::respond::{self, INVALID_REQUEST, Local, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
 use crate::config::Config;
@@ -50,6 +52,8 @@ pub(crate) struct Policy {
     pub(crate) max_head: usize,
     /// Whether the target may learn about the client (`X-Forwarded-*`).
     pub(crate) describe_client: bool,
+    /// Header fields the operator configured for the target (`--remote-forward-headers*`).
+    pub(crate) forward: Option<ForwardHeaders>,
     /// Origins of the target as a legacy SSE server might spell them.
     upstream_origins: Vec<String>,
     stops: StreamStops,
@@ -170,6 +174,7 @@ impl Policy {
             max_body: config.max_request_body,
             max_head: config.max_header_size,
             describe_client: config.target.is_local,
+            forward: config.forward.clone(),
             upstream_origins: upstream_origins(config),
             stops,
             inbound,

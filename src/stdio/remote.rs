@@ -2,7 +2,8 @@
 //! every message POSTed with `Accept: application/json, text/event-stream`; a JSON answer
 //! or an event stream relayed message by message; `Mcp-Session-Id` and
 //! `MCP-Protocol-Version` kept from the `initialize` exchange and sent on every later
-//! request; the GET listen stream; the session ended with DELETE.
+//! request; the operator's `--remote-forward-headers*` on every request; the GET listen
+//! stream; the session ended with DELETE.
 //!
 //! Requests go through the proxy's own upstream client ([`Upstream`], the same pooled
 //! HTTP/1.1 connections and TLS) and, with `--remote-auth*`, through [`Outbound::send`]
@@ -30,6 +31,7 @@ use crate::error::Error;
 use crate::mcp::events::{EventReader, TooLarge};
 use crate::outbound::{Outbound, SendError, Unavailable};
 use crate::proxy::forward::Upstream;
+use crate::proxy::headers::ForwardHeaders;
 use crate::proxy::pool::UpstreamBody;
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -61,6 +63,8 @@ pub(crate) struct Remote {
     protocol_version: Mutex<Option<HeaderValue>>,
     /// The target asked for a token without any `--remote-auth*`: said once.
     auth_hint_given: AtomicBool,
+    /// `--remote-forward-headers*`, set on every request.
+    forward: Option<ForwardHeaders>,
     pub(crate) out: Output,
 }
 
@@ -92,6 +96,7 @@ impl Remote {
             session: Mutex::new(None),
             protocol_version: Mutex::new(None),
             auth_hint_given: AtomicBool::new(false),
+            forward: config.forward.clone(),
             out,
         })
     }
@@ -147,6 +152,10 @@ impl Remote {
         }
         for (name, value) in extra {
             headers.insert(name, value);
+        }
+        // The proxy's rule: the operator's fields win over any of the same name.
+        if let Some(fields) = &self.forward {
+            fields.apply(headers);
         }
         let (parts, ()) = req.into_parts();
         let resp = match &self.outbound {

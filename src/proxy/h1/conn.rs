@@ -195,6 +195,7 @@ impl Conn<'_> {
             // Tracing reads trace context and the session from the head; metrics only the body.
             mcp: p.mcp.is_some() || p.telemetry.as_ref().is_some_and(|t| t.tracing()),
             trace: p.telemetry.as_ref().is_some_and(|t| t.tracing()),
+            forward: p.forward.as_ref(),
         };
         // Where the search for the head's end resumes: a head that trickles in byte by
         // byte is scanned once in all, and parsed once it is whole, not at every read.

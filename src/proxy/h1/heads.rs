@@ -1,7 +1,8 @@
 //! Request heads on the own engine: where one ends in the client's buffer ([`head_end`]),
 //! what the MCP policy and telemetry read of it (the spans [`super::request::classify`]
 //! recorded there, as the views they take), and the trace context telemetry adds to the
-//! head the target gets.
+//! head the target gets. (The operator's own fields, `--remote-forward-headers*`, are
+//! written by [`super::request`]; their test is here, beside the head's other additions.)
 
 use std::net::SocketAddr;
 
@@ -86,6 +87,40 @@ pub(super) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_stat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::h1::request::{Classified, Rules, classify};
+    use crate::proxy::headers::ForwardHeaders;
+
+    #[test]
+    fn configured_fields_replace_the_clients_and_a_consumed_token_is_still_read() {
+        use http::{HeaderName, HeaderValue};
+        let configured = ForwardHeaders::new(vec![
+            (HeaderName::from_static("x-api-key"), HeaderValue::from_static("k1")),
+            (HeaderName::from_static("authorization"), HeaderValue::from_static("Bearer upstream")),
+        ]);
+        let raw = b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nX-API-Key: forged\r\nAuthorization: Bearer t\r\n\
+x-api-key: forged-too\r\nX-Other: 1\r\nContent-Length: 2\r\n\r\n{}";
+        for consume in [false, true] {
+            let rules = Rules {
+                hosts: None,
+                max_body: 1000,
+                consume_authorization: consume,
+                describe_client: false,
+                upstream_host: b"up:9",
+                client_ip: "127.0.0.1".parse().unwrap(),
+                mcp: false,
+                trace: false,
+                forward: Some(&configured),
+            };
+            let Classified::Fast(p) = classify(raw, &rules) else { panic!("not the own path's") };
+            assert_eq!(
+                String::from_utf8(p.upstream_head).unwrap(),
+                "POST /mcp HTTP/1.1\r\nhost: up:9\r\nX-Other: 1\r\nx-api-key: k1\r\nauthorization: Bearer upstream\r\n\
+content-length: 2\r\n\r\n"
+            );
+            // Incoming auth still reads the client's token, which never reaches the target.
+            assert_eq!(p.authorization.and_then(|s| Plan::part(raw, s)), consume.then_some(&b"Bearer t"[..]));
+        }
+    }
 
     #[test]
     fn the_end_of_a_head_is_found_however_it_trickles_in() {

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use super::body;
 use crate::net;
-use crate::proxy::headers::{self, ConnectionOption};
+use crate::proxy::headers::{self, ConnectionOption, ForwardHeaders};
 use crate::proxy::policy;
 
 /// Most request header fields looked at (hyper's default too; beyond it hyper answers).
@@ -42,6 +42,8 @@ pub struct Rules<'a> {
     pub mcp: bool,
     /// Telemetry traces requests: the client's `traceparent` is replaced by the proxy's.
     pub trace: bool,
+    /// The operator's fields for the target, which replace the client's of the same names.
+    pub forward: Option<&'a ForwardHeaders>,
 }
 
 /// Where the fields an MCP policy reads are in the client's buffer. With a policy the
@@ -269,6 +271,8 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         }
         match field(name) {
             Field::Other if headers::is_disguised(name) => continue,
+            // A field the operator configured is theirs (written after these).
+            Field::Other if rules.forward.is_some_and(|f| f.replaces(name)) => continue,
             Field::Other => {}
             Field::Refuse(name) => return Err(Why::Field(name)),
             Field::Drop => continue,
@@ -303,6 +307,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
                 authorization = Some(span(h.value)?);
                 continue;
             }
+            Field::Authorization if rules.forward.is_some_and(|f| f.replaces(name)) => continue,
             Field::Authorization => {}
         }
         out.extend_from_slice(name.as_bytes());
@@ -323,6 +328,9 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
         return Err(Why::TooLarge);
     }
     let end = head_len.checked_add(body_len).ok_or(Why::TooLarge)?;
+    if let Some(fields) = rules.forward {
+        fields.write(&mut out);
+    }
     if rules.describe_client {
         out.extend_from_slice(b"x-forwarded-for: ");
         match rules.client_ip {
@@ -459,6 +467,7 @@ mod tests {
             client_ip: "127.0.0.1".parse().unwrap(),
             mcp: false,
             trace: false,
+            forward: None,
         }
     }
 
