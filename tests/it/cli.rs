@@ -130,6 +130,50 @@ fn secrets_are_never_echoed_in_errors() {
     assert!(!err.contains("tok-secret-123"), "{err}");
 }
 
+/// `--remote-forward-headers*` and the authorization request's extras: each refusal names
+/// its flag in one line, for `thv proxy` and `thv proxy stdio` alike, and never the value.
+#[test]
+fn forwarded_headers_and_authorize_params_are_checked_at_startup() {
+    for (args, needles) in [
+        (&["--remote-forward-headers", "Host=fwd-s3cret"][..], &["--remote-forward-headers", "\"Host\""][..]),
+        (&["--remote-forward-headers", "X-A=fwd-s3cret\nX-B: 1"], &["--remote-forward-headers", "control character"]),
+        (
+            &["--remote-forward-headers-secret", "X-Key=vault/fwd-s3cret"],
+            &["--remote-forward-headers-secret", "no secrets manager"],
+        ),
+        (
+            &["--remote-forward-headers-secret", "X-Key=env:THV_IT_NOT_SET"],
+            &["--remote-forward-headers-secret", "THV_IT_NOT_SET"],
+        ),
+        (
+            &["--remote-forward-headers", "Authorization=fwd-s3cret", "--remote-auth-bearer-token", "t"],
+            &["--remote-forward-headers", "authenticates"],
+        ),
+        (
+            &["--remote-auth", "--remote-auth-authorize-param", "state=fwd-s3cret"],
+            &["--remote-auth-authorize-param", "\"state\""],
+        ),
+        (
+            &["--remote-auth", "--remote-auth-scope-param-name", "redirect_uri"],
+            &["--remote-auth-scope-param-name", "redirect_uri"],
+        ),
+        (&["--remote-auth-scope-param-name", "user_scope"], &["--remote-auth-scope-param-name", "--remote-auth"]),
+    ] {
+        for stdio in [false, true] {
+            let mut argv = if stdio { vec!["proxy", "stdio", "srv"] } else { vec!["proxy", "srv"] };
+            argv.extend(["--target-uri", "http://127.0.0.1:1/mcp"]);
+            argv.extend_from_slice(args);
+            let (code, out, err) = run_thv(&argv);
+            assert_eq!(code, 1, "thv {argv:?} should fail; stdout: {out}; stderr: {err}");
+            for needle in needles {
+                assert!(err.contains(needle), "thv {argv:?}: expected {needle:?} in: {err}");
+            }
+            assert!(!err.contains("fwd-s3cret"), "thv {argv:?} echoed a value: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        }
+    }
+}
+
 #[test]
 fn conflicting_flags_are_refused() {
     let err = startup_error(&[

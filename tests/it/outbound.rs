@@ -347,3 +347,53 @@ async fn an_unwritable_token_store_only_costs_a_warning() {
     assert!(!thv.stderr().contains("rt-1"));
     std::fs::remove_file(&blocker).unwrap();
 }
+
+/// The authorization request's extras (Slack's `user_scope`, Google's `access_type`, Auth0's
+/// `audience`) go on the browser's URL only, never on the token request; the operator's
+/// header fields go to the target beside the proxy's token, and to nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_extras_and_forwarded_fields_with_oauth() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}));
+    let (thv, port) = start_manual(
+        &up,
+        &tokens.server,
+        &[
+            "--remote-auth-store=false",
+            "--remote-auth-scopes",
+            "chat:write,users:read",
+            "--remote-auth-scope-param-name",
+            "user_scope",
+            "--remote-auth-authorize-param",
+            "access_type=offline",
+            "--remote-auth-authorize-param",
+            "audience=https://api.example.com/",
+            "--remote-forward-headers",
+            "X-Api-Key=fwd-key-s3cret",
+        ],
+    );
+    let url = authorization_url(&thv, 1);
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    assert_eq!(field(&pairs, "user_scope"), Some("chat:write users:read"));
+    assert_eq!(field(&pairs, "scope"), None, "the scopes go under the configured name only");
+    assert_eq!(field(&pairs, "access_type"), Some("offline"));
+    assert_eq!(field(&pairs, "audience"), Some("https://api.example.com/"));
+    assert_eq!(field(&pairs, "client_id"), Some("cid"));
+    assert_eq!(pairs.iter().filter(|(k, _)| k == "state").count(), 1);
+    complete_login(&thv, port, 1).await;
+    let grant = tokens.grants().pop().unwrap();
+    assert_eq!(field(&grant, "grant_type"), Some("authorization_code"));
+    for extra in ["user_scope", "scope", "access_type", "audience"] {
+        assert_eq!(field(&grant, extra), None, "{extra} is the authorization request's only");
+    }
+    assert!(tokens.server.seen().iter().all(|s| !s.headers.contains_key("x-api-key")), "not for the AS");
+
+    assert_eq!(call(&thv).await.status(), 200);
+    let seen = up.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.headers["authorization"], "Bearer tok-1");
+    assert_eq!(last.headers["x-api-key"], "fwd-key-s3cret");
+    assert!(!thv.stderr().contains("fwd-key-s3cret"), "a forwarded value leaked into the log");
+}

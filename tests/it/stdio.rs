@@ -459,3 +459,42 @@ async fn a_bearer_token_goes_on_every_request_and_never_to_the_log() {
     }
     assert!(!bridge.stderr().contains("tok-123"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_header_fields_go_on_every_request_and_never_to_the_log() {
+    let upstream = ScriptedUpstream::start(session_server(false)).await;
+    let file = std::env::temp_dir().join(format!("thv-it-stdio-forward-{}", std::process::id()));
+    std::fs::write(&file, "file-s3cret-77\n").unwrap();
+    let file_ref = format!("X-Api-Key=file:{}", file.display());
+    let mut bridge = Bridge::start(
+        &upstream.url("/mcp"),
+        &[
+            "--remote-forward-headers",
+            "X-Tenant=acme-s3cret",
+            "--remote-forward-headers-secret",
+            &file_ref,
+            "--remote-auth-bearer-token",
+            "tok-456",
+            "--debug",
+        ],
+    );
+    initialize(&mut bridge);
+    bridge.send_json(&request(2, "ping", json!({})));
+    assert_eq!(bridge.next()["id"], 2);
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
+    std::fs::remove_file(&file).unwrap();
+    let seen = upstream.seen();
+    assert!(seen.len() >= 4, "initialize, initialized, ping, DELETE: {seen:?}");
+    for s in &seen {
+        let what = format!("{} {}", s.method, String::from_utf8_lossy(&s.body));
+        assert_eq!(s.headers["x-tenant"], "acme-s3cret", "{what}");
+        assert_eq!(s.headers["x-api-key"], "file-s3cret-77", "{what}");
+        assert_eq!(s.headers["authorization"], "Bearer tok-456", "beside the proxy's own auth: {what}");
+    }
+    let log = bridge.stderr();
+    assert!(log.contains("DEBUG"), "{log}");
+    for secret in ["acme-s3cret", "file-s3cret-77", "tok-456"] {
+        assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
+    }
+}

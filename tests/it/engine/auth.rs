@@ -16,7 +16,7 @@ use crate::support::idp::{idp, key, sign};
 
 /// The tokens of one proxy, as placeholders: valid, expired, signed by another key, and
 /// one without the required scope.
-fn tokens(engine: &mut Engine<'_>, issuer: &str, key: &EncodingKey, other: &EncodingKey) {
+pub(super) fn tokens(engine: &mut Engine<'_>, issuer: &str, key: &EncodingKey, other: &EncodingKey) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let claims = |exp: u64, scope: &str| {
         json!({"iss": issuer, "aud": engine.thv.url("/mcp"), "sub": "alice", "exp": exp, "iat": now - 7200,
