@@ -13,10 +13,19 @@ use crate::outbound::{OAuth, Session};
 use crate::telemetry::metrics::Count;
 
 impl OAuth {
-    /// The key of this login in the store.
-    fn server_key(session: &Session) -> Option<String> {
+    /// The key of this login in the store: the authorization server, and the authorization
+    /// request's extra parameters when there are any (`--remote-auth-authorize-param`): a
+    /// token issued for one `audience` is not one for another, so each set is a login of
+    /// its own (mcp-remote's rule). Without extras the key is the server alone, as before.
+    fn server_key(&self, session: &Session) -> Option<String> {
         let server = &session.discovery.as_ref()?.server;
-        Some(server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()))
+        let key = server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string());
+        let extras = &self.cfg.authorize.params;
+        if extras.is_empty() {
+            return Some(key);
+        }
+        let params = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(extras).finish();
+        Some(format!("{key} {params}"))
     }
 
     /// Uses a saved refresh token; true if that gave a token. A saved registered client is
@@ -26,7 +35,7 @@ impl OAuth {
     }
 
     async fn try_resume_saved(&self, session: &mut Session) -> Option<bool> {
-        let (Some(store), Some(server)) = (&self.store, Self::server_key(session)) else { return None };
+        let (Some(store), Some(server)) = (&self.store, self.server_key(session)) else { return None };
         let saved = store.load(&server, &self.cfg.resource, self.cfg.client_id.as_deref())?;
         // A configured client authenticates with the configured secret (the user may have
         // rotated it); only a registered client's own secret comes from the store.
@@ -66,7 +75,7 @@ impl OAuth {
 
     /// Drops the saved refresh token but keeps the registered client.
     pub(super) fn forget_refresh_token(&self, session: &Session) {
-        if let (Some(store), Some(server)) = (&self.store, Self::server_key(session))
+        if let (Some(store), Some(server)) = (&self.store, self.server_key(session))
             && let Some(mut saved) = store.load(&server, &self.cfg.resource, self.cfg.client_id.as_deref())
         {
             saved.refresh_token = None;
@@ -76,7 +85,7 @@ impl OAuth {
 
     /// Saves the login that just produced `tokens`, if there is a store.
     pub(super) fn save(&self, session: &Session, tokens: &Tokens) {
-        if let (Some(store), Some(server), Some(client)) = (&self.store, Self::server_key(session), &session.client) {
+        if let (Some(store), Some(server), Some(client)) = (&self.store, self.server_key(session), &session.client) {
             store.save(
                 &Saved {
                     server,

@@ -397,3 +397,60 @@ async fn authorize_extras_and_forwarded_fields_with_oauth() {
     assert_eq!(last.headers["x-api-key"], "fwd-key-s3cret");
     assert!(!thv.stderr().contains("fwd-key-s3cret"), "a forwarded value leaked into the log");
 }
+
+/// A saved login is one for its extra authorization parameters: a token issued for one
+/// `audience` is not resumed for another (mcp-remote's rule), and is again for the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_login_belongs_to_its_authorize_params() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned(), "tok-2".to_owned(), "tok-3".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let tokens = TokenServer::start().await;
+    let store = std::env::temp_dir().join(format!("thv-outbound-extras-{}", std::process::id()));
+    let store_arg = store.to_str().unwrap().to_owned();
+    let with = |audience: &'static str| {
+        ["--remote-auth-store-dir", &store_arg, "--remote-auth-authorize-param", audience].map(str::to_owned)
+    };
+    let start = |audience| {
+        let args = with(audience);
+        start_manual(&up, &tokens.server, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // The login is saved just after the proxy reports it authenticated: wait for the file
+    // before the process is killed.
+    let logins = || {
+        let files = std::fs::read_dir(&store).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default();
+        files.iter().filter(|f| f.file_name().to_string_lossy().ends_with(".json")).count()
+    };
+    let saved = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while logins() < n {
+            assert!(std::time::Instant::now() < deadline, "login #{n} was never saved");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-a"}));
+    {
+        let (thv, port) = start("audience=https://a.example/");
+        complete_login(&thv, port, 1).await;
+        saved(1);
+    }
+    // Another audience: a browser login of its own, not the saved token.
+    tokens.push(200, serde_json::json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-b"}));
+    {
+        let (thv, port) = start("audience=https://b.example/");
+        let url = authorization_url(&thv, 1);
+        assert_eq!(query(&url, "audience"), "https://b.example/");
+        assert!(!thv.stderr().contains("resumed the saved login"));
+        complete_login(&thv, port, 1).await;
+        saved(2);
+    }
+    // The first audience again: its own saved login, no browser.
+    tokens.push(200, serde_json::json!({"access_token": "tok-3", "token_type": "Bearer", "expires_in": 3600}));
+    let (thv, _) = start("audience=https://a.example/");
+    thv.wait_for_stderr("resumed the saved login");
+    assert!(!thv.stderr().contains("/authorize?"), "no browser login");
+    let refresh = tokens.grants().last().cloned().unwrap();
+    assert_eq!(field(&refresh, "refresh_token"), Some("rt-a"), "the first audience's own refresh token");
+    drop(thv);
+    assert_eq!(logins(), 2, "one file per set of extras");
+    std::fs::remove_dir_all(&store).unwrap();
+}
