@@ -34,3 +34,40 @@ pub(crate) struct ForwardArgs {
           allow_hyphen_values = true)]
     pub(crate) authorize_params: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Command, Invocation, ProxyCommand};
+
+    #[test]
+    fn repeat_never_split_and_take_values_that_look_like_flags() {
+        let args = [
+            "--remote-forward-headers",
+            "X-List=a,b",
+            "--remote-forward-headers=X-Dash=--not-a-flag",
+            "--remote-forward-headers-secret",
+            "X-Key=env:K",
+            "--remote-auth-authorize-param",
+            "audience=https://a.example/,x",
+            "--remote-auth-authorize-param",
+            "-k=v",
+            "--remote-auth-scope-param-name",
+            "user_scope",
+        ];
+        for stdio in [false, true] {
+            let mut argv = if stdio { vec!["thv", "proxy", "stdio", "s"] } else { vec!["thv", "proxy", "s"] };
+            argv.extend(["--target-uri", "http://x"]);
+            argv.extend(args);
+            let inv = Invocation::parse_from(argv).expect("parses");
+            let f = match &inv.cli.command {
+                Command::Proxy(ProxyCommand::Http(p)) => &p.remote_auth.forward,
+                Command::Proxy(ProxyCommand::Stdio(s)) => &s.remote_auth.forward,
+            };
+            assert_eq!(f.headers, ["X-List=a,b", "X-Dash=--not-a-flag"]);
+            assert_eq!(f.headers_secret, ["X-Key=env:K"]);
+            assert_eq!(f.authorize_params, ["audience=https://a.example/,x", "-k=v"]);
+            assert_eq!(f.scope_param_name.as_deref(), Some("user_scope"));
+            assert!(inv.given.contains("remote-auth-authorize-param") && inv.given.contains("remote-forward-headers"));
+        }
+    }
+}
