@@ -19,6 +19,7 @@
 mod cli;
 mod config;
 mod error;
+mod exchange;
 mod inbound;
 #[doc(hidden)]
 pub mod internals;

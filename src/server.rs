@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, DIAGNOSTICS_PORT, Diagnostics};
 use crate::error::Error;
+use crate::exchange::Exchanger;
 use crate::inbound::Authenticator;
 use crate::inbound::metadata::ProtectedResource;
 use crate::outbound::Outbound;
@@ -233,7 +234,17 @@ async fn start_inbound(config: &Config, port: u16, metrics: Option<Arc<Metrics>>
         authenticator.keep_claims();
     }
     info!("incoming authentication is on");
-    Ok(Some(Inbound { authenticator, resource }))
+    let exchange = match &config.exchange {
+        Some(e) => {
+            let exchanger = Exchanger::new(e, inbound.ca_bundle.as_deref()).map_err(|why| {
+                crate::inbound::StartupError { flag: "--oidc-ca-bundle", problem: format!("the CA bundle {why}") }
+            })?;
+            info!(url = %crate::oauth::http::redact(&e.url), "each incoming token is exchanged (RFC 8693) for the MCP server");
+            Some(exchanger)
+        }
+        None => None,
+    };
+    Ok(Some(Inbound { authenticator, resource, exchange }))
 }
 
 /// Prints the startup line on stdout (ToolHive's wording, plus the URL clients use).

@@ -50,6 +50,7 @@ fn request_part(knob: u8, raw: &[u8]) {
         mcp: knob & 4 == 4,
         trace: knob & 12 == 12,
         forward: (knob & 16 == 16).then_some(&forward),
+        replaced: (knob & 32 == 32).then_some("x-upstream-token"),
     };
     let Classified::Fast(plan) = request::classify(raw, &rules) else { return };
     assert!(plan.head_len <= raw.len());

@@ -13,6 +13,7 @@
 //!   pflag takes the next argument as a flag's value whatever it looks like, and a random
 //!   base64url secret starts with `-` one time in 64.
 
+mod exchange;
 mod forward;
 mod stdio;
 mod telemetry;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub(crate) use exchange::TokenExchangeArgs;
 pub(crate) use forward::ForwardArgs;
 pub use stdio::ProxyCommand;
 pub(crate) use stdio::StdioArgs;
@@ -74,6 +76,8 @@ OAuth client secret sources, in order of precedence:
   1. --remote-auth-client-secret flag (not recommended for production)
   2. --remote-auth-client-secret-file flag
   3. TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET environment variable
+(the token exchange secret likewise: --token-exchange-client-secret, then
+--token-exchange-client-secret-file, then TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET)
 
 `thv proxy stdio SERVER_NAME --target-uri URL` serves the target to a stdio MCP client
 instead (see `thv proxy stdio --help`); `stdio` is therefore not a valid SERVER_NAME.
@@ -97,6 +101,9 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub remote_auth: RemoteAuthArgs,
+
+    #[command(flatten)]
+    pub(crate) token_exchange: TokenExchangeArgs,
 
     #[command(flatten)]
     pub policy: PolicyArgs,

@@ -7,9 +7,12 @@
 //!
 //! One file per group of flags: [`target`] (`--target-uri`), [`inbound`] (`--oidc-*`),
 //! [`outbound`] (`--remote-auth*`), [`forward`] (`--remote-forward-headers*`, the
-//! authorization request's extras), [`policy`] (`--authz-config`, `--tools*`, audit), [`telemetry`] (`--otel-*`, `--log-format`); the listener's flags and the rules across groups are
-//! here. Address rules are [`crate::net`]'s, value syntaxes [`crate::cli::values`]'.
+//! authorization request's extras), [`exchange`] (`--token-exchange-*`), [`policy`]
+//! (`--authz-config`, `--tools*`, audit), [`telemetry`] (`--otel-*`, `--log-format`); the
+//! listener's flags and the rules across groups are here. Address rules are
+//! [`crate::net`]'s, value syntaxes [`crate::cli::values`]'.
 
+mod exchange;
 mod forward;
 mod inbound;
 mod outbound;
@@ -23,6 +26,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub(crate) use exchange::ExchangeConfig;
 pub(crate) use inbound::{CONSENT_FLAG, CREDENTIAL_FLAGS};
 pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;
@@ -121,6 +125,8 @@ pub struct Config {
     /// Header fields added to every request for the target (`--remote-forward-headers*`);
     /// `None` costs nothing.
     pub(crate) forward: Option<ForwardHeaders>,
+    /// RFC 8693 exchange of the incoming token (`--token-exchange-*`); `None` costs nothing.
+    pub(crate) exchange: Option<ExchangeConfig>,
     /// MCP-aware policy (`--authz-config`, `--tools*`, audit); `None` costs nothing.
     pub(crate) policy: Option<PolicyConfig>,
     /// Metrics and traces (`--otel-*`); `None` costs nothing.
@@ -146,6 +152,13 @@ impl Config {
         config.outbound =
             outbound::outbound_config(&args.remote_auth, &inv.given, env, &config.target, &mut config.warnings)?;
         config.forward = forward::forward_headers(&args.remote_auth.forward, config.outbound.as_ref(), env)?;
+        config.exchange = exchange::exchange_config(
+            &args.token_exchange,
+            &inv.given,
+            env,
+            config.inbound.as_ref(),
+            config.outbound.is_some(),
+        )?;
         config.policy = policy::policy_config(
             &args.policy,
             &config.server_name,
@@ -268,6 +281,7 @@ fn from_proxy_args(args: &ProxyArgs, debug: bool) -> Result<Config, ConfigError>
         inbound: None,
         outbound: None,
         forward: None,
+        exchange: None,
         policy: None,
         telemetry: None,
         log_json: false,

@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     fn identity() -> Arc<Identity> {
-        Arc::new(Identity { subject: "u".into(), scopes: vec![], claims: Default::default() })
+        Arc::new(Identity { subject: "u".into(), scopes: vec![], claims: Default::default(), until: 0 })
     }
 
     #[test]

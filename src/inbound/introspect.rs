@@ -121,9 +121,10 @@ impl Introspector {
             Rejection::Unavailable(trouble)
         })?;
         match self.judge(&answer, now) {
-            Ok(identity) => {
-                let identity = Arc::new(identity);
+            Ok(mut identity) => {
                 let until = answer.exp.map_or(now + self.ttl, |exp| exp.min(now + self.ttl));
+                identity.until = until;
+                let identity = Arc::new(identity);
                 self.cache.insert(key, Cached::Valid(identity.clone()), until, now);
                 Ok((identity, until))
             }
@@ -159,7 +160,7 @@ impl Introspector {
         let subject = answer.sub.clone().or_else(|| answer.client_id.clone()).unwrap_or_else(|| "unknown".to_owned());
         let scopes = answer.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
         let claims = if self.keep_claims { answer.claims.clone() } else { serde_json::Map::new() };
-        Ok(Identity { subject, scopes, claims })
+        Ok(Identity { subject, scopes, claims, until: 0 })
     }
 }
 

@@ -57,6 +57,9 @@ pub(crate) struct Identity {
     /// Every claim of the token (or of the introspection answer), kept only when a policy
     /// reads them (`--authz-config`); empty otherwise, which costs no allocation.
     pub(crate) claims: serde_json::Map<String, serde_json::Value>,
+    /// Unix second the verdict ends: the token's `exp`, or for an introspected token the
+    /// end of its reuse. Whatever is derived from the token (an exchanged token) ends then too.
+    pub(crate) until: u64,
 }
 
 /// Why a token was refused. The descriptions are fixed, short and safe to send: internal
@@ -324,7 +327,7 @@ impl Authenticator {
         let expires_at = claims.expires_at();
         let subject = claims.sub.or(claims.client_id).or(claims.azp).unwrap_or_else(|| "unknown".to_owned());
         let claims = if self.keep_claims { jwt::payload_claims(token) } else { serde_json::Map::new() };
-        let identity = Arc::new(Identity { subject, scopes, claims });
+        let identity = Arc::new(Identity { subject, scopes, claims, until: expires_at });
         self.jwt_cache.insert(key, Cached::Valid(identity.clone()), expires_at, now);
         Ok((identity, expires_at))
     }
@@ -391,7 +394,8 @@ mod tests {
     use super::*;
 
     fn remembered(token: &str, until: u64) -> LastToken {
-        let identity = Arc::new(Identity { subject: "alice".into(), scopes: vec![], claims: Default::default() });
+        let identity =
+            Arc::new(Identity { subject: "alice".into(), scopes: vec![], claims: Default::default(), until });
         LastToken { token: SecretSlice::from(token.as_bytes().to_vec()), identity, until }
     }
 

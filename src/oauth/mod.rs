@@ -4,6 +4,7 @@
 
 pub(crate) mod authorize;
 pub(crate) mod challenge;
+pub(crate) mod exchange;
 pub(crate) mod http;
 pub(crate) mod introspection;
 pub(crate) mod metadata;

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use crate::oauth::http::{ControlClient, FetchError};
+use crate::oauth::http::{ControlClient, FetchError, JsonAnswer};
 
 /// How a client authenticates at the token endpoint.
 #[derive(Clone)]
@@ -58,13 +58,17 @@ pub(crate) struct Tokens {
 pub(crate) enum TokenError {
     /// The server refused (RFC 6749 §5.2), e.g. `invalid_grant` for a dead refresh token.
     #[error("the token endpoint refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Refused { error: String, description: Option<String> },
+    Refused { status: u16, error: String, description: Option<String> },
     /// A success without an access token (RFC 6749 §5.1 requires one).
     #[error("the token endpoint refused: invalid_response (no access_token in the token response)")]
     NoAccessToken,
     /// A token type other than `Bearer` (RFC 6749 §7.1), which the proxy cannot send.
     #[error("the token endpoint refused: unsupported_token_type ({0})")]
     UnsupportedTokenType(String),
+    /// A success without a member the grant requires (RFC 8693 §2.2.1: `token_type` and
+    /// `issued_token_type`).
+    #[error("the token endpoint refused: invalid_response (no {0} in the token response)")]
+    Incomplete(&'static str),
     /// The server could not be asked, or answered nonsense.
     #[error(transparent)]
     Fetch(#[from] FetchError),
@@ -127,10 +131,24 @@ impl TokenEndpoint {
         Ok(tokens)
     }
 
-    async fn request(&self, http: &ControlClient, mut form: Vec<(&str, &str)>) -> Result<Tokens, TokenError> {
+    async fn request(&self, http: &ControlClient, form: Vec<(&str, &str)>) -> Result<Tokens, TokenError> {
+        parse(&self.post(http, form).await?)
+    }
+
+    /// POSTs a token request with this client's authentication, and returns the answer
+    /// whatever its status (for grants that read more of it than [`parse`] does). A client
+    /// without an ID (RFC 8693 servers that trust the subject token alone, such as
+    /// Google's STS) sends none.
+    pub(crate) async fn post(
+        &self,
+        http: &ControlClient,
+        mut form: Vec<(&str, &str)>,
+    ) -> Result<JsonAnswer, TokenError> {
         let basic = match &self.auth {
             ClientAuth::None => {
-                form.push(("client_id", &self.client_id));
+                if !self.client_id.is_empty() {
+                    form.push(("client_id", &self.client_id));
+                }
                 None
             }
             ClientAuth::Post(secret) => {
@@ -140,27 +158,32 @@ impl TokenEndpoint {
             }
             ClientAuth::Basic(secret) => Some((self.client_id.as_str(), secret.expose_secret())),
         };
-        let answer = http.post_form(&self.url, &form, basic).await?;
-        let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
-        if !(200..300).contains(&answer.status) {
-            return Err(TokenError::Refused {
-                error: text("error").unwrap_or_else(|| format!("HTTP {}", answer.status)),
-                description: text("error_description").map(|d| d.chars().take(200).collect()),
-            });
-        }
-        let access = text("access_token").filter(|t| !t.is_empty()).ok_or(TokenError::NoAccessToken)?;
-        if let Some(kind) = text("token_type")
-            && !kind.eq_ignore_ascii_case("bearer")
-        {
-            return Err(TokenError::UnsupportedTokenType(kind));
-        }
-        let expires_in =
-            answer.body.get("expires_in").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-        Ok(Tokens {
-            access_token: SecretString::from(access),
-            refresh_token: text("refresh_token").filter(|t| !t.is_empty()).map(SecretString::from),
-            expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
-            scope: text("scope"),
-        })
+        Ok(http.post_form(&self.url, &form, basic).await?)
     }
+}
+
+/// The tokens of a token endpoint's answer (RFC 6749 §5.1), or its refusal (§5.2).
+pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
+    let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
+    if !(200..300).contains(&answer.status) {
+        return Err(TokenError::Refused {
+            status: answer.status,
+            error: text("error").unwrap_or_else(|| format!("HTTP {}", answer.status)),
+            description: text("error_description").map(|d| d.chars().take(200).collect()),
+        });
+    }
+    let access = text("access_token").filter(|t| !t.is_empty()).ok_or(TokenError::NoAccessToken)?;
+    if let Some(kind) = text("token_type")
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(TokenError::UnsupportedTokenType(kind));
+    }
+    let expires_in =
+        answer.body.get("expires_in").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    Ok(Tokens {
+        access_token: SecretString::from(access),
+        refresh_token: text("refresh_token").filter(|t| !t.is_empty()).map(SecretString::from),
+        expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
+        scope: text("scope"),
+    })
 }

@@ -34,6 +34,8 @@ pub(crate) enum Side {
     Client,
     /// The MCP server behind the proxy.
     Upstream,
+    /// The token exchange server (`--token-exchange-url`).
+    Exchange,
 }
 
 /// Why a request could not be completed.
@@ -61,6 +63,9 @@ pub(crate) enum ForwardError {
     /// (the client reads `how`; `detail`, the engine's own wording, goes to the log).
     #[error("the MCP server {how}")]
     Broken { how: Broke, detail: String },
+    /// The client's token could not be exchanged for the target (RFC 8693).
+    #[error(transparent)]
+    Exchange(crate::exchange::Failure),
 }
 
 /// What an error came from, kept for its source chain (the messages read it through
@@ -139,6 +144,7 @@ impl ForwardError {
             | ForwardError::BodySlow(_)
             | ForwardError::BodyMalformed(_) => Side::Client,
             ForwardError::Connect(_) | ForwardError::Timeout(_) | ForwardError::Broken { .. } => Side::Upstream,
+            ForwardError::Exchange(_) => Side::Exchange,
         }
     }
 }

@@ -48,6 +48,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::exchange::Exchanger;
 use crate::inbound::Authenticator;
 use crate::inbound::Identity;
 use crate::inbound::metadata::ProtectedResource;
@@ -114,6 +115,8 @@ struct Relay<'a> {
 pub(crate) struct Inbound {
     pub(crate) authenticator: Authenticator,
     pub(crate) resource: ProtectedResource,
+    /// RFC 8693 exchange of each validated token for the target (`--token-exchange-*`).
+    pub(crate) exchange: Option<Exchanger>,
 }
 
 impl Proxy {
@@ -227,6 +230,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let p = &self.shared.policy;
         let mut who = None;
+        let mut subject = None;
         if p.consumes_authorization() {
             let values = req.headers().get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes);
             let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
@@ -239,9 +243,13 @@ impl Proxy {
                     return answer.into();
                 }
             }
-            req.headers_mut().remove(header::AUTHORIZATION);
+            // Never forwarded; kept only to be exchanged (exactly one value was accepted).
+            let token = req.headers_mut().remove(header::AUTHORIZATION);
+            if p.exchanges() {
+                subject = token;
+            }
         }
-        self.forward(req, peer, deadlines, who, observed).await
+        self.forward(req, peer, deadlines, who, subject, observed).await
     }
 
     /// `/.well-known/oauth-protected-resource[/<mcp path>]` (RFC 9728 §3). Public metadata:
@@ -279,6 +287,7 @@ impl Proxy {
         peer: SocketAddr,
         deadlines: &Deadlines,
         who: Option<Arc<Identity>>,
+        subject: Option<HeaderValue>,
         observed: &mut Option<Box<Observation>>,
     ) -> Response<ProxyBody> {
         let s = &*self.shared;
@@ -297,6 +306,14 @@ impl Proxy {
             Ok(body) => body,
             Err(e) => return p.rescue(&e, &[]).into(),
         };
+        // The client's token becomes the target's (RFC 8693), before any other step acts.
+        if let Some(subject) = subject {
+            let host = parts.headers.get(header::HOST).map(HeaderValue::as_bytes);
+            match p.exchange(subject.as_bytes(), who.as_deref(), &body, host, || mcp_head_of(&parts, peer)).await {
+                Ok((name, value)) => parts.headers.insert(name.clone(), value),
+                Err(answer) => return answer.into(),
+            };
+        }
         // The MCP policy decides on the whole body, before anything reaches the target.
         let mut admitted = None;
         if let Some(mcp) = &p.mcp {

@@ -27,13 +27,16 @@ use tracing::{debug, warn};
 use super::forward::{ForwardError, Side};
 use super::guard::Guard;
 use super::headers::ForwardHeaders;
-use super::respond::{self, INVALID_REQUEST, Local, UPSTREAM_UNAVAILABLE};
+use super::respond::{self, INVALID_REQUEST, Local, REQUEST_REFUSED, UPSTREAM_UNAVAILABLE};
 use super::{Inbound, StreamStops};
 use crate::config::Config;
+use crate::exchange::Failure;
+use crate::inbound::bearer::bearer_token_of;
 use crate::inbound::metadata::WELL_KNOWN;
 use crate::inbound::{Identity, LastToken};
 use crate::mcp::jsonrpc;
 use crate::mcp::sse::EndpointRewrite;
+use crate::oauth::challenge::BearerError;
 use crate::policy::McpPolicy;
 use crate::telemetry::metrics::Count;
 use crate::telemetry::{self, Observation, Telemetry};
@@ -232,6 +235,85 @@ impl Policy {
         self.inbound.is_some()
     }
 
+    /// Whether validated tokens are exchanged for the target (`--token-exchange-*`): the
+    /// one check an engine makes when they are not.
+    pub(crate) fn exchanges(&self) -> bool {
+        self.inbound.as_ref().is_some_and(|i| i.exchange.is_some())
+    }
+
+    /// The field the exchanged token goes in, when tokens are exchanged and it is not
+    /// `Authorization`: a client's own field of that name is not forwarded.
+    pub(crate) fn exchange_field(&self) -> Option<&http::HeaderName> {
+        let header = self.inbound.as_ref()?.exchange.as_ref()?.header();
+        (header != http::header::AUTHORIZATION).then_some(header)
+    }
+
+    /// Step 5, continued: the `authorization` value `who` was authenticated by, exchanged
+    /// for the target's token (RFC 8693): the field and value the target gets instead, or
+    /// the answer (401 when the exchange server refused the token, with a challenge as
+    /// for any refused token; 503 with `Retry-After` when it could not be used), a
+    /// JSON-RPC error echoing `body`'s id, made by [`Self::rescue`]; a refusal is audited
+    /// as incoming authentication's are, with the request's `head` (made only then).
+    pub(crate) async fn exchange<'h>(
+        &self,
+        authorization: &[u8],
+        who: Option<&Identity>,
+        body: &[u8],
+        client_host: Option<&[u8]>,
+        head: impl FnOnce() -> crate::policy::Head<'h>,
+    ) -> Result<(&http::HeaderName, http::HeaderValue), Local> {
+        // Boxed: the exchange's HTTP call is a large future, which every request of both
+        // engines would otherwise carry (and move) whether or not tokens are exchanged.
+        let answer = Box::pin(self.exchange_token(authorization, who, body, client_host)).await;
+        if let (Err(answer), Some(mcp)) = (&answer, &self.mcp) {
+            mcp.refused(&head(), answer.status().as_u16());
+        }
+        answer
+    }
+
+    async fn exchange_token(
+        &self,
+        authorization: &[u8],
+        who: Option<&Identity>,
+        body: &[u8],
+        client_host: Option<&[u8]>,
+    ) -> Result<(&http::HeaderName, http::HeaderValue), Local> {
+        let (Some(inbound), Some(who)) = (&self.inbound, who) else {
+            return Err(self.rescue(&ForwardError::Exchange(Failure::Refused("no identity".to_owned())), body));
+        };
+        let Some(exchanger) = &inbound.exchange else {
+            return Err(self.rescue(&ForwardError::Exchange(Failure::Unavailable("not configured".to_owned())), body));
+        };
+        // Authenticated, so exactly one well-formed bearer value.
+        let exchanged = match bearer_token_of(std::iter::once(authorization)) {
+            Ok(subject) => exchanger.exchanged(subject, who).await,
+            Err(_) => Err(Failure::Refused("malformed".to_owned())),
+        };
+        match exchanged {
+            Ok(value) => Ok((exchanger.header(), value)),
+            Err(failure) => {
+                let mut resp = self.rescue(&ForwardError::Exchange(failure), body);
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    // RFC 9110 §15.5.2: a 401 carries a challenge; this one is the proxy's
+                    // own (RFC 6750 §3.1 invalid_token), pointing at its metadata.
+                    let host = client_host.and_then(|h| std::str::from_utf8(h).ok());
+                    let description = "the token cannot be exchanged for the MCP server";
+                    let challenge = inbound.resource.challenge(
+                        self.client_authority(host),
+                        Some(BearerError::InvalidToken),
+                        Some(description),
+                    );
+                    if let Ok(value) = http::HeaderValue::try_from(challenge) {
+                        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, value);
+                    }
+                    Err(resp)
+                } else {
+                    Err(respond::with_retry_after(resp, 5))
+                }
+            }
+        }
+    }
+
     /// The event-stream handling for a response to a GET (`is_get`) or another method,
     /// for a client that addressed the proxy as `client_host`.
     pub(crate) fn event_stream(&self, is_get: bool, client_host: Option<&str>) -> EventStream {
@@ -275,6 +357,8 @@ impl Policy {
                 }
             }
             Side::Client => debug!(error = %err, "request refused"),
+            // Logged by the exchanger, with what the operator needs to know.
+            Side::Exchange => {}
         }
         let id = jsonrpc::request_id(body);
         let (status, code, message) = match err {
@@ -293,6 +377,17 @@ impl Policy {
             ForwardError::Connect(_) | ForwardError::Broken { .. } => {
                 (StatusCode::BAD_GATEWAY, UPSTREAM_UNAVAILABLE, format!("{err} ({})", self.target_display))
             }
+            // Fixed texts: the exchange server's own words go to the log only.
+            ForwardError::Exchange(Failure::Refused(_)) => (
+                StatusCode::UNAUTHORIZED,
+                REQUEST_REFUSED,
+                "the token cannot be exchanged for the MCP server: the token exchange server refused it".to_owned(),
+            ),
+            ForwardError::Exchange(Failure::Unavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                UPSTREAM_UNAVAILABLE,
+                "the token cannot be exchanged for the MCP server now: the token exchange server is unavailable; retry later".to_owned(),
+            ),
         };
         respond::jsonrpc_error(status, code, &message, id.as_deref())
     }

@@ -196,6 +196,7 @@ impl Conn<'_> {
             mcp: p.mcp.is_some() || p.telemetry.as_ref().is_some_and(|t| t.tracing()),
             trace: p.telemetry.as_ref().is_some_and(|t| t.tracing()),
             forward: p.forward.as_ref(),
+            replaced: p.exchange_field().map(http::HeaderName::as_str),
         };
         // Where the search for the head's end resumes: a head that trickles in byte by
         // byte is scanned once in all, and parsed once it is whole, not at every read.
@@ -297,6 +298,16 @@ impl Conn<'_> {
                         mcp.refused(&head, answer.status().as_u16());
                     }
                     return self.answer(answer, plan, false).await;
+                }
+            }
+            // The client's token becomes the target's (RFC 8693), before any other step acts.
+            if self.policy.exchanges() {
+                let value = plan.authorization.and_then(|span| Plan::part(&self.buf, span)).unwrap_or_default();
+                let host = Plan::part(&self.buf, plan.host);
+                let head = || heads::mcp(&self.buf, plan, self.peer);
+                match self.policy.exchange(value, who.as_deref(), body, host, head).await {
+                    Ok((name, value)) => heads::add_field(&mut plan.upstream_head, plan.mcp.is_some(), name, &value),
+                    Err(answer) => return self.answer(answer, plan, false).await,
                 }
             }
         }

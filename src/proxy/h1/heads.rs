@@ -1,8 +1,9 @@
 //! Request heads on the own engine: where one ends in the client's buffer ([`head_end`]),
 //! what the MCP policy and telemetry read of it (the spans [`super::request::classify`]
-//! recorded there, as the views they take), and the trace context telemetry adds to the
-//! head the target gets. (The operator's own fields, `--remote-forward-headers*`, are
-//! written by [`super::request`]; their test is here, beside the head's other additions.)
+//! recorded there, as the views they take), and the fields the proxy adds to the head the
+//! target gets: the trace context telemetry adds, an exchanged token ([`add_field`]). (The
+//! operator's own fields, `--remote-forward-headers*`, are written by [`super::request`];
+//! their test is here, beside the head's other additions.)
 
 use std::net::SocketAddr;
 
@@ -84,6 +85,23 @@ pub(super) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_stat
     }
 }
 
+/// Adds the field `name: value` to an upstream head: at the end of an `open` one (which
+/// [`super::request::finish_head`] completes later), before the empty line of a finished one.
+pub(super) fn add_field(out: &mut Vec<u8>, open: bool, name: &http::HeaderName, value: &http::HeaderValue) {
+    let (name, value) = (name.as_str().as_bytes(), value.as_bytes());
+    let mut line = Vec::with_capacity(name.len().saturating_add(value.len()).saturating_add(4));
+    line.extend_from_slice(name);
+    line.extend_from_slice(b": ");
+    line.extend_from_slice(value);
+    line.extend_from_slice(b"\r\n");
+    match out.len().checked_sub(2).filter(|_| !open && out.ends_with(b"\r\n")) {
+        Some(at) => {
+            out.splice(at..at, line);
+        }
+        None => out.extend_from_slice(&line),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +128,7 @@ x-api-key: forged-too\r\nX-Other: 1\r\nContent-Length: 2\r\n\r\n{}";
                 mcp: false,
                 trace: false,
                 forward: Some(&configured),
+                replaced: None,
             };
             let Classified::Fast(p) = classify(raw, &rules) else { panic!("not the own path's") };
             assert_eq!(
@@ -138,5 +157,40 @@ content-length: 2\r\n\r\n"
         }
         assert_eq!(head_end(b"GET / HTTP/1.1\nhost: x\n\n", &mut 0), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n", &mut 0), None);
+    }
+
+    #[test]
+    fn an_exchanged_token_replaces_the_clients_field_in_finished_and_open_heads() {
+        use super::super::request::{Classified, Rules, classify, finish_head};
+        let raw = b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nX-Upstream-Token: forged\r\nAuthorization: Bearer in\r\nContent-Length: 2\r\n\r\n{}";
+        let hosts = vec!["localhost".to_owned()];
+        let mut rules = Rules {
+            hosts: Some(&hosts),
+            max_body: 1000,
+            consume_authorization: true,
+            describe_client: false,
+            upstream_host: b"up:9",
+            client_ip: "127.0.0.1".parse().unwrap(),
+            mcp: false,
+            trace: false,
+            forward: None,
+            replaced: Some("x-upstream-token"),
+        };
+        let value = http::HeaderValue::from_static("Bearer out");
+        let name = http::HeaderName::from_static("x-upstream-token");
+        let Classified::Fast(mut p) = classify(raw, &rules) else { panic!() };
+        add_field(&mut p.upstream_head, false, &name, &value);
+        let head = String::from_utf8(p.upstream_head).unwrap();
+        assert_eq!(
+            head,
+            "POST /mcp HTTP/1.1\r\nhost: up:9\r\ncontent-length: 2\r\nx-upstream-token: Bearer out\r\n\r\n"
+        );
+        rules.mcp = true;
+        let Classified::Fast(mut p) = classify(raw, &rules) else { panic!() };
+        add_field(&mut p.upstream_head, true, &http::header::AUTHORIZATION, &value);
+        let fields = *p.mcp.unwrap();
+        finish_head(&mut p.upstream_head, None, None, &fields, 2);
+        let head = String::from_utf8(p.upstream_head).unwrap();
+        assert_eq!(head, "POST /mcp HTTP/1.1\r\nhost: up:9\r\nauthorization: Bearer out\r\ncontent-length: 2\r\n\r\n");
     }
 }

@@ -44,6 +44,9 @@ pub struct Rules<'a> {
     pub trace: bool,
     /// The operator's fields for the target, which replace the client's of the same names.
     pub forward: Option<&'a ForwardHeaders>,
+    /// The field an exchanged token goes in besides `Authorization`
+    /// (`--token-exchange-header-name`): the client's own is not forwarded.
+    pub replaced: Option<&'a str>,
 }
 
 /// Where the fields an MCP policy reads are in the client's buffer. With a policy the
@@ -273,6 +276,7 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
             Field::Other if headers::is_disguised(name) => continue,
             // A field the operator configured is theirs (written after these).
             Field::Other if rules.forward.is_some_and(|f| f.replaces(name)) => continue,
+            Field::Other if rules.replaced.is_some_and(|r| name.eq_ignore_ascii_case(r)) => continue,
             Field::Other => {}
             Field::Refuse(name) => return Err(Why::Field(name)),
             Field::Drop => continue,
@@ -468,6 +472,7 @@ mod tests {
             mcp: false,
             trace: false,
             forward: None,
+            replaced: None,
         }
     }
 
