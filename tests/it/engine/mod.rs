@@ -7,6 +7,7 @@
 mod auth;
 mod cases;
 mod diff;
+mod exchange;
 mod forward;
 mod policy;
 mod telemetry;
