@@ -18,6 +18,12 @@
 //   --user, default "alice"), so a headless client completes the flow by following redirects
 //   with a cookie jar.
 // * Introspection and revocation on.
+// * RFC 8693 token exchange, added through oidc-provider's documented extension point for
+//   custom grants (`provider.registerGrantType`): confidential client `thv-exchange` /
+//   `thv-exchange-secret` trades a subject access token this IdP signed for a new RS256 JWT
+//   for the requested `audience` (default `mcp-upstream`), with the subject's `sub` and
+//   `act: {sub: <client>}` (RFC 8693 §4.1). A subject listed by POST /_test/revoke-subject?sub=S
+//   is refused with invalid_grant. /_test/stats counts exchanges per subject.
 // * Every HTTP request is counted and (with --log) appended to a JSONL file; GET /_test/stats
 //   returns the counters (e.g. how often the JWKS was fetched). Restart with another --keys
 //   file on the same --port to rotate the signing key.
@@ -29,8 +35,8 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
+import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT } from 'jose';
+import Provider, { errors } from 'oidc-provider';
 
 import { exitOnSignals, grantMissing, resourceIndicators, sendJson, serveIdp } from '../idp-common.mjs';
 
@@ -72,7 +78,8 @@ async function loadKeySet(path) {
 
 const keySet = await loadKeySet(opts.keys);
 
-const counters = { total: 0, byPath: {} };
+const counters = { total: 0, byPath: {}, exchanges: {} };
+const revokedSubjects = new Set();
 function record(entry) {
   counters.total += 1;
   counters.byPath[entry.path] = (counters.byPath[entry.path] ?? 0) + 1;
@@ -87,7 +94,8 @@ async function autoInteraction(req, res) {
   const { prompt } = details;
   let result;
   if (prompt.name === 'login') {
-    result = { login: { accountId: opts.user } };
+    // login_hint picks the account, so one IdP process issues tokens to several users.
+    result = { login: { accountId: details.params.login_hint || opts.user } };
   } else if (prompt.name === 'consent') {
     result = { consent: { grantId: await grantMissing(provider, details) } };
   } else {
@@ -104,6 +112,11 @@ async function handle(req, res) {
   res.on('finish', () => record({ ...entry, status: res.statusCode }));
   if (url.pathname === '/_test/stats') {
     sendJson(res, { ...counters, kids: keySet.keys.map((k) => k.kid) });
+    return;
+  }
+  if (url.pathname === '/_test/revoke-subject' && req.method === 'POST') {
+    revokedSubjects.add(url.searchParams.get('sub'));
+    sendJson(res, { revoked: [...revokedSubjects] });
     return;
   }
   if (PREFIX) {
@@ -129,6 +142,53 @@ async function handle(req, res) {
 
 const { server, port, issuer } = await serveIdp(handle, opts.port, PREFIX);
 
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const publicKeys = createLocalJWKSet({
+  keys: keySet.keys.map(({ kty, crv, x, y, n, e, kid, alg, use }) => ({ kty, crv, x, y, n, e, kid, alg, use })),
+});
+const exchangeKey = keySet.keys.find((k) => k.alg === 'RS256');
+const exchangeSigner = await importJWK(exchangeKey, 'RS256');
+
+// The RFC 8693 grant (§2.1 request, §2.2.1 answer): the subject token must be an access token
+// this IdP signed, for a subject not revoked.
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('only access tokens are issued');
+  }
+  let subject;
+  try {
+    ({ payload: subject } = await jwtVerify(params.subject_token, publicKeys, { issuer: provider.issuer }));
+  } catch (err) {
+    throw new errors.InvalidGrant(`subject_token is not valid (${err.code ?? 'invalid'})`);
+  }
+  if (!subject.sub || revokedSubjects.has(subject.sub)) {
+    throw new errors.InvalidGrant('the subject is revoked');
+  }
+  counters.exchanges[subject.sub] = (counters.exchanges[subject.sub] ?? 0) + 1;
+  const now = Math.floor(Date.now() / 1000);
+  const accessToken = await new SignJWT({ scope: params.scope || undefined, client_id: client.clientId, act: { sub: client.clientId } })
+    .setProtectedHeader({ alg: 'RS256', kid: exchangeKey.kid, typ: 'at+jwt' })
+    .setIssuer(provider.issuer)
+    .setSubject(subject.sub)
+    .setAudience(params.audience || 'mcp-upstream')
+    .setIssuedAt(now)
+    .setExpirationTime(now + ACCESS_TOKEN_TTL)
+    .setJti(randomUUID())
+    .sign(exchangeSigner);
+  ctx.body = {
+    access_token: accessToken,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: ACCESS_TOKEN_TTL,
+    ...(params.scope ? { scope: params.scope } : {}),
+  };
+}
+
 const minter = (clientId) => ({
   client_id: clientId,
   client_secret: `${clientId}-secret`,
@@ -148,6 +208,14 @@ provider = new Provider(issuer, {
       client_id: 'thv-proxy',
       client_secret: 'thv-proxy-secret',
       grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      client_id: 'thv-exchange',
+      client_secret: 'thv-exchange-secret',
+      grant_types: [TOKEN_EXCHANGE],
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
@@ -200,6 +268,8 @@ provider = new Provider(issuer, {
     Session: 3600,
   },
 });
+provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange,
+  ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'scope', 'actor_token', 'actor_token_type']);
 callback = provider.callback();
 
 process.stdout.write(`${JSON.stringify({

@@ -204,9 +204,11 @@ class Idp:
             raise RuntimeError(f"IdP refused to mint for {client}: {r.summary()}")
         return json.loads(r.body)["access_token"]
 
-    def authorization_code_tokens(self, resource: str, scope: str = "openid offline_access mcp:tools") -> dict[str, Any]:
+    def authorization_code_tokens(self, resource: str, scope: str = "openid offline_access mcp:tools",
+                                  user: str | None = None) -> dict[str, Any]:
         """Register a public client and run the authorization-code flow headlessly (PKCE,
-        resource, prompt=consent so offline_access yields a refresh token)."""
+        resource, prompt=consent so offline_access yields a refresh token), as `user` (login_hint;
+        default: the IdP's --user)."""
         import hashlib
         import http.cookiejar
         import secrets
@@ -223,7 +225,7 @@ class Idp:
         url = f"{self.issuer}/auth?" + urllib.parse.urlencode({
             "client_id": client_id, "redirect_uri": redirect, "response_type": "code", "scope": scope,
             "resource": resource, "code_challenge": challenge, "code_challenge_method": "S256", "state": "s",
-            "prompt": "consent"})
+            "prompt": "consent", **({"login_hint": user} if user else {})})
 
         class NoRedirect(urllib.request.HTTPRedirectHandler):
             def redirect_request(self, *_: Any, **__: Any) -> None:
@@ -1177,6 +1179,139 @@ def expiry_checks(run: Runner, up: Upstream, logdir: Path) -> None:
     run.check("expiry.cached_tokens_expire_at_exp", cache_honours_exp)
 
 
+# ---- thv: RFC 8693 token exchange of the incoming token (bidirectional mode) -----------------------
+
+EXCHANGE_AUDIENCE = "mcp-upstream"
+EXCHANGE_CLIENT = ("thv-exchange", "thv-exchange-secret")
+
+
+def exchange_checks(run: Runner, idp: Idp, up: Upstream, logdir: Path) -> None:
+    """thv validates each user's token (--oidc-issuer) and trades it at oidc-provider's RFC 8693
+    grant (idp.mjs, registerGrantType) for a token the upstream gets instead."""
+    secret_file = logdir / "token-exchange-secret"
+    secret_file.write_text(EXCHANGE_CLIENT[1] + "\n")
+    secret_file.chmod(0o600)
+    SECRETS_SENT.add(EXCHANGE_CLIENT[1])
+    flags = ["--debug", "--oidc-issuer", idp.issuer, "--oidc-scopes", "mcp:tools",
+             "--token-exchange-url", f"{idp.issuer}/token", "--token-exchange-client-id", EXCHANGE_CLIENT[0],
+             "--token-exchange-client-secret-file", str(secret_file),
+             "--token-exchange-audience", EXCHANGE_AUDIENCE, "--token-exchange-scopes", "mcp:tools"]
+    try:
+        px = Thv("exchange", up.url, flags, logdir)
+    except RuntimeError as error:
+        run.fail("exchange.startup", str(error))
+        return
+    try:
+        _exchange_checks(run, idp, up, px)
+    finally:
+        px.stop()
+
+
+def _exchange_checks(run: Runner, idp: Idp, up: Upstream, px: Thv) -> None:
+    users: dict[str, str] = {}
+    jwks = jwk.JWKSet.from_json(json.dumps(get_json(f"{idp.issuer}/jwks")))
+
+    def user_token(name: str) -> str:
+        if name not in users:
+            users[name] = idp.authorization_code_tokens(px.url, scope="openid mcp:tools", user=name)["access_token"]
+            remember(users[name])
+        return users[name]
+
+    def exchanges(name: str) -> int:
+        return int(idp.stats().get("exchanges", {}).get(name, 0))
+
+    def upstream_tokens() -> list[str]:
+        values = []
+        for r in up.requests():
+            for value in r.get("authorization") or []:
+                values.append(value)
+        return values
+
+    def verified(value: str) -> dict[str, Any]:
+        """The claims of an exchanged token as the upstream got it, its signature checked
+        against the IdP's keys."""
+        expect(value.startswith("Bearer "), f"upstream got Authorization {value[:20]!r}…")
+        token = jwt.JWT(jwt=value[len("Bearer "):], key=jwks, algs=["RS256"], expected_type="JWS")
+        return json.loads(token.claims)
+
+    def two_users() -> str:
+        up.clear()
+        alice, bob = user_token("alice"), user_token("bob")
+        expect(b64json(alice.split(".")[1])["sub"] == "alice" and b64json(bob.split(".")[1])["sub"] == "bob",
+               "the IdP did not issue per-user tokens")
+        for who, token in (("alice", alice), ("bob", bob)):
+            r = mcp_post(px.url, token=token, case=f"exchange-{who}")
+            expect(r.status == 200, f"{who}: {r.summary()}")
+        seen = upstream_tokens()
+        expect(len(seen) == 2, f"upstream got {len(seen)} Authorization values: {[v[:16] for v in seen]}")
+        claims = [verified(v) for v in seen]
+        for value in seen:
+            remember(value.split(" ", 1)[1])
+        subjects = [c["sub"] for c in claims]
+        expect(subjects == ["alice", "bob"], f"upstream saw subjects {subjects}")
+        for c in claims:
+            expect(c["aud"] == EXCHANGE_AUDIENCE, f"exchanged aud {c['aud']!r}")
+            expect(c.get("act", {}).get("sub") == EXCHANGE_CLIENT[0], f"act {c.get('act')}")
+            expect(c["iss"] == idp.issuer, f"iss {c['iss']}")
+        expect(not any(t in v for v in seen for t in (alice, bob)), "an incoming token reached the upstream")
+        return (f"alice and bob (authorization-code tokens for {px.url}) reached the upstream as subjects {subjects}, "
+                f"tokens signed by the IdP for aud={EXCHANGE_AUDIENCE} with act.sub={EXCHANGE_CLIENT[0]}")
+
+    run.check("exchange.two_users_reach_the_upstream_as_themselves", two_users)
+
+    def cached() -> str:
+        before = exchanges("alice")
+        for _ in range(5):
+            r = mcp_post(px.url, token=user_token("alice"))
+            expect(r.status == 200, r.summary())
+        after = exchanges("alice")
+        expect(before == 1 and after == 1, f"alice's token exchanged {before} then {after} times")
+        return "6 requests with alice's token, 1 exchange at the IdP (cached by digest until the earlier expiry)"
+
+    run.check("exchange.one_exchange_per_subject_token", cached)
+
+    def single_flight() -> str:
+        token = user_token("dave")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda _: mcp_post(px.url, token=token).status, range(16)))
+        expect(all(s == 200 for s in statuses), f"statuses {sorted(set(statuses))}")
+        n = exchanges("dave")
+        expect(n == 1, f"16 concurrent requests with dave's new token caused {n} exchanges")
+        return "16 concurrent first requests (8 at a time) with one new token -> 1 exchange"
+
+    run.check("exchange.concurrent_requests_share_one_exchange", single_flight)
+
+    def revoked() -> str:
+        token = user_token("carol")
+        r = request("POST", f"{idp.issuer}/_test/revoke-subject?sub=carol")
+        expect(r.status == 200, f"revoke: {r.summary()}")
+        up.clear()
+        r = mcp_post(px.url, token=token, case="exchange-revoked")
+        expect_invalid_token(r, "revoked subject")
+        body = r.json()
+        expect(body.get("jsonrpc") == "2.0" and body.get("id") == 1 and body["error"]["code"] == -32001,
+               f"JSON-RPC error body {body}")
+        expect(not up.requests(), f"upstream reached: {up.requests()}")
+        other = mcp_post(px.url, token=user_token("bob"))
+        expect(other.status == 200, f"bob after carol's refusal: {other.summary()}")
+        return f"carol (valid token, subject revoked at the exchange server) -> 401 invalid_token {body['error']['message']!r}; upstream not reached"
+
+    run.check("exchange.revoked_subject_refused_401", revoked)
+
+    def tampered() -> str:
+        token = user_token("alice")
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        up.clear()
+        before = sum(idp.stats().get("exchanges", {}).values())
+        r = mcp_post(px.url, token=forged)
+        expect_invalid_token(r, "tampered token")
+        expect(sum(idp.stats().get("exchanges", {}).values()) == before, "a token thv refused was exchanged")
+        expect(not up.requests(), "upstream reached")
+        return "a token thv's own validation refuses is never sent to the exchange server"
+
+    run.check("exchange.invalid_incoming_token_never_exchanged", tampered)
+
+
 def log_check(run: Runner, logdir: Path) -> None:
     def no_tokens_in_logs() -> str:
         files = sorted(logdir.glob("thv-*.log"))
@@ -1314,7 +1449,7 @@ def outage_checks(run: Runner, idp: Idp, up: Upstream, p1: Thv, p2: Thv | None) 
 
 
 def main() -> int:
-    groups = "harness,startup,jwt,audience,introspection,expiry,corpus,rotation,outage,security"
+    groups = "harness,startup,jwt,audience,introspection,expiry,corpus,exchange,rotation,outage,security"
     return run_suite("auth", __doc__, groups, HERE, f"thv={THV} node={NODE}", execute)
 
 
@@ -1377,6 +1512,8 @@ def execute(run: Runner, args: argparse.Namespace, logdir: Path) -> None:
             except RuntimeError as error:
                 run.fail("corpus.startup", str(error))
             leeway_check(run, up, logdir)
+        if run.selected("exchange"):
+            exchange_checks(run, idp, up, logdir)
         if p1 and run.selected("rotation"):
             rotation_checks(run, idp, up, p1, logdir)
         if p1 and run.selected("outage"):

@@ -41,12 +41,14 @@ REPO_DIR = Path(__file__).resolve().parent.parent.parent
 SECRET_FLAGS = frozenset({
     "--remote-auth-client-secret", "--remote-auth-bearer-token", "--oidc-client-secret",
     "--password", "--oidc-secret", "--plain-secret", "--minter-secret", "--otel-headers",
+    "--token-exchange-client-secret",
 })  # fmt: skip
 # Variables thv (or its login) would read credentials or a browser from: a suite sets them itself.
 DROPPED_ENV = (
     "TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET",
     "TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN",
     "TOOLHIVE_OIDC_CLIENT_SECRET",
+    "TOOLHIVE_TOKEN_EXCHANGE_CLIENT_SECRET",
     "BROWSER",
 )
 # "Transparent proxy started for server NAME on port 41234 -> TARGET (MCP clients: URL)" on stdout.

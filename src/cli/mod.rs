@@ -70,7 +70,9 @@ Authentication modes:
   1. No authentication: simple transparent forwarding
   2. Outgoing authentication: authenticate to remote MCP servers using OAuth/OIDC
   3. Incoming authentication: protect the proxy endpoint with OIDC validation
-  4. Bidirectional: both incoming and outgoing authentication
+  4. Bidirectional: both incoming and outgoing authentication, or incoming
+     authentication with each user's token exchanged for the target's (RFC 8693,
+     --token-exchange-url)
 
 OAuth client secret sources, in order of precedence:
   1. --remote-auth-client-secret flag (not recommended for production)
