@@ -7,7 +7,8 @@
 //! 4. `GET /health`, answered locally.
 //! 5. Incoming authentication ([`crate::inbound`]), when configured; the client's token
 //!    is consumed here and never forwarded (MCP Security Best Practices §Token
-//!    Passthrough).
+//!    Passthrough); with `--token-exchange-*` it is exchanged (RFC 8693, [`crate::exchange`])
+//!    for the token the target gets, once the body is read.
 //! 6. The request body is read, bounded by `--max-request-body` (413 beyond it).
 //! 7. [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` set or withheld, `Host`
 //!    becomes the target's, the operator's `--remote-forward-headers*` replace the client's

@@ -4,7 +4,8 @@
 //! 1. **a request head is accepted**: the Host and Origin guard ([`super::guard`]), the
 //!    local routes ([`local_route`]), incoming authentication, the request's header rules
 //!    ([`super::headers`], with the operator's own fields, [`Policy::forward`]) and outgoing
-//!    credentials;
+//!    credentials, among them the incoming token exchanged for the target's
+//!    ([`Policy::exchange`], RFC 8693);
 //! 2. **a response head comes from the target**: its header rules, event-stream handling
 //!    ([`Policy::event_stream`]), the hint on the first OAuth challenge
 //!    ([`Policy::upstream_answered`]), and whether a failed send may be repeated
