@@ -6,13 +6,20 @@ the last argument. This wrapper starts `thv proxy --remote-auth` in front of it,
 headless browser (browser.py) as $BROWSER, then drives a plain MCP client through the proxy
 (initialize, tools/list, tools/call), and stops the proxy by its PID. Stdlib only; the proxy is
 started and stopped by harness/processes.py (Thv), as in every other suite.
+
+The grants without a browser (GRANT_SCENARIOS) get their credentials from the scenario's
+MCP_CONFORMANCE_CONTEXT, written to 0600 files that thv reads; their thv log is then searched for
+every credential and every issued token (thv runs with --debug). The verdict goes to the file
+$THV_LEAK_REPORT names (run.py sets it), since the suite's own verdict knows nothing of logs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,24 +31,81 @@ from mcp_client import McpClient, McpError  # noqa: E402
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
 READY_TIMEOUT_SECONDS = 20
 STOP_GRACE_SECONDS = 10
+GRANT_SCENARIOS = ("auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer")
+# Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>).
+ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+")
+
+
+def secret_file(folder: Path, name: str, value: str) -> str:
+    path = folder / name
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return str(path)
+
+
+def grant_flags(scenario: str, context: dict, folder: Path) -> tuple[list[str], list[str]]:
+    """thv's flags for a grant scenario, and the secrets that must never reach its log."""
+    flags = ["--remote-auth-client-id", context["client_id"]]
+    if scenario == "auth/client-credentials-basic":
+        secret = context["client_secret"]
+        flags += ["--remote-auth-grant-type", "client_credentials",
+                  "--remote-auth-client-secret-file", secret_file(folder, "secret", secret)]  # fmt: skip
+        return flags, [secret]
+    if scenario == "auth/client-credentials-jwt":
+        pem = context["private_key_pem"]
+        flags += ["--remote-auth-grant-type", "client_credentials",
+                  "--remote-auth-client-assertion-key-file", secret_file(folder, "key.pem", pem),
+                  "--remote-auth-client-assertion-alg", context["signing_algorithm"]]  # fmt: skip
+        return flags, [line for line in pem.splitlines() if len(line) >= 16 and "-----" not in line]
+    jwt = context["valid_jwt"]
+    flags += ["--remote-auth-grant-type", "jwt-bearer",
+              "--remote-auth-assertion-file", secret_file(folder, "assertion.jwt", jwt)]  # fmt: skip
+    return flags, [jwt, jwt.rsplit(".", 1)[-1]]
+
+
+def leak_check(log: Path, secrets: list[str]) -> dict:
+    """What of `secrets` (and of the issued tokens) appears in thv's log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    leaked = [f"secret #{i}" for i, value in enumerate(secrets) if value and value in text]
+    leaked += sorted(set(ISSUED_TOKEN.findall(text)))
+    return {"checked": bool(text), "log_bytes": len(text), "leaked": leaked}
 
 
 def main() -> int:
     target = sys.argv[-1]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    flags = [
-        "--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s",
-        "--remote-auth-callback-port", str(free_port()),
-        "--remote-auth-client-metadata-url", CIMD_URL,
-    ]  # fmt: skip
-    if context.get("client_id"):
-        flags += ["--remote-auth-client-id", context["client_id"]]
-    if context.get("client_secret"):
-        flags += ["--remote-auth-client-secret", context["client_secret"]]
-    # No log directory: thv's stderr is this script's, which the suite keeps with the scenario.
+    scenario = context.get("name", "")
+    flags = ["--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s"]
+    secrets: list[str] | None = None
+    with tempfile.TemporaryDirectory(prefix="thv-grant-") as tmp:
+        folder = Path(tmp)
+        if scenario in GRANT_SCENARIOS:
+            extra, secrets = grant_flags(scenario, context, folder)
+            flags += extra
+        else:
+            flags += ["--remote-auth-callback-port", str(free_port()), "--remote-auth-client-metadata-url", CIMD_URL]
+            if context.get("client_id"):
+                flags += ["--remote-auth-client-id", context["client_id"]]
+            if context.get("client_secret"):
+                flags += ["--remote-auth-client-secret", context["client_secret"]]
+        # Grant scenarios: thv's stderr goes to a log that is checked for secrets, then copied
+        # to this script's stderr. Otherwise thv's stderr is this script's, which the suite keeps.
+        log_dir = folder / "logs" if secrets is not None else None
+        code = run(target, flags, log_dir)
+        if log_dir is not None:
+            log = log_dir / "thv-conformance.log"
+            sys.stderr.write(log.read_text(errors="replace") if log.exists() else "(no thv log)\n")
+            report = leak_check(log, secrets or [])
+            print(f"secret check: {json.dumps(report)}", file=sys.stderr)
+            if os.environ.get("THV_LEAK_REPORT"):
+                Path(os.environ["THV_LEAK_REPORT"]).write_text(json.dumps(report))
+        return code
+
+
+def run(target: str, flags: list[str], log_dir: Path | None) -> int:
     try:
         proxy = Thv(
-            "conformance", target, flags, None, ready_timeout=READY_TIMEOUT_SECONDS, cwd=HERE,
+            "conformance", target, flags, log_dir, ready_timeout=READY_TIMEOUT_SECONDS, cwd=HERE,
             env={"BROWSER": f"{sys.executable} {HERE / 'browser.py'}"}, stop_grace=STOP_GRACE_SECONDS,
         )  # fmt: skip
     except StartupError as err:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The official MCP conformance suite in client mode against `thv proxy`'s outgoing auth.
 
-    python3 interop/outbound/run.py
+    python3 interop/outbound/run.py [SCENARIO ...]
 
 Every auth scenario the 2025-11-25 requirements list runs with the stable suite
 (@modelcontextprotocol/conformance 0.1.16, from ../package.json); the 2026-07-28 ones
@@ -50,7 +50,10 @@ ALPHA_SCENARIOS = [
     "auth/iss-wrong-issuer", "auth/iss-unexpected", "auth/iss-normalized",
     "auth/offline-access-scope", "auth/offline-access-not-supported",
     "auth/authorization-server-migration",
+    # Grants without a browser (extensions): thv's --debug log is also checked for secrets.
+    "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
 ]
+LEAK_CHECKED = {"auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer"}
 
 
 def bootstrap() -> None:
@@ -79,11 +82,14 @@ def run_scenario(suite: Path, scenario: str) -> tuple[bool, str]:
     out_dir = RESULTS / scenario.replace("/", "_")
     shutil.rmtree(out_dir, ignore_errors=True)
     command = f"{sys.executable} {HERE / 'conformance_client.py'}"
+    leak_report = RESULTS / f"{scenario.replace('/', '_')}.leaks.json"
+    leak_report.unlink(missing_ok=True)
     started = time.monotonic()
     try:
         proc = subprocess.run(
             [str(NODE), str(suite), "client", "--command", command, "--scenario", scenario, "-o", str(out_dir)],
             capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_SECONDS,
+            env=dict(os.environ, THV_LEAK_REPORT=str(leak_report)),
         )
         output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
@@ -92,6 +98,12 @@ def run_scenario(suite: Path, scenario: str) -> tuple[bool, str]:
     totals = re.search(r"Passed: (\d+)/(\d+), (\d+) failed, (\d+) warnings", output)
     passed = bool(totals) and "OVERALL: PASSED" in output and totals.group(3) == "0" and totals.group(4) == "0"
     summary = f"{totals.group(1)}/{totals.group(2)} checks" if totals else "no result"
+    if scenario in LEAK_CHECKED:
+        # A secret or token in thv's --debug log fails the scenario; so does a log not checked.
+        report = json.loads(leak_report.read_text()) if leak_report.exists() else {"checked": False, "leaked": []}
+        clean = report["checked"] and not report["leaked"]
+        passed = passed and clean
+        summary += ", log clean of secrets" if clean else f", SECRET CHECK FAILED {report}"
     return passed, f"{summary} in {time.monotonic() - started:.1f}s"
 
 
@@ -105,8 +117,9 @@ def main() -> int:
         return 1
     passed = failed = 0
     rows = []
+    only = set(sys.argv[1:])  # scenario names to run (all when none)
     for suite, scenarios, label in ((STABLE, STABLE_SCENARIOS, "0.1.16"), (ALPHA, ALPHA_SCENARIOS, "0.2 alpha")):
-        for scenario in scenarios:
+        for scenario in (s for s in scenarios if not only or s in only):
             ok, detail = run_scenario(suite, scenario)
             rows.append((scenario, label, "PASS" if ok else "FAIL", detail))
             print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{label}] {detail}", flush=True)

@@ -15,6 +15,7 @@
 
 mod exchange;
 mod forward;
+mod grant;
 mod stdio;
 mod telemetry;
 pub(crate) mod values;
@@ -28,6 +29,7 @@ use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, 
 
 pub(crate) use exchange::TokenExchangeArgs;
 pub(crate) use forward::ForwardArgs;
+pub(crate) use grant::GrantArgs;
 pub use stdio::ProxyCommand;
 pub(crate) use stdio::StdioArgs;
 pub(crate) use telemetry::TelemetryArgs;
@@ -324,6 +326,8 @@ pub struct RemoteAuthArgs {
     // Extra header fields for the target and extra authorization request parameters.
     #[command(flatten)]
     pub(crate) forward: ForwardArgs,
+    #[command(flatten)]
+    pub(crate) grant: GrantArgs,
 }
 
 /// Parsed command line plus the names of the flags the user actually gave.

@@ -14,6 +14,7 @@
 
 mod exchange;
 mod forward;
+mod grant;
 mod inbound;
 mod outbound;
 mod policy;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub(crate) use exchange::ExchangeConfig;
+pub(crate) use grant::{AssertionFileError, Grant, read_assertion};
 pub(crate) use inbound::{CONSENT_FLAG, CREDENTIAL_FLAGS};
 pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;

@@ -6,11 +6,15 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use url::Url;
 
+use super::grant::{Grant, grant_config, unattended};
 use super::target::Target;
 use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
+use crate::oauth::assertion::AssertionKey;
 use crate::oauth::authorize::AuthorizeExtras;
 
 /// How the proxy authenticates to the target.
@@ -38,8 +42,9 @@ pub(crate) enum OAuthEndpoints {
     Discover,
     /// `--remote-auth-issuer`: discovered from this issuer.
     Issuer(String),
-    /// `--remote-auth-authorize-url` and `--remote-auth-token-url`.
-    Manual { authorize: Url, token: Url },
+    /// `--remote-auth-authorize-url` and `--remote-auth-token-url` (the token URL alone for
+    /// a grant without a browser).
+    Manual { authorize: Option<Url>, token: Url },
 }
 
 /// Validated `--remote-auth*` settings.
@@ -49,6 +54,10 @@ pub struct OAuthConfig {
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<SecretString>,
     pub(crate) client_metadata_url: Option<String>,
+    /// `--remote-auth-grant-type` and what it needs.
+    pub(crate) grant: Grant,
+    /// `--remote-auth-client-assertion-key-file`: `private_key_jwt` instead of a secret.
+    pub(crate) assertion_key: Option<Arc<AssertionKey>>,
     /// Scopes the user asked for; empty means "as the server says" (MCP scope selection).
     pub scopes: Vec<String>,
     pub callback_port: u16,
@@ -78,7 +87,15 @@ const OAUTH_ONLY_FLAGS: &[&str] = &[
     "remote-auth-store-dir",
     "remote-auth-scope-param-name",
     "remote-auth-authorize-param",
+    "remote-auth-grant-type",
+    "remote-auth-client-assertion-key-file",
+    "remote-auth-client-assertion-alg",
+    "remote-auth-assertion-file",
 ];
+
+/// Flags of the browser login, which a grant without a browser cannot use.
+const BROWSER_ONLY_FLAGS: &[&str] =
+    &["remote-auth-client-metadata-url", "remote-auth-callback-port", "remote-auth-skip-browser"];
 
 /// Validates the `--remote-auth*` flags. Secret precedence (ToolHive's): flag, then
 /// file (trimmed, must not be empty), then environment variable.
@@ -127,6 +144,16 @@ pub(super) fn outbound_config(
         })?;
         Ok(url)
     };
+    let unattended = unattended(&args.grant);
+    if unattended && let Some(flag) = BROWSER_ONLY_FLAGS.iter().find(|f| given.contains(**f)) {
+        return Err(ConfigError::new(
+            format!("--{flag}"),
+            format!(
+                "is for the browser login and has no effect with --remote-auth-grant-type {}",
+                args.grant.remote_auth_grant_type
+            ),
+        ));
+    }
     let endpoints = match (
         non_empty(&args.remote_auth_issuer),
         non_empty(&args.remote_auth_authorize_url),
@@ -137,9 +164,12 @@ pub(super) fn outbound_config(
             OAuthEndpoints::Issuer(issuer.to_owned())
         }
         (None, Some(authorize), Some(token)) => OAuthEndpoints::Manual {
-            authorize: endpoint_url("--remote-auth-authorize-url", authorize)?,
+            authorize: Some(endpoint_url("--remote-auth-authorize-url", authorize)?),
             token: endpoint_url("--remote-auth-token-url", token)?,
         },
+        (None, None, Some(token)) if unattended => {
+            OAuthEndpoints::Manual { authorize: None, token: endpoint_url("--remote-auth-token-url", token)? }
+        }
         (None, Some(_), None) => {
             return Err(ConfigError::new("--remote-auth-token-url", "is required with --remote-auth-authorize-url"));
         }
@@ -155,7 +185,9 @@ pub(super) fn outbound_config(
         }
     };
     let client_id = non_empty(&args.remote_auth_client_id).map(str::to_owned);
-    if matches!(endpoints, OAuthEndpoints::Manual { .. }) && client_id.is_none() {
+    // A JWT bearer grant may come without client authentication (RFC 7523 §3.1).
+    let jwt_bearer = args.grant.remote_auth_grant_type == "jwt-bearer";
+    if matches!(endpoints, OAuthEndpoints::Manual { .. }) && client_id.is_none() && !jwt_bearer {
         return Err(ConfigError::new(
             "--remote-auth-client-id",
             "is required with manual endpoints: without an issuer there is no registration endpoint to register a client at",
@@ -166,6 +198,7 @@ pub(super) fn outbound_config(
         ("--remote-auth-client-secret-file", &args.remote_auth_client_secret_file),
         env.var("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET"),
     )?;
+    let grant = grant_config(&args.grant, client_id.as_deref(), client_secret.as_ref())?;
     let client_metadata_url = non_empty(&args.remote_auth_client_metadata_url)
         .map(|raw| {
             let url = Url::parse(raw).map_err(|e| {
@@ -220,6 +253,8 @@ pub(super) fn outbound_config(
         client_id,
         client_secret,
         client_metadata_url,
+        grant: grant.grant,
+        assertion_key: grant.assertion_key,
         scopes,
         callback_port: args.remote_auth_callback_port,
         skip_browser: args.remote_auth_skip_browser,

@@ -2,6 +2,7 @@
 //! resource-server side ([`crate::inbound`]) and, later, the client side build on it;
 //! neither depends on the other.
 
+pub(crate) mod assertion;
 pub(crate) mod authorize;
 pub(crate) mod challenge;
 pub(crate) mod exchange;

@@ -1,14 +1,21 @@
-//! The token endpoint (RFC 6749 §4.1.3, §6; OAuth 2.1 §4.1.3, §4.3): code exchange and
-//! refresh, with RFC 8707 `resource` on both, and client authentication as the client
-//! was registered (RFC 7591 §2 `token_endpoint_auth_method`).
+//! The token endpoint (RFC 6749 §4.1.3, §6; OAuth 2.1 §4.1.3, §4.3): code exchange,
+//! refresh, the client credentials grant (RFC 6749 §4.4) and the JWT bearer grant
+//! (RFC 7523 §2.1), with RFC 8707 `resource` on all, and client authentication as the
+//! client was registered (RFC 7591 §2 `token_endpoint_auth_method`) or with a signed
+//! assertion (`private_key_jwt`, RFC 7523 §2.2).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use crate::oauth::assertion::{AssertionKey, JWT_BEARER_ASSERTION_TYPE};
 use crate::oauth::http::{ControlClient, FetchError, JsonAnswer};
+
+/// `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
+pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How a client authenticates at the token endpoint.
 #[derive(Clone)]
@@ -19,15 +26,18 @@ pub(crate) enum ClientAuth {
     Basic(SecretString),
     /// `client_secret_post` (RFC 6749 §2.3.1).
     Post(SecretString),
+    /// `private_key_jwt` (RFC 7523 §2.2): a fresh assertion for `audience` on every request.
+    PrivateKeyJwt { key: Arc<AssertionKey>, audience: String },
 }
 
 impl std::fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ClientAuth::None => "none",
-            ClientAuth::Basic(_) => "client_secret_basic",
-            ClientAuth::Post(_) => "client_secret_post",
-        })
+        match self {
+            ClientAuth::None => f.write_str("none"),
+            ClientAuth::Basic(_) => f.write_str("client_secret_basic"),
+            ClientAuth::Post(_) => f.write_str("client_secret_post"),
+            ClientAuth::PrivateKeyJwt { key, .. } => write!(f, "private_key_jwt ({})", key.alg().name()),
+        }
     }
 }
 
@@ -131,6 +141,35 @@ impl TokenEndpoint {
         Ok(tokens)
     }
 
+    /// The client credentials grant (RFC 6749 §4.4): the client's own authentication is
+    /// the grant.
+    pub(crate) async fn client_credentials(
+        &self,
+        http: &ControlClient,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<Tokens, TokenError> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.map(|s| ("scope", s)));
+        form.extend(resource.map(|r| ("resource", r)));
+        self.request(http, form).await
+    }
+
+    /// The JWT bearer grant (RFC 7523 §2.1): `assertion` is the grant, the client
+    /// authenticates (or not) as configured.
+    pub(crate) async fn jwt_bearer(
+        &self,
+        http: &ControlClient,
+        assertion: &SecretString,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<Tokens, TokenError> {
+        let mut form = vec![("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.expose_secret())];
+        form.extend(scope.map(|s| ("scope", s)));
+        form.extend(resource.map(|r| ("resource", r)));
+        self.request(http, form).await
+    }
+
     async fn request(&self, http: &ControlClient, form: Vec<(&str, &str)>) -> Result<Tokens, TokenError> {
         parse(&self.post(http, form).await?)
     }
@@ -144,11 +183,22 @@ impl TokenEndpoint {
         http: &ControlClient,
         mut form: Vec<(&str, &str)>,
     ) -> Result<JsonAnswer, TokenError> {
+        let assertion;
         let basic = match &self.auth {
+            // A public client without an id (a JWT bearer grant needs none, RFC 7523 §3.1)
+            // sends none.
+            ClientAuth::None if self.client_id.is_empty() => None,
             ClientAuth::None => {
                 if !self.client_id.is_empty() {
                     form.push(("client_id", &self.client_id));
                 }
+                None
+            }
+            ClientAuth::PrivateKeyJwt { key, audience } => {
+                assertion = key.client_assertion(&self.client_id, audience);
+                form.push(("client_id", &self.client_id));
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
+                form.push(("client_assertion", &assertion));
                 None
             }
             ClientAuth::Post(secret) => {

@@ -3,7 +3,8 @@
 //! Client ID Metadata Document (`--remote-auth-client-metadata-url`, where the server
 //! supports it), an earlier registration, or a new RFC 7591 Dynamic Client Registration;
 //! and how it authenticates at the token endpoint (RFC 6749 §2.3.1, RFC 7591 §2
-//! `token_endpoint_auth_method`).
+//! `token_endpoint_auth_method`), or with a signed assertion (`private_key_jwt`, RFC 7523
+//! §2.2) when `--remote-auth-client-assertion-key-file` gives a key.
 
 use secrecy::SecretString;
 use tracing::info;
@@ -66,9 +67,27 @@ impl OAuth {
     }
 
     /// The pre-registered client (`--remote-auth-client-id`), authenticating as the
-    /// authorization server supports: basic, else post, with a secret; none without.
+    /// authorization server supports: basic, else post, with a secret; none without; a
+    /// signed assertion with a key.
     pub(super) fn configured_client(&self, session: &Session) -> Option<Client> {
         let id = self.cfg.client_id.clone()?;
+        if let Some(key) = &self.cfg.assertion_key {
+            // The audience is the issuer when known (the identifier RFC 7523bis makes the
+            // only valid one, and what MCP's SEP-1046 servers check), else the token
+            // endpoint (RFC 7523 §3 item 3: "the token endpoint URL … MAY be used").
+            let server = session.discovery.as_ref().map(|d| &d.server);
+            let audience = server
+                .and_then(|s| s.issuer.clone())
+                .or_else(|| server.map(|s| s.token_endpoint.to_string()))
+                .unwrap_or_else(|| self.target.to_string());
+            return Some(Client {
+                id,
+                auth: ClientAuth::PrivateKeyJwt { key: key.clone(), audience },
+                secret: None,
+                method: Some("private_key_jwt".into()),
+                registered_redirect: None,
+            });
+        }
         let secret = self.cfg.client_secret.clone();
         let supported = session
             .discovery

@@ -62,7 +62,11 @@ pub(crate) struct AuthServer {
     /// The issuer, when known (not for manual endpoints or the default-endpoint fallback).
     pub(crate) issuer: Option<String>,
     pub(crate) metadata: AuthorizationServerMetadata,
-    pub(crate) authorization_endpoint: Url,
+    /// Only the browser login needs one (RFC 8414 §2: required only for grants that use it).
+    pub(crate) authorization_endpoint: Option<Url>,
+    /// Discovered from an issuer whose metadata does not advertise PKCE S256: the browser
+    /// login refuses it (the other grants use no PKCE).
+    pub(crate) no_pkce_s256: bool,
     pub(crate) token_endpoint: Url,
     pub(crate) registration_endpoint: Option<Url>,
 }
@@ -95,6 +99,7 @@ pub(crate) async fn discover(
                 issuer: None,
                 metadata: AuthorizationServerMetadata::default(),
                 authorization_endpoint: authorize.clone(),
+                no_pkce_s256: false,
                 token_endpoint: token.clone(),
                 registration_endpoint: None,
             },
@@ -230,8 +235,8 @@ pub fn resource_matches(declared: &str, wanted: &str) -> bool {
 }
 
 /// An issuer's metadata, checked: exact issuer, https endpoints (loopback excepted), and
-/// PKCE S256 support (MCP 2025-11-25 §Authorization Code Protection: without it the client
-/// must not proceed).
+/// whether it supports PKCE S256 (MCP 2025-11-25 §Authorization Code Protection: without
+/// it the browser login must not proceed; see [`AuthServer::no_pkce_s256`]).
 async fn server_from_issuer(
     http: &ControlClient,
     policy: UrlPolicy,
@@ -239,10 +244,9 @@ async fn server_from_issuer(
 ) -> Result<AuthServer, DiscoveryError> {
     let metadata = discover_issuer(http, issuer).await?;
     let s256 = metadata.code_challenge_methods_supported.as_ref().is_some_and(|m| m.iter().any(|x| x == "S256"));
-    if !s256 {
-        return Err(DiscoveryError::NoPkceS256 { issuer: issuer.to_owned() });
-    }
-    server_from_metadata(policy, Some(issuer.to_owned()), metadata)
+    let mut server = server_from_metadata(policy, Some(issuer.to_owned()), metadata)?;
+    server.no_pkce_s256 = !s256;
+    Ok(server)
 }
 
 fn server_from_metadata(
@@ -259,12 +263,18 @@ fn server_from_metadata(
         })
         .transpose()
     };
-    let authorization_endpoint = endpoint("authorization_endpoint", metadata.authorization_endpoint.as_ref())?
-        .ok_or(DiscoveryError::NoEndpoint("authorization_endpoint"))?;
+    let authorization_endpoint = endpoint("authorization_endpoint", metadata.authorization_endpoint.as_ref())?;
     let token_endpoint = endpoint("token_endpoint", metadata.token_endpoint.as_ref())?
         .ok_or(DiscoveryError::NoEndpoint("token_endpoint"))?;
     let registration_endpoint = endpoint("registration_endpoint", metadata.registration_endpoint.as_ref())?;
-    Ok(AuthServer { issuer, metadata, authorization_endpoint, token_endpoint, registration_endpoint })
+    Ok(AuthServer {
+        issuer,
+        metadata,
+        authorization_endpoint,
+        no_pkce_s256: false,
+        token_endpoint,
+        registration_endpoint,
+    })
 }
 
 /// MCP 2025-03-26: metadata at the target origin, else the default endpoints there.
@@ -283,7 +293,8 @@ async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) ->
     Ok(AuthServer {
         issuer: None,
         metadata: AuthorizationServerMetadata::default(),
-        authorization_endpoint: join("/authorize")?,
+        authorization_endpoint: Some(join("/authorize")?),
+        no_pkce_s256: false,
         token_endpoint: join("/token")?,
         registration_endpoint: Some(join("/register")?),
     })

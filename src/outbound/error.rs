@@ -2,6 +2,7 @@
 //! error becomes the reason shown in the 503 that requests get meanwhile, so each message
 //! is a sentence for the user; the cause stays available as the error's source.
 
+use crate::config::AssertionFileError;
 use crate::oauth::registration::RegistrationError;
 use crate::oauth::token::TokenError;
 use crate::outbound::callback::CallbackError;
@@ -42,4 +43,13 @@ pub(crate) enum LoginError {
     Callback(#[from] CallbackError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// RFC 8414 §2 `grant_types_supported` lists grants and not this one; no other grant
+    /// is tried in its place.
+    #[error(
+        "the authorization server {server} does not support the {grant} grant (its grant_types_supported: {listed}); not trying another grant"
+    )]
+    GrantNotSupported { grant: &'static str, server: String, listed: String },
+    /// `--remote-auth-assertion-file` gave no JWT for the JWT bearer grant.
+    #[error("the JWT bearer grant has no assertion: {0}")]
+    AssertionFile(#[from] AssertionFileError),
 }

@@ -1,15 +1,17 @@
 //! One login, start to finish (MCP 2025-11-25 Authorization; OAuth 2.1 §4.1): discovery
 //! ([`discover`](super::discover)), a client ([`client`](super::client)), then the
 //! authorization code grant with PKCE S256 (RFC 7636), `state`, RFC 8707 `resource` and
-//! RFC 9207 `iss` checks (the request itself: [`crate::oauth::authorize`]), through the loopback [`callback`](super::callback) (RFC 8252) and
-//! the user's [`browser`](super::browser), and the code exchanged for tokens.
+//! RFC 9207 `iss` checks (the request itself: [`crate::oauth::authorize`]), through the
+//! loopback [`callback`](super::callback) (RFC 8252) and the user's
+//! [`browser`](super::browser), and the code exchanged for tokens. The grants without a
+//! browser branch off after discovery ([`grant`](super::grant)).
 
 use tracing::info;
 
 use crate::oauth::authorize::AuthorizeRequest;
 use crate::oauth::pkce::{Pkce, random_token, verifier};
 use crate::outbound::callback::{Callback, Expectation};
-use crate::outbound::discover::discover;
+use crate::outbound::discover::{DiscoveryError, discover};
 use crate::outbound::scope::select_scope;
 use crate::outbound::{LoginError, OAuth, Session, State, browser};
 use crate::telemetry::metrics::Count;
@@ -41,7 +43,8 @@ impl OAuth {
         Ok(())
     }
 
-    /// A full browser login; true if it produced a token. `step_up` adds scopes.
+    /// A full login (at the browser, or with the configured grant when it needs none);
+    /// true if it produced a token. `step_up` adds scopes.
     pub(super) async fn interactive(&self, session: &mut Session, step_up: Option<&str>) -> bool {
         self.set_state(State::Pending);
         match self.login(session, step_up).await {
@@ -59,6 +62,17 @@ impl OAuth {
 
     async fn login(&self, session: &mut Session, step_up: Option<&str>) -> Result<(), LoginError> {
         self.ensure_discovery(session).await?;
+        self.check_grant_supported(session)?;
+        if self.cfg.grant.unattended() {
+            return self.unattended_login(session, step_up).await;
+        }
+        let server = &session.discovery.as_ref().ok_or(LoginError::NotRequired)?.server;
+        if server.no_pkce_s256 {
+            let issuer = server.issuer.clone().unwrap_or_default();
+            return Err(DiscoveryError::NoPkceS256 { issuer }.into());
+        }
+        let endpoint =
+            server.authorization_endpoint.clone().ok_or(DiscoveryError::NoEndpoint("authorization_endpoint"))?;
         let pre_registered = self.cfg.client_id.is_some();
         let callback = Callback::bind(self.cfg.callback_port, pre_registered).await?;
         let client = self.client(session, &callback.redirect_uri).await?;
@@ -78,7 +92,7 @@ impl OAuth {
             resource: &self.cfg.resource,
             scope: scope.as_deref(),
         };
-        let url = request.url(&server.authorization_endpoint, &self.cfg.authorize);
+        let url = request.url(&endpoint, &self.cfg.authorize);
         eprintln!("Waiting for the login to the MCP server (up to {:?})…", self.cfg.timeout);
         browser::open(&url, self.cfg.skip_browser, self.browser.as_deref());
         let expect = Expectation {

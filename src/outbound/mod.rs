@@ -13,6 +13,8 @@
 //!   authorization code with PKCE through the loopback [`callback`] and the user's
 //!   [`browser`]. The proxy already listens meanwhile; requests get 503 with `Retry-After`
 //!   until the login completes.
+//! - `grant`: the grants without a browser (client credentials, JWT bearer): the first
+//!   token and a new one before expiry, the same way.
 //! - `tokens`: the token in use and its refresh before expiry (RFC 6749 §6).
 //! - `scope`: which scope to ask for, and the step-up union.
 //! - `resume` and [`store`]: the refresh token and registered client survive restarts.
@@ -31,6 +33,7 @@ pub(crate) mod callback;
 mod client;
 pub(crate) mod discover;
 mod error;
+mod grant;
 mod login;
 mod resume;
 pub(crate) mod retry;
@@ -152,7 +155,9 @@ impl Outbound {
                     policy,
                     target: target_url,
                     browser: cfg.browser.clone(),
-                    store: cfg.store_dir.clone().map(Store::new),
+                    // A grant without a browser gets a token again at any time: nothing
+                    // is kept on disk for it.
+                    store: if cfg.grant.unattended() { None } else { cfg.store_dir.clone().map(Store::new) },
                     state: ArcSwap::from_pointee(State::Pending),
                     session: Mutex::new(Session::default()),
                     cfg: (**cfg).clone(),
@@ -194,7 +199,13 @@ impl Outbound {
                 return Err(Unavailable::Failed(reason.clone()));
             }
         };
-        if !active.expiring() || active.refresh_token.is_none() {
+        if !active.expiring() {
+            return Ok(Some(active.header.clone()));
+        }
+        if active.refresh_token.is_none() {
+            if oauth.cfg.grant.unattended() {
+                return oauth.renew_unattended(&active).await.map(Some);
+            }
             return Ok(Some(active.header.clone()));
         }
         let mut session = oauth.session.lock().await;

@@ -62,7 +62,8 @@ mod tests {
                     scopes_supported: offline.then(|| vec!["offline_access".to_owned()]),
                     ..Default::default()
                 },
-                authorization_endpoint: url.clone(),
+                authorization_endpoint: Some(url.clone()),
+                no_pkce_s256: false,
                 token_endpoint: url,
                 registration_endpoint: None,
             },

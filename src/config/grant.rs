@@ -1,0 +1,310 @@
+//! Which OAuth grant the proxy uses to get tokens from the target's authorization server
+//! (`--remote-auth-grant-type`), and the credentials each grant needs: the cross-flag
+//! rules of the authorization code flow (RFC 6749 §4.1, the default), the client
+//! credentials grant (RFC 6749 §4.4; MCP SEP-1046) and the JWT bearer grant (RFC 7523
+//! §2.1; MCP SEP-1933 workload identity), and the `private_key_jwt` client key (RFC 7523
+//! §2.2) any of them may authenticate with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use super::ConfigError;
+use super::non_empty;
+use crate::cli::GrantArgs;
+use crate::oauth::assertion::{AssertionKey, SigningAlg};
+use crate::oauth::token::JWT_BEARER_GRANT;
+
+/// How tokens are obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// A user logs in at a browser (PKCE, loopback callback).
+    AuthorizationCode,
+    /// The client's own credentials are the grant.
+    ClientCredentials,
+    /// The JWT in this file is the grant; the file is read again for every token request.
+    JwtBearer { assertion_file: PathBuf },
+}
+
+impl Grant {
+    /// The `grant_type` on the wire, as `grant_types_supported` lists it (RFC 8414 §2).
+    pub(crate) fn wire_name(&self) -> &'static str {
+        match self {
+            Grant::AuthorizationCode => "authorization_code",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer { .. } => JWT_BEARER_GRANT,
+        }
+    }
+
+    /// Whether a token can be had again without anyone present: no browser, no callback.
+    pub(crate) fn unattended(&self) -> bool {
+        !matches!(self, Grant::AuthorizationCode)
+    }
+}
+
+/// The validated grant settings.
+pub(super) struct GrantConfig {
+    pub(super) grant: Grant,
+    pub(super) assertion_key: Option<Arc<AssertionKey>>,
+}
+
+/// Whether the grant flags ask for a grant that needs no browser (decided before the
+/// endpoints are validated: such a grant needs no authorization endpoint).
+pub(super) fn unattended(args: &GrantArgs) -> bool {
+    args.remote_auth_grant_type != "authorization_code"
+}
+
+/// Validates the grant flags against the client the other flags configure.
+pub(super) fn grant_config(
+    args: &GrantArgs,
+    client_id: Option<&str>,
+    client_secret: Option<&SecretString>,
+) -> Result<GrantConfig, ConfigError> {
+    const KEY_FLAG: &str = "--remote-auth-client-assertion-key-file";
+    const ASSERTION_FLAG: &str = "--remote-auth-assertion-file";
+    let alg = args
+        .remote_auth_client_assertion_alg
+        .as_deref()
+        .map(|name| {
+            SigningAlg::from_name(name).ok_or_else(|| {
+                ConfigError::new("--remote-auth-client-assertion-alg", format!("{name:?} is not a supported algorithm"))
+            })
+        })
+        .transpose()?;
+    let assertion_key = match non_empty(&args.remote_auth_client_assertion_key_file) {
+        Some(path) => {
+            if client_id.is_none() {
+                return Err(ConfigError::new(
+                    "--remote-auth-client-id",
+                    format!("is required with {KEY_FLAG}: the assertions name the client as iss and sub"),
+                ));
+            }
+            if client_secret.is_some() {
+                return Err(ConfigError::new(
+                    KEY_FLAG,
+                    "cannot be combined with a client secret (--remote-auth-client-secret, its -file or \
+                     TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET); a client authenticates one way",
+                ));
+            }
+            let pem =
+                std::fs::read(path).map_err(|e| ConfigError::new(KEY_FLAG, format!("cannot read {path:?}: {e}")))?;
+            let key =
+                AssertionKey::from_pem(&pem, alg).map_err(|e| ConfigError::new(KEY_FLAG, format!("{path:?} {e}")))?;
+            Some(Arc::new(key))
+        }
+        None if alg.is_some() => {
+            return Err(ConfigError::new(
+                "--remote-auth-client-assertion-alg",
+                format!("has no effect without {KEY_FLAG}"),
+            ));
+        }
+        None => None,
+    };
+    let assertion_file = non_empty(&args.remote_auth_assertion_file);
+    let grant = match args.remote_auth_grant_type.as_str() {
+        "authorization_code" => Grant::AuthorizationCode,
+        "client_credentials" => {
+            if client_id.is_none() {
+                return Err(ConfigError::new(
+                    "--remote-auth-client-id",
+                    "is required with --remote-auth-grant-type client_credentials",
+                ));
+            }
+            if client_secret.is_none() && assertion_key.is_none() {
+                return Err(ConfigError::new(
+                    "--remote-auth-client-secret",
+                    format!(
+                        "--remote-auth-grant-type client_credentials needs the client's credentials: a secret \
+                         (--remote-auth-client-secret, --remote-auth-client-secret-file or \
+                         TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET) or a key ({KEY_FLAG})"
+                    ),
+                ));
+            }
+            Grant::ClientCredentials
+        }
+        "jwt-bearer" => {
+            let Some(path) = assertion_file else {
+                return Err(ConfigError::new(
+                    ASSERTION_FLAG,
+                    "is required with --remote-auth-grant-type jwt-bearer: it holds the JWT presented as the grant",
+                ));
+            };
+            // Read once now so a wrong path stops the proxy at startup; it is read again
+            // for every token request (the token in it rotates).
+            read_assertion(std::path::Path::new(path)).map_err(|e| ConfigError::new(ASSERTION_FLAG, e.to_string()))?;
+            Grant::JwtBearer { assertion_file: PathBuf::from(path) }
+        }
+        other => {
+            return Err(ConfigError::new("--remote-auth-grant-type", format!("{other:?} is not a supported grant")));
+        }
+    };
+    if assertion_file.is_some() && !matches!(grant, Grant::JwtBearer { .. }) {
+        return Err(ConfigError::new(ASSERTION_FLAG, "has no effect without --remote-auth-grant-type jwt-bearer"));
+    }
+    Ok(GrantConfig { grant, assertion_key })
+}
+
+/// Why the assertion file gave no assertion.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AssertionFileError {
+    #[error("cannot read {path:?}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0:?} is empty")]
+    Empty(PathBuf),
+}
+
+/// The JWT in `path`, trimmed (a projected token file is rewritten in place by the
+/// kubelet: reading it whole each time sees either the old or the new token).
+pub(crate) fn read_assertion(path: &std::path::Path) -> Result<SecretString, AssertionFileError> {
+    let content =
+        std::fs::read_to_string(path).map_err(|source| AssertionFileError::Read { path: path.to_owned(), source })?;
+    let jwt = content.trim();
+    if jwt.is_empty() {
+        return Err(AssertionFileError::Empty(path.to_owned()));
+    }
+    Ok(SecretString::from(jwt.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::config::OutboundConfig;
+    use crate::config::tests::config;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "thv-grant-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn p256_pem() -> String {
+        use base64::Engine as _;
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let der = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+    }
+
+    const BASE: [&str; 3] = ["--target-uri", "https://mcp.example.com/mcp", "--remote-auth"];
+
+    fn oauth(args: &[&str], env: &[(&'static str, &'static str)]) -> Result<crate::config::OAuthConfig, ConfigError> {
+        match config(&[&BASE[..], args].concat(), env)?.outbound {
+            Some(OutboundConfig::OAuth(c)) => Ok(*c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&'static str, &'static str)]) -> ConfigError {
+        match oauth(args, env) {
+            Err(e) => e,
+            Ok(_) => panic!("{args:?} should be refused"),
+        }
+    }
+
+    #[test]
+    fn client_credentials_needs_a_client_and_its_credentials() {
+        let cc = ["--remote-auth-grant-type", "client_credentials"];
+        let e = error(&cc, &[]);
+        assert_eq!(e.flag, "--remote-auth-client-id");
+        let e = error(&[&cc[..], &["--remote-auth-client-id", "c"]].concat(), &[]);
+        assert_eq!(e.flag, "--remote-auth-client-secret");
+        assert!(e.problem.contains("--remote-auth-client-assertion-key-file"), "{e}");
+        let c = oauth(
+            &[&cc[..], &["--remote-auth-client-id", "c"]].concat(),
+            &[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "s")],
+        )
+        .unwrap();
+        assert_eq!(c.grant, Grant::ClientCredentials);
+        assert!(c.assertion_key.is_none());
+        // The default is the browser flow, with no key.
+        let c = oauth(&[], &[]).unwrap();
+        assert_eq!(c.grant, Grant::AuthorizationCode);
+        // An unknown grant is clap's error, before config.
+        assert!(
+            crate::cli::Invocation::parse_from(
+                ["thv", "proxy", "s"].iter().chain(&BASE).chain(&["--remote-auth-grant-type", "device_code"])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn assertion_keys() {
+        let dir = dir();
+        let key = dir.join("key.pem");
+        std::fs::write(&key, p256_pem()).unwrap();
+        let key = key.to_str().unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let with_key = ["--remote-auth-client-id", "c", "--remote-auth-client-assertion-key-file", key];
+        let c = oauth(&[&with_key[..], &["--remote-auth-grant-type", "client_credentials"]].concat(), &[]).unwrap();
+        assert_eq!(c.assertion_key.unwrap().alg(), SigningAlg::ES256);
+        // Also for the browser flow's token requests.
+        assert!(oauth(&with_key, &[]).unwrap().assertion_key.is_some());
+        let e = error(&[&with_key[..], &["--remote-auth-client-assertion-alg", "RS256"]].concat(), &[]);
+        assert_eq!(e.flag, "--remote-auth-client-assertion-key-file");
+        assert!(e.problem.contains("EC P-256") && e.problem.contains("RS256"), "{e}");
+        let e = error(&with_key, &[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "s")]);
+        assert_eq!(e.flag, "--remote-auth-client-assertion-key-file");
+        assert!(e.problem.contains("client secret"), "{e}");
+        let e = error(&["--remote-auth-client-assertion-key-file", key], &[]);
+        assert_eq!(e.flag, "--remote-auth-client-id");
+        let e = error(
+            &["--remote-auth-client-id", "c", "--remote-auth-client-assertion-key-file", bad.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(e.flag, "--remote-auth-client-assertion-key-file");
+        assert!(e.problem.contains("no PEM private key") && !e.problem.contains("AAAA"), "{e}");
+        let e =
+            error(&["--remote-auth-client-id", "c", "--remote-auth-client-assertion-key-file", "/nonexistent/k"], &[]);
+        assert!(e.problem.contains("/nonexistent/k"), "{e}");
+        let e = error(&["--remote-auth-client-assertion-alg", "ES256"], &[]);
+        assert_eq!(e.flag, "--remote-auth-client-assertion-alg");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn jwt_bearer_reads_its_assertion_file_every_time() {
+        let dir = dir();
+        let file = dir.join("token");
+        std::fs::write(&file, "first.jwt.value\n").unwrap();
+        let path = file.to_str().unwrap();
+        let jb = ["--remote-auth-grant-type", "jwt-bearer"];
+        let e = error(&jb, &[]);
+        assert_eq!(e.flag, "--remote-auth-assertion-file");
+        let c = oauth(&[&jb[..], &["--remote-auth-assertion-file", path]].concat(), &[]).unwrap();
+        let Grant::JwtBearer { assertion_file } = &c.grant else { panic!("{:?}", c.grant) };
+        assert_eq!(read_assertion(assertion_file).unwrap().expose_secret(), "first.jwt.value");
+        std::fs::write(&file, "second.jwt.value").unwrap();
+        assert_eq!(read_assertion(assertion_file).unwrap().expose_secret(), "second.jwt.value", "re-read");
+        std::fs::write(&file, "  \n").unwrap();
+        assert!(read_assertion(assertion_file).unwrap_err().to_string().contains("empty"));
+        let e = error(&[&jb[..], &["--remote-auth-assertion-file", "/nonexistent/t"]].concat(), &[]);
+        assert!(e.flag == "--remote-auth-assertion-file" && e.problem.contains("/nonexistent/t"), "{e}");
+        let e = error(&["--remote-auth-assertion-file", path], &[]);
+        assert_eq!(e.flag, "--remote-auth-assertion-file");
+        // No authorization endpoint is needed without a browser; a token URL is enough.
+        std::fs::write(&file, "third").unwrap();
+        let c = oauth(
+            &[&jb[..], &["--remote-auth-assertion-file", path, "--remote-auth-token-url", "https://as.example/token"]]
+                .concat(),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(c.endpoints, crate::config::OAuthEndpoints::Manual { authorize: None, .. }));
+        let e = error(&["--remote-auth-token-url", "https://as.example/token", "--remote-auth-client-id", "c"], &[]);
+        assert_eq!(e.flag, "--remote-auth-authorize-url", "the browser flow still needs it");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

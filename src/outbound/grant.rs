@@ -1,0 +1,105 @@
+//! Logins without a browser: the client credentials grant (RFC 6749 §4.4; MCP SEP-1046)
+//! and the JWT bearer grant (RFC 7523 §2.1; MCP SEP-1933 workload identity), after the
+//! same discovery as the browser login, and whether the authorization server offers the
+//! grant at all (RFC 8414 §2 `grant_types_supported`).
+//!
+//! Such a token is obtained again the same way when it is about to expire (unless the
+//! server gave a refresh token, which `tokens` uses), or after the MCP server's 401
+//! (through the state machine in `mod.rs`, as a new login). A refused grant is reported
+//! with the server's own `error` and `error_description` and not retried here, and never
+//! replaced by another grant: the next attempt is a later login, after
+//! [`RELOGIN_BACKOFF`](super::RELOGIN_BACKOFF).
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use tracing::{info, warn};
+
+use crate::config::{Grant, read_assertion};
+use crate::oauth::token::{ClientAuth, TokenError};
+use crate::outbound::client::Client;
+use crate::outbound::scope::select_scope;
+use crate::outbound::tokens::Active;
+use crate::outbound::{LoginError, OAuth, Session, State, Unavailable};
+use crate::telemetry::metrics::Count;
+
+impl OAuth {
+    /// Refuses a grant the authorization server's metadata does not list (when it lists
+    /// any: RFC 8414 §2 makes the field optional).
+    pub(super) fn check_grant_supported(&self, session: &Session) -> Result<(), LoginError> {
+        let Some(server) = session.discovery.as_ref().map(|d| &d.server) else { return Ok(()) };
+        let Some(listed) = &server.metadata.grant_types_supported else { return Ok(()) };
+        let grant = self.cfg.grant.wire_name();
+        if listed.iter().any(|g| g == grant) {
+            return Ok(());
+        }
+        Err(LoginError::GrantNotSupported {
+            grant,
+            server: server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()),
+            listed: listed.join(", "),
+        })
+    }
+
+    /// Gets a token with the configured grant; no browser, no callback listener.
+    pub(super) async fn unattended_login(
+        &self,
+        session: &mut Session,
+        step_up: Option<&str>,
+    ) -> Result<(), LoginError> {
+        // A JWT bearer grant may come from a client that does not authenticate and has no
+        // id (RFC 7523 §3.1); the others have a configured client (config checks it).
+        let client = self.configured_client(session).unwrap_or(Client {
+            id: String::new(),
+            auth: ClientAuth::None,
+            secret: None,
+            method: None,
+            registered_redirect: None,
+        });
+        session.client = Some(client.clone());
+        let discovery = session.discovery.as_ref().ok_or(LoginError::NotRequired)?;
+        let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
+        let endpoint = self.token_endpoint(session, &client);
+        let resource = Some(self.cfg.resource.as_str());
+        let tokens = match &self.cfg.grant {
+            Grant::ClientCredentials => endpoint.client_credentials(&self.http, scope.as_deref(), resource).await?,
+            Grant::JwtBearer { assertion_file } => {
+                // Read now, not at startup: a projected token file is rotated in place.
+                let assertion = read_assertion(assertion_file)?;
+                endpoint.jwt_bearer(&self.http, &assertion, scope.as_deref(), resource).await?
+            }
+            Grant::AuthorizationCode => return Err(LoginError::NotRequired),
+        };
+        session.scope = scope;
+        self.activate(session, &tokens);
+        self.count(Count::OutboundLogin { ok: true });
+        info!(grant = self.cfg.grant.wire_name(), client_auth = ?client.auth, "obtained a token for the MCP server");
+        Ok(())
+    }
+
+    /// The token in use (`active`, from a grant without a browser and with no refresh
+    /// token) is about to expire: get a new one the same way, once for all waiting
+    /// requests. An unreachable server keeps the current token while it lasts; a refusal
+    /// ends it (the login has failed, and says why).
+    pub(super) async fn renew_unattended(&self, active: &Arc<Active>) -> Result<HeaderValue, Unavailable> {
+        let mut session = self.session.lock().await;
+        match &**self.state.load() {
+            State::Ready(current) if !Arc::ptr_eq(current, active) => return Ok(current.header.clone()),
+            State::Ready(_) => {}
+            State::Pending | State::NotRequired | State::Failed { .. } => return Err(self.unavailable()),
+        }
+        match self.unattended_login(&mut session, None).await {
+            Ok(()) => match &**self.state.load() {
+                State::Ready(current) => Ok(current.header.clone()),
+                _ => Err(self.unavailable()),
+            },
+            Err(LoginError::Token(TokenError::Fetch(e))) if e.is_transient() && !active.expired() => {
+                warn!(error = %e, "getting a new token failed; using the current one while it lasts");
+                Ok(active.header.clone())
+            }
+            Err(e) => {
+                self.fail(e);
+                Err(self.unavailable())
+            }
+        }
+    }
+}
