@@ -227,7 +227,8 @@ pub(super) fn outbound_config(
     };
     let scopes: Vec<String> =
         args.remote_auth_scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    let scopes = if scopes.is_empty() && matches!(endpoints, OAuthEndpoints::Issuer(_)) {
+    // ToolHive's OIDC default is for a user's login; a workload asks for what it is given.
+    let scopes = if scopes.is_empty() && matches!(endpoints, OAuthEndpoints::Issuer(_)) && !unattended {
         ["openid", "profile", "email"].map(str::to_owned).to_vec()
     } else {
         scopes

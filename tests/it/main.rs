@@ -10,6 +10,7 @@ mod corpus;
 mod engine;
 mod faults;
 mod forwarding;
+mod grants;
 mod hostile;
 mod inbound;
 mod mcp;

@@ -13,20 +13,20 @@ use base64::Engine as _;
 use crate::support::Thv;
 use crate::support::upstream::{ScriptedUpstream, Seen, reply};
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn form(seen: &Seen) -> Vec<(String, String)> {
+pub(crate) fn form(seen: &Seen) -> Vec<(String, String)> {
     url::form_urlencoded::parse(&seen.body).into_owned().collect()
 }
 
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// An MCP upstream that accepts only the bearer tokens in `accepted`.
-async fn protected_upstream(accepted: Arc<Mutex<HashSet<String>>>) -> ScriptedUpstream {
+pub(crate) async fn protected_upstream(accepted: Arc<Mutex<HashSet<String>>>) -> ScriptedUpstream {
     ScriptedUpstream::start(move |seen| {
         let token = seen
             .headers
@@ -101,7 +101,7 @@ fn query(url: &url::Url, name: &str) -> String {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-async fn health(thv: &Thv) -> String {
+pub(crate) async fn health(thv: &Thv) -> String {
     let v: serde_json::Value = client().get(thv.url("/health")).send().await.unwrap().json().await.unwrap();
     v["outgoing_auth"].as_str().unwrap_or_default().to_owned()
 }
@@ -115,7 +115,7 @@ async fn complete_login(thv: &Thv, callback_port: u16, n: usize) {
     wait_authenticated(thv).await;
 }
 
-async fn wait_authenticated(thv: &Thv) {
+pub(crate) async fn wait_authenticated(thv: &Thv) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while health(thv).await != "authenticated" {
         assert!(std::time::Instant::now() < deadline, "the login did not complete");
@@ -123,7 +123,7 @@ async fn wait_authenticated(thv: &Thv) {
     }
 }
 
-async fn call(thv: &Thv) -> reqwest::Response {
+pub(crate) async fn call(thv: &Thv) -> reqwest::Response {
     client()
         .post(thv.url("/mcp"))
         .header("authorization", "Bearer the-clients-own-token")

@@ -1,0 +1,248 @@
+//! Outgoing auth without a browser (`--remote-auth-grant-type client_credentials` and
+//! `jwt-bearer`) against a scripted authorization server: the fault cases the conformance
+//! scenarios (`interop/outbound`, which cover the happy paths) cannot script. A refused
+//! grant is reported as the server said it, once, and never replaced by another grant;
+//! tokens are obtained again before they expire; the assertion file is read for each
+//! token request; no credential or token reaches the log.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::outbound::{call, field, form, health, protected_upstream, wait_authenticated};
+use crate::support::Thv;
+use crate::support::upstream::{ScriptedUpstream, reply};
+
+/// An authorization server: RFC 8414 metadata (with `extra` fields, its issuer being the
+/// URL it is reached at) and a token endpoint that answers the scripted replies in turn.
+struct AuthServer {
+    server: ScriptedUpstream,
+    replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
+}
+
+impl AuthServer {
+    async fn start(extra: serde_json::Value) -> AuthServer {
+        let replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
+        let r = replies.clone();
+        let server = ScriptedUpstream::start(move |seen| {
+            let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+            let json = [("content-type", "application/json")];
+            match seen.uri.path() {
+                "/.well-known/oauth-authorization-server" => {
+                    let mut metadata = serde_json::json!({
+                        "issuer": format!("http://{host}"),
+                        "token_endpoint": format!("http://{host}/token"),
+                    });
+                    metadata.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+                    reply(200, &json, &metadata.to_string())
+                }
+                "/token" => {
+                    let mut r = r.lock().unwrap();
+                    let (status, body) = if r.is_empty() { (500, serde_json::json!({})) } else { r.remove(0) };
+                    reply(status, &json, &body.to_string())
+                }
+                _ => reply(404, &[], ""),
+            }
+        })
+        .await;
+        AuthServer { server, replies }
+    }
+
+    fn push(&self, status: u16, body: serde_json::Value) {
+        self.replies.lock().unwrap().push((status, body));
+    }
+
+    fn issuer(&self) -> String {
+        self.server.url("").trim_end_matches('/').to_owned()
+    }
+
+    /// The token requests so far: form fields and the Authorization header.
+    fn token_requests(&self) -> Vec<TokenRequest> {
+        self.server
+            .seen()
+            .iter()
+            .filter(|s| s.uri.path() == "/token")
+            .map(|s| (form(s), s.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned())))
+            .collect()
+    }
+}
+
+/// A token request's form fields and Authorization header.
+type TokenRequest = (Vec<(String, String)>, Option<String>);
+
+fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("thv-it-grants-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+async fn wait_health(thv: &Thv, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health(thv).await != want {
+        assert!(std::time::Instant::now() < deadline, "health never became {want}:\n{}", thv.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_no_browser_and_no_secrets(thv: &Thv, secrets: &[&str]) {
+    let log = thv.stderr();
+    assert!(!log.contains("/authorize") && !log.contains("Waiting for the login"), "no browser login:\n{log}");
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+}
+
+/// client_credentials with a secret the server takes only in the form (its metadata lists
+/// client_secret_post alone), discovered from an issuer without an authorization endpoint
+/// or PKCE; a token about to expire is replaced by a new grant, not kept or refreshed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_posts_the_secret_and_gets_a_new_token_before_expiry() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["cc-tok-1".to_owned(), "cc-tok-2".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let server = AuthServer::start(serde_json::json!({
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+    }))
+    .await;
+    server.push(200, serde_json::json!({"access_token": "cc-tok-1", "token_type": "Bearer", "expires_in": 2}));
+    server.push(200, serde_json::json!({"access_token": "cc-tok-2", "token_type": "Bearer", "expires_in": 3600}));
+    let secret = temp_file("cc-secret", "the-cc-secret\n");
+    let thv = Thv::start(
+        &up.url("/mcp"),
+        &[
+            "--remote-auth-issuer",
+            &server.issuer(),
+            "--remote-auth-grant-type",
+            "client_credentials",
+            "--remote-auth-client-id",
+            "workload",
+            "--remote-auth-client-secret-file",
+            secret.to_str().unwrap(),
+            "--remote-auth-store=false",
+            "--debug",
+        ],
+    );
+    wait_authenticated(&thv).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    let requests = server.token_requests();
+    assert_eq!(requests.len(), 1);
+    let (first, authorization) = &requests[0];
+    assert_eq!(field(first, "grant_type"), Some("client_credentials"));
+    assert_eq!(field(first, "client_id"), Some("workload"));
+    assert_eq!(field(first, "client_secret"), Some("the-cc-secret"), "client_secret_post");
+    assert_eq!(field(first, "resource"), Some(up.url("/mcp").as_str()), "RFC 8707");
+    assert_eq!(field(first, "scope"), None, "no OIDC default scopes for a workload");
+    assert_eq!(authorization, &None);
+
+    // A quarter of the 2 s lifetime before expiry, the next request gets a new token.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    let requests = server.token_requests();
+    assert_eq!(requests.len(), 2, "one new grant");
+    assert_eq!(field(&requests[1].0, "grant_type"), Some("client_credentials"));
+    let seen_tokens: Vec<String> = up
+        .seen()
+        .iter()
+        .filter_map(|s| s.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(seen_tokens.last().map(String::as_str), Some("Bearer cc-tok-2"));
+    assert_no_browser_and_no_secrets(&thv, &["the-cc-secret", "cc-tok-1", "cc-tok-2"]);
+}
+
+/// A grant the server's grant_types_supported does not list is refused at login, naming
+/// the grant and the server; nothing is asked of the token endpoint, no other grant tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_the_server_does_not_offer_is_an_error_naming_it() {
+    let up = protected_upstream(Arc::default()).await;
+    let server = AuthServer::start(serde_json::json!({
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "authorization_endpoint": "http://127.0.0.1:1/authorize",
+        "code_challenge_methods_supported": ["S256"],
+    }))
+    .await;
+    let secret = temp_file("unlisted-secret", "s3cret");
+    let thv = Thv::start(
+        &up.url("/mcp"),
+        &[
+            "--remote-auth-issuer",
+            &server.issuer(),
+            "--remote-auth-grant-type",
+            "client_credentials",
+            "--remote-auth-client-id",
+            "workload",
+            "--remote-auth-client-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    );
+    wait_health(&thv, "login-failed").await;
+    let resp = call(&thv).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("client_credentials") && body.contains(&server.issuer()), "{body}");
+    assert!(server.token_requests().is_empty(), "no token request, no fallback");
+    assert_no_browser_and_no_secrets(&thv, &["s3cret"]);
+}
+
+/// jwt-bearer: the assertion file is read for every token request (a rotated token is
+/// used), and an `invalid_grant` is surfaced with the server's words, once: no retry, no
+/// other grant, until the re-login backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_reads_the_assertion_each_time_and_surfaces_invalid_grant_once() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["wif-tok-1".to_owned(), "wif-tok-2".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let server = AuthServer::start(serde_json::json!({
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+    }))
+    .await;
+    server.push(200, serde_json::json!({"access_token": "wif-tok-1", "token_type": "Bearer", "expires_in": 2}));
+    server.push(200, serde_json::json!({"access_token": "wif-tok-2", "token_type": "Bearer", "expires_in": 2}));
+    server.push(400, serde_json::json!({"error": "invalid_grant", "error_description": "JWT assertion is expired"}));
+    let assertion = temp_file("assertion", "eyJ.first-projected-token.sig\n");
+    let thv = Thv::start(
+        &up.url("/mcp"),
+        &[
+            "--remote-auth-issuer",
+            &server.issuer(),
+            "--remote-auth-grant-type",
+            "jwt-bearer",
+            "--remote-auth-assertion-file",
+            assertion.to_str().unwrap(),
+            "--debug",
+        ],
+    );
+    wait_authenticated(&thv).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    // The kubelet rotates the token; the next token request presents the new one.
+    std::fs::write(&assertion, "eyJ.second-projected-token.sig").unwrap();
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    // The third grant is refused.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let resp = call(&thv).await;
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("invalid_grant") && body.contains("JWT assertion is expired"), "{body}");
+    // Later requests get the same answer without asking the server again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(call(&thv).await.status(), 503);
+    let requests = server.token_requests();
+    assert_eq!(requests.len(), 3, "no retry after invalid_grant");
+    let assertions: Vec<_> =
+        requests.iter().map(|(f, _)| field(f, "assertion").unwrap_or_default().to_owned()).collect();
+    assert_eq!(
+        assertions,
+        ["eyJ.first-projected-token.sig", "eyJ.second-projected-token.sig", "eyJ.second-projected-token.sig"]
+    );
+    for (f, authorization) in &requests {
+        assert_eq!(field(f, "grant_type"), Some("urn:ietf:params:oauth:grant-type:jwt-bearer"), "never another grant");
+        assert_eq!((field(f, "client_id"), authorization), (None, &None), "no client authentication configured");
+    }
+    assert_eq!(health(&thv).await, "login-failed");
+    assert!(thv.stderr().contains("JWT assertion is expired"));
+    assert_no_browser_and_no_secrets(
+        &thv,
+        &["first-projected-token", "second-projected-token", "wif-tok-1", "wif-tok-2"],
+    );
+}
