@@ -9,7 +9,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::outbound::{call, field, form, health, protected_upstream, wait_authenticated};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+use crate::outbound::{
+    TokenServer, call, complete_login, field, form, health, protected_upstream, start_manual, wait_authenticated,
+};
 use crate::support::Thv;
 use crate::support::upstream::{ScriptedUpstream, reply};
 
@@ -89,9 +94,7 @@ async fn wait_health(thv: &Thv, want: &str) {
 fn assert_no_browser_and_no_secrets(thv: &Thv, secrets: &[&str]) {
     let log = thv.stderr();
     assert!(!log.contains("/authorize") && !log.contains("Waiting for the login"), "no browser login:\n{log}");
-    for secret in secrets {
-        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
-    }
+    assert_not_logged(thv, secrets);
 }
 
 /// client_credentials with a secret the server takes only in the form (its metadata lists
@@ -245,4 +248,67 @@ async fn jwt_bearer_reads_the_assertion_each_time_and_surfaces_invalid_grant_onc
         &thv,
         &["first-projected-token", "second-projected-token", "wif-tok-1", "wif-tok-2"],
     );
+}
+
+/// The assertion key also authenticates the browser login's token requests: the code
+/// exchange and the refresh each carry a new private_key_jwt assertion (RFC 7523 §2.2)
+/// that verifies with the public key, names the client, and is meant for the token
+/// endpoint (no issuer is known with manual endpoints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assertion_key_authenticates_the_code_exchange_and_the_refresh() {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let pem_body = STANDARD.encode(pkcs8.as_ref());
+    let key = temp_file("key.pem", &format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----\n"));
+
+    let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
+    let up = protected_upstream(accepted.clone()).await;
+    let tokens = TokenServer::start().await;
+    tokens.push(200, serde_json::json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"}));
+    let (thv, port) = start_manual(
+        &up,
+        &tokens.server,
+        &["--remote-auth-store=false", "--remote-auth-client-assertion-key-file", key.to_str().unwrap()],
+    );
+    complete_login(&thv, port, 1).await;
+    // The upstream stops accepting tok-1: a refresh, with a new assertion.
+    accepted.lock().unwrap().insert("tok-2".into());
+    accepted.lock().unwrap().remove("tok-1");
+    tokens.push(200, serde_json::json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}));
+    assert_eq!(call(&thv).await.status(), 200);
+
+    let grants = tokens.grants();
+    assert_eq!(
+        grants.iter().map(|g| field(g, "grant_type").unwrap()).collect::<Vec<_>>(),
+        ["authorization_code", "refresh_token"]
+    );
+    let mut jtis = HashSet::new();
+    for grant in &grants {
+        assert_eq!(
+            field(grant, "client_assertion_type"),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        assert_eq!(field(grant, "client_id"), Some("cid"));
+        assert_eq!(field(grant, "client_secret"), None);
+        let jwt = field(grant, "client_assertion").expect("a client assertion");
+        let (signed, signature) = jwt.rsplit_once('.').unwrap();
+        aws_lc_rs::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public.public_key().as_ref())
+            .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+            .expect("the assertion verifies with the client's public key");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(signed.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!((claims["iss"].as_str(), claims["sub"].as_str()), (Some("cid"), Some("cid")));
+        assert_eq!(claims["aud"].as_str(), Some(tokens.server.url("/token").as_str()));
+        assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()), "a fresh jti each time");
+    }
+    assert_not_logged(&thv, &[&pem_body[..40], "tok-1", "tok-2", "rt-1"]);
+}
+
+fn assert_not_logged(thv: &Thv, secrets: &[&str]) {
+    let log = thv.stderr();
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
 }

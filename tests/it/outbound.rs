@@ -44,13 +44,13 @@ pub(crate) async fn protected_upstream(accepted: Arc<Mutex<HashSet<String>>>) ->
 }
 
 /// A scripted token endpoint: each grant answers the next scripted reply.
-struct TokenServer {
-    server: ScriptedUpstream,
+pub(crate) struct TokenServer {
+    pub(crate) server: ScriptedUpstream,
     replies: Arc<Mutex<Vec<(u16, String)>>>,
 }
 
 impl TokenServer {
-    async fn start() -> TokenServer {
+    pub(crate) async fn start() -> TokenServer {
         let replies: Arc<Mutex<Vec<(u16, String)>>> = Arc::new(Mutex::new(Vec::new()));
         let r = replies.clone();
         let server = ScriptedUpstream::start(move |seen| {
@@ -65,11 +65,11 @@ impl TokenServer {
         TokenServer { server, replies }
     }
 
-    fn push(&self, status: u16, body: serde_json::Value) {
+    pub(crate) fn push(&self, status: u16, body: serde_json::Value) {
         self.replies.lock().unwrap().push((status, body.to_string()));
     }
 
-    fn grants(&self) -> Vec<Vec<(String, String)>> {
+    pub(crate) fn grants(&self) -> Vec<Vec<(String, String)>> {
         self.server.seen().iter().filter(|s| s.uri.path() == "/token").map(form).collect()
     }
 }
@@ -108,7 +108,7 @@ pub(crate) async fn health(thv: &Thv) -> String {
 
 /// Plays the browser for the n-th login: answers the callback with the right state and
 /// waits (bounded) until the proxy reports it is authenticated.
-async fn complete_login(thv: &Thv, callback_port: u16, n: usize) {
+pub(crate) async fn complete_login(thv: &Thv, callback_port: u16, n: usize) {
     let url = authorization_url(thv, n);
     let callback = format!("http://127.0.0.1:{callback_port}/callback?code=code-{n}&state={}", query(&url, "state"));
     client().get(callback).send().await.unwrap();
@@ -134,7 +134,7 @@ pub(crate) async fn call(thv: &Thv) -> reqwest::Response {
 }
 
 /// Starts thv in manual-endpoint mode against `as_server`, with the browser skipped.
-fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra: &[&str]) -> (Thv, u16) {
+pub(crate) fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra: &[&str]) -> (Thv, u16) {
     let port = free_port().to_string();
     let authorize = as_server.url("/authorize");
     let token = as_server.url("/token");
