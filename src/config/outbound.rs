@@ -111,7 +111,9 @@ pub(super) fn outbound_config(
         ("--remote-auth-bearer-token-file", &args.remote_auth_bearer_token_file),
         env.var("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN"),
     )?;
+    // A grant without a browser is a request to log in, like a client id.
     let oauth_on = args.remote_auth
+        || unattended(&args.grant)
         || [
             &args.remote_auth_client_id,
             &args.remote_auth_issuer,
