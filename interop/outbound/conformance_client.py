@@ -31,9 +31,13 @@ from mcp_client import McpClient, McpError  # noqa: E402
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
 READY_TIMEOUT_SECONDS = 20
 STOP_GRACE_SECONDS = 10
-GRANT_SCENARIOS = ("auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer")
-# Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>).
-ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+")
+GRANT_SCENARIOS = (
+    "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
+    "auth/enterprise-managed-authorization",
+)  # fmt: skip
+# Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>), and any JWT
+# (an ID-JAG, an assertion): none belongs in a log.
+ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 
 
 def secret_file(folder: Path, name: str, value: str) -> str:
@@ -57,6 +61,14 @@ def grant_flags(scenario: str, context: dict, folder: Path) -> tuple[list[str], 
                   "--remote-auth-client-assertion-key-file", secret_file(folder, "key.pem", pem),
                   "--remote-auth-client-assertion-alg", context["signing_algorithm"]]  # fmt: skip
         return flags, [line for line in pem.splitlines() if len(line) >= 16 and "-----" not in line]
+    if scenario == "auth/enterprise-managed-authorization":
+        secret, id_token = context["client_secret"], context["idp_id_token"]
+        flags += ["--remote-auth-grant-type", "id-jag",
+                  "--remote-auth-client-secret-file", secret_file(folder, "secret", secret),
+                  "--remote-auth-idp-token-url", context["idp_token_endpoint"],
+                  "--remote-auth-idp-client-id", context["idp_client_id"],
+                  "--remote-auth-subject-token-file", secret_file(folder, "id-token.jwt", id_token)]  # fmt: skip
+        return flags, [secret, id_token, id_token.rsplit(".", 1)[-1]]
     jwt = context["valid_jwt"]
     flags += ["--remote-auth-grant-type", "jwt-bearer",
               "--remote-auth-assertion-file", secret_file(folder, "assertion.jwt", jwt)]  # fmt: skip

@@ -52,8 +52,12 @@ ALPHA_SCENARIOS = [
     "auth/authorization-server-migration",
     # Grants without a browser (extensions): thv's --debug log is also checked for secrets.
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
+    "auth/enterprise-managed-authorization",
 ]
-LEAK_CHECKED = {"auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer"}
+LEAK_CHECKED = {
+    "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
+    "auth/enterprise-managed-authorization",
+}  # fmt: skip
 
 
 def bootstrap() -> None:

@@ -12,9 +12,11 @@ pub(crate) struct GrantArgs {
     /// OAuth grant used to obtain tokens: authorization_code (a user at a browser),
     /// client_credentials (the client's own credentials: --remote-auth-client-id with a
     /// secret or --remote-auth-client-assertion-key-file), jwt-bearer (the JWT in
-    /// --remote-auth-assertion-file, e.g. a Kubernetes service account token)
+    /// --remote-auth-assertion-file, e.g. a Kubernetes service account token), id-jag (the
+    /// user's ID token exchanged at the enterprise IdP for an ID-JAG, presented as a
+    /// jwt-bearer grant: --remote-auth-idp-* and --remote-auth-subject-token-file)
     #[arg(long, value_name = "GRANT", default_value = "authorization_code",
-          value_parser = PossibleValuesParser::new(["authorization_code", "client_credentials", "jwt-bearer"]))]
+          value_parser = PossibleValuesParser::new(["authorization_code", "client_credentials", "jwt-bearer", "id-jag"]))]
     pub(crate) remote_auth_grant_type: String,
 
     /// PEM private key (PKCS#8, SEC1 or PKCS#1) for private_key_jwt client authentication
@@ -32,4 +34,31 @@ pub(crate) struct GrantArgs {
     /// request, so a rotated token (Kubernetes projected token) is picked up
     #[arg(long, value_name = "PATH")]
     pub(crate) remote_auth_assertion_file: Option<String>,
+
+    /// Token endpoint of the enterprise IdP that exchanges the ID token for an ID-JAG
+    /// (RFC 8693; id-jag grant)
+    #[arg(long, value_name = "URL")]
+    pub(crate) remote_auth_idp_token_url: Option<String>,
+
+    /// The proxy's client ID at the enterprise IdP (id-jag grant)
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    pub(crate) remote_auth_idp_client_id: Option<String>,
+
+    /// The proxy's client secret at the enterprise IdP (env TOOLHIVE_REMOTE_AUTH_IDP_CLIENT_SECRET)
+    #[arg(
+        long,
+        value_name = "SECRET",
+        conflicts_with = "remote_auth_idp_client_secret_file",
+        allow_hyphen_values = true
+    )]
+    pub(crate) remote_auth_idp_client_secret: Option<String>,
+
+    /// Path to a file containing the client secret at the enterprise IdP
+    #[arg(long, value_name = "PATH")]
+    pub(crate) remote_auth_idp_client_secret_file: Option<String>,
+
+    /// File holding the user's ID token from the enterprise IdP (id-jag grant); read
+    /// again for every exchange
+    #[arg(long, value_name = "PATH")]
+    pub(crate) remote_auth_subject_token_file: Option<String>,
 }

@@ -2,16 +2,17 @@
 //! (`--remote-auth-grant-type`), and the credentials each grant needs: the cross-flag
 //! rules of the authorization code flow (RFC 6749 §4.1, the default), the client
 //! credentials grant (RFC 6749 §4.4; MCP SEP-1046) and the JWT bearer grant (RFC 7523
-//! §2.1; MCP SEP-1933 workload identity), and the `private_key_jwt` client key (RFC 7523
-//! §2.2) any of them may authenticate with.
+//! §2.1; MCP SEP-1933 workload identity), the ID-JAG grant (RFC 8693 exchange at the
+//! enterprise IdP, then a JWT bearer grant; MCP SEP-990), and the `private_key_jwt` client
+//! key (RFC 7523 §2.2) any of them may authenticate with.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use secrecy::SecretString;
+use url::Url;
 
-use super::ConfigError;
-use super::non_empty;
+use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
 use crate::cli::GrantArgs;
 use crate::oauth::assertion::{AssertionKey, SigningAlg};
 use crate::oauth::token::JWT_BEARER_GRANT;
@@ -25,7 +26,40 @@ pub(crate) enum Grant {
     ClientCredentials,
     /// The JWT in this file is the grant; the file is read again for every token request.
     JwtBearer { assertion_file: PathBuf },
+    /// The ID token in a file, exchanged at the enterprise IdP for an ID-JAG, which is the
+    /// JWT bearer grant at the MCP server's authorization server.
+    IdJag(Box<IdJagConfig>),
 }
+
+/// Where and how the ID-JAG is obtained.
+#[derive(Clone)]
+pub(crate) struct IdJagConfig {
+    /// `--remote-auth-idp-token-url`.
+    pub(crate) token_url: Url,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<SecretString>,
+    /// `--remote-auth-subject-token-file`: the user's ID token, read for every exchange.
+    pub(crate) subject_token_file: PathBuf,
+}
+
+impl std::fmt::Debug for IdJagConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdJagConfig")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[REDACTED]"))
+            .field("subject_token_file", &self.subject_token_file)
+            .finish()
+    }
+}
+
+impl PartialEq for IdJagConfig {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.token_url, &self.client_id, &self.subject_token_file)
+            == (&other.token_url, &other.client_id, &other.subject_token_file)
+    }
+}
+impl Eq for IdJagConfig {}
 
 impl Grant {
     /// The `grant_type` on the wire, as `grant_types_supported` lists it (RFC 8414 §2).
@@ -33,7 +67,8 @@ impl Grant {
         match self {
             Grant::AuthorizationCode => "authorization_code",
             Grant::ClientCredentials => "client_credentials",
-            Grant::JwtBearer { .. } => JWT_BEARER_GRANT,
+            // The ID-JAG is presented in a JWT bearer grant.
+            Grant::JwtBearer { .. } | Grant::IdJag(_) => JWT_BEARER_GRANT,
         }
     }
 
@@ -60,6 +95,7 @@ pub(super) fn grant_config(
     args: &GrantArgs,
     client_id: Option<&str>,
     client_secret: Option<&SecretString>,
+    env: &dyn Environment,
 ) -> Result<GrantConfig, ConfigError> {
     const KEY_FLAG: &str = "--remote-auth-client-assertion-key-file";
     const ASSERTION_FLAG: &str = "--remote-auth-assertion-file";
@@ -135,6 +171,7 @@ pub(super) fn grant_config(
             read_assertion(std::path::Path::new(path)).map_err(|e| ConfigError::new(ASSERTION_FLAG, e.to_string()))?;
             Grant::JwtBearer { assertion_file: PathBuf::from(path) }
         }
+        "id-jag" => Grant::IdJag(Box::new(id_jag_config(args, client_id, env)?)),
         other => {
             return Err(ConfigError::new("--remote-auth-grant-type", format!("{other:?} is not a supported grant")));
         }
@@ -142,7 +179,53 @@ pub(super) fn grant_config(
     if assertion_file.is_some() && !matches!(grant, Grant::JwtBearer { .. }) {
         return Err(ConfigError::new(ASSERTION_FLAG, "has no effect without --remote-auth-grant-type jwt-bearer"));
     }
+    if !matches!(grant, Grant::IdJag(_)) {
+        let idp_flags = [
+            ("--remote-auth-idp-token-url", &args.remote_auth_idp_token_url),
+            ("--remote-auth-idp-client-id", &args.remote_auth_idp_client_id),
+            ("--remote-auth-idp-client-secret", &args.remote_auth_idp_client_secret),
+            ("--remote-auth-idp-client-secret-file", &args.remote_auth_idp_client_secret_file),
+            ("--remote-auth-subject-token-file", &args.remote_auth_subject_token_file),
+        ];
+        if let Some((flag, _)) = idp_flags.iter().find(|(_, v)| non_empty(v).is_some()) {
+            return Err(ConfigError::new(*flag, "has no effect without --remote-auth-grant-type id-jag"));
+        }
+    }
     Ok(GrantConfig { grant, assertion_key })
+}
+
+/// The id-jag grant's settings: the IdP's token endpoint and the proxy's client there, the
+/// file with the user's ID token, and a client at the MCP server's authorization server
+/// (the ID-JAG names it; the server authenticates it).
+fn id_jag_config(args: &GrantArgs, client_id: Option<&str>, env: &dyn Environment) -> Result<IdJagConfig, ConfigError> {
+    const URL_FLAG: &str = "--remote-auth-idp-token-url";
+    const SUBJECT_FLAG: &str = "--remote-auth-subject-token-file";
+    let required = |flag: &str, value: &Option<String>| {
+        non_empty(value)
+            .map(str::to_owned)
+            .ok_or_else(|| ConfigError::new(flag, "is required with --remote-auth-grant-type id-jag".to_owned()))
+    };
+    if client_id.is_none() {
+        return Err(ConfigError::new(
+            "--remote-auth-client-id",
+            "is required with --remote-auth-grant-type id-jag: the ID-JAG is issued to this client",
+        ));
+    }
+    let raw = required(URL_FLAG, &args.remote_auth_idp_token_url)?;
+    let token_url =
+        Url::parse(&raw).map_err(|e| ConfigError::new(URL_FLAG, format!("{raw:?} is not a valid URL ({e})")))?;
+    crate::oauth::http::UrlPolicy::default().check(&token_url).map_err(|why| {
+        url_refused(URL_FLAG, &why, None, "--remote-auth-idp-client-id and --remote-auth-idp-client-secret-file")
+    })?;
+    let client_id = required("--remote-auth-idp-client-id", &args.remote_auth_idp_client_id)?;
+    let client_secret = resolve_secret(
+        &args.remote_auth_idp_client_secret,
+        ("--remote-auth-idp-client-secret-file", &args.remote_auth_idp_client_secret_file),
+        env.var("TOOLHIVE_REMOTE_AUTH_IDP_CLIENT_SECRET"),
+    )?;
+    let subject_token_file = PathBuf::from(required(SUBJECT_FLAG, &args.remote_auth_subject_token_file)?);
+    read_assertion(&subject_token_file).map_err(|e| ConfigError::new(SUBJECT_FLAG, e.to_string()))?;
+    Ok(IdJagConfig { token_url, client_id, client_secret, subject_token_file })
 }
 
 /// Why the assertion file gave no assertion.
@@ -305,6 +388,53 @@ mod tests {
         assert!(matches!(c.endpoints, crate::config::OAuthEndpoints::Manual { authorize: None, .. }));
         let e = error(&["--remote-auth-token-url", "https://as.example/token", "--remote-auth-client-id", "c"], &[]);
         assert_eq!(e.flag, "--remote-auth-authorize-url", "the browser flow still needs it");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn id_jag_needs_the_idp_and_an_id_token() {
+        let dir = dir();
+        let token = dir.join("id-token");
+        std::fs::write(&token, "eyJ.id-token.sig").unwrap();
+        let token = token.to_str().unwrap();
+        let idp = [
+            "--remote-auth-grant-type",
+            "id-jag",
+            "--remote-auth-client-id",
+            "mcp-client",
+            "--remote-auth-idp-token-url",
+            "https://idp.example/token",
+            "--remote-auth-idp-client-id",
+            "idp-client",
+            "--remote-auth-subject-token-file",
+            token,
+        ];
+        let env = [("TOOLHIVE_REMOTE_AUTH_IDP_CLIENT_SECRET", "idp-env-secret")];
+        let c = oauth(&idp, &env).unwrap();
+        let Grant::IdJag(j) = &c.grant else { panic!("{:?}", c.grant) };
+        assert_eq!((j.token_url.as_str(), j.client_id.as_str()), ("https://idp.example/token", "idp-client"));
+        assert_eq!(j.client_secret.as_ref().map(|s| s.expose_secret()), Some("idp-env-secret"));
+        assert!(!format!("{:?}", c.grant).contains("idp-env-secret"), "Debug redacts the secret");
+        assert_eq!(c.grant.wire_name(), JWT_BEARER_GRANT, "presented as a JWT bearer grant");
+        let c = oauth(&[&idp[..], &["--remote-auth-idp-client-secret", "from-flag"]].concat(), &env).unwrap();
+        let Grant::IdJag(j) = &c.grant else { panic!() };
+        assert_eq!(j.client_secret.as_ref().map(|s| s.expose_secret()), Some("from-flag"), "flag > env");
+        // Each required flag missing is named.
+        for (i, flag) in [
+            (2, "--remote-auth-client-id"),
+            (4, "--remote-auth-idp-token-url"),
+            (6, "--remote-auth-idp-client-id"),
+            (8, "--remote-auth-subject-token-file"),
+        ] {
+            let mut args = idp.to_vec();
+            args.drain(i..i + 2);
+            assert_eq!(error(&args, &[]).flag, flag);
+        }
+        let mut plain = idp.to_vec();
+        plain[5] = "http://idp.example/token";
+        assert_eq!(error(&plain, &[]).flag, "--remote-auth-idp-token-url");
+        let e = error(&["--remote-auth-idp-client-id", "x"], &[]);
+        assert!(e.flag == "--remote-auth-idp-client-id" && e.problem.contains("id-jag"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

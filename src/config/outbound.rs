@@ -91,6 +91,11 @@ const OAUTH_ONLY_FLAGS: &[&str] = &[
     "remote-auth-client-assertion-key-file",
     "remote-auth-client-assertion-alg",
     "remote-auth-assertion-file",
+    "remote-auth-idp-token-url",
+    "remote-auth-idp-client-id",
+    "remote-auth-idp-client-secret",
+    "remote-auth-idp-client-secret-file",
+    "remote-auth-subject-token-file",
 ];
 
 /// Flags of the browser login, which a grant without a browser cannot use.
@@ -200,7 +205,7 @@ pub(super) fn outbound_config(
         ("--remote-auth-client-secret-file", &args.remote_auth_client_secret_file),
         env.var("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET"),
     )?;
-    let grant = grant_config(&args.grant, client_id.as_deref(), client_secret.as_ref())?;
+    let grant = grant_config(&args.grant, client_id.as_deref(), client_secret.as_ref(), env)?;
     let client_metadata_url = non_empty(&args.remote_auth_client_metadata_url)
         .map(|raw| {
             let url = Url::parse(raw).map_err(|e| {

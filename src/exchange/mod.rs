@@ -27,7 +27,7 @@ use tracing::{debug, error, warn};
 use crate::config::ExchangeConfig;
 use crate::inbound::Identity;
 use crate::inbound::cache::{digest, now_secs};
-use crate::oauth::exchange::{ExchangeRequest, exchange};
+use crate::oauth::exchange::{ACCESS_TOKEN, ExchangeRequest, exchange};
 use crate::oauth::http::{ClientSetupError, ControlClient};
 use crate::oauth::token::{ClientAuth, TokenEndpoint, TokenError};
 use flight::Flights;
@@ -107,7 +107,10 @@ impl Exchanger {
         let request = ExchangeRequest {
             subject_token: subject,
             subject_token_type: self.subject_token_type,
+            // What the target gets as a bearer token.
+            requested_token_type: ACCESS_TOKEN,
             audience: self.audience.as_deref(),
+            resource: None,
             scope: self.scope.as_deref(),
         };
         let tokens = exchange(&self.endpoint, &self.http, &request).await.map_err(|e| {

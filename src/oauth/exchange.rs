@@ -14,13 +14,17 @@ pub(crate) const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_t
 pub(crate) const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 pub(crate) const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// One token exchange request (RFC 8693 §2.1). An access token is always requested:
-/// it is what the target gets as a bearer token.
+/// One token exchange request (RFC 8693 §2.1).
 pub(crate) struct ExchangeRequest<'a> {
     pub(crate) subject_token: &'a str,
     /// One of the RFC 8693 §3 URNs.
     pub(crate) subject_token_type: &'a str,
+    /// [`ACCESS_TOKEN`] for a token the target gets as a bearer token; an ID-JAG for the
+    /// `id-jag` grant ([`super::id_jag`]).
+    pub(crate) requested_token_type: &'a str,
     pub(crate) audience: Option<&'a str>,
+    /// RFC 8707 / RFC 8693 §2.1 `resource`.
+    pub(crate) resource: Option<&'a str>,
     /// Space-separated (RFC 6749 §3.3).
     pub(crate) scope: Option<&'a str>,
 }
@@ -33,10 +37,13 @@ impl ExchangeRequest<'_> {
             ("grant_type", GRANT_TYPE),
             ("subject_token", self.subject_token),
             ("subject_token_type", self.subject_token_type),
-            ("requested_token_type", ACCESS_TOKEN),
+            ("requested_token_type", self.requested_token_type),
         ];
         if let Some(audience) = self.audience {
             form.push(("audience", audience));
+        }
+        if let Some(resource) = self.resource {
+            form.push(("resource", resource));
         }
         if let Some(scope) = self.scope {
             form.push(("scope", scope));
@@ -72,7 +79,9 @@ mod tests {
         let req = ExchangeRequest {
             subject_token: "subj",
             subject_token_type: ID_TOKEN,
+            requested_token_type: ACCESS_TOKEN,
             audience: Some("https://api.example"),
+            resource: None,
             scope: Some("read write"),
         };
         assert_eq!(
@@ -86,8 +95,14 @@ mod tests {
                 ("scope", "read write"),
             ]
         );
-        let bare =
-            ExchangeRequest { subject_token: "s", subject_token_type: ACCESS_TOKEN, audience: None, scope: None };
+        let bare = ExchangeRequest {
+            subject_token: "s",
+            subject_token_type: ACCESS_TOKEN,
+            requested_token_type: ACCESS_TOKEN,
+            audience: None,
+            resource: None,
+            scope: None,
+        };
         assert_eq!(bare.form().len(), 4, "no empty audience or scope");
     }
 
@@ -129,8 +144,14 @@ mod tests {
 
         use crate::oauth::token::ClientAuth;
         let http = ControlClient::new(None).unwrap();
-        let request =
-            ExchangeRequest { subject_token: "subj", subject_token_type: ACCESS_TOKEN, audience: None, scope: None };
+        let request = ExchangeRequest {
+            subject_token: "subj",
+            subject_token_type: ACCESS_TOKEN,
+            requested_token_type: ACCESS_TOKEN,
+            audience: None,
+            resource: None,
+            scope: None,
+        };
         let good = r#"{"access_token":"new","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","expires_in":60}"#;
         let (url, seen) = one_answer(good).await;
         let auth = ClientAuth::Basic(secrecy::SecretString::from("s3cret".to_owned()));

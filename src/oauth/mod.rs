@@ -7,6 +7,7 @@ pub(crate) mod authorize;
 pub(crate) mod challenge;
 pub(crate) mod exchange;
 pub(crate) mod http;
+pub(crate) mod id_jag;
 pub(crate) mod introspection;
 pub(crate) mod metadata;
 pub(crate) mod pkce;

@@ -212,16 +212,23 @@ impl TokenEndpoint {
     }
 }
 
+/// A token endpoint's refusal (RFC 6749 §5.2): any answer that is not a 2xx.
+pub(crate) fn refusal(answer: &JsonAnswer) -> Result<(), TokenError> {
+    if (200..300).contains(&answer.status) {
+        return Ok(());
+    }
+    let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
+    Err(TokenError::Refused {
+        status: answer.status,
+        error: text("error").unwrap_or_else(|| format!("HTTP {}", answer.status)),
+        description: text("error_description").map(|d| d.chars().take(200).collect()),
+    })
+}
+
 /// The tokens of a token endpoint's answer (RFC 6749 §5.1), or its refusal (§5.2).
 pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
+    refusal(answer)?;
     let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
-    if !(200..300).contains(&answer.status) {
-        return Err(TokenError::Refused {
-            status: answer.status,
-            error: text("error").unwrap_or_else(|| format!("HTTP {}", answer.status)),
-            description: text("error_description").map(|d| d.chars().take(200).collect()),
-        });
-    }
     let access = text("access_token").filter(|t| !t.is_empty()).ok_or(TokenError::NoAccessToken)?;
     if let Some(kind) = text("token_type")
         && !kind.eq_ignore_ascii_case("bearer")

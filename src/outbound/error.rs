@@ -3,6 +3,7 @@
 //! is a sentence for the user; the cause stays available as the error's source.
 
 use crate::config::AssertionFileError;
+use crate::oauth::id_jag::IdJagError;
 use crate::oauth::registration::RegistrationError;
 use crate::oauth::token::TokenError;
 use crate::outbound::callback::CallbackError;
@@ -49,7 +50,10 @@ pub(crate) enum LoginError {
         "the authorization server {server} does not support the {grant} grant (its grant_types_supported: {listed}); not trying another grant"
     )]
     GrantNotSupported { grant: &'static str, server: String, listed: String },
-    /// `--remote-auth-assertion-file` gave no JWT for the JWT bearer grant.
-    #[error("the JWT bearer grant has no assertion: {0}")]
+    /// `--remote-auth-assertion-file` (or `--remote-auth-subject-token-file`) gave no JWT.
+    #[error("no token to present: {0}")]
     AssertionFile(#[from] AssertionFileError),
+    /// The enterprise IdP gave no usable ID-JAG.
+    #[error(transparent)]
+    IdJag(#[from] IdJagError),
 }

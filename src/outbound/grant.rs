@@ -1,7 +1,8 @@
-//! Logins without a browser: the client credentials grant (RFC 6749 §4.4; MCP SEP-1046)
-//! and the JWT bearer grant (RFC 7523 §2.1; MCP SEP-1933 workload identity), after the
-//! same discovery as the browser login, and whether the authorization server offers the
-//! grant at all (RFC 8414 §2 `grant_types_supported`).
+//! Logins without a browser: the client credentials grant (RFC 6749 §4.4; MCP SEP-1046),
+//! the JWT bearer grant (RFC 7523 §2.1; MCP SEP-1933 workload identity) and the ID-JAG
+//! grant (an RFC 8693 exchange at the enterprise IdP, then a JWT bearer grant; MCP
+//! SEP-990), after the same discovery as the browser login, and whether the authorization
+//! server offers the grant at all (RFC 8414 §2 `grant_types_supported`).
 //!
 //! Such a token is obtained again the same way when it is about to expire (unless the
 //! server gave a refresh token, which `tokens` uses), or after the MCP server's 401
@@ -15,8 +16,9 @@ use std::sync::Arc;
 use http::HeaderValue;
 use tracing::{info, warn};
 
-use crate::config::{Grant, read_assertion};
-use crate::oauth::token::{ClientAuth, TokenError};
+use crate::config::{Grant, IdJagConfig, read_assertion};
+use crate::oauth::id_jag::{IdJagRequest, exchange_id_token_for_id_jag};
+use crate::oauth::token::{ClientAuth, TokenEndpoint, TokenError};
 use crate::outbound::client::Client;
 use crate::outbound::scope::select_scope;
 use crate::outbound::tokens::Active;
@@ -67,6 +69,20 @@ impl OAuth {
                 let assertion = read_assertion(assertion_file)?;
                 endpoint.jwt_bearer(&self.http, &assertion, scope.as_deref(), resource).await?
             }
+            Grant::IdJag(idp) => {
+                let server = &discovery.server;
+                // The ID-JAG is for the authorization server, named by its issuer; with a
+                // token URL alone there is none, and the token endpoint stands in.
+                let audience = server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string());
+                let want = IdJagRequest {
+                    audience: &audience,
+                    resource: &self.cfg.resource,
+                    scope: scope.as_deref(),
+                    client_id: &client.id,
+                };
+                let jag = self.id_jag(idp, &want).await?;
+                endpoint.jwt_bearer(&self.http, &jag, scope.as_deref(), resource).await?
+            }
             Grant::AuthorizationCode => return Err(LoginError::NotRequired),
         };
         session.scope = scope;
@@ -74,6 +90,22 @@ impl OAuth {
         self.count(Count::OutboundLogin { ok: true });
         info!(grant = self.cfg.grant.wire_name(), client_auth = ?client.auth, "obtained a token for the MCP server");
         Ok(())
+    }
+
+    /// The user's ID token (read now: it is renewed outside the proxy) exchanged at the
+    /// enterprise IdP for an ID-JAG that is checked against `want`.
+    async fn id_jag(&self, idp: &IdJagConfig, want: &IdJagRequest<'_>) -> Result<secrecy::SecretString, LoginError> {
+        let id_token = read_assertion(&idp.subject_token_file)?;
+        // No metadata is fetched for the IdP: with a secret, client_secret_basic, which
+        // every server supports (RFC 6749 §2.3.1); without, a public client.
+        let endpoint = TokenEndpoint {
+            url: idp.token_url.clone(),
+            client_id: idp.client_id.clone(),
+            auth: ClientAuth::from_method(None, idp.client_secret.clone()),
+        };
+        let jag = exchange_id_token_for_id_jag(&endpoint, &self.http, &id_token, want).await?;
+        info!(idp = %crate::oauth::http::redact(&idp.token_url), "the identity provider issued an ID-JAG");
+        Ok(jag)
     }
 
     /// The token in use (`active`, from a grant without a browser and with no refresh

@@ -312,3 +312,83 @@ fn assert_not_logged(thv: &Thv, secrets: &[&str]) {
         assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
     }
 }
+
+/// A scripted enterprise IdP whose token endpoint answers every exchange with an ID-JAG
+/// carrying `claims`.
+async fn idp(claims: serde_json::Value) -> ScriptedUpstream {
+    ScriptedUpstream::start(move |_| {
+        let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let jag = format!("{}.{}.c2ln", part(serde_json::json!({"alg": "ES256", "typ": "oauth-id-jag+jwt"})), part(claims.clone()));
+        let body = serde_json::json!({"access_token": jag, "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag", "token_type": "N_A"});
+        reply(200, &[("content-type", "application/json")], &body.to_string())
+    })
+    .await
+}
+
+/// id-jag: the ID token is exchanged at the IdP (RFC 8693, with the IdP client's secret)
+/// for an ID-JAG for the authorization server and the MCP server; one meant for another
+/// audience is not presented: the login fails naming the claim, and the authorization
+/// server is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_jag_is_checked_before_it_is_presented() {
+    let accepted = Arc::new(Mutex::new(HashSet::from(["jag-tok".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let server = AuthServer::start(serde_json::json!({
+        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+    }))
+    .await;
+    server.push(200, serde_json::json!({"access_token": "jag-tok", "token_type": "Bearer", "expires_in": 3600}));
+    let resource = up.url("/mcp");
+    let id_token = temp_file("id-token", "eyJ.the-users-id-token.sig");
+    let start = |idp: &ScriptedUpstream| {
+        Thv::start_env(
+            &up.url("/mcp"),
+            &[
+                "--remote-auth-issuer",
+                &server.issuer(),
+                "--remote-auth-grant-type",
+                "id-jag",
+                "--remote-auth-client-id",
+                "mcp-client",
+                "--remote-auth-idp-token-url",
+                &idp.url("/token"),
+                "--remote-auth-idp-client-id",
+                "idp-client",
+                "--remote-auth-subject-token-file",
+                id_token.to_str().unwrap(),
+                "--debug",
+            ],
+            &[("TOOLHIVE_REMOTE_AUTH_IDP_CLIENT_SECRET", "idp-secret")],
+        )
+    };
+
+    let wrong =
+        idp(serde_json::json!({"aud": "https://elsewhere.example", "resource": resource, "client_id": "mcp-client"}))
+            .await;
+    let thv = start(&wrong);
+    wait_health(&thv, "login-failed").await;
+    let body = call(&thv).await.text().await.unwrap();
+    assert!(body.contains("aud") && body.contains("https://elsewhere.example"), "{body}");
+    assert!(server.token_requests().is_empty(), "an ID-JAG for someone else is never presented");
+    drop(thv);
+
+    let good = idp(serde_json::json!({"aud": server.issuer(), "resource": resource, "client_id": "mcp-client"})).await;
+    let thv = start(&good);
+    wait_authenticated(&thv).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    let exchange = good.seen().into_iter().next().expect("an exchange at the IdP");
+    let f = form(&exchange);
+    assert_eq!(field(&f, "grant_type"), Some("urn:ietf:params:oauth:grant-type:token-exchange"));
+    assert_eq!(field(&f, "subject_token"), Some("eyJ.the-users-id-token.sig"));
+    assert_eq!(field(&f, "subject_token_type"), Some("urn:ietf:params:oauth:token-type:id_token"));
+    assert_eq!(field(&f, "requested_token_type"), Some("urn:ietf:params:oauth:token-type:id-jag"));
+    assert_eq!(field(&f, "audience"), Some(server.issuer().as_str()));
+    assert_eq!(field(&f, "resource"), Some(resource.as_str()));
+    let basic = exchange.headers.get("authorization").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(basic, format!("Basic {}", STANDARD.encode("idp-client:idp-secret")));
+    let requests = server.token_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(field(&requests[0].0, "grant_type"), Some("urn:ietf:params:oauth:grant-type:jwt-bearer"));
+    assert!(field(&requests[0].0, "assertion").is_some_and(|a| a.ends_with(".c2ln")), "the ID-JAG is the assertion");
+    assert_not_logged(&thv, &["the-users-id-token", "idp-secret", "jag-tok", "c2ln"]);
+}
