@@ -244,3 +244,118 @@ pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
         scope: text("scope"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A token endpoint on 127.0.0.1 that answers one request with a token and hands back
+    /// the raw request (head and form body).
+    async fn capturing() -> (Url, tokio::sync::oneshot::Receiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Bounded: until the head and the body its content-length announces are in.
+            for _ in 0..64 {
+                let n = stream.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let body = r#"{"access_token":"at","token_type":"Bearer","expires_in":60}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = tx.send(String::from_utf8_lossy(&request).to_string());
+        });
+        (url, rx)
+    }
+
+    /// The client credentials grant with each client authentication: where the secret goes
+    /// (Authorization header or form, never both), the private_key_jwt fields, and a public
+    /// client without an id sending none.
+    #[tokio::test]
+    async fn client_authentication_methods_on_the_wire() {
+        let http = ControlClient::new(None).unwrap();
+        let key = {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let der = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &rng,
+            )
+            .unwrap();
+            let pem = format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+            );
+            Arc::new(AssertionKey::from_pem(pem.as_bytes(), None).unwrap())
+        };
+        let cases = [
+            ("c", ClientAuth::Basic(SecretString::from("s:1"))),
+            ("c", ClientAuth::Post(SecretString::from("s:1"))),
+            ("c", ClientAuth::PrivateKeyJwt { key, audience: "https://as.example".into() }),
+            ("", ClientAuth::None),
+        ];
+        for (id, auth) in cases {
+            let (url, seen) = capturing().await;
+            let method = format!("{auth:?}");
+            let endpoint = TokenEndpoint { url, client_id: id.into(), auth };
+            let tokens =
+                endpoint.client_credentials(&http, Some("a b"), Some("https://mcp.example/mcp")).await.unwrap();
+            assert_eq!(tokens.access_token.expose_secret(), "at");
+            let request = seen.await.unwrap();
+            let (head, body) = request.split_once("\r\n\r\n").unwrap();
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+            let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            let authorization = head.lines().find_map(|l| l.strip_prefix("authorization: ").map(str::to_owned));
+            assert_eq!(get("grant_type"), Some("client_credentials"));
+            assert_eq!((get("scope"), get("resource")), (Some("a b"), Some("https://mcp.example/mcp")));
+            match method.as_str() {
+                "client_secret_basic" => {
+                    // RFC 6749 §2.3.1: form-encoded before base64 (":" becomes %3A).
+                    let expected = base64::engine::general_purpose::STANDARD.encode("c:s%3A1");
+                    assert_eq!(authorization, Some(format!("Basic {expected}")));
+                    assert_eq!((get("client_id"), get("client_secret")), (None, None));
+                }
+                "client_secret_post" => {
+                    assert_eq!(authorization, None);
+                    assert_eq!((get("client_id"), get("client_secret")), (Some("c"), Some("s:1")));
+                }
+                "private_key_jwt (ES256)" => {
+                    assert_eq!(authorization, None);
+                    assert_eq!(get("client_assertion_type"), Some(JWT_BEARER_ASSERTION_TYPE));
+                    assert_eq!(get("client_assertion").map(|a| a.split('.').count()), Some(3));
+                    assert_eq!((get("client_id"), get("client_secret")), (Some("c"), None));
+                }
+                "none" => {
+                    assert_eq!(authorization, None);
+                    assert_eq!(get("client_id"), None, "no id to send");
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+}
