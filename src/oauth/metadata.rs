@@ -28,6 +28,8 @@ pub struct AuthorizationServerMetadata {
     /// RFC 8414 §2; absent means the server did not say (not "none").
     pub(crate) grant_types_supported: Option<Vec<String>>,
     pub(crate) token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// RFC 8414 §2: the algorithms the token endpoint accepts for client assertions.
+    pub(crate) token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
     /// Client ID Metadata Documents (MCP 2025-11-25 §Client ID Metadata Documents).
     pub(crate) client_id_metadata_document_supported: Option<bool>,
     /// RFC 9207 §3.

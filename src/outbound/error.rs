@@ -50,6 +50,13 @@ pub(crate) enum LoginError {
         "the authorization server {server} does not support the {grant} grant (its grant_types_supported: {listed}); not trying another grant"
     )]
     GrantNotSupported { grant: &'static str, server: String, listed: String },
+    /// The authorization server's metadata rules out the configured key's client
+    /// authentication (RFC 8414 §2 `token_endpoint_auth_methods_supported`,
+    /// `token_endpoint_auth_signing_alg_values_supported`).
+    #[error(
+        "the authorization server {server} does not accept {what} (it lists {listed}); change --remote-auth-client-assertion-key-file or --remote-auth-client-assertion-alg"
+    )]
+    ClientAuthNotSupported { server: String, what: String, listed: String },
     /// `--remote-auth-assertion-file` (or `--remote-auth-subject-token-file`) gave no JWT.
     #[error("no token to present: {0}")]
     AssertionFile(#[from] AssertionFileError),

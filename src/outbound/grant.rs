@@ -42,6 +42,33 @@ impl OAuth {
         })
     }
 
+    /// Refuses a client assertion key the server's metadata says it does not accept: the
+    /// method `private_key_jwt`, or the key's algorithm (each checked only where listed).
+    pub(super) fn check_client_auth_supported(&self, session: &Session) -> Result<(), LoginError> {
+        let (Some(key), Some(server)) = (&self.cfg.assertion_key, session.discovery.as_ref().map(|d| &d.server)) else {
+            return Ok(());
+        };
+        let meta = &server.metadata;
+        let alg = key.alg().name();
+        let refused = |listed: Option<&Vec<String>>, wanted: &str| {
+            listed.filter(|l| !l.iter().any(|x| x == wanted)).map(|l| l.join(", "))
+        };
+        let refusal = refused(meta.token_endpoint_auth_methods_supported.as_ref(), "private_key_jwt")
+            .map(|listed| ("private_key_jwt client authentication".to_owned(), listed))
+            .or_else(|| {
+                refused(meta.token_endpoint_auth_signing_alg_values_supported.as_ref(), alg)
+                    .map(|listed| (format!("client assertions signed with {alg}"), listed))
+            });
+        match refusal {
+            None => Ok(()),
+            Some((what, listed)) => Err(LoginError::ClientAuthNotSupported {
+                server: server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()),
+                what,
+                listed,
+            }),
+        }
+    }
+
     /// Gets a token with the configured grant; no browser, no callback listener.
     pub(super) async fn unattended_login(
         &self,

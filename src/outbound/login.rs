@@ -63,6 +63,7 @@ impl OAuth {
     async fn login(&self, session: &mut Session, step_up: Option<&str>) -> Result<(), LoginError> {
         self.ensure_discovery(session).await?;
         self.check_grant_supported(session)?;
+        self.check_client_auth_supported(session)?;
         if self.cfg.grant.unattended() {
             return self.unattended_login(session, step_up).await;
         }

@@ -256,12 +256,8 @@ async fn jwt_bearer_reads_the_assertion_each_time_and_surfaces_invalid_grant_onc
 /// endpoint (no issuer is known with manual endpoints).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_assertion_key_authenticates_the_code_exchange_and_the_refresh() {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let pem_body = STANDARD.encode(pkcs8.as_ref());
-    let key = temp_file("key.pem", &format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----\n"));
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, KeyPair};
+    let (key, public, pem_body) = p256_key("key.pem");
 
     let accepted = Arc::new(Mutex::new(HashSet::from(["tok-1".to_owned()])));
     let up = protected_upstream(accepted.clone()).await;
@@ -304,6 +300,48 @@ async fn the_assertion_key_authenticates_the_code_exchange_and_the_refresh() {
         assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()), "a fresh jti each time");
     }
     assert_not_logged(&thv, &[&pem_body[..40], "tok-1", "tok-2", "rt-1"]);
+}
+
+/// A new EC P-256 key in a PEM file: the file, the key pair and the PEM's base64 body.
+fn p256_key(name: &str) -> (std::path::PathBuf, aws_lc_rs::signature::EcdsaKeyPair, String) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let body = STANDARD.encode(pkcs8.as_ref());
+    let file = temp_file(name, &format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"));
+    (file, pair, body)
+}
+
+/// A key the server's metadata rules out (its algorithm is not listed) is an error at
+/// login naming both, before any token request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assertion_algorithm_the_server_does_not_list_is_an_error_naming_it() {
+    let up = protected_upstream(Arc::default()).await;
+    let server = AuthServer::start(serde_json::json!({
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256"],
+    }))
+    .await;
+    let (key, _, _) = p256_key("es256.pem");
+    let thv = Thv::start(
+        &up.url("/mcp"),
+        &[
+            "--remote-auth-issuer",
+            &server.issuer(),
+            "--remote-auth-grant-type",
+            "client_credentials",
+            "--remote-auth-client-id",
+            "workload",
+            "--remote-auth-client-assertion-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    wait_health(&thv, "login-failed").await;
+    let body = call(&thv).await.text().await.unwrap();
+    assert!(body.contains("ES256") && body.contains("RS256, PS256") && body.contains(&server.issuer()), "{body}");
+    assert!(server.token_requests().is_empty());
 }
 
 fn assert_not_logged(thv: &Thv, secrets: &[&str]) {
