@@ -22,6 +22,13 @@ use crate::oauth::token::JWT_BEARER_GRANT;
 pub(crate) enum Grant {
     /// A user logs in at a browser (PKCE, loopback callback).
     AuthorizationCode,
+    /// No one is present: no browser, no callback; a token can be had again at any time.
+    Unattended(Unattended),
+}
+
+/// The grants without a browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unattended {
     /// The client's own credentials are the grant.
     ClientCredentials,
     /// The JWT in this file is the grant; the file is read again for every token request.
@@ -66,15 +73,18 @@ impl Grant {
     pub(crate) fn wire_name(&self) -> &'static str {
         match self {
             Grant::AuthorizationCode => "authorization_code",
-            Grant::ClientCredentials => "client_credentials",
+            Grant::Unattended(Unattended::ClientCredentials) => "client_credentials",
             // The ID-JAG is presented in a JWT bearer grant.
-            Grant::JwtBearer { .. } | Grant::IdJag(_) => JWT_BEARER_GRANT,
+            Grant::Unattended(Unattended::JwtBearer { .. } | Unattended::IdJag(_)) => JWT_BEARER_GRANT,
         }
     }
 
-    /// Whether a token can be had again without anyone present: no browser, no callback.
-    pub(crate) fn unattended(&self) -> bool {
-        !matches!(self, Grant::AuthorizationCode)
+    /// The grant without a browser, if it is one.
+    pub(crate) fn unattended(&self) -> Option<&Unattended> {
+        match self {
+            Grant::AuthorizationCode => None,
+            Grant::Unattended(grant) => Some(grant),
+        }
     }
 }
 
@@ -157,7 +167,7 @@ pub(super) fn grant_config(
                     ),
                 ));
             }
-            Grant::ClientCredentials
+            Grant::Unattended(Unattended::ClientCredentials)
         }
         "jwt-bearer" => {
             let Some(path) = assertion_file else {
@@ -169,17 +179,17 @@ pub(super) fn grant_config(
             // Read once now so a wrong path stops the proxy at startup; it is read again
             // for every token request (the token in it rotates).
             read_assertion(std::path::Path::new(path)).map_err(|e| ConfigError::new(ASSERTION_FLAG, e.to_string()))?;
-            Grant::JwtBearer { assertion_file: PathBuf::from(path) }
+            Grant::Unattended(Unattended::JwtBearer { assertion_file: PathBuf::from(path) })
         }
-        "id-jag" => Grant::IdJag(Box::new(id_jag_config(args, client_id, env)?)),
+        "id-jag" => Grant::Unattended(Unattended::IdJag(Box::new(id_jag_config(args, client_id, env)?))),
         other => {
             return Err(ConfigError::new("--remote-auth-grant-type", format!("{other:?} is not a supported grant")));
         }
     };
-    if assertion_file.is_some() && !matches!(grant, Grant::JwtBearer { .. }) {
+    if assertion_file.is_some() && !matches!(grant, Grant::Unattended(Unattended::JwtBearer { .. })) {
         return Err(ConfigError::new(ASSERTION_FLAG, "has no effect without --remote-auth-grant-type jwt-bearer"));
     }
-    if !matches!(grant, Grant::IdJag(_)) {
+    if !matches!(grant, Grant::Unattended(Unattended::IdJag(_))) {
         let idp_flags = [
             ("--remote-auth-idp-token-url", &args.remote_auth_idp_token_url),
             ("--remote-auth-idp-client-id", &args.remote_auth_idp_client_id),
@@ -308,7 +318,7 @@ mod tests {
             &[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "s")],
         )
         .unwrap();
-        assert_eq!(c.grant, Grant::ClientCredentials);
+        assert_eq!(c.grant, Grant::Unattended(Unattended::ClientCredentials));
         assert!(c.assertion_key.is_none());
         // The default is the browser flow, with no key.
         let c = oauth(&[], &[]).unwrap();
@@ -367,7 +377,7 @@ mod tests {
         let e = error(&jb, &[]);
         assert_eq!(e.flag, "--remote-auth-assertion-file");
         let c = oauth(&[&jb[..], &["--remote-auth-assertion-file", path]].concat(), &[]).unwrap();
-        let Grant::JwtBearer { assertion_file } = &c.grant else { panic!("{:?}", c.grant) };
+        let Grant::Unattended(Unattended::JwtBearer { assertion_file }) = &c.grant else { panic!("{:?}", c.grant) };
         assert_eq!(read_assertion(assertion_file).unwrap().expose_secret(), "first.jwt.value");
         std::fs::write(&file, "second.jwt.value").unwrap();
         assert_eq!(read_assertion(assertion_file).unwrap().expose_secret(), "second.jwt.value", "re-read");
@@ -411,13 +421,13 @@ mod tests {
         ];
         let env = [("TOOLHIVE_REMOTE_AUTH_IDP_CLIENT_SECRET", "idp-env-secret")];
         let c = oauth(&idp, &env).unwrap();
-        let Grant::IdJag(j) = &c.grant else { panic!("{:?}", c.grant) };
+        let Grant::Unattended(Unattended::IdJag(j)) = &c.grant else { panic!("{:?}", c.grant) };
         assert_eq!((j.token_url.as_str(), j.client_id.as_str()), ("https://idp.example/token", "idp-client"));
         assert_eq!(j.client_secret.as_ref().map(|s| s.expose_secret()), Some("idp-env-secret"));
         assert!(!format!("{:?}", c.grant).contains("idp-env-secret"), "Debug redacts the secret");
         assert_eq!(c.grant.wire_name(), JWT_BEARER_GRANT, "presented as a JWT bearer grant");
         let c = oauth(&[&idp[..], &["--remote-auth-idp-client-secret", "from-flag"]].concat(), &env).unwrap();
-        let Grant::IdJag(j) = &c.grant else { panic!() };
+        let Grant::Unattended(Unattended::IdJag(j)) = &c.grant else { panic!() };
         assert_eq!(j.client_secret.as_ref().map(|s| s.expose_secret()), Some("from-flag"), "flag > env");
         // Each required flag missing is named.
         for (i, flag) in [

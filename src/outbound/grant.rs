@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use tracing::{info, warn};
 
-use crate::config::{Grant, IdJagConfig, read_assertion};
+use crate::config::{IdJagConfig, Unattended, read_assertion};
 use crate::oauth::id_jag::{IdJagRequest, exchange_id_token_for_id_jag};
 use crate::oauth::token::{ClientAuth, TokenEndpoint, TokenError};
 use crate::outbound::client::Client;
@@ -69,11 +69,12 @@ impl OAuth {
         }
     }
 
-    /// Gets a token with the configured grant; no browser, no callback listener.
+    /// Gets a token with `grant` (the configured one); no browser, no callback listener.
     pub(super) async fn unattended_login(
         &self,
         session: &mut Session,
         step_up: Option<&str>,
+        grant: &Unattended,
     ) -> Result<(), LoginError> {
         // A JWT bearer grant may come from a client that does not authenticate and has no
         // id (RFC 7523 §3.1); the others have a configured client (config checks it).
@@ -89,14 +90,16 @@ impl OAuth {
         let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
         let endpoint = self.token_endpoint(session, &client);
         let resource = Some(self.cfg.resource.as_str());
-        let tokens = match &self.cfg.grant {
-            Grant::ClientCredentials => endpoint.client_credentials(&self.http, scope.as_deref(), resource).await?,
-            Grant::JwtBearer { assertion_file } => {
+        let tokens = match grant {
+            Unattended::ClientCredentials => {
+                endpoint.client_credentials(&self.http, scope.as_deref(), resource).await?
+            }
+            Unattended::JwtBearer { assertion_file } => {
                 // Read now, not at startup: a projected token file is rotated in place.
                 let assertion = read_assertion(assertion_file)?;
                 endpoint.jwt_bearer(&self.http, &assertion, scope.as_deref(), resource).await?
             }
-            Grant::IdJag(idp) => {
+            Unattended::IdJag(idp) => {
                 let server = &discovery.server;
                 // The ID-JAG is for the authorization server, named by its issuer; with a
                 // token URL alone there is none, and the token endpoint stands in.
@@ -110,7 +113,6 @@ impl OAuth {
                 let jag = self.id_jag(idp, &want).await?;
                 endpoint.jwt_bearer(&self.http, &jag, scope.as_deref(), resource).await?
             }
-            Grant::AuthorizationCode => return Err(LoginError::NotRequired),
         };
         session.scope = scope;
         self.activate(session, &tokens);
@@ -139,14 +141,18 @@ impl OAuth {
     /// token) is about to expire: get a new one the same way, once for all waiting
     /// requests. An unreachable server keeps the current token while it lasts; a refusal
     /// ends it (the login has failed, and says why).
-    pub(super) async fn renew_unattended(&self, active: &Arc<Active>) -> Result<HeaderValue, Unavailable> {
+    pub(super) async fn renew_unattended(
+        &self,
+        active: &Arc<Active>,
+        grant: &Unattended,
+    ) -> Result<HeaderValue, Unavailable> {
         let mut session = self.session.lock().await;
         match &**self.state.load() {
             State::Ready(current) if !Arc::ptr_eq(current, active) => return Ok(current.header.clone()),
             State::Ready(_) => {}
             State::Pending | State::NotRequired | State::Failed { .. } => return Err(self.unavailable()),
         }
-        match self.unattended_login(&mut session, None).await {
+        match self.unattended_login(&mut session, None, grant).await {
             Ok(()) => match &**self.state.load() {
                 State::Ready(current) => Ok(current.header.clone()),
                 _ => Err(self.unavailable()),

@@ -64,8 +64,8 @@ impl OAuth {
         self.ensure_discovery(session).await?;
         self.check_grant_supported(session)?;
         self.check_client_auth_supported(session)?;
-        if self.cfg.grant.unattended() {
-            return self.unattended_login(session, step_up).await;
+        if let Some(grant) = self.cfg.grant.unattended() {
+            return self.unattended_login(session, step_up, grant).await;
         }
         let server = &session.discovery.as_ref().ok_or(LoginError::NotRequired)?.server;
         if server.no_pkce_s256 {

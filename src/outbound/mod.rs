@@ -157,7 +157,7 @@ impl Outbound {
                     browser: cfg.browser.clone(),
                     // A grant without a browser gets a token again at any time: nothing
                     // is kept on disk for it.
-                    store: if cfg.grant.unattended() { None } else { cfg.store_dir.clone().map(Store::new) },
+                    store: if cfg.grant.unattended().is_some() { None } else { cfg.store_dir.clone().map(Store::new) },
                     state: ArcSwap::from_pointee(State::Pending),
                     session: Mutex::new(Session::default()),
                     cfg: (**cfg).clone(),
@@ -203,8 +203,8 @@ impl Outbound {
             return Ok(Some(active.header.clone()));
         }
         if active.refresh_token.is_none() {
-            if oauth.cfg.grant.unattended() {
-                return oauth.renew_unattended(&active).await.map(Some);
+            if let Some(grant) = oauth.cfg.grant.unattended() {
+                return oauth.renew_unattended(&active, grant).await.map(Some);
             }
             return Ok(Some(active.header.clone()));
         }
