@@ -10,7 +10,14 @@ migration) run with the 0.2 alpha (./package.json). For each scenario the suite 
 MCP server and authorization server on loopback and runs conformance_client.py, which puts
 `thv proxy --remote-auth` in front of it and drives a plain MCP client through the proxy.
 
-A scenario passes when the suite reports it passed with no failed and no warning checks.
+The extension scenarios for the grants without a browser (client credentials with a secret
+and with private_key_jwt, workload identity's JWT bearer, enterprise-managed ID-JAG) run with
+the 0.2 alpha too; for them conformance_client.py also searches thv's --debug log for every
+credential, issued token and JWT, and reports to the file THV_LEAK_REPORT names.
+
+A scenario passes when the suite reports it passed with no failed and no warning checks (and,
+for the grant scenarios, the log check ran and found nothing). Scenario names given as
+arguments run only those.
 Ends with `outbound-conformance: N passed, M failed`; exit status 1 if M > 0. As root it runs
 inside a private network namespace with only loopback up. Standard library only.
 """
