@@ -68,8 +68,14 @@ LEAK_CHECKED = {
 
 
 def bootstrap() -> None:
-    """npm ci where the lockfile changed since the last install (idempotent)."""
+    """npm ci where the lockfile changed since the last install (idempotent).
+
+    A node_modules that is a symlink is another checkout's install (a git worktree sharing
+    it): npm ci would empty it for everyone through the link, so it is left alone.
+    """
     for folder in (INTEROP, HERE):
+        if (folder / "node_modules").is_symlink():
+            continue
         lock = folder / "package-lock.json"
         marker = folder / "node_modules" / ".package-lock.json"
         if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
