@@ -4,9 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;

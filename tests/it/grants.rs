@@ -99,11 +99,12 @@ fn assert_no_browser_and_no_secrets(thv: &Thv, secrets: &[&str]) {
 
 /// client_credentials with a secret the server takes only in the form (its metadata lists
 /// client_secret_post alone), discovered from an issuer without an authorization endpoint
-/// or PKCE; a token about to expire is replaced by a new grant, not kept or refreshed.
+/// or PKCE; a token about to expire is replaced by a new grant, not kept or refreshed, and
+/// so is one the MCP server refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_posts_the_secret_and_gets_a_new_token_before_expiry() {
     let accepted = Arc::new(Mutex::new(HashSet::from(["cc-tok-1".to_owned(), "cc-tok-2".to_owned()])));
-    let up = protected_upstream(accepted).await;
+    let up = protected_upstream(accepted.clone()).await;
     let server = AuthServer::start(serde_json::json!({
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_post"],
@@ -151,7 +152,17 @@ async fn client_credentials_posts_the_secret_and_gets_a_new_token_before_expiry(
         .filter_map(|s| s.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()))
         .collect();
     assert_eq!(seen_tokens.last().map(String::as_str), Some("Bearer cc-tok-2"));
-    assert_no_browser_and_no_secrets(&thv, &["the-cc-secret", "cc-tok-1", "cc-tok-2"]);
+
+    // The MCP server stops accepting cc-tok-2: its 401 leads to one new grant and one retry,
+    // which the client never sees.
+    accepted.lock().unwrap().clear();
+    accepted.lock().unwrap().insert("cc-tok-3".into());
+    server.push(200, serde_json::json!({"access_token": "cc-tok-3", "token_type": "Bearer", "expires_in": 3600}));
+    assert_eq!(call(&thv).await.status(), 200);
+    let requests = server.token_requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(field(&requests[2].0, "grant_type"), Some("client_credentials"));
+    assert_no_browser_and_no_secrets(&thv, &["the-cc-secret", "cc-tok-1", "cc-tok-2", "cc-tok-3"]);
 }
 
 /// A grant the server's grant_types_supported does not list is refused at login, naming
