@@ -110,7 +110,7 @@ async fn client_credentials_posts_the_secret_and_gets_a_new_token_before_expiry(
         "token_endpoint_auth_methods_supported": ["client_secret_post"],
     }))
     .await;
-    server.push(200, serde_json::json!({"access_token": "cc-tok-1", "token_type": "Bearer", "expires_in": 2}));
+    server.push(200, serde_json::json!({"access_token": "cc-tok-1", "token_type": "Bearer", "expires_in": 4}));
     server.push(200, serde_json::json!({"access_token": "cc-tok-2", "token_type": "Bearer", "expires_in": 3600}));
     let secret = temp_file("cc-secret", "the-cc-secret\n");
     let thv = Thv::start(
@@ -140,8 +140,9 @@ async fn client_credentials_posts_the_secret_and_gets_a_new_token_before_expiry(
     assert_eq!(field(first, "scope"), None, "no OIDC default scopes for a workload");
     assert_eq!(authorization, &None);
 
-    // A quarter of the 2 s lifetime before expiry, the next request gets a new token.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    // A quarter of the 4 s lifetime before expiry, the next request gets a new token (the
+    // margins leave a busy machine 3 s for the first request).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(call(&thv).await.status(), 200);
     let requests = server.token_requests();
     assert_eq!(requests.len(), 2, "one new grant");
@@ -210,8 +211,8 @@ async fn jwt_bearer_reads_the_assertion_each_time_and_surfaces_invalid_grant_onc
         "grant_types_supported": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
     }))
     .await;
-    server.push(200, serde_json::json!({"access_token": "wif-tok-1", "token_type": "Bearer", "expires_in": 2}));
-    server.push(200, serde_json::json!({"access_token": "wif-tok-2", "token_type": "Bearer", "expires_in": 2}));
+    server.push(200, serde_json::json!({"access_token": "wif-tok-1", "token_type": "Bearer", "expires_in": 4}));
+    server.push(200, serde_json::json!({"access_token": "wif-tok-2", "token_type": "Bearer", "expires_in": 4}));
     server.push(400, serde_json::json!({"error": "invalid_grant", "error_description": "JWT assertion is expired"}));
     let assertion = temp_file("assertion", "eyJ.first-projected-token.sig\n");
     let thv = Thv::start(
@@ -227,13 +228,13 @@ async fn jwt_bearer_reads_the_assertion_each_time_and_surfaces_invalid_grant_onc
         ],
     );
     wait_authenticated(&thv).await;
-    assert_eq!(call(&thv).await.status(), 200);
     // The kubelet rotates the token; the next token request presents the new one.
     std::fs::write(&assertion, "eyJ.second-projected-token.sig").unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(call(&thv).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(call(&thv).await.status(), 200);
     // The third grant is refused.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let resp = call(&thv).await;
     assert_eq!(resp.status(), 503);
     let body = resp.text().await.unwrap();
