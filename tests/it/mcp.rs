@@ -434,8 +434,8 @@ async fn raw_session_lifecycle_with_delete_through_thv() {
     let resp = post(&http, &url, Some(&session), add_request(3, 1, 1)).await;
     assert_eq!(resp.status(), 404, "a deleted session is unknown to the server");
 
-    let log = setup.thv.stderr();
-    assert!(log.lines().any(|l| l.contains("DELETE")), "no DELETE line in thv's log:\n{log}");
+    // The request's log line is written once the exchange has ended, just after the answer.
+    setup.thv.wait_for_stderr("DELETE");
 }
 
 /// An event stream cut mid-call resumes through the proxy: the client reconnects with a GET
