@@ -212,6 +212,23 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_field_may_not_be_the_exchanged_tokens() {
+        for (flags, field) in [
+            (&["--remote-forward-headers", "authorization=Bearer fixed"][..], "authorization"),
+            (
+                &["--token-exchange-header-name", "X-Upstream-Token", "--remote-forward-headers", "x-upstream-token=v"],
+                "x-upstream-token",
+            ),
+        ] {
+            let err = exchange(flags, &[]).unwrap_err().to_string();
+            assert!(err.contains("--remote-forward-headers") && err.contains(field), "{err}");
+            assert!(!err.contains("fixed"), "no value in the error: {err}");
+        }
+        let other = exchange(&["--remote-forward-headers", "x-api-key=k"], &[]);
+        assert!(other.is_ok(), "another field is fine: {other:?}");
+    }
+
+    #[test]
     fn token_types_short_and_urn() {
         for (given, want) in
             [("access_token", ACCESS_TOKEN), ("id_token", ID_TOKEN), ("jwt", JWT), (ID_TOKEN, ID_TOKEN)]

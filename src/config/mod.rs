@@ -161,6 +161,19 @@ impl Config {
             config.inbound.as_ref(),
             config.outbound.is_some(),
         )?;
+        // The exchanged token's field is the proxy's for every request: an operator's fixed
+        // value for it would be silently overwritten.
+        if let (Some(exchange), Some(forward)) = (&config.exchange, &config.forward)
+            && forward.replaces(exchange.header.as_str())
+        {
+            return Err(ConfigError::new(
+                "--remote-forward-headers",
+                format!(
+                    "sets {}, which carries the exchanged token (--token-exchange-header-name); forward another field or drop it",
+                    exchange.header
+                ),
+            ));
+        }
         config.policy = policy::policy_config(
             &args.policy,
             &config.server_name,
