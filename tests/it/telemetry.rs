@@ -1,6 +1,7 @@
 //! Telemetry end to end on a real `thv` process: nothing queued is lost at shutdown, the
-//! collector's credentials never reach the log, and a collector that is down never fails
-//! a request. (The real Prometheus, the `opentelemetry-proto` decoder and the outage under
+//! collector's credentials never reach the log, a collector that is down never fails a
+//! request, the environment's sampler decides, and configuration that cannot apply is
+//! called out. (The real Prometheus, the `opentelemetry-proto` decoder and the outage under
 //! load are in `interop/telemetry`; the trace context through both engines in
 //! `engine/telemetry.rs`.)
 
@@ -67,4 +68,66 @@ async fn a_collector_that_is_down_fails_no_request_and_stops_no_exit() {
     let stderr = thv.stderr();
     let warnings = stderr.lines().filter(|l| l.contains("127.0.0.1:9")).count();
     assert!((1..=4).contains(&warnings), "the failing collector is named, and not once per export:\n{stderr}");
+}
+
+/// `OTEL_TRACES_SAMPLER` decides as the OpenTelemetry specification says: `traceidratio`
+/// at 0 drops a trace whatever the client's sampled flag, `parentbased_traceidratio` at 0
+/// follows the client's sampled parent. The target's `traceparent` carries the decision, and
+/// `--otel-env-vars` puts the named variable on the exported spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_sampler_decides_and_named_variables_become_span_attributes() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for (sampler, sampled) in [("traceidratio", false), ("parentbased_traceidratio", true)] {
+        let upstream = ScriptedUpstream::start(|_| reply(200, &[("content-type", "application/json")], "{}")).await;
+        let collector = ScriptedUpstream::start(|_| reply(200, &[], "")).await;
+        let endpoint = format!("http://{}", collector.addr);
+        let env = [
+            ("OTEL_TRACES_SAMPLER", sampler),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+            ("THV_TEST_DEPLOYMENT", "blue-7"),
+        ];
+        let flags =
+            ["--otel-endpoint", &endpoint, "--otel-env-vars", "THV_TEST_DEPLOYMENT", "--otel-metrics-enabled=false"];
+        let mut thv = Thv::start_env(&upstream.url("/mcp"), &flags, &env);
+        let resp = reqwest::Client::new()
+            .post(thv.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+            .body(CALL)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the proxy answers");
+        assert_eq!(resp.status(), 200);
+        thv.terminate();
+        assert!(thv.wait_exit(Duration::from_secs(10)).success());
+        let got = upstream.seen();
+        let sent = got[0].headers.get("traceparent").and_then(|v| v.to_str().ok()).expect("a traceparent").to_owned();
+        assert!(sent.starts_with(&format!("00-{TRACE}-")), "{sampler}: the client's trace goes on: {sent}");
+        assert_eq!(sent.ends_with("-01"), sampled, "{sampler}: the target is told the decision: {sent}");
+        let traces: Vec<_> = collector.seen().into_iter().filter(|s| s.uri.path() == "/v1/traces").collect();
+        assert_eq!(!traces.is_empty(), sampled, "{sampler}: spans exported only when sampled");
+        if sampled {
+            let body = &traces[0].body;
+            let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+            assert!(
+                has(b"environment.THV_TEST_DEPLOYMENT") && has(b"blue-7"),
+                "{sampler}: the variable is on the spans"
+            );
+        }
+    }
+}
+
+/// `--otel-insecure` cannot turn off certificate checks for an `https://` endpoint: the
+/// proxy says so at startup rather than ignore the flag silently.
+#[tokio::test]
+async fn otel_insecure_with_an_https_endpoint_is_called_out_at_startup() {
+    let upstream = ScriptedUpstream::start(|_| reply(200, &[("content-type", "application/json")], "{}")).await;
+    let flags = ["--otel-endpoint", "https://127.0.0.1:9", "--otel-insecure"];
+    let mut thv = Thv::start_env(&upstream.url("/mcp"), &flags, &[]);
+    thv.wait_for_stderr("--otel-insecure has no effect on an https:// OTLP endpoint");
+    thv.terminate();
+    assert!(thv.wait_exit(Duration::from_secs(10)).success());
 }
