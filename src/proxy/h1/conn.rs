@@ -317,9 +317,12 @@ impl Conn<'_> {
         let mut admitted: Option<Box<Admitted>> = None;
         let mut traced_body = None;
         if let Some(fields) = plan.mcp.as_deref().copied() {
-            let head = heads::mcp(&self.buf, plan, self.peer);
-            let (mut name, mut encodings, mut len) = (head.mcp_name, fields.accept_encoding, plan.body_len);
+            let mut name = fields.name.and_then(|span| Plan::part(&self.buf, span));
+            let (mut encodings, mut len) = (fields.accept_encoding, plan.body_len);
+            // Tracing alone opens this path too: the policy's view of the head is made only
+            // for the policy.
             if let Some(mcp) = &self.policy.mcp {
+                let head = heads::mcp(&self.buf, plan, self.peer);
                 match mcp.admit(&head, body, who.as_ref()) {
                     Admission::Answer(answer) => return self.answer(answer, plan, false).await,
                     Admission::Forward(decided) => {
