@@ -14,9 +14,11 @@ pub(crate) struct GrantArgs {
     /// secret or --remote-auth-client-assertion-key-file), jwt-bearer (the JWT in
     /// --remote-auth-assertion-file, e.g. a Kubernetes service account token), id-jag (the
     /// user's ID token exchanged at the enterprise IdP for an ID-JAG, presented as a
-    /// jwt-bearer grant: --remote-auth-idp-* and --remote-auth-subject-token-file)
+    /// jwt-bearer grant: --remote-auth-idp-* and --remote-auth-subject-token-file),
+    /// device_code (RFC 8628: the proxy prints a URL and a code, and a user approves at a
+    /// browser anywhere; no callback listener; --remote-auth-client-id)
     #[arg(long, value_name = "GRANT", default_value = "authorization_code",
-          value_parser = PossibleValuesParser::new(["authorization_code", "client_credentials", "jwt-bearer", "id-jag"]))]
+          value_parser = PossibleValuesParser::new(["authorization_code", "client_credentials", "jwt-bearer", "id-jag", "device_code"]))]
     pub(crate) remote_auth_grant_type: String,
 
     /// PEM private key (PKCS#8, SEC1 or PKCS#1) for private_key_jwt client authentication

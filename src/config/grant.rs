@@ -3,8 +3,9 @@
 //! rules of the authorization code flow (RFC 6749 §4.1, the default), the client
 //! credentials grant (RFC 6749 §4.4; MCP SEP-1046) and the JWT bearer grant (RFC 7523
 //! §2.1; MCP SEP-1933 workload identity), the ID-JAG grant (RFC 8693 exchange at the
-//! enterprise IdP, then a JWT bearer grant; MCP SEP-990), and the `private_key_jwt` client
-//! key (RFC 7523 §2.2) any of them may authenticate with.
+//! enterprise IdP, then a JWT bearer grant; MCP SEP-990), the device authorization grant
+//! (RFC 8628), and the `private_key_jwt` client key (RFC 7523 §2.2) any of them may
+//! authenticate with.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use url::Url;
 use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
 use crate::cli::GrantArgs;
 use crate::oauth::assertion::{AssertionKey, SigningAlg};
+use crate::oauth::device::DEVICE_CODE_GRANT;
 use crate::oauth::token::JWT_BEARER_GRANT;
 
 /// How tokens are obtained.
@@ -22,6 +24,9 @@ use crate::oauth::token::JWT_BEARER_GRANT;
 pub(crate) enum Grant {
     /// A user logs in at a browser (PKCE, loopback callback).
     AuthorizationCode,
+    /// A user approves at a browser, anywhere, the code the proxy shows (RFC 8628): no
+    /// redirect, no callback; the proxy polls the token endpoint.
+    DeviceCode,
     /// No one is present: no browser, no callback; a token can be had again at any time.
     Unattended(Unattended),
 }
@@ -73,6 +78,7 @@ impl Grant {
     pub(crate) fn wire_name(&self) -> &'static str {
         match self {
             Grant::AuthorizationCode => "authorization_code",
+            Grant::DeviceCode => DEVICE_CODE_GRANT,
             Grant::Unattended(Unattended::ClientCredentials) => "client_credentials",
             // The ID-JAG is presented in a JWT bearer grant.
             Grant::Unattended(Unattended::JwtBearer { .. } | Unattended::IdJag(_)) => JWT_BEARER_GRANT,
@@ -82,7 +88,7 @@ impl Grant {
     /// The grant without a browser, if it is one.
     pub(crate) fn unattended(&self) -> Option<&Unattended> {
         match self {
-            Grant::AuthorizationCode => None,
+            Grant::AuthorizationCode | Grant::DeviceCode => None,
             Grant::Unattended(grant) => Some(grant),
         }
     }
@@ -94,10 +100,16 @@ pub(super) struct GrantConfig {
     pub(super) assertion_key: Option<Arc<AssertionKey>>,
 }
 
-/// Whether the grant flags ask for a grant that needs no browser (decided before the
-/// endpoints are validated: such a grant needs no authorization endpoint).
+/// Whether the grant flags ask for a grant without anyone present (decided before the
+/// endpoints are validated: such a grant needs no authorization endpoint, no browser).
 pub(super) fn unattended(args: &GrantArgs) -> bool {
-    args.remote_auth_grant_type != "authorization_code"
+    !matches!(args.remote_auth_grant_type.as_str(), "authorization_code" | "device_code")
+}
+
+/// Whether the grant flags ask for the device flow (RFC 8628): a person, but no redirect
+/// to the proxy, and endpoints only the server's metadata gives.
+pub(super) fn device(args: &GrantArgs) -> bool {
+    args.remote_auth_grant_type == "device_code"
 }
 
 /// Validates the grant flags against the client the other flags configure.
@@ -182,6 +194,16 @@ pub(super) fn grant_config(
             Grant::Unattended(Unattended::JwtBearer { assertion_file: PathBuf::from(path) })
         }
         "id-jag" => Grant::Unattended(Unattended::IdJag(Box::new(id_jag_config(args, client_id, env)?))),
+        "device_code" => {
+            if client_id.is_none() {
+                return Err(ConfigError::new(
+                    "--remote-auth-client-id",
+                    "is required with --remote-auth-grant-type device_code: register a client allowed the \
+                     device grant at the authorization server (dynamic registration is for the browser login)",
+                ));
+            }
+            Grant::DeviceCode
+        }
         other => {
             return Err(ConfigError::new("--remote-auth-grant-type", format!("{other:?} is not a supported grant")));
         }
@@ -326,10 +348,45 @@ mod tests {
         // An unknown grant is clap's error, before config.
         assert!(
             crate::cli::Invocation::parse_from(
-                ["thv", "proxy", "s"].iter().chain(&BASE).chain(&["--remote-auth-grant-type", "device_code"])
+                ["thv", "proxy", "s"].iter().chain(&BASE).chain(&["--remote-auth-grant-type", "password"])
             )
             .is_err()
         );
+    }
+
+    /// The device flow needs a registered client and the server's metadata (its device
+    /// authorization endpoint), takes --remote-auth-skip-browser (the page is opened unless
+    /// it is given) but nothing of the redirect, and is a user's login: its tokens are
+    /// stored and an issuer's default scopes apply.
+    #[test]
+    fn device_code_needs_a_client_and_metadata() {
+        let dc = ["--remote-auth-grant-type", "device_code"];
+        assert_eq!(error(&dc, &[]).flag, "--remote-auth-client-id");
+        let with_client = [&dc[..], &["--remote-auth-client-id", "c"]].concat();
+        let c = oauth(&with_client, &[("HOME", "/home/u")]).unwrap();
+        assert_eq!((c.grant.clone(), c.grant.wire_name()), (Grant::DeviceCode, DEVICE_CODE_GRANT));
+        assert!(c.grant.unattended().is_none() && c.store_dir.is_some(), "a user's login, stored");
+        assert!(matches!(c.endpoints, crate::config::OAuthEndpoints::Discover));
+        let c = oauth(
+            &[&with_client[..], &["--remote-auth-issuer", "https://as.example", "--remote-auth-skip-browser"]].concat(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.scopes, ["openid", "profile", "email"], "an issuer's defaults for a user");
+        assert!(c.skip_browser);
+        // Without `--remote-auth` too, like the other grants.
+        let bare = config(&[&["--target-uri", "https://mcp.example.com/mcp"][..], &with_client[..]].concat(), &[]);
+        assert!(matches!(bare.unwrap().outbound, Some(OutboundConfig::OAuth(_))));
+        for (flag, value) in [
+            ("--remote-auth-token-url", "https://as.example/token"),
+            ("--remote-auth-authorize-url", "https://as.example/authorize"),
+            ("--remote-auth-callback-port", "9999"),
+            ("--remote-auth-client-metadata-url", "https://client.example/meta"),
+        ] {
+            let e = error(&[&with_client[..], &[flag, value]].concat(), &[]);
+            assert_eq!(e.flag, flag, "{e}");
+            assert!(e.problem.contains("device_code"), "{e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use super::grant::{Grant, grant_config, unattended};
+use super::grant::{Grant, device, grant_config, unattended};
 use super::target::Target;
 use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
 use crate::oauth::assertion::AssertionKey;
@@ -101,6 +101,10 @@ const OAUTH_ONLY_FLAGS: &[&str] = &[
 const BROWSER_ONLY_FLAGS: &[&str] =
     &["remote-auth-client-metadata-url", "remote-auth-callback-port", "remote-auth-skip-browser"];
 
+/// Flags of the browser login's redirect to the proxy, which the device flow (a browser,
+/// but no redirect) cannot use.
+const REDIRECT_ONLY_FLAGS: &[&str] = &["remote-auth-client-metadata-url", "remote-auth-callback-port"];
+
 /// Validates the `--remote-auth*` flags. Secret precedence (ToolHive's): flag, then
 /// file (trimmed, must not be empty), then environment variable.
 pub(super) fn outbound_config(
@@ -115,9 +119,10 @@ pub(super) fn outbound_config(
         ("--remote-auth-bearer-token-file", &args.remote_auth_bearer_token_file),
         env.var("TOOLHIVE_REMOTE_AUTH_BEARER_TOKEN"),
     )?;
-    // A grant without a browser is a request to log in, like a client id.
+    // A grant other than the default is a request to log in, like a client id.
     let oauth_on = args.remote_auth
         || unattended(&args.grant)
+        || device(&args.grant)
         || [
             &args.remote_auth_client_id,
             &args.remote_auth_issuer,
@@ -151,13 +156,34 @@ pub(super) fn outbound_config(
         Ok(url)
     };
     let unattended = unattended(&args.grant);
-    if unattended && let Some(flag) = BROWSER_ONLY_FLAGS.iter().find(|f| given.contains(**f)) {
+    let device = device(&args.grant);
+    let not_for_this_grant = match (unattended, device) {
+        (true, _) => BROWSER_ONLY_FLAGS,
+        (false, true) => REDIRECT_ONLY_FLAGS,
+        (false, false) => &[],
+    };
+    if let Some(flag) = not_for_this_grant.iter().find(|f| given.contains(**f)) {
         return Err(ConfigError::new(
             format!("--{flag}"),
             format!(
                 "is for the browser login and has no effect with --remote-auth-grant-type {}",
                 args.grant.remote_auth_grant_type
             ),
+        ));
+    }
+    if device
+        && let Some((flag, _)) = [
+            ("--remote-auth-token-url", &args.remote_auth_token_url),
+            ("--remote-auth-authorize-url", &args.remote_auth_authorize_url),
+        ]
+        .into_iter()
+        .find(|(_, v)| non_empty(v).is_some())
+    {
+        return Err(ConfigError::new(
+            flag,
+            "cannot be used with --remote-auth-grant-type device_code: the device authorization endpoint \
+             comes from the authorization server's metadata (RFC 8628 §4); use --remote-auth-issuer, or \
+             neither, to discover it from the MCP server",
         ));
     }
     let endpoints = match (

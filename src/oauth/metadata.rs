@@ -21,6 +21,8 @@ pub struct AuthorizationServerMetadata {
     pub(crate) authorization_endpoint: Option<String>,
     pub(crate) token_endpoint: Option<String>,
     pub(crate) registration_endpoint: Option<String>,
+    /// RFC 8628 §4: where the device flow starts.
+    pub(crate) device_authorization_endpoint: Option<String>,
     pub(crate) jwks_uri: Option<String>,
     pub(crate) introspection_endpoint: Option<String>,
     pub(crate) scopes_supported: Option<Vec<String>>,

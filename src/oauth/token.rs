@@ -178,8 +178,16 @@ impl TokenEndpoint {
     /// whatever its status (for grants that read more of it than [`parse`] does). A client
     /// without an ID (RFC 8693 servers that trust the subject token alone, such as
     /// Google's STS) sends none.
-    pub(crate) async fn post(
+    pub(crate) async fn post(&self, http: &ControlClient, form: Vec<(&str, &str)>) -> Result<JsonAnswer, TokenError> {
+        self.post_to(&self.url, http, form).await
+    }
+
+    /// POSTs `form` to another endpoint of the same server with this client's
+    /// authentication: the device authorization endpoint takes it as the token endpoint
+    /// does (RFC 8628 §3.1).
+    pub(crate) async fn post_to(
         &self,
+        url: &Url,
         http: &ControlClient,
         mut form: Vec<(&str, &str)>,
     ) -> Result<JsonAnswer, TokenError> {
@@ -208,7 +216,7 @@ impl TokenEndpoint {
             }
             ClientAuth::Basic(secret) => Some((self.client_id.as_str(), secret.expose_secret())),
         };
-        Ok(http.post_form(&self.url, &form, basic).await?)
+        Ok(http.post_form(url, &form, basic).await?)
     }
 }
 
@@ -235,14 +243,19 @@ pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
     {
         return Err(TokenError::UnsupportedTokenType(kind));
     }
-    let expires_in =
-        answer.body.get("expires_in").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let expires_in = seconds(&answer.body, "expires_in");
     Ok(Tokens {
         access_token: SecretString::from(access),
         refresh_token: text("refresh_token").filter(|t| !t.is_empty()).map(SecretString::from),
         expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
         scope: text("scope"),
     })
+}
+
+/// A number of seconds in an answer (`expires_in`, `interval`): a JSON number, or a string
+/// holding one, which some servers send.
+pub(crate) fn seconds(body: &Value, key: &str) -> Option<u64> {
+    body.get(key).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Sending the user to the authorization page (RFC 8252 §7.3).
+//! Sending the user to the authorization page (RFC 8252 §7.3), or to the device flow's
+//! verification page (RFC 8628 §3.3).
 //!
 //! The URL is always printed on stderr, so a user on a headless machine (or with
 //! `--remote-auth-skip-browser`) can open it elsewhere. The browser is started without a
@@ -15,9 +16,14 @@ use url::Url;
 /// Shows `url` to the user and, unless `skip`, opens it in a browser.
 pub(crate) fn open(url: &Url, skip: bool, browser_env: Option<&str>) {
     eprintln!("Please open this URL in your browser to log in to the MCP server:\n  {url}");
-    if skip {
-        return;
+    if !skip {
+        launch(url, browser_env);
     }
+}
+
+/// Opens `url` (already shown to the user) in the browser `$BROWSER` names, else
+/// xdg-open's.
+pub(crate) fn launch(url: &Url, browser_env: Option<&str>) {
     if !matches!(url.scheme(), "https" | "http") {
         warn!(scheme = url.scheme(), "not opening an authorization URL that is not http(s)");
         return;

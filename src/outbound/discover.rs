@@ -69,6 +69,16 @@ pub(crate) struct AuthServer {
     pub(crate) no_pkce_s256: bool,
     pub(crate) token_endpoint: Url,
     pub(crate) registration_endpoint: Option<Url>,
+    /// Only the device login needs one (RFC 8628 §4).
+    pub(crate) device_authorization_endpoint: Option<Url>,
+}
+
+impl AuthServer {
+    /// How errors name the server: its issuer, else (manual endpoints, the 2025-03-26
+    /// defaults) its token endpoint.
+    pub(crate) fn name(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| self.token_endpoint.to_string())
+    }
 }
 
 /// What discovery learned.
@@ -102,6 +112,7 @@ pub(crate) async fn discover(
                 no_pkce_s256: false,
                 token_endpoint: token.clone(),
                 registration_endpoint: None,
+                device_authorization_endpoint: None,
             },
             challenge_scope: None,
             resource_scopes: None,
@@ -267,6 +278,8 @@ fn server_from_metadata(
     let token_endpoint = endpoint("token_endpoint", metadata.token_endpoint.as_ref())?
         .ok_or(DiscoveryError::NoEndpoint("token_endpoint"))?;
     let registration_endpoint = endpoint("registration_endpoint", metadata.registration_endpoint.as_ref())?;
+    let device_authorization_endpoint =
+        endpoint("device_authorization_endpoint", metadata.device_authorization_endpoint.as_ref())?;
     Ok(AuthServer {
         issuer,
         metadata,
@@ -274,6 +287,7 @@ fn server_from_metadata(
         no_pkce_s256: false,
         token_endpoint,
         registration_endpoint,
+        device_authorization_endpoint,
     })
 }
 
@@ -297,6 +311,7 @@ async fn legacy_server(http: &ControlClient, policy: UrlPolicy, target: &Url) ->
         no_pkce_s256: false,
         token_endpoint: join("/token")?,
         registration_endpoint: Some(join("/register")?),
+        device_authorization_endpoint: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! is a sentence for the user; the cause stays available as the error's source.
 
 use crate::config::AssertionFileError;
+use crate::oauth::device::DeviceError;
 use crate::oauth::id_jag::IdJagError;
 use crate::oauth::registration::RegistrationError;
 use crate::oauth::token::TokenError;
@@ -63,4 +64,16 @@ pub(crate) enum LoginError {
     /// The enterprise IdP gave no usable ID-JAG.
     #[error(transparent)]
     IdJag(#[from] IdJagError),
+    /// `--remote-auth-grant-type device_code` with a server whose metadata has no
+    /// `device_authorization_endpoint` (RFC 8628 §4).
+    #[error(
+        "the authorization server {server} has no device authorization endpoint (no device_authorization_endpoint in its metadata, RFC 8628 §4), so --remote-auth-grant-type device_code cannot log in there"
+    )]
+    NoDeviceEndpoint { server: String },
+    /// The device flow ended without tokens.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Nobody approved the device login within `--remote-auth-timeout`.
+    #[error("the login was not approved within {0:?} (--remote-auth-timeout)")]
+    DeviceTimedOut(std::time::Duration),
 }

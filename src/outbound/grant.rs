@@ -35,11 +35,7 @@ impl OAuth {
         if listed.iter().any(|g| g == grant) {
             return Ok(());
         }
-        Err(LoginError::GrantNotSupported {
-            grant,
-            server: server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()),
-            listed: listed.join(", "),
-        })
+        Err(LoginError::GrantNotSupported { grant, server: server.name(), listed: listed.join(", ") })
     }
 
     /// Refuses a client assertion key the server's metadata says it does not accept: the
@@ -61,11 +57,7 @@ impl OAuth {
             });
         match refusal {
             None => Ok(()),
-            Some((what, listed)) => Err(LoginError::ClientAuthNotSupported {
-                server: server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()),
-                what,
-                listed,
-            }),
+            Some((what, listed)) => Err(LoginError::ClientAuthNotSupported { server: server.name(), what, listed }),
         }
     }
 

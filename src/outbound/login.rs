@@ -4,10 +4,12 @@
 //! RFC 9207 `iss` checks (the request itself: [`crate::oauth::authorize`]), through the
 //! loopback [`callback`](super::callback) (RFC 8252) and the user's
 //! [`browser`](super::browser), and the code exchanged for tokens. The grants without a
-//! browser branch off after discovery ([`grant`](super::grant)).
+//! browser ([`grant`](super::grant)) and the device flow ([`device`](super::device))
+//! branch off after discovery.
 
 use tracing::info;
 
+use crate::config::Grant;
 use crate::oauth::authorize::AuthorizeRequest;
 use crate::oauth::pkce::{Pkce, random_token, verifier};
 use crate::outbound::callback::{Callback, Expectation};
@@ -66,6 +68,9 @@ impl OAuth {
         self.check_client_auth_supported(session)?;
         if let Some(grant) = self.cfg.grant.unattended() {
             return self.unattended_login(session, step_up, grant).await;
+        }
+        if self.cfg.grant == Grant::DeviceCode {
+            return self.device_login(session, step_up).await;
         }
         let server = &session.discovery.as_ref().ok_or(LoginError::NotRequired)?.server;
         if server.no_pkce_s256 {

@@ -15,6 +15,9 @@
 //!   until the login completes.
 //! - `grant`: the grants without a browser (client credentials, JWT bearer): the first
 //!   token and a new one before expiry, the same way.
+//! - `device`: the device flow (RFC 8628): a code shown on stderr, approved at a browser
+//!   anywhere, while the proxy polls; requests get 503 meanwhile, as during the browser
+//!   login.
 //! - `tokens`: the token in use and its refresh before expiry (RFC 6749 §6).
 //! - `scope`: which scope to ask for, and the step-up union.
 //! - `resume` and [`store`]: the refresh token and registered client survive restarts.
@@ -31,6 +34,7 @@
 pub(crate) mod browser;
 pub(crate) mod callback;
 mod client;
+mod device;
 pub(crate) mod discover;
 mod error;
 mod grant;

@@ -66,6 +66,7 @@ mod tests {
                 no_pkce_s256: false,
                 token_endpoint: url,
                 registration_endpoint: None,
+                device_authorization_endpoint: None,
             },
             challenge_scope: challenge.map(str::to_owned),
             resource_scopes: resource.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),

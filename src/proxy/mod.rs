@@ -496,7 +496,7 @@ impl Proxy {
 /// starting an OAuth flow of their own against the target (ToolHive's reasoning too).
 fn login_unavailable(why: &Unavailable, body: &[u8]) -> Local {
     let message = match why {
-        Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL is in the proxy's log) and retry".to_owned(),
+        Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL, and a device login's code, are in the proxy's log) and retry".to_owned(),
         Unavailable::Failed(reason) => format!("the proxy could not log in to the MCP server ({reason}); it will try again on a later request"),
         Unavailable::Retry => "the authorization server of the MCP server is unavailable; the proxy keeps its login and retries".to_owned(),
     };

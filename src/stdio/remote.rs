@@ -193,7 +193,7 @@ impl Remote {
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(LOGIN_POLL).await,
                 Err(_) => {
                     return Err(format!(
-                        "no login to the MCP server within {limit:?} (--remote-auth-timeout); finish the login in the browser (the URL is in the log) and retry"
+                        "no login to the MCP server within {limit:?} (--remote-auth-timeout); finish the login in the browser (the URL, and a device login's code, are in the log) and retry"
                     ));
                 }
             }
@@ -352,7 +352,7 @@ async fn read_bounded(mut body: UpstreamBody, max: usize) -> Result<Bytes, Read>
 fn unavailable(why: &Unavailable) -> String {
     match why {
         Unavailable::Pending => {
-            "thv is logging in to the MCP server; finish the login in the browser (the URL is in the log) and retry"
+            "thv is logging in to the MCP server; finish the login in the browser (the URL, and a device login's code, are in the log) and retry"
                 .to_owned()
         }
         Unavailable::Failed(reason) => {
