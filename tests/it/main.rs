@@ -7,6 +7,7 @@ mod support;
 mod authz_table;
 mod cli;
 mod corpus;
+mod device;
 mod engine;
 mod faults;
 mod forwarding;
