@@ -67,7 +67,7 @@ impl OAuth {
         };
         info!(
             polls = schedule.polls(),
-            seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+            seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "the device login was approved; logged in to the MCP server"
         );
         session.scope = scope;

@@ -15,19 +15,19 @@ use crate::outbound::{call, field, form, health, protected_upstream, wait_authen
 use crate::support::Thv;
 use crate::support::upstream::{ScriptedUpstream, reply};
 
-const DEVICE_CODE: &str = "the-device-code-never-logged";
-const USER_CODE: &str = "WDJB-MJHT";
+pub(crate) const DEVICE_CODE: &str = "the-device-code-never-logged";
+pub(crate) const USER_CODE: &str = "WDJB-MJHT";
 
 /// An authorization server with (or without) a device authorization endpoint whose token
 /// endpoint answers the scripted replies in turn, noting when each poll came.
-struct DeviceServer {
+pub(crate) struct DeviceServer {
     server: ScriptedUpstream,
     replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
     polled_at: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl DeviceServer {
-    async fn start(with_device_endpoint: bool) -> DeviceServer {
+    pub(crate) async fn start(with_device_endpoint: bool) -> DeviceServer {
         let replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
         let polled_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let (r, p) = (replies.clone(), polled_at.clone());
@@ -74,15 +74,15 @@ impl DeviceServer {
         DeviceServer { server, replies, polled_at }
     }
 
-    fn push(&self, status: u16, body: serde_json::Value) {
+    pub(crate) fn push(&self, status: u16, body: serde_json::Value) {
         self.replies.lock().unwrap().push((status, body));
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         self.server.url("").trim_end_matches('/').to_owned()
     }
 
-    fn requests(&self, path: &str) -> Vec<crate::support::upstream::Seen> {
+    pub(crate) fn requests(&self, path: &str) -> Vec<crate::support::upstream::Seen> {
         self.server.seen().into_iter().filter(|s| s.uri.path() == path).collect()
     }
 

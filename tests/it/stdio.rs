@@ -498,3 +498,42 @@ async fn configured_header_fields_go_on_every_request_and_never_to_the_log() {
         assert!(!log.contains(secret), "{secret} leaked into the log:\n{log}");
     }
 }
+
+/// `thv proxy stdio` shares the device login: the bridge shows the code, holds the first
+/// request until the login is approved (bounded by --remote-auth-timeout), then sends the
+/// token; the device code and the token stay out of the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_login_works_for_the_stdio_bridge() {
+    use crate::device::{DEVICE_CODE, DeviceServer, USER_CODE};
+    let upstream = ScriptedUpstream::start(session_server(false)).await;
+    let server = DeviceServer::start(true).await;
+    server.push(400, json!({"error": "authorization_pending"}));
+    server.push(200, json!({"access_token": "stdio-device-tok", "token_type": "Bearer", "expires_in": 3600}));
+    let issuer = server.issuer();
+    let mut bridge = Bridge::start(
+        &upstream.url("/mcp"),
+        &[
+            "--remote-auth-issuer",
+            &issuer,
+            "--remote-auth-grant-type",
+            "device_code",
+            "--remote-auth-client-id",
+            "device-client",
+            "--remote-auth-skip-browser",
+            "--remote-auth-store=false",
+            "--remote-auth-timeout",
+            "15s",
+            "--debug",
+        ],
+    );
+    let answer = initialize(&mut bridge);
+    assert_eq!(answer["result"]["serverInfo"]["name"], "scripted", "{answer}");
+    assert_eq!(server.requests("/token").len(), 2, "one pending poll, then the token");
+    let sent: Vec<_> = upstream.seen().iter().filter_map(|s| s.headers.get("authorization").cloned()).collect();
+    assert!(!sent.is_empty() && sent.iter().all(|h| h == "Bearer stdio-device-tok"), "{sent:?}");
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
+    let log = bridge.stderr();
+    assert!(log.contains(&format!("enter the code {USER_CODE}:")), "{log}");
+    assert!(!log.contains(DEVICE_CODE) && !log.contains("stdio-device-tok"), "{log}");
+}
