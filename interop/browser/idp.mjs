@@ -24,15 +24,21 @@
 //   given with --redirect-uris): `thv-oidc` (secret --oidc-secret) and `thv-plain` (secret
 //   --plain-secret), and `minter` (client_credentials, secret --minter-secret) that mints
 //   tokens for the static-bearer check.
+// * The device flow (RFC 8628, oidc-provider's features.deviceFlow) for the pre-registered
+//   `thv-device` (client_secret_basic, secret --device-secret): its verification pages
+//   (enter the code, confirm it, signed in) are plain forms like the login pages, followed by
+//   the same login and consent.
 // * POST /_test/token-outage?seconds=N: the token endpoint answers 503 temporarily_unavailable
 //   for N seconds (a transient outage).
 // * Every request to /token is summarized (grant_type, client_id, client authentication
-//   method, resource, scope; never a token, code or secret) in --log (JSONL) together with
+//   method, resource, scope; never a token, code or secret, except the device code, which
+//   the runner needs to prove thv never logs it) in --log (JSONL) together with
 //   oidc-provider's events; GET /_test/stats returns the counters.
 //
 // Usage: node idp.mjs [--port 0] [--ttl 5] [--user alice] [--password P]
 //                     [--redirect-uris http://localhost:P1/callback,...]
-//                     [--oidc-secret S] [--plain-secret S] [--minter-secret S] [--log file]
+//                     [--oidc-secret S] [--plain-secret S] [--minter-secret S]
+//                     [--device-secret S] [--log file]
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
@@ -53,6 +59,7 @@ const { values: opts } = parseArgs({
     'oidc-secret': { type: 'string', default: 'thv-oidc-secret' },
     'plain-secret': { type: 'string', default: 'thv-plain-secret' },
     'minter-secret': { type: 'string', default: 'minter-secret' },
+    'device-secret': { type: 'string', default: 'thv-device-secret' },
     log: { type: 'string', default: '' },
   },
 });
@@ -78,16 +85,41 @@ function log(entry) {
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
+function html(title, body) {
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font-family:sans-serif;max-width:28em;margin:3em auto}label,input,button{display:block;margin:.5em 0}</style>
+</head><body><h1>${esc(title)}</h1>${body}</body></html>`;
+}
+
 function page(res, title, body, status = 200) {
   res.statusCode = status;
   res.setHeader('content-type', 'text/html; charset=utf-8');
   res.setHeader('cache-control', 'no-store');
   res.setHeader('x-frame-options', 'DENY');
-  res.end(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
-<style>body{font-family:sans-serif;max-width:28em;margin:3em auto}label,input,button{display:block;margin:.5em 0}</style>
-</head><body><h1>${esc(title)}</h1>${body}</body></html>`);
+  res.end(html(title, body));
 }
+
+// The device flow's own pages (RFC 8628 §3.3), rendered by oidc-provider into the koa
+// context: its defaults load web fonts, which the suite's Chromium may not fetch. `form` is
+// oidc-provider's hidden form (xsrf, user_code); the buttons submit it.
+function devicePage(ctx, title, body) {
+  bump(counters.pages, title);
+  ctx.type = 'html';
+  ctx.body = html(title, body);
+}
+
+const deviceFlow = {
+  enabled: true,
+  userCodeInputSource: async (ctx, form, _out, err) => devicePage(ctx, 'Enter the code', `
+${err ? `<p id="device-error" role="alert">${esc(err.error ?? err.name ?? 'error')}: ${esc(err.error_description ?? err.message ?? '')}</p>` : ''}
+${form}<button id="device-continue" type="submit" form="op.deviceInputForm">Continue</button>`),
+  userCodeConfirmSource: async (ctx, form, client, _deviceInfo, userCode) => devicePage(ctx, 'Confirm the device', `
+<p><b>${esc(client.clientName ?? client.clientId)}</b> shows the code <code id="user-code">${esc(userCode)}</code>.</p>
+${form}<button id="device-continue" type="submit" form="op.deviceConfirmForm">Continue</button>
+<button id="device-abort" type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button>`),
+  successSource: async (ctx) => devicePage(ctx, 'Device signed in', '<p id="device-success">You can close this page.</p>'),
+};
 
 async function readForm(req) {
   const chunks = [];
@@ -190,6 +222,9 @@ function summarizeTokenRequest(req, form) {
     resource: form.resource ?? null,
     scope: form.scope ?? null,
     has_code_verifier: form.code_verifier !== undefined,
+    // The one credential recorded: the runner proves the device code never reaches thv's
+    // output, and only the IdP can tell it what the code was.
+    device_code: form.device_code ?? null,
     redirect_uri: form.redirect_uri ?? null,
   };
 }
@@ -257,6 +292,16 @@ provider = new Provider(issuer, {
       scope: RESOURCE_SCOPE,
       token_endpoint_auth_method: 'client_secret_basic',
     },
+    {
+      // RFC 8628 only: no redirect URIs, no authorization endpoint.
+      client_id: 'thv-device',
+      client_secret: opts['device-secret'],
+      client_name: 'thv device login',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
   ],
   jwks: jwks(),
   scopes: ['openid', 'offline_access', 'profile', 'email', RESOURCE_SCOPE],
@@ -271,6 +316,7 @@ provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    deviceFlow,
     registration: { enabled: true },
     introspection: {
       enabled: true,
@@ -292,6 +338,7 @@ provider = new Provider(issuer, {
     AccessToken: ACCESS_TOKEN_TTL,
     ClientCredentials: 600,
     AuthorizationCode: 60,
+    DeviceCode: 600,
     Grant: 24 * 3600,
     IdToken: 3600,
     Interaction: 600,

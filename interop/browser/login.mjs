@@ -15,6 +15,10 @@
 //
 // Usage: node login.mjs --url URL [--user alice] [--password P] [--shots DIR]
 //                       [--wrong-password-first] [--deny] [--timeout-ms 45000] [--report FILE]
+//                       [--device [--user-code CODE]]
+// With --device, URL is a device flow verification URI (RFC 8628 §3.3): the page shows (or
+// asks for) the user code and is confirmed, then the same login and consent, ending on the
+// IdP's "signed in" page; "callback" stays null and "device" says how it ended.
 // As $BROWSER for thv (which appends the URL): BROWSER="node login.mjs --report FILE --url"
 // (the report then goes to FILE too, since thv discards the browser's output).
 
@@ -36,6 +40,10 @@ const { values: opts } = parseArgs({
     'timeout-ms': { type: 'string', default: '45000' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
     report: { type: 'string', default: '' },
+    // RFC 8628: --url is a verification URI; the walk ends on the IdP's "signed in" page
+    // (or its error page), not at a callback. --user-code is typed when the page asks.
+    device: { type: 'boolean', default: false },
+    'user-code': { type: 'string', default: '' },
   },
   allowPositionals: true,
 });
@@ -47,14 +55,14 @@ const report = { ok: false, error: null, steps: [], callback: null, blocked: [],
 
 const authUrl = new URL(opts.url);
 const redirectUri = authUrl.searchParams.get('redirect_uri');
-if (!redirectUri) {
+if (!redirectUri && !opts.device) {
   report.error = 'the authorization URL has no redirect_uri';
   process.stdout.write(`${JSON.stringify(report)}\n`);
   if (opts.report) writeFileSync(opts.report, `${JSON.stringify(report)}\n`);
   process.exit(1);
 }
 const noQuery = (u) => { const x = new URL(u); return `${x.origin}${x.pathname}`; };
-const atCallback = (u) => noQuery(u) === noQuery(redirectUri);
+const atCallback = (u) => !opts.device && noQuery(u) === noQuery(redirectUri);
 
 const profile = mkdtempSync(join(tmpdir(), 'thv-chromium-'));
 if (opts.shots) mkdirSync(opts.shots, { recursive: true });
@@ -121,6 +129,29 @@ try {
       await shot('callback');
       break;
     }
+    if (opts.device && (await page.$('#device-success') || await page.$('#device-error'))) {
+      const success = Boolean(await page.$('#device-success'));
+      report.device = {
+        status: lastMain?.status() ?? null,
+        success,
+        text: ((await page.textContent('body').catch(() => '')) ?? '').trim().slice(0, 300),
+      };
+      await step(success ? 'signed in' : 'device error');
+      await shot(success ? 'device-success' : 'device-error');
+      break;
+    }
+    if (opts.device && await page.$('#device-continue')) {
+      await shot('device');
+      const input = await page.$('input[name=user_code]:not([type=hidden])');
+      if (input) {
+        await input.fill(opts['user-code']);
+        await step('enter the user code');
+      } else {
+        await step('confirm the user code');
+      }
+      await submit(!input && opts.deny ? '#device-abort' : '#device-continue');
+      continue;
+    }
     if (await page.$('#username')) {
       await shot('login');
       if (opts['wrong-password-first'] && report.wrong_password_refused === null) {
@@ -149,9 +180,15 @@ try {
     const text = (await page.textContent('body').catch(() => '')) ?? '';
     throw new Error(`unexpected page ${noQuery(url)} (${lastMain?.status()}): ${text.trim().slice(0, 300)}`);
   }
-  if (!report.callback) throw new Error(`did not reach the callback within ${MAX_STEPS} steps`);
-  report.ok = report.callback.status === 200;
-  if (!report.ok) report.error = `the callback answered ${report.callback.status}`;
+  if (opts.device) {
+    if (!report.device) throw new Error(`did not reach the end of the device flow within ${MAX_STEPS} steps`);
+    report.ok = report.device.success && report.device.status === 200;
+    if (!report.ok) report.error = `the device flow ended with: ${report.device.text}`;
+  } else {
+    if (!report.callback) throw new Error(`did not reach the callback within ${MAX_STEPS} steps`);
+    report.ok = report.callback.status === 200;
+    if (!report.ok) report.error = `the callback answered ${report.callback.status}`;
+  }
 } catch (err) {
   report.error = `${err?.name ?? 'Error'}: ${String(err?.message ?? err).split('\n')[0]}`;
 } finally {

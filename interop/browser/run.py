@@ -208,6 +208,7 @@ def start_fixtures(results: Path) -> Env:
         "oidc": "oidc-" + secrets.token_urlsafe(18),
         "plain": "plain-" + secrets.token_urlsafe(18),
         "minter": "minter-" + secrets.token_urlsafe(18),
+        "device": "device-" + secrets.token_urlsafe(18),
     }
     idp = start_proc(
         "idp",
@@ -230,6 +231,8 @@ def start_fixtures(results: Path) -> Env:
             secrets_["plain"],
             "--minter-secret",
             secrets_["minter"],
+            "--device-secret",
+            secrets_["device"],
             "--log",
             str(results / "idp-events.jsonl"),
         ],
@@ -1273,6 +1276,135 @@ def login_timeout(s: Suite) -> str:
     return f"nobody logged in: login-failed {took:.1f}s after the URL (--remote-auth-timeout 3s); request 503; log {line!r}"
 
 
+DEVICE_PROMPT = re.compile(r"^To log in to the MCP server, open this URL in a browser and enter the code (\S+):$")
+DEVICE_COMPLETE = "or open this URL, which carries the code:"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_PERSON_DELAY = 6  # seconds between thv's prompt and Chromium opening the page
+
+
+def device_prompt(thv: Thv) -> tuple[str, str, str | None] | None:
+    """What thv showed the user for a device login: the user code, the verification URI and
+    the URI with the code (when the IdP gave one)."""
+    lines = thv.proc.log_text().splitlines()
+    for i, line in enumerate(lines):
+        m = DEVICE_PROMPT.match(line.strip())
+        if m and i + 1 < len(lines):
+            complete = None
+            if i + 3 < len(lines) and lines[i + 2].strip() == DEVICE_COMPLETE:
+                complete = lines[i + 3].strip()
+            return m.group(1), lines[i + 1].strip(), complete
+    return None
+
+
+def device_login(s: Suite) -> str:
+    """RFC 8628 end to end: thv prints the code, Chromium opens verification_uri_complete, confirms
+    the code, logs in and consents; thv's polls turn into tokens that reach the upstream."""
+    env = s.env
+    store = env.results / "store-device"
+    env.store_dirs.append(store)
+    secret_file = write_secret(env, "device", env.secrets["device"])
+    env.seen_secrets.add(env.secrets["device"])
+    since = time.time()
+    t0 = time.monotonic()
+    thv = Thv(
+        env,
+        "device",
+        ["--remote-auth-grant-type", "device_code", "--remote-auth-skip-browser",
+         "--remote-auth-client-id", "thv-device", "--remote-auth-client-secret-file", str(secret_file),
+         "--remote-auth-timeout", LOGIN_TIMEOUT, "--remote-auth-store-dir", str(store), "--debug"],
+    )
+    user_code, uri, complete = wait_until("the device login prompt on thv's stderr", lambda: device_prompt(thv), 20)
+    thv.wait_outgoing("login-pending", 5)
+    pending = probe_pending(thv)
+    if uri != f"{env.idp_url}/device" or not complete or f"user_code={user_code}" not in complete:
+        raise Failed(f"unexpected verification URIs {uri!r}, {complete!r} for code {user_code!r}")
+    # A person takes a moment to get to the page: thv's first polls see authorization_pending.
+    time.sleep(DEVICE_PERSON_DELAY)
+    report = browser_login(env, complete, "device", "--device")
+    if not report["ok"] or report["blocked"]:
+        raise Failed(f"device approval in Chromium failed: {report['error']}; blocked {report['blocked']}; steps {report['steps']}")
+    thv.wait_outgoing("authenticated", 20)
+    approved = time.monotonic() - t0
+    # Calls over 7.5 s: the 5 s token is refreshed with the device client's credentials.
+    calls = mcp_calls(thv.url, count=4, interval=2.5)
+    if not calls["ok"]:
+        raise Failed(f"MCP session through thv: {calls_summary(calls)}")
+    who = calls["calls"][-1]["whoami"]
+    claims = verify_jwt(env, bearer_tokens(env.upstream_log()["requests"])[-1])
+    if who.get("sub") != USER or claims.get("client_id") != "thv-device" or claims["_typ"] != "at+jwt":
+        raise Failed(f"upstream saw {who}, token claims {claims}")
+    polls = token_requests(env, since, grant_type=DEVICE_GRANT)
+    bad = [p for p in polls if p["client_auth"] != "client_secret_basic" or p["resource"] != env.upstream_url]
+    if not polls or bad:
+        raise Failed(f"device token requests: {len(polls)}, not basic or without resource: {bad[:1]}")
+    statuses = [p.get("status") for p in polls]
+    if len(polls) < 2 or statuses[-1] != 200 or any(st != 400 for st in statuses[:-1]):
+        raise Failed(f"want authorization_pending (400) polls, then 200: {statuses}")
+    refreshes = token_requests(env, since, grant_type="refresh_token", client_id="thv-device")
+    if not refreshes or any(r.get("status") != 200 or r["resource"] != env.upstream_url for r in refreshes):
+        raise Failed(f"refreshes of the device login: {[(r.get('status'), r['resource']) for r in refreshes]}")
+    device_codes = {p["device_code"] for p in polls if p.get("device_code")}
+    env.seen_secrets |= device_codes
+    data = read_store(store)
+    remember_store_secrets(env, store)
+    if data.get("client_id") != "thv-device" or not data.get("refresh_token"):
+        raise Failed(f"store after the device login: keys {sorted(data)}, client {data.get('client_id')}")
+    perm = assert_modes(store)
+    line = next((ln for ln in thv.proc.log_text().splitlines() if "the device login was approved" in ln), "")
+    figures = dict(re.findall(r"\b(polls|seconds)=([0-9.]+)", line))
+    if figures.get("polls") != str(len(polls)):
+        raise Failed(f"thv counted {figures.get('polls')} polls, the IdP saw {len(polls)}: {line!r}")
+    # The user code is meant to be shown, and only where it is shown to the user; the device
+    # code and the tokens never.
+    text = thv.proc.output_text()
+    shown = {f"To log in to the MCP server, open this URL in a browser and enter the code {user_code}:", complete}
+    elsewhere = [ln for ln in text.splitlines() if user_code in ln and ln.strip() not in shown]
+    leaked = [c[-6:] for c in device_codes if c in text]
+    if elsewhere or leaked or len(device_codes) != 1:
+        raise Failed(f"user code outside the prompt: {elsewhere[:2]}; device code in the log: {leaked}; codes {len(device_codes)}")
+    thv.stop()
+    steps = " -> ".join(st["action"] for st in report["steps"])
+    return (
+        f"code {user_code} shown with {uri} and verification_uri_complete; {pending} while pending; Chromium: {steps}; "
+        f"approved {approved:.1f}s after thv started, {len(polls)} polls (thv: {figures.get('seconds')}s, polls={figures.get('polls')}; "
+        f"interval 5 s, the IdP's default; Chromium started {DEVICE_PERSON_DELAY}s after the prompt); {calls_summary(calls)} "
+        f"over 7.5 s with {len(refreshes)} refresh(es); upstream saw Bearer at+jwt client=thv-device sub={claims['sub']}; "
+        f"polls client_secret_basic with resource; store {perm}; user code only in the prompt, device code absent from the --debug log"
+    )
+
+
+def device_denied(s: Suite) -> str:
+    """The person aborts on the IdP's confirmation page: the next poll gets access_denied, thv
+    stops polling, and requests are told why."""
+    env = s.env
+    secret_file = write_secret(env, "device-2", env.secrets["device"])
+    since = time.time()
+    thv = Thv(
+        env,
+        "device-denied",
+        ["--remote-auth-grant-type", "device_code", "--remote-auth-skip-browser", "--remote-auth-store=false",
+         "--remote-auth-client-id", "thv-device", "--remote-auth-client-secret-file", str(secret_file),
+         "--remote-auth-timeout", LOGIN_TIMEOUT, "--debug"],
+    )
+    user_code, _uri, complete = wait_until("the device login prompt", lambda: device_prompt(thv), 20)
+    report = browser_login(env, complete or "", "device-denied", "--device", "--deny")
+    if report["ok"] or not report.get("device"):
+        raise Failed(f"the abort did not end the device flow at the IdP: {report}")
+    thv.wait_outgoing("login-failed", 20)
+    r = request("POST", thv.url, MCP_HEADERS, INIT_BODY)
+    body = r.body.decode(errors="replace")
+    if r.status != 503 or "access_denied" not in body:
+        raise Failed(f"after the denial a request got {r.status}: {body[:300]}")
+    polls = token_requests(env, since, grant_type=DEVICE_GRANT)
+    time.sleep(6)
+    if len(token_requests(env, since, grant_type=DEVICE_GRANT)) != len(polls):
+        raise Failed("thv kept polling after access_denied")
+    line = log_line(thv.proc.log_text(), "logging in to the MCP server failed")
+    thv.stop()
+    steps = " -> ".join(st["action"] for st in report["steps"])
+    return f"Chromium: {steps} ({report['device']['text'][:60]!r}); {len(polls)} polls, none after access_denied; request 503; log {line!r}"
+
+
 def no_secrets_logged(s: Suite) -> str:
     env = s.env
     for proc in env.thvs:
@@ -1336,6 +1468,10 @@ GROUPS: dict[str, list[tuple[str, Callable[[Suite], str]]]] = {
         ("secret.empty-file-startup-error", empty_secret_file),
     ],
     "static": [("static.bearer-file", static_bearer)],
+    "device": [
+        ("device.approved-in-chromium", device_login),
+        ("device.denied-in-chromium", device_denied),
+    ],
     "failures": [
         ("browser.started-by-thv-via-BROWSER", browser_env),
         ("login.denied-by-user", login_denied),
