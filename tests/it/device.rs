@@ -28,6 +28,13 @@ pub(crate) struct DeviceServer {
 
 impl DeviceServer {
     pub(crate) async fn start(with_device_endpoint: bool) -> DeviceServer {
+        DeviceServer::listing(with_device_endpoint, &["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"])
+            .await
+    }
+
+    /// With `grants` as its `grant_types_supported`.
+    async fn listing(with_device_endpoint: bool, grants: &[&str]) -> DeviceServer {
+        let grants = grants.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
         let replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
         let polled_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let (r, p) = (replies.clone(), polled_at.clone());
@@ -39,7 +46,7 @@ impl DeviceServer {
                     let mut metadata = serde_json::json!({
                         "issuer": format!("http://{host}"),
                         "token_endpoint": format!("http://{host}/token"),
-                        "grant_types_supported": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+                        "grant_types_supported": grants,
                     });
                     if with_device_endpoint {
                         metadata["device_authorization_endpoint"] = format!("http://{host}/device").into();
@@ -87,6 +94,10 @@ impl DeviceServer {
     }
 
     fn start_thv(&self, upstream: &ScriptedUpstream, extra: &[&str]) -> Thv {
+        self.start_thv_env(upstream, &[&["--remote-auth-skip-browser"][..], extra].concat(), &[])
+    }
+
+    fn start_thv_env(&self, upstream: &ScriptedUpstream, extra: &[&str], env: &[(&str, &str)]) -> Thv {
         let issuer = self.issuer();
         let mut args = vec![
             "--remote-auth-issuer",
@@ -95,12 +106,12 @@ impl DeviceServer {
             "device_code",
             "--remote-auth-client-id",
             "device-client",
-            "--remote-auth-skip-browser",
             "--remote-auth-store=false",
             "--debug",
         ];
         args.extend_from_slice(extra);
-        Thv::start_env(&upstream.url("/mcp"), &args, &[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "device-secret")])
+        let env = [&[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "device-secret")][..], env].concat();
+        Thv::start_env(&upstream.url("/mcp"), &args, &env)
     }
 }
 
@@ -179,16 +190,46 @@ async fn access_denied_ends_the_login() {
     assert_not_logged(&thv, &[DEVICE_CODE, "device-secret"]);
 }
 
+/// A server whose grant_types_supported leaves out the device grant: the existing refusal,
+/// naming the grant and the server, before any device authorization request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_not_listing_the_device_grant_is_refused() {
+    let up = protected_upstream(Arc::default()).await;
+    let server = DeviceServer::listing(true, &["authorization_code", "refresh_token"]).await;
+    let thv = server.start_thv(&up, &[]);
+    let body = failed_with(&thv, Duration::from_secs(10)).await;
+    assert!(body.contains("urn:ietf:params:oauth:grant-type:device_code") && body.contains(&server.issuer()), "{body}");
+    assert!(server.requests("/device").is_empty() && server.requests("/token").is_empty());
+}
+
 /// `expired_token` ends the login with a message that says a new login shows a new code.
+/// Without --remote-auth-skip-browser, `$BROWSER` is started with the URI that carries the
+/// code (no shell: the script gets it as its one argument).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_ends_the_login() {
     let up = protected_upstream(Arc::default()).await;
     let server = DeviceServer::start(true).await;
     server.push(400, serde_json::json!({"error": "expired_token"}));
-    let thv = server.start_thv(&up, &[]);
+    let dir = std::env::temp_dir().join(format!("thv-it-device-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opened = dir.join("opened");
+    let script = dir.join("browser.sh");
+    // Written aside, then renamed: the test never reads a half-written file.
+    let o = opened.display();
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{o}.tmp' && mv '{o}.tmp' '{o}'\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let thv = server.start_thv_env(&up, &[], &[("BROWSER", script.to_str().unwrap())]);
     let body = failed_with(&thv, Duration::from_secs(10)).await;
     assert!(body.contains("expired") && body.contains("new code"), "{body}");
     assert_eq!(server.requests("/token").len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !opened.exists() {
+        assert!(Instant::now() < deadline, "$BROWSER was not started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(url, format!("{}/activate?user_code={USER_CODE}", server.issuer()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Nobody approves: polling stops at --remote-auth-timeout (the code would last 60 s).
