@@ -58,7 +58,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), Error> {
     let stops = StreamStops::default();
     // First: incoming and outgoing auth count their events into its metrics.
     let telemetry = match &config.telemetry {
-        Some(t) => Some(Telemetry::start(t, &config.server_name).map_err(Error::Io)?),
+        Some(t) => {
+            let tools = config.policy.as_ref().and_then(|p| p.tools.clone());
+            Some(Telemetry::start(t, &config.server_name, tools).map_err(Error::Io)?)
+        }
         None => None,
     };
     let metrics = telemetry.as_ref().map(|t| t.metrics().clone());

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::TelemetryConfig;
 use crate::mcp::peek::{self, Peek};
+use crate::policy::tools::ToolView;
 use data::{Family, KeyValue, Resource};
 pub(crate) use logs::init;
 use metrics::{Metrics, RequestFacts};
@@ -54,6 +55,8 @@ pub(crate) struct Telemetry {
     /// Tool, prompt and resource names the server's own lists gave: the only names that
     /// become metric labels (a client could otherwise mint a series per request).
     names: Names,
+    /// `--tools`/`--tools-override`: the names the client sees, mapped back to the server's.
+    tools: Option<Arc<ToolView>>,
 }
 
 /// The facts of a request head telemetry reads, as either engine has them.
@@ -155,7 +158,11 @@ fn unix_nanos(at: SystemTime) -> u64 {
 
 impl Telemetry {
     /// Starts the exporter thread when an OTLP endpoint is configured.
-    pub(crate) fn start(config: &TelemetryConfig, server_name: &str) -> std::io::Result<Arc<Telemetry>> {
+    pub(crate) fn start(
+        config: &TelemetryConfig,
+        server_name: &str,
+        tools: Option<Arc<ToolView>>,
+    ) -> std::io::Result<Arc<Telemetry>> {
         let metrics = Arc::new(Metrics::new(server_name, config.transport));
         let mut resource = Resource { attributes: vec![KeyValue::str("service.name", config.service_name.clone())] };
         resource.attributes.push(KeyValue::str("service.version", env!("CARGO_PKG_VERSION")));
@@ -201,6 +208,7 @@ impl Telemetry {
                 })
                 .collect(),
             names: Names::default(),
+            tools,
         }))
     }
 
@@ -382,7 +390,7 @@ impl Observation {
     pub(crate) fn finish(mut self: Box<Self>, status: u16, bytes: u64) {
         let tel = self.telemetry.clone();
         if let Some(learn) = self.learn.take().filter(|_| (200..300).contains(&status)) {
-            learn.finish(&tel.names);
+            learn.finish(&tel.names, tel.tools.as_deref());
         }
         if self.events > 0 {
             tel.metrics.count(metrics::Count::SseEvents(self.events));
@@ -477,7 +485,7 @@ mod tests {
             schedule_delay: Duration::from_secs(1),
             transport: "streamable-http",
         };
-        Telemetry::start(&config, "t").unwrap()
+        Telemetry::start(&config, "t", None).unwrap()
     }
 
     fn head(method: &'static str) -> Head<'static> {

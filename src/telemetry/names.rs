@@ -1,12 +1,16 @@
 //! The names a metric label may carry: only tools, prompts and resources the server's own
 //! list answers named (`tools/list`, `prompts/list`, `resources/list`). A name a client
 //! sends is labelled `other` until the server has listed it, so no client can mint a
-//! series per request. The lists are read as they pass to the client, JSON or SSE.
+//! series per request. The lists are read as they pass to the client, JSON or SSE; a tool
+//! the client sees under another name (`--tools-override`) is learned under the server's
+//! name, which is the one its calls carry to the server and are labelled with.
 
 use std::collections::HashSet;
 use std::sync::RwLock;
 
 use serde::Deserialize;
+
+use crate::policy::tools::{Resolved, ToolView};
 
 /// The most names kept per kind: a server's list changing for ever cannot grow memory
 /// without bound.
@@ -102,8 +106,9 @@ impl Learn {
         }
     }
 
-    /// The answer is whole: its names are learned.
-    pub(crate) fn finish(self, names: &Names) {
+    /// The answer is whole: its names are learned (a tool's as the server names it, when
+    /// `tools` shows the client other names).
+    pub(crate) fn finish(self, names: &Names, tools: Option<&ToolView>) {
         if self.overflow {
             return;
         }
@@ -121,6 +126,15 @@ impl Learn {
                     .collect();
                 collect(self.kind, &data.join("\n"), &mut found);
             }
+        }
+        if let (Kind::Tool, Some(view)) = (self.kind, tools) {
+            found = found
+                .iter()
+                .filter_map(|name| match view.resolve(name) {
+                    Resolved::Tool(original) => Some(original.to_owned()),
+                    Resolved::Hidden => None,
+                })
+                .collect();
         }
         names.learn(self.kind, found);
     }
@@ -167,7 +181,7 @@ mod tests {
         let mut learn = Learn::for_method("tools/list").unwrap();
         learn.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","#);
         learn.feed(br#""inputSchema":{}},{"name":"add"}]}}"#);
-        learn.finish(&names);
+        learn.finish(&names, None);
         assert_eq!(names.label(Kind::Tool, "echo"), "echo");
         assert_eq!(names.label(Kind::Tool, "add"), "add");
         assert_eq!(names.label(Kind::Prompt, "echo"), UNLISTED, "kinds are apart");
@@ -178,7 +192,21 @@ mod tests {
         let names = Names::default();
         let mut learn = Learn::for_method("resources/list").unwrap();
         learn.feed(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resources\":[{\"uri\":\"file:///a\",\"name\":\"a\"}]}}\n\n");
-        learn.finish(&names);
+        learn.finish(&names, None);
         assert_eq!(names.label(Kind::Resource, "file:///a"), "file:///a");
+    }
+
+    #[test]
+    fn a_renamed_tool_is_learned_under_the_servers_name() {
+        let overrides = serde_json::from_value(serde_json::json!({"add": {"name": "sum"}})).unwrap();
+        let view = ToolView::new(&["add".to_owned(), "echo".to_owned()], overrides).unwrap();
+        let names = Names::default();
+        let mut learn = Learn::for_method("tools/list").unwrap();
+        // The list as the client gets it: `add` shown as `sum`.
+        learn.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"sum"},{"name":"echo"}]}}"#);
+        learn.finish(&names, Some(&view));
+        assert_eq!(names.label(Kind::Tool, "add"), "add", "calls reach the server, and are counted, as add");
+        assert_eq!(names.label(Kind::Tool, "echo"), "echo");
+        assert_eq!(names.label(Kind::Tool, "sum"), UNLISTED, "no call carries the client's name to the server");
     }
 }
