@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stage() { printf '\n==> %s\n' "$*"; }
+stage() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 stage "formatting and lints"
 cargo fmt --all -- --check
