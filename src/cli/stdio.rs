@@ -53,7 +53,8 @@ impl Args for ProxyCommand {
 const STDIO_ABOUT: &str = "Serve a remote MCP server to a stdio client (e.g. Claude Desktop)";
 
 const STDIO_LONG_ABOUT: &str = "\
-Serve a remote Streamable HTTP MCP server to a client that speaks MCP over stdio.
+Serve a remote MCP server (Streamable HTTP, or the legacy HTTP+SSE transport) to a client
+that speaks MCP over stdio.
 
 Each newline-delimited JSON-RPC message read on stdin is POSTed to --target-uri; the
 server's answers (JSON or server-sent events) and the messages of its listen stream are
@@ -83,6 +84,12 @@ pub struct StdioArgs {
     /// How long to wait for the target's response headers (Go duration; 0 waits forever)
     #[arg(long, value_name = "DURATION", default_value = "5m", allow_hyphen_values = true)]
     pub(crate) upstream_timeout: String,
+
+    /// How to speak to the server: auto (Streamable HTTP, falling back to the legacy
+    /// HTTP+SSE transport when the first POST is answered 404 or 405; a URL ending in /sse
+    /// is legacy from the start), streamable-http, or sse (the legacy transport)
+    #[arg(long, value_name = "TRANSPORT", default_value = "auto")]
+    pub(crate) transport: String,
 
     #[command(flatten)]
     pub remote_auth: RemoteAuthArgs,

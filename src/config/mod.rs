@@ -34,7 +34,7 @@ pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;
 pub(crate) use outbound::{OAuthConfig, OAuthEndpoints};
 pub(crate) use policy::PolicyConfig;
-pub(crate) use stdio::StdioConfig;
+pub(crate) use stdio::{StdioConfig, Transport};
 pub(crate) use target::Target;
 pub(crate) use telemetry::{DIAGNOSTICS_PORT, Diagnostics, TelemetryConfig};
 

@@ -14,6 +14,19 @@ use crate::cli::StdioArgs;
 use crate::cli::values::{parse_go_duration, parse_size};
 use crate::proxy::headers::ForwardHeaders;
 
+/// How the bridge speaks to the server (`--transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Streamable HTTP; the legacy transport when the first POST is answered 404 or 405
+    /// (mcp-remote's `http-first`).
+    Auto,
+    /// MCP 2025-11-25 Transports §Streamable HTTP only.
+    StreamableHttp,
+    /// The HTTP+SSE transport of MCP 2024-11-05 (a GET event stream that names the
+    /// endpoint to POST to).
+    Sse,
+}
+
 /// The validated configuration of one `thv proxy stdio` run.
 #[derive(Debug, Clone)]
 pub(crate) struct StdioConfig {
@@ -31,6 +44,8 @@ pub(crate) struct StdioConfig {
     pub(crate) outbound: Option<OutboundConfig>,
     /// Header fields added to every request (`--remote-forward-headers*`).
     pub(crate) forward: Option<ForwardHeaders>,
+    /// `--transport`, with `auto` already settled for a URL ending in `/sse`.
+    pub(crate) transport: Transport,
     /// `--debug` or `TOOLHIVE_DEBUG`.
     pub(crate) debug: bool,
     /// Warnings about the flags, logged once the logger exists.
@@ -57,6 +72,19 @@ impl StdioConfig {
             .map_err(|why| ConfigError::new("--max-request-body", format!("{:?} {why}", args.max_request_body)))?;
         let upstream_timeout =
             parse_go_duration(&args.upstream_timeout).map_err(|why| ConfigError::new("--upstream-timeout", why))?;
+        let transport = match args.transport.trim().to_ascii_lowercase().as_str() {
+            // The legacy transport's conventional endpoint; mcp-remote reads it the same way.
+            "auto" if target.endpoint_path.ends_with("/sse") => Transport::Sse,
+            "auto" => Transport::Auto,
+            "streamable-http" => Transport::StreamableHttp,
+            "sse" => Transport::Sse,
+            other => {
+                return Err(ConfigError::new(
+                    "--transport",
+                    format!("{other:?} is not a transport; use auto, streamable-http or sse"),
+                ));
+            }
+        };
         let mut warnings = Vec::new();
         let outbound = outbound_config(&args.remote_auth, given, env, &target, &mut warnings)?;
         let forward = forward_headers(&args.remote_auth.forward, outbound.as_ref(), env)?;
@@ -68,6 +96,7 @@ impl StdioConfig {
             connect_timeout: CONNECT_TIMEOUT,
             outbound,
             forward,
+            transport,
             debug,
             warnings,
         })
@@ -111,5 +140,19 @@ mod tests {
         assert_eq!(err.flag, "--max-request-body");
         let err = stdio(&[" ", "--target-uri", "http://x"]).unwrap_err();
         assert_eq!(err.flag, "SERVER_NAME");
+        let err = stdio(&["srv", "--target-uri", "http://x", "--transport", "websocket"]).unwrap_err();
+        assert_eq!(err.flag, "--transport");
+    }
+
+    #[test]
+    fn transports() {
+        let t = |args: &[&str]| stdio(args).unwrap().transport;
+        assert_eq!(t(&["srv", "--target-uri", "http://x/mcp"]), Transport::Auto);
+        assert_eq!(t(&["srv", "--target-uri", "http://x/sse"]), Transport::Sse, "a /sse URL is legacy");
+        assert_eq!(
+            t(&["srv", "--target-uri", "http://x/sse", "--transport", "streamable-http"]),
+            Transport::StreamableHttp
+        );
+        assert_eq!(t(&["srv", "--target-uri", "http://x/mcp", "--transport", "SSE"]), Transport::Sse);
     }
 }

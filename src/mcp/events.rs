@@ -42,6 +42,12 @@ pub(crate) struct EventReader {
     after_cr: bool,
     /// No line was completed yet (a UTF-8 BOM may open the stream).
     first_line: bool,
+    /// The `id` field of the event being built (WHATWG's "last event ID buffer").
+    id_buffer: Option<String>,
+    /// The id of the last event dispatched (or of a block with an id and no data, as a
+    /// priming event is): what `Last-Event-ID` resumes from (MCP 2025-11-25 Transports
+    /// §Resumability and Redelivery).
+    last_id: Option<String>,
 }
 
 impl EventReader {
@@ -55,7 +61,19 @@ impl EventReader {
             name: None,
             after_cr: false,
             first_line: true,
+            id_buffer: None,
+            last_id: None,
         }
+    }
+
+    /// The id to resume the stream from with `Last-Event-ID`, once the server gave one.
+    pub(crate) fn last_event_id(&self) -> Option<&str> {
+        self.last_id.as_deref().filter(|id| !id.is_empty())
+    }
+
+    /// A reader for a resumed stream: a fresh parser that keeps the last event id.
+    pub(crate) fn resumed(&self) -> EventReader {
+        EventReader { last_id: self.last_id.clone(), ..EventReader::new(self.max) }
     }
 
     /// Takes the next chunk; events it completes are appended to `out` in order.
@@ -96,6 +114,9 @@ impl EventReader {
             line
         };
         if line.is_empty() {
+            if let Some(id) = self.id_buffer.take() {
+                self.last_id = Some(id);
+            }
             let name = self.name.take();
             if std::mem::take(&mut self.has_data) {
                 let mut data = std::mem::take(&mut self.data);
@@ -124,7 +145,9 @@ impl EventReader {
                 self.has_data = true;
             }
             b"event" => self.name = Some(String::from_utf8_lossy(value).into_owned()),
-            // `id` and `retry` matter for resuming a stream, which the bridge does not do.
+            // WHATWG: an id with NUL is ignored. A longer id than a header can carry is
+            // no id to resume from; the line limit bounds it already.
+            b"id" if !value.contains(&0) => self.id_buffer = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
         Ok(())
@@ -165,6 +188,21 @@ mod tests {
         assert_eq!(events, vec![ev(Some("endpoint"), "/m")]);
         assert!(!events[0].is_message());
         assert!(ev(None, "").is_message());
+    }
+
+    #[test]
+    fn the_last_event_id_is_the_last_dispatched_one() {
+        let mut reader = EventReader::new(64);
+        let mut out = Vec::new();
+        assert_eq!(reader.last_event_id(), None);
+        reader.feed(b"id: p-0\ndata:\n\n", &mut out).unwrap();
+        assert_eq!(reader.last_event_id(), Some("p-0"), "a priming event (an id, no data) counts");
+        reader.feed(b"id: 7\ndata: {}\n\ndata: {}\n\nid: 8\ndata: x", &mut out).unwrap();
+        assert_eq!(reader.last_event_id(), Some("7"), "an event without an id keeps it; 8 is not dispatched yet");
+        let resumed = reader.resumed();
+        assert_eq!(resumed.last_event_id(), Some("7"));
+        reader.feed(b"\n\nid\n\n", &mut out).unwrap();
+        assert_eq!(reader.last_event_id(), None, "an empty id resets it");
     }
 
     #[test]

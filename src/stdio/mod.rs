@@ -20,14 +20,21 @@
 //! tool call does not hold back a `ping` or a cancellation. Each response's messages are
 //! relayed in the order the server sent them.
 //!
+//! Transports: Streamable HTTP, or the legacy HTTP+SSE transport ([`legacy`]) with
+//! `--transport sse`, a target URL ending in `/sse`, or when `auto` is answered 404 or 405.
+//! A session the server lost (404 to its id) is replaced by replaying the client's
+//! `initialize`; the failed request is retried once ([`remote`]).
+//!
 //! Failures never cost the process: a request that cannot be delivered, or whose answer is
 //! garbage, too large or missing, gets a JSON-RPC error answer with its id, and one warning
 //! line on stderr names what failed. End of input, SIGTERM or SIGINT end the session with
 //! DELETE and exit 0 within a second.
 
+mod legacy;
 mod lines;
 mod message;
 mod remote;
+mod session;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,9 +203,16 @@ enum ListenEnd {
 }
 
 async fn listen_once(remote: &Remote) -> Result<ListenEnd, String> {
-    let resp = remote.send(Method::GET, Bytes::new(), Vec::new()).await?;
+    let sent = remote.session();
+    let resp = remote.send(Method::GET, Bytes::new(), &[]).await?;
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
         return Ok(ListenEnd::NotOffered);
+    }
+    if resp.status() == StatusCode::NOT_FOUND && sent.is_some() {
+        // The server lost the session: the listen stream goes on in a new one.
+        drop(resp);
+        remote.reinitialize(sent.as_ref()).await?;
+        return Ok(ListenEnd::Ended);
     }
     remote.relay(resp, None).await.map(|_| ListenEnd::Ended)
 }

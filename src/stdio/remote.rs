@@ -5,6 +5,11 @@
 //! request; the operator's `--remote-forward-headers*` on every request; the GET listen
 //! stream; the session ended with DELETE.
 //!
+//! An event stream that ends or breaks before its answer is resumed with `Last-Event-ID`
+//! where the server gave event ids (§Resumability and Redelivery); a session the server
+//! lost is replaced ([`super::session`]); `auto` falls back to the legacy transport
+//! ([`super::legacy`]).
+//!
 //! Requests go through the proxy's own upstream client ([`Upstream`], the same pooled
 //! HTTP/1.1 connections and TLS) and, with `--remote-auth*`, through [`Outbound::send`]
 //! (token, renewal after 401, step-up). What the server sends back is read with bounded
@@ -12,7 +17,7 @@
 
 use std::str::FromStr as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,9 +29,10 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::legacy::Legacy;
 use super::lines::Output;
 use super::message::{ClientMessage, error_answer, one_line, read_server, same_id};
-use crate::config::StdioConfig;
+use crate::config::{StdioConfig, Transport};
 use crate::error::Error;
 use crate::mcp::events::{EventReader, TooLarge};
 use crate::outbound::{Outbound, SendError, Unavailable};
@@ -36,36 +42,61 @@ use crate::proxy::pool::UpstreamBody;
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+pub(super) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
+/// How often one event stream is resumed with `Last-Event-ID` before the bridge gives up
+/// on it, and the pause before the first try (doubled for each next one).
+const MAX_RESUMES: u32 = 5;
+const RESUME_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a replayed `initialize` may take when `--upstream-timeout` is 0.
+pub(super) const REPLAY_LIMIT: Duration = Duration::from_secs(30);
+
+/// What `auto` found the server to speak.
+const UNDECIDED: u8 = 0;
+const STREAMABLE: u8 = 1;
+const LEGACY: u8 = 2;
 
 /// How often a request waiting for the OAuth login looks again (the login has no
 /// notification to wait on; the wait itself is bounded by `--remote-auth-timeout`).
 const LOGIN_POLL: Duration = Duration::from_millis(100);
 
 /// The most of a non-2xx body read to look for a JSON-RPC answer in it.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
+pub(super) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// The MCP server as the bridge sees it.
 pub(crate) struct Remote {
-    upstream: Upstream,
+    pub(super) upstream: Upstream,
     outbound: Option<Outbound>,
     login_timeout: Option<Duration>,
     /// The MCP endpoint, origin-form, and the `Host` it is sent with.
-    uri: Uri,
+    pub(super) uri: Uri,
     host: HeaderValue,
     /// `--target-uri`, for the log.
     pub(crate) target: String,
-    max_message: usize,
+    pub(super) max_message: usize,
     /// How long a JSON answer may take to arrive once its headers did.
-    body_timeout: Option<Duration>,
-    session: Mutex<Option<HeaderValue>>,
-    protocol_version: Mutex<Option<HeaderValue>>,
+    pub(super) body_timeout: Option<Duration>,
+    pub(super) session: Mutex<Option<HeaderValue>>,
+    pub(super) protocol_version: Mutex<Option<HeaderValue>>,
     /// The target asked for a token without any `--remote-auth*`: said once.
     auth_hint_given: AtomicBool,
     /// `--remote-forward-headers*`, set on every request.
     forward: Option<ForwardHeaders>,
     pub(crate) out: Output,
+    /// `--transport`, and (for `auto`) what the server turned out to speak.
+    transport: Transport,
+    decided: AtomicU8,
+    /// The legacy HTTP+SSE transport's stream and endpoint.
+    pub(super) legacy: std::sync::Arc<Legacy>,
+    /// The client's `initialize`, replayed when the server has lost the session, and
+    /// whether `notifications/initialized` followed it.
+    pub(super) init: Mutex<Option<Bytes>>,
+    pub(super) initialized: AtomicBool,
+    /// One replay at a time: requests that failed together share one new session.
+    pub(super) reinit: tokio::sync::Mutex<()>,
 }
 
 /// The request a relay answers, when it is one.
@@ -98,7 +129,18 @@ impl Remote {
             auth_hint_given: AtomicBool::new(false),
             forward: config.forward.clone(),
             out,
+            transport: config.transport,
+            decided: AtomicU8::new(if config.transport == Transport::Sse { LEGACY } else { UNDECIDED }),
+            legacy: std::sync::Arc::new(Legacy::default()),
+            init: Mutex::new(None),
+            initialized: AtomicBool::new(false),
+            reinit: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The session id the server gave, if any.
+    pub(crate) fn session(&self) -> Option<HeaderValue> {
+        lock(&self.session).clone()
     }
 
     /// Whether the server gave a session id.
@@ -122,8 +164,52 @@ impl Remote {
         if let Some(value) = msg.name.as_deref().and_then(header_value) {
             extra.push((MCP_NAME, value));
         }
-        let resp = self.send(Method::POST, body, extra).await?;
+        let initialize = msg.method.as_deref() == Some("initialize");
+        if initialize {
+            *lock(&self.init) = Some(body.clone());
+        } else if msg.method.as_deref() == Some("notifications/initialized") {
+            self.initialized.store(true, Ordering::Release);
+        }
+        if self.decided.load(Ordering::Acquire) == LEGACY {
+            return self.post_legacy(body, &extra, asked.as_ref()).await;
+        }
+        let sent_session = lock(&self.session).clone();
+        let resp = self.send(Method::POST, body.clone(), &extra).await?;
+        let status = resp.status();
+        if self.transport == Transport::Auto && self.decided.load(Ordering::Acquire) == UNDECIDED {
+            // mcp-remote's `http-first`: a server without a Streamable HTTP endpoint here
+            // answers the POST 404 or 405; one with a session to lose has none yet.
+            if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && sent_session.is_none() {
+                drop(resp);
+                info!(target = %self.target, "the MCP server answered HTTP {} to a Streamable HTTP POST; trying the legacy HTTP+SSE transport", status.as_u16());
+                return self.post_legacy(body, &extra, asked.as_ref()).await.map_err(|why| {
+                    format!("the MCP server answered HTTP {} to Streamable HTTP, and the legacy HTTP+SSE transport failed too: {why}", status.as_u16())
+                });
+            }
+            if status.is_success() {
+                self.decided.store(STREAMABLE, Ordering::Release);
+            }
+        }
+        // MCP 2025-11-25 §Session Management: 404 to a request with a session id means the
+        // session is gone (a restarted server); the client must initialize anew. The bridge
+        // does that for the client, which already has its answer, and retries once.
+        if status == StatusCode::NOT_FOUND && sent_session.is_some() && !initialize && lock(&self.init).is_some() {
+            drop(resp);
+            self.reinitialize(sent_session.as_ref()).await.map_err(|why| {
+                format!("the MCP server lost the session (HTTP 404), and initializing a new one failed: {why}")
+            })?;
+            let resp = self.send(Method::POST, body, &extra).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Err("the MCP server answered HTTP 404 again, in the session initialized anew after it had lost the old one; the request was not retried again".to_owned());
+            }
+            return self.relay(resp, asked.as_ref()).await;
+        }
         self.relay(resp, asked.as_ref()).await
+    }
+
+    /// Marks the server as speaking the legacy transport (its stream gave an endpoint).
+    pub(super) fn legacy_confirmed(&self) {
+        self.decided.store(LEGACY, Ordering::Release);
     }
 
     /// Sends one request to the MCP endpoint with the session's headers and, when
@@ -132,12 +218,23 @@ impl Remote {
         &self,
         method: Method,
         body: Bytes,
-        extra: Vec<(HeaderName, HeaderValue)>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Response<UpstreamBody>, String> {
+        self.send_to(&self.uri, method, body, extra).await
+    }
+
+    /// [`Remote::send`] to another path of the server (the legacy transport's endpoint).
+    pub(super) async fn send_to(
+        &self,
+        uri: &Uri,
+        method: Method,
+        body: Bytes,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Response<UpstreamBody>, String> {
         let accept = if method == Method::GET { "text/event-stream" } else { "application/json, text/event-stream" };
         let mut req = Request::new(());
         *req.method_mut() = method.clone();
-        *req.uri_mut() = self.uri.clone();
+        *req.uri_mut() = uri.clone();
         let headers = req.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(ACCEPT, HeaderValue::from_static(accept));
@@ -151,7 +248,7 @@ impl Remote {
             headers.insert(MCP_PROTOCOL_VERSION, version);
         }
         for (name, value) in extra {
-            headers.insert(name, value);
+            headers.insert(name.clone(), value.clone());
         }
         // The proxy's rule: the operator's fields win over any of the same name.
         if let Some(fields) = &self.forward {
@@ -227,7 +324,7 @@ impl Remote {
     }
 
     /// Reads a JSON body, bounded in size and time.
-    async fn read_json(&self, resp: Response<UpstreamBody>) -> Result<Bytes, String> {
+    pub(super) async fn read_json(&self, resp: Response<UpstreamBody>) -> Result<Bytes, String> {
         let read = read_bounded(resp.into_body(), self.max_message);
         let read = match self.body_timeout {
             Some(limit) => tokio::time::timeout(limit, read)
@@ -242,25 +339,64 @@ impl Remote {
     }
 
     /// Relays an event stream's messages until it ends, or until the answer to `asked`.
+    ///
+    /// A stream that ends or breaks first is resumed where the server gave event ids
+    /// (MCP 2025-11-25 Transports §Resumability and Redelivery: a GET with
+    /// `Last-Event-ID`, on which the server replays what followed that event), at most
+    /// [`MAX_RESUMES`] times with a pause that doubles. Without an id a request's stream
+    /// that ends early is an error: the answer cannot be had any more.
     pub(crate) async fn relay_events(&self, mut body: UpstreamBody, asked: Option<&Asked<'_>>) -> Result<bool, String> {
         let mut reader = EventReader::new(self.max_message);
         let mut events = Vec::new();
+        let mut resumes = 0;
         loop {
-            let Some(frame) = body.frame().await else { return Ok(false) };
-            let frame = frame.map_err(|e| format!("the MCP server's event stream broke off: {e}"))?;
-            let Ok(data) = frame.into_data() else { continue };
-            reader.feed(&data, &mut events).map_err(|TooLarge| {
-                "the MCP server sent an event larger than --max-request-body; the stream was dropped".to_owned()
-            })?;
-            for event in events.drain(..) {
-                // Priming events (an id and empty data) and other event types carry no message.
-                if !event.is_message() || event.data.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+            let broke = loop {
+                let Some(frame) = body.frame().await else { break None };
+                let data = match frame {
+                    Err(e) => break Some(format!("the MCP server's event stream broke off: {e}")),
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => data,
+                        Err(_) => continue,
+                    },
+                };
+                reader.feed(&data, &mut events).map_err(|TooLarge| {
+                    "the MCP server sent an event larger than --max-request-body; the stream was dropped".to_owned()
+                })?;
+                for event in events.drain(..) {
+                    // Priming events (an id and empty data) and other event types carry no message.
+                    if !event.is_message() || event.data.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if self.deliver(&event.data, asked).await? {
+                        return Ok(true);
+                    }
                 }
-                if self.deliver(&event.data, asked).await? {
-                    return Ok(true);
-                }
+            };
+            let Some(last_id) = reader.last_event_id().and_then(header_value) else {
+                return match (broke, asked) {
+                    (Some(why), _) => Err(format!("{why}; it gave no event id to resume it from")),
+                    (None, Some(_)) => Err("the MCP server ended its event stream without a response to this request, and gave no event id to resume it from".to_owned()),
+                    (None, None) => Ok(false),
+                };
+            };
+            if resumes == MAX_RESUMES {
+                return Err(format!(
+                    "the MCP server's event stream ended early {} times; it was not resumed again",
+                    MAX_RESUMES + 1
+                ));
             }
+            tokio::time::sleep(RESUME_PAUSE * 2u32.pow(resumes)).await;
+            resumes += 1;
+            debug!(resumes, "resuming the MCP server's event stream with Last-Event-ID");
+            let resp = self.send(Method::GET, Bytes::new(), &[(LAST_EVENT_ID, last_id)]).await?;
+            if !resp.status().is_success() || !is_event_stream(&resp) {
+                return Err(format!(
+                    "the MCP server's event stream ended early, and resuming it with Last-Event-ID was answered HTTP {}",
+                    resp.status().as_u16()
+                ));
+            }
+            body = resp.into_body();
+            reader = reader.resumed();
         }
     }
 
@@ -285,7 +421,11 @@ impl Remote {
 
     /// A non-2xx answer: relayed when its body is the JSON-RPC answer to `asked`,
     /// otherwise described.
-    async fn refused(&self, resp: Response<UpstreamBody>, asked: Option<&Asked<'_>>) -> Result<bool, String> {
+    pub(super) async fn refused(
+        &self,
+        resp: Response<UpstreamBody>,
+        asked: Option<&Asked<'_>>,
+    ) -> Result<bool, String> {
         let status = resp.status();
         let challenged = resp.headers().contains_key(http::header::WWW_AUTHENTICATE);
         if let (Some(asked), Ok(body)) = (asked, read_bounded(resp.into_body(), ERROR_BODY_LIMIT).await)
@@ -295,7 +435,9 @@ impl Remote {
             return Ok(true);
         }
         let mut why = format!("the MCP server answered HTTP {}", status.as_u16());
-        if status == StatusCode::NOT_FOUND && lock(&self.session).take().is_some() {
+        // With an initialize to replay, the session is kept: the next request that meets
+        // the 404 opens a new one.
+        if status == StatusCode::NOT_FOUND && lock(&self.init).is_none() && lock(&self.session).take().is_some() {
             why.push_str(": the session has ended; the client must initialize again");
         } else if status == StatusCode::UNAUTHORIZED && self.outbound.is_none() {
             why.push_str(": it wants a token; pass --remote-auth to log in (or a bearer token)");
@@ -309,10 +451,11 @@ impl Remote {
     /// Ends the session (DELETE), bounded by `limit`. A server without sessions, or one
     /// that does not allow clients to end them (405), needs nothing.
     pub(crate) async fn end_session(&self, limit: Duration) {
+        self.legacy.stop.cancel();
         if !self.has_session() {
             return;
         }
-        match tokio::time::timeout(limit, self.send(Method::DELETE, Bytes::new(), Vec::new())).await {
+        match tokio::time::timeout(limit, self.send(Method::DELETE, Bytes::new(), &[])).await {
             Ok(Ok(resp)) => debug!(status = resp.status().as_u16(), "session ended"),
             Ok(Err(why)) => info!("ending the session failed: {why}"),
             Err(_) => info!("the MCP server did not confirm the end of the session within {limit:?}"),
@@ -325,14 +468,20 @@ impl Remote {
     }
 }
 
+/// Whether a response is an event stream.
+pub(super) fn is_event_stream(resp: &Response<UpstreamBody>) -> bool {
+    let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/event-stream")
+}
+
 /// Why reading a body stopped.
-enum Read {
+pub(super) enum Read {
     TooLarge,
     Broken(hyper::Error),
 }
 
 /// Reads a whole body of at most `max` bytes.
-async fn read_bounded(mut body: UpstreamBody, max: usize) -> Result<Bytes, Read> {
+pub(super) async fn read_bounded(mut body: UpstreamBody, max: usize) -> Result<Bytes, Read> {
     use http_body::Body as _;
     if body.size_hint().lower() > max as u64 {
         return Err(Read::TooLarge);
@@ -365,7 +514,7 @@ fn unavailable(why: &Unavailable) -> String {
 }
 
 /// A header value for a name from a message; `None` for what a header cannot carry as is.
-fn header_value(value: &str) -> Option<HeaderValue> {
+pub(super) fn header_value(value: &str) -> Option<HeaderValue> {
     (value.len() <= 1024 && value.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
         .then(|| HeaderValue::from_str(value).ok())
         .flatten()
@@ -375,6 +524,6 @@ fn truncate(s: &str) -> &str {
     s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -24,6 +24,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 use crate::support::THV;
+use crate::support::legacy_sse::LegacySseServer;
 use crate::support::mcp_server::{McpServer, Mode, SERVER_NAME, TOOL_NAMES};
 use crate::support::upstream::{Body, ScriptedUpstream, Seen, closed_port, paced_stream, reply};
 
@@ -536,4 +537,181 @@ async fn the_device_login_works_for_the_stdio_bridge() {
     let log = bridge.stderr();
     assert!(log.contains(&format!("enter the code {USER_CODE}:")), "{log}");
     assert!(!log.contains(DEVICE_CODE) && !log.contains("stdio-device-tok"), "{log}");
+}
+
+/// The real SDK client through the bridge, spawned with `args`: initialize, tools/list and
+/// tools/call (with progress). Returns the client, still open.
+async fn sdk_client(args: &[String]) -> rmcp::service::RunningService<RoleClient, Recorder> {
+    let mut cmd = tokio::process::Command::new(THV);
+    cmd.args(["proxy", "stdio", "it"]).args(args).env_remove("TOOLHIVE_DEBUG");
+    let (transport, _) = TokioChildProcess::builder(cmd).stderr(Stdio::null()).spawn().expect("spawn thv proxy stdio");
+    let client = within("initialize", Recorder::default().serve(transport)).await.expect("initialize via the bridge");
+    let info = client.peer_info().expect("initialize result");
+    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some(SERVER_NAME));
+    let tools = within("tools/list", client.list_all_tools()).await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, TOOL_NAMES);
+    assert_eq!(call_text(&client, "add", json!({"a": 2, "b": 40})).await, "42");
+    client
+}
+
+async fn call_text(
+    client: &rmcp::service::RunningService<RoleClient, Recorder>,
+    name: &'static str,
+    args: Value,
+) -> String {
+    let Value::Object(args) = args else { unreachable!() };
+    let result = within(name, client.call_tool(CallToolRequestParams::new(name).with_arguments(args)))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    result.content[0].as_text().expect("text").text.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_by_flag_by_url_and_by_auto_fallback_on_404_and_405() {
+    let server = LegacySseServer::start().await;
+    for (path, extra) in [
+        ("/mcp", &["--transport", "sse"][..]),
+        ("/sse", &[][..]),
+        ("/mcp", &[][..]), // auto: POST /mcp is 405
+        ("/old", &[][..]), // auto: POST /old is 404
+    ] {
+        let before = server.posts();
+        let mut args = vec!["--target-uri".to_owned(), server.url(path)];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let client = sdk_client(&args).await;
+        let done = call_text(&client, "countdown", json!({"steps": 2, "delay_ms": 10})).await;
+        assert_eq!(done, "countdown of 2 steps finished", "{path} {extra:?}");
+        within("close", client.cancel()).await.expect("close the client");
+        // initialize, initialized, tools/list, add, countdown: all to the legacy endpoint.
+        assert!(server.posts() - before >= 5, "{path} {extra:?}: {} POSTs", server.posts() - before);
+    }
+    // Streamable HTTP only: the 405 is an error answer, not a fallback.
+    let mut bridge = Bridge::start(&server.url("/mcp"), &["--transport", "streamable-http"]);
+    bridge.send_json(&request(1, "ping", json!({})));
+    let answer = bridge.next();
+    assert!(answer["error"]["message"].as_str().unwrap().contains("HTTP 405"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_endpoint_on_another_origin_is_refused() {
+    let upstream = ScriptedUpstream::start(|seen: Seen| match seen.method {
+        Method::GET => reply(200, &[SSE], "event: endpoint\ndata: http://203.0.113.9/messages\n\n"),
+        _ => reply(202, &[], ""),
+    })
+    .await;
+    let mut bridge = Bridge::start(&upstream.url("/sse"), &[]);
+    bridge.send_json(&request(1, "ping", json!({})));
+    let answer = bridge.next();
+    assert!(answer["error"]["message"].as_str().unwrap().contains("another origin"), "{answer}");
+    assert!(upstream.seen().iter().all(|s| s.method == Method::GET), "nothing was POSTed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_is_resumed_with_last_event_id_and_answered_once() {
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"half"}}"#;
+    let upstream = ScriptedUpstream::start(move |seen: Seen| {
+        let msg = body_json(&seen);
+        match (seen.method.clone(), msg["id"].as_u64()) {
+            // Cut in the middle of the answer's event, after the note's id e2.
+            (Method::POST, Some(7)) => reply(
+                200,
+                &[SSE],
+                &format!("id: e1\ndata:\n\nid: e2\ndata: {note}\n\nid: e3\ndata: {{\"jsonrpc\":\"2.0\",\"id\":7,\"res"),
+            ),
+            // No ids: nothing to resume from.
+            (Method::POST, Some(8)) => reply(200, &[SSE], &format!("data: {note}\n\n")),
+            (Method::POST, Some(id)) => {
+                reply(200, &[JSON], &json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string())
+            }
+            (Method::GET, _) if seen.headers.get("last-event-id").is_some_and(|v| v == "e2") => {
+                let answer = json!({"jsonrpc": "2.0", "id": 7, "result": {"content": []}});
+                reply(200, &[SSE], &format!("id: e3\ndata: {answer}\n\n"))
+            }
+            _ => reply(400, &[], ""),
+        }
+    })
+    .await;
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &[]);
+    bridge.send_json(&request(7, "tools/call", json!({"name": "t"})));
+    assert_eq!(bridge.next()["method"], "notifications/message");
+    assert_eq!(bridge.next(), json!({"jsonrpc": "2.0", "id": 7, "result": {"content": []}}));
+    bridge.send_json(&request(9, "ping", json!({})));
+    assert_eq!(bridge.next()["id"], 9, "the answer came once: the next line is the next answer");
+    let gets: Vec<Seen> = upstream.seen().into_iter().filter(|s| s.method == Method::GET).collect();
+    assert_eq!(gets.len(), 1, "one resumption");
+
+    bridge.send_json(&request(8, "tools/call", json!({"name": "t"})));
+    assert_eq!(bridge.next()["method"], "notifications/message");
+    let answer = bridge.next();
+    assert_eq!((answer["id"].as_u64(), answer["error"]["code"].as_i64()), (Some(8), Some(-32000)), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("no event id"), "{answer}");
+    assert_eq!(upstream.seen().iter().filter(|s| s.method == Method::GET).count(), 1, "no id, no GET");
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumed_too_often_is_given_up_with_an_error() {
+    let upstream = ScriptedUpstream::start(|seen: Seen| match seen.method {
+        // Every stream, first or resumed, ends after one id and no answer.
+        Method::POST | Method::GET => reply(200, &[SSE], "id: again\ndata:\n\n"),
+        _ => reply(202, &[], ""),
+    })
+    .await;
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &[]);
+    bridge.send_json(&request(1, "tools/call", json!({"name": "t"})));
+    let answer = bridge.next();
+    assert_eq!(answer["id"], 1);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("not resumed again"), "{answer}");
+    let gets = upstream.seen().iter().filter(|s| s.method == Method::GET).count();
+    assert_eq!(gets, 5, "a bounded number of resumptions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_met_with_the_clients_initialize_replayed() {
+    let server = McpServer::start(Mode::Sse).await.expect("start the MCP server");
+    let addr = server.addr();
+    let client = sdk_client(&["--target-uri".to_owned(), server.url()]).await;
+    let first = call_text(&client, "session", json!({})).await;
+    within("shutdown", server.shutdown()).await.expect("stop the MCP server");
+    let server = McpServer::bind(addr, Mode::Sse).await.expect("start it again on the same port");
+    // The new server knows no session: the bridge opens one and retries, unseen.
+    assert_eq!(call_text(&client, "add", json!({"a": 1, "b": 2})).await, "3");
+    let second = call_text(&client, "session", json!({})).await;
+    assert_ne!(first, second, "a new session");
+    assert_eq!(server.session_count().await, 1, "one new session, not one per request");
+    let tools = within("tools/list", client.list_all_tools()).await.expect("tools/list after the restart");
+    assert_eq!(tools.len(), TOOL_NAMES.len());
+    within("close", client.cancel()).await.expect("close the client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lost_twice_is_a_json_rpc_error_after_one_retry() {
+    let upstream = ScriptedUpstream::start(|seen: Seen| {
+        let msg = body_json(&seen);
+        match (seen.method.clone(), msg["method"].as_str()) {
+            (Method::POST, Some("initialize")) => {
+                let result = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "s", "version": "1"}});
+                reply(200, &[JSON, ("mcp-session-id", "s-1")], &json!({"jsonrpc": "2.0", "id": msg["id"], "result": result}).to_string())
+            }
+            (Method::POST, Some("tools/call")) => reply(404, &[], "Not Found: Session not found"),
+            (Method::GET, _) => reply(405, &[], ""),
+            _ => reply(202, &[], ""),
+        }
+    })
+    .await;
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &[]);
+    initialize(&mut bridge);
+    bridge.send_json(&request(2, "tools/call", json!({"name": "t"})));
+    let answer = bridge.next();
+    assert_eq!((answer["id"].as_u64(), answer["error"]["code"].as_i64()), (Some(2), Some(-32000)), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("404 again"), "{answer}");
+    bridge.send_json(&request(3, "ping", json!({})));
+    assert_eq!(bridge.next()["id"], 3, "no swallowed initialize answer reached the client");
+    let seen = upstream.seen();
+    let count = |m: &str| seen.iter().filter(|s| body_json(s)["method"] == m).count();
+    assert_eq!((count("initialize"), count("notifications/initialized"), count("tools/call")), (2, 2, 2));
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
 }

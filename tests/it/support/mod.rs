@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod legacy_sse;
 pub mod mcp_server;
 pub mod upstream;
 
