@@ -7,7 +7,10 @@
 //! browser ([`grant`](super::grant)) and the device flow ([`device`](super::device))
 //! branch off after discovery.
 
-use tracing::info;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::config::Grant;
 use crate::oauth::authorize::AuthorizeRequest;
@@ -15,8 +18,12 @@ use crate::oauth::pkce::{Pkce, random_token, verifier};
 use crate::outbound::callback::{Callback, Expectation};
 use crate::outbound::discover::{DiscoveryError, discover};
 use crate::outbound::scope::select_scope;
+use crate::outbound::store::LoginLock;
 use crate::outbound::{LoginError, OAuth, Session, State, browser};
 use crate::telemetry::metrics::Count;
+
+/// How often a process waiting for another's login looks at the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(200);
 
 impl OAuth {
     /// Discovery, then a saved login if there is one, else the browser.
@@ -33,7 +40,43 @@ impl OAuth {
         if self.resume_saved(session).await {
             return;
         }
+        // Held through the login: another process waiting on it resumes the saved result.
+        let (_lock, waited) = self.login_lock(session).await;
+        if waited && self.resume_saved(session).await {
+            return;
+        }
         self.interactive(session, None).await;
+    }
+
+    /// Takes the store's lock for this login, waiting (bounded by
+    /// `--remote-auth-timeout`) while another process holds it; true in the second place
+    /// when it waited, so the other's login may be in the store now. Without a store, or
+    /// when the lock cannot be had, the login goes ahead without it.
+    async fn login_lock(&self, session: &Session) -> (Option<LoginLock>, bool) {
+        let (Some(store), Some(server)) = (&self.store, self.server_key(session)) else { return (None, false) };
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut waited = false;
+        loop {
+            match store.try_lock(&server, &self.cfg.resource, self.cfg.client_id.as_deref(), self.cfg.timeout) {
+                Ok(Some(lock)) => return (Some(lock), waited),
+                Ok(None) if Instant::now() < deadline => {
+                    if !waited {
+                        self.set_state(State::Pending);
+                        info!(store = %store.dir().display(), "another thv is logging in to this MCP server; waiting for its login");
+                    }
+                    waited = true;
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Ok(None) => {
+                    warn!("another thv is still logging in after --remote-auth-timeout; logging in here too");
+                    return (None, waited);
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not take the login lock in the token store; logging in without it");
+                    return (None, waited);
+                }
+            }
+        }
     }
 
     async fn ensure_discovery(&self, session: &mut Session) -> Result<(), LoginError> {

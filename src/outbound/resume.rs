@@ -17,7 +17,7 @@ impl OAuth {
     /// request's extra parameters when there are any (`--remote-auth-authorize-param`): a
     /// token issued for one `audience` is not one for another, so each set is a login of
     /// its own (mcp-remote's rule). Without extras the key is the server alone, as before.
-    fn server_key(&self, session: &Session) -> Option<String> {
+    pub(super) fn server_key(&self, session: &Session) -> Option<String> {
         let server = &session.discovery.as_ref()?.server;
         let key = server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string());
         let extras = &self.cfg.authorize.params;

@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -97,8 +98,7 @@ impl Store {
     }
 
     fn write(&self, login: &Saved, configured_client: Option<&str>) -> std::io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        self.ensure_dir()?;
         let path = self.path(&login.server, &login.resource, configured_client);
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
@@ -110,6 +110,83 @@ impl Store {
     /// The directory (for messages).
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn ensure_dir(&self) -> std::io::Result<()> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+    }
+
+    /// Takes the lock of one login, so that two processes started at once (desktop
+    /// clients start every bridge together) run one login and the other resumes it from
+    /// the store (mcp-remote's lock file, #245). `Ok(None)`: another live process holds
+    /// it. A lock is stale, and taken over, when its process is gone or it is older than
+    /// `stale_after` (no login of the holder can still be running then).
+    ///
+    /// A file created exclusively, holding the PID, rather than `flock`: `File::lock` is
+    /// newer than the crate's minimum Rust, and the crate has no unsafe code for `flock`.
+    pub(crate) fn try_lock(
+        &self,
+        server: &str,
+        resource: &str,
+        configured_client: Option<&str>,
+        stale_after: Duration,
+    ) -> std::io::Result<Option<LoginLock>> {
+        self.ensure_dir()?;
+        let path = self.path(server, resource, configured_client).with_extension("lock");
+        // Two rounds: the second after removing a stale lock.
+        for _ in 0..2 {
+            match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(mut file) => {
+                    let pid = std::process::id();
+                    file.write_all(pid.to_string().as_bytes())?;
+                    return Ok(Some(LoginLock { path, pid }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            if !lock_is_stale(&path, stale_after) {
+                return Ok(None);
+            }
+            warn!(path = %path.display(), "taking over a stale login lock");
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A login lock held by this process; the file is removed when dropped.
+#[derive(Debug)]
+pub(crate) struct LoginLock {
+    path: PathBuf,
+    pid: u32,
+}
+
+impl Drop for LoginLock {
+    fn drop(&mut self) {
+        // Only our own lock: a stale one taken over by another process is theirs now.
+        if fs::read_to_string(&self.path).is_ok_and(|held| held.trim() == self.pid.to_string()) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether a lock file's holder is gone (its PID has no /proc entry, where there is a
+/// /proc) or the lock is older than `stale_after`. A lock being written (no PID yet) is
+/// judged by age alone.
+fn lock_is_stale(path: &Path, stale_after: Duration) -> bool {
+    let old = fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    if old.is_some_and(|age| age > stale_after) {
+        return true;
+    }
+    let pid = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    match pid {
+        Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
     }
 }
 
@@ -148,6 +225,27 @@ mod tests {
             store.load("https://as.example", "https://mcp.example/mcp", None).is_none(),
             "corrupt files are ignored"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_login_lock_at_a_time_and_stale_ones_are_taken_over() {
+        let dir = std::env::temp_dir().join(format!("thv-store-lock-test-{}", std::process::id()));
+        let store = Store::new(dir.clone());
+        let long = Duration::from_secs(60);
+        let first = store.try_lock("as", "res", None, long).unwrap().expect("free");
+        let path = store.path("as", "res", None).with_extension("lock");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(store.try_lock("as", "res", None, long).unwrap().is_none(), "held by a live process");
+        assert!(store.try_lock("as", "other", None, long).unwrap().is_some(), "another login has its own lock");
+        drop(first);
+        assert!(!path.exists(), "released on drop");
+        // A holder that is gone (no such PID), and one that is too old.
+        fs::write(&path, "4294967295").unwrap();
+        assert!(store.try_lock("as", "res", None, long).unwrap().is_some(), "a dead holder's lock is taken over");
+        fs::write(&path, std::process::id().to_string()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(store.try_lock("as", "res", None, Duration::from_millis(1)).unwrap().is_some(), "an old lock");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

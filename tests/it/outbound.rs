@@ -276,7 +276,7 @@ async fn a_saved_login_survives_a_restart_without_a_browser() {
     }
     use std::os::unix::fs::PermissionsExt;
     let files: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files.len(), 1, "one login, and its lock released: {files:?}");
     assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
 

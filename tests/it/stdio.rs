@@ -715,3 +715,82 @@ async fn a_session_lost_twice_is_a_json_rpc_error_after_one_retry() {
     bridge.close_stdin();
     assert!(bridge.wait_exit(STEP).0.success());
 }
+
+/// Two bridges started at once for the same server and store (desktop clients start them
+/// together): one runs the browser login, the other waits on the store's lock and resumes
+/// the saved login with its refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_started_at_once_share_one_login() {
+    use crate::outbound::{TokenServer, protected_upstream};
+    let accepted = Arc::new(Mutex::new(std::collections::HashSet::from(["tok-1".to_owned(), "tok-2".to_owned()])));
+    let up = protected_upstream(accepted).await;
+    let tokens = TokenServer::start().await;
+    let first = json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"});
+    tokens.push(200, first);
+    tokens.push(200, json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}));
+    let store = std::env::temp_dir().join(format!("thv-it-stdio-lock-{}", std::process::id()));
+    let (authorize, token) = (tokens.server.url("/authorize"), tokens.server.url("/token"));
+    let ports = [closed_port().to_string(), closed_port().to_string()];
+    let mut bridges: Vec<Bridge> = ports
+        .iter()
+        .map(|port| {
+            Bridge::start(
+                &up.url("/mcp"),
+                &[
+                    "--remote-auth-authorize-url",
+                    &authorize,
+                    "--remote-auth-token-url",
+                    &token,
+                    "--remote-auth-client-id",
+                    "cid",
+                    "--remote-auth-skip-browser",
+                    "--remote-auth-callback-port",
+                    port,
+                    "--remote-auth-timeout",
+                    "20s",
+                    "--remote-auth-store-dir",
+                    store.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    // Whichever took the lock prints the authorization URL; play the browser for it.
+    let deadline = Instant::now() + STEP;
+    let (winner, url) = loop {
+        let found = bridges.iter().enumerate().find_map(|(i, b)| {
+            let log = b.stderr();
+            let line = log.lines().map(str::trim).find(|l| l.contains("/authorize?"))?.to_owned();
+            Some((i, url::Url::parse(&line).expect("an authorization URL")))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no authorization URL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
+    let callback = format!("http://127.0.0.1:{}/callback?code=code-1&state={state}", ports[winner]);
+    reqwest::get(callback).await.expect("the callback");
+    for (i, bridge) in bridges.iter_mut().enumerate() {
+        bridge.send_json(&request(1, "ping", json!({})));
+        let answer = bridge.next();
+        assert_eq!(answer["result"]["ok"], true, "bridge {i}: {answer}; stderr:\n{}", bridge.stderr());
+    }
+    let loser = &bridges[1 - winner];
+    assert!(loser.stderr().contains("waiting for its login"), "{}", loser.stderr());
+    assert!(loser.stderr().contains("resumed the saved login"), "{}", loser.stderr());
+    assert!(!loser.stderr().contains("/authorize?"), "one browser login, not two");
+    let grants: Vec<String> = tokens
+        .grants()
+        .iter()
+        .map(|g| g.iter().find(|(k, _)| k == "grant_type").map(|(_, v)| v.clone()).unwrap_or_default())
+        .collect();
+    assert_eq!(grants, ["authorization_code", "refresh_token"]);
+    for bridge in &mut bridges {
+        bridge.close_stdin();
+        assert!(bridge.wait_exit(STEP).0.success());
+    }
+    let left: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.iter().all(|p| p.extension().is_some_and(|e| e == "json")), "no lock left behind: {left:?}");
+    std::fs::remove_dir_all(&store).unwrap();
+}
