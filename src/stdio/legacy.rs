@@ -7,22 +7,24 @@
 //! ending in `/sse`, or when `auto` met 404 or 405 on its first Streamable HTTP POST),
 //! POSTs to the endpoint, and a task of its own relays the stream's messages to stdout in
 //! order. Requests whose answers are still due when the stream ends get an error answer;
-//! the next message opens a new stream. Memory is bounded as for Streamable HTTP: one
+//! the next message opens a new stream, and a new stream (the server restarted) starts
+//! with the client's `initialize` replayed, its answer dropped. Memory is bounded as for Streamable HTTP: one
 //! event at most the message limit, and at most [`MAX_PENDING`] requests waiting.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::lines::Output;
-use super::message::{error_answer, one_line, read_server, same_id};
+use super::message::{error_answer, one_line, read_client, read_server, same_id};
 use super::remote::{Asked, ERROR_BODY_LIMIT, Remote, is_event_stream, lock, read_bounded};
 use crate::mcp::events::{Event, EventReader, TooLarge};
 use crate::proxy::pool::UpstreamBody;
@@ -34,18 +36,28 @@ const MAX_PENDING: usize = 1024;
 /// How long the stream may take to name its endpoint when `--upstream-timeout` is 0.
 const ENDPOINT_LIMIT: Duration = Duration::from_secs(30);
 
-/// The legacy stream's state, shared with the task that reads it.
+/// The legacy transport's state.
 #[derive(Default)]
 pub(crate) struct Legacy {
-    /// The endpoint to POST to, while the stream is open.
-    endpoint: tokio::sync::Mutex<Option<Uri>>,
-    /// Requests POSTed whose answers have not arrived yet.
-    pending: Mutex<Vec<Box<RawValue>>>,
-    /// Ends the stream's task (end of the session).
+    /// The open stream, if any.
+    open: tokio::sync::Mutex<Option<Arc<Stream>>>,
+    /// A stream was open before: a new one is a new session, to be initialized again.
+    opened_before: AtomicBool,
+    /// Ends the streams' tasks (end of the session).
     pub(crate) stop: CancellationToken,
 }
 
-impl Legacy {
+/// One event stream, shared with the task that reads it.
+struct Stream {
+    /// The endpoint it named: where messages are POSTed.
+    endpoint: Uri,
+    /// Requests POSTed whose answers have not arrived yet.
+    pending: Mutex<Vec<Box<RawValue>>>,
+    /// The id of a replayed `initialize`, whose answer the client must not see.
+    swallow: Mutex<Option<Box<RawValue>>>,
+}
+
+impl Stream {
     fn forget(&self, id: &RawValue) {
         lock(&self.pending).retain(|p| p.get() != id.get());
     }
@@ -54,29 +66,27 @@ impl Legacy {
 impl Remote {
     /// POSTs a message to the legacy endpoint, opening the stream first if needed.
     /// `Ok(true)` for a request: its answer is relayed by the stream's task.
+    ///
+    /// A 404 from the endpoint means the server lost the session (it restarted): the
+    /// stream is opened anew, the client's `initialize` replayed there, and the message
+    /// POSTed once more, as for Streamable HTTP ([`super::session`]).
     pub(super) async fn post_legacy(
         &self,
         body: Bytes,
         extra: &[(HeaderName, HeaderValue)],
         asked: Option<&Asked<'_>>,
+        may_replay: bool,
     ) -> Result<bool, String> {
-        let endpoint = self.legacy_endpoint().await?;
-        if let Some(asked) = asked {
-            let mut pending = lock(&self.legacy.pending);
-            if pending.len() >= MAX_PENDING {
-                return Err(format!("{MAX_PENDING} requests already wait for their answers from the MCP server"));
-            }
-            pending.push(asked.id.to_owned());
+        let mut stream = self.legacy_stream().await?;
+        let mut resp = self.post_to(&stream, body.clone(), extra, asked).await?;
+        if resp.status() == StatusCode::NOT_FOUND && may_replay {
+            drop(resp);
+            self.legacy_lost(&stream).await;
+            stream = self.legacy_stream().await?;
+            resp = self.post_to(&stream, body, extra, asked).await?;
         }
-        let resp = match self.send_to(&endpoint, Method::POST, body, extra).await {
-            Ok(resp) => resp,
-            Err(why) => {
-                asked.inspect(|a| self.legacy.forget(a.id));
-                return Err(why);
-            }
-        };
         if !resp.status().is_success() {
-            asked.inspect(|a| self.legacy.forget(a.id));
+            asked.inspect(|a| stream.forget(a.id));
             return self.refused(resp, asked).await;
         }
         // The body ("Accepted") carries nothing; read so the connection can be reused.
@@ -84,11 +94,41 @@ impl Remote {
         Ok(asked.is_some())
     }
 
-    /// The endpoint of the open stream, or of a stream opened now.
-    async fn legacy_endpoint(&self) -> Result<Uri, String> {
-        let mut slot = self.legacy.endpoint.lock().await;
-        if let Some(uri) = slot.as_ref() {
-            return Ok(uri.clone());
+    /// POSTs to a stream's endpoint; a request is pending on the stream from before
+    /// the POST (its answer may come before the POST's own response).
+    async fn post_to(
+        &self,
+        stream: &Stream,
+        body: Bytes,
+        extra: &[(HeaderName, HeaderValue)],
+        asked: Option<&Asked<'_>>,
+    ) -> Result<Response<UpstreamBody>, String> {
+        if let Some(asked) = asked {
+            let mut pending = lock(&stream.pending);
+            if pending.len() >= MAX_PENDING {
+                return Err(format!("{MAX_PENDING} requests already wait for their answers from the MCP server"));
+            }
+            pending.push(asked.id.to_owned());
+        }
+        self.send_to(&stream.endpoint, Method::POST, body, extra).await.inspect_err(|_| {
+            asked.inspect(|a| stream.forget(a.id));
+        })
+    }
+
+    /// Forgets a stream whose session the server lost, unless a newer one replaced it.
+    async fn legacy_lost(&self, stream: &Arc<Stream>) {
+        let mut open = self.legacy.open.lock().await;
+        if open.as_ref().is_some_and(|o| Arc::ptr_eq(o, stream)) {
+            *open = None;
+        }
+    }
+
+    /// The open stream, or one opened now; a stream that replaces an earlier one starts
+    /// with the client's `initialize` replayed.
+    async fn legacy_stream(&self) -> Result<Arc<Stream>, String> {
+        let mut slot = self.legacy.open.lock().await;
+        if let Some(stream) = slot.as_ref() {
+            return Ok(stream.clone());
         }
         let resp = self.send(Method::GET, Bytes::new(), &[]).await?;
         if resp.status() != StatusCode::OK || !is_event_stream(&resp) {
@@ -122,12 +162,46 @@ impl Remote {
         })
         .await
         .map_err(|_| format!("the legacy event stream named no endpoint within {limit:?}"))??;
-        let uri = self.resolve_endpoint(&named)?;
-        info!(target = %self.target, "speaking the legacy HTTP+SSE transport");
+        let stream = Arc::new(Stream {
+            endpoint: self.resolve_endpoint(&named)?,
+            pending: Mutex::new(Vec::new()),
+            swallow: Mutex::new(None),
+        });
         self.legacy_confirmed();
-        tokio::spawn(relay_stream(body, reader, events, self.out.clone(), self.legacy.clone(), self.target.clone()));
-        *slot = Some(uri.clone());
-        Ok(uri)
+        let task = relay_stream(
+            body,
+            reader,
+            events,
+            self.out.clone(),
+            stream.clone(),
+            self.legacy.clone(),
+            self.target.clone(),
+        );
+        tokio::spawn(task);
+        if self.legacy.opened_before.swap(true, Ordering::AcqRel) {
+            self.replay_legacy(&stream).await?;
+        } else {
+            info!(target = %self.target, "speaking the legacy HTTP+SSE transport");
+        }
+        *slot = Some(stream.clone());
+        Ok(stream)
+    }
+
+    /// Replays the client's `initialize` (and `notifications/initialized`) on a new
+    /// stream; its answer is dropped by the stream's task.
+    async fn replay_legacy(&self, stream: &Stream) -> Result<(), String> {
+        let Some(init) = lock(&self.init).clone() else { return Ok(()) };
+        *lock(&stream.swallow) = read_client(&init).ok().and_then(|m| m.id);
+        let resp = self.send_to(&stream.endpoint, Method::POST, init, &[]).await?;
+        if !resp.status().is_success() {
+            return Err(format!("the MCP server answered HTTP {} to the replayed initialize", resp.status().as_u16()));
+        }
+        if self.initialized.load(Ordering::Acquire) {
+            let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+            self.send_to(&stream.endpoint, Method::POST, note, &[]).await?;
+        }
+        warn!(target = %self.target, "the legacy event stream was opened anew; the client's initialize was replayed");
+        Ok(())
     }
 
     /// The endpoint event's URL, resolved against the target. Another origin is refused:
@@ -158,6 +232,7 @@ async fn relay_stream(
     mut reader: EventReader,
     mut events: Vec<Event>,
     out: Output,
+    stream: Arc<Stream>,
     legacy: Arc<Legacy>,
     target: String,
 ) {
@@ -171,7 +246,13 @@ async fn relay_stream(
                 continue;
             };
             if let Some(id) = &read.answers {
-                lock(&legacy.pending).retain(|p| !same_id(id, p));
+                let mut swallow = lock(&stream.swallow);
+                if swallow.as_deref().is_some_and(|s| same_id(id, s)) {
+                    *swallow = None;
+                    continue;
+                }
+                drop(swallow);
+                lock(&stream.pending).retain(|p| !same_id(id, p));
             }
             out.line(one_line(&event.data).into_owned()).await;
         }
@@ -192,8 +273,13 @@ async fn relay_stream(
         }
     };
     warn!(target = %target, "{why}");
-    *legacy.endpoint.lock().await = None;
-    let pending = std::mem::take(&mut *lock(&legacy.pending));
+    {
+        let mut open = legacy.open.lock().await;
+        if open.as_ref().is_some_and(|o| Arc::ptr_eq(o, &stream)) {
+            *open = None;
+        }
+    }
+    let pending = std::mem::take(&mut *lock(&stream.pending));
     for id in pending {
         out.line(error_answer(Some(&id), UPSTREAM_UNAVAILABLE, &format!("{why} before answering this request"))).await;
     }

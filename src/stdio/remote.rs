@@ -171,7 +171,7 @@ impl Remote {
             self.initialized.store(true, Ordering::Release);
         }
         if self.decided.load(Ordering::Acquire) == LEGACY {
-            return self.post_legacy(body, &extra, asked.as_ref()).await;
+            return self.post_legacy(body, &extra, asked.as_ref(), !initialize).await;
         }
         let sent_session = lock(&self.session).clone();
         let resp = self.send(Method::POST, body.clone(), &extra).await?;
@@ -182,7 +182,7 @@ impl Remote {
             if matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) && sent_session.is_none() {
                 drop(resp);
                 info!(target = %self.target, "the MCP server answered HTTP {} to a Streamable HTTP POST; trying the legacy HTTP+SSE transport", status.as_u16());
-                return self.post_legacy(body, &extra, asked.as_ref()).await.map_err(|why| {
+                return self.post_legacy(body, &extra, asked.as_ref(), !initialize).await.map_err(|why| {
                     format!("the MCP server answered HTTP {} to Streamable HTTP, and the legacy HTTP+SSE transport failed too: {why}", status.as_u16())
                 });
             }

@@ -728,7 +728,8 @@ async fn two_bridges_started_at_once_share_one_login() {
     let first = json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-1"});
     tokens.push(200, first);
     tokens.push(200, json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}));
-    let store = std::env::temp_dir().join(format!("thv-it-stdio-lock-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let store = std::env::temp_dir().join(format!("thv-it-stdio-lock-{}-{nanos}", std::process::id()));
     let (authorize, token) = (tokens.server.url("/authorize"), tokens.server.url("/token"));
     let ports = [closed_port().to_string(), closed_port().to_string()];
     let mut bridges: Vec<Bridge> = ports
@@ -768,6 +769,11 @@ async fn two_bridges_started_at_once_share_one_login() {
         assert!(Instant::now() < deadline, "no authorization URL");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The other waits for it (checked before the login ends, so that it really waited).
+    while !bridges[1 - winner].stderr().contains("waiting for its login") {
+        assert!(Instant::now() < deadline, "the other bridge did not wait:\n{}", bridges[1 - winner].stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
     let callback = format!("http://127.0.0.1:{}/callback?code=code-1&state={state}", ports[winner]);
     reqwest::get(callback).await.expect("the callback");
@@ -777,7 +783,6 @@ async fn two_bridges_started_at_once_share_one_login() {
         assert_eq!(answer["result"]["ok"], true, "bridge {i}: {answer}; stderr:\n{}", bridge.stderr());
     }
     let loser = &bridges[1 - winner];
-    assert!(loser.stderr().contains("waiting for its login"), "{}", loser.stderr());
     assert!(loser.stderr().contains("resumed the saved login"), "{}", loser.stderr());
     assert!(!loser.stderr().contains("/authorize?"), "one browser login, not two");
     let grants: Vec<String> = tokens
@@ -793,4 +798,20 @@ async fn two_bridges_started_at_once_share_one_login() {
     let left: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.iter().all(|p| p.extension().is_some_and(|e| e == "json")), "no lock left behind: {left:?}");
     std::fs::remove_dir_all(&store).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_server_that_forgot_its_sessions_is_met_with_the_clients_initialize_replayed() {
+    let server = LegacySseServer::start().await;
+    let client = sdk_client(&["--target-uri".to_owned(), server.url("/sse")]).await;
+    for round in 1..=2 {
+        server.forget_sessions().await;
+        // The stream's end or the endpoint's 404, whichever the bridge meets first, leads
+        // to a new stream with the client's initialize replayed, unseen by the client.
+        assert_eq!(call_text(&client, "add", json!({"a": round, "b": 2})).await, (round + 2).to_string());
+        assert_eq!(server.streams(), 1 + round as usize, "round {round}: one new stream");
+    }
+    let tools = within("tools/list", client.list_all_tools()).await.expect("tools/list after the restarts");
+    assert_eq!(tools.len(), TOOL_NAMES.len());
+    within("close", client.cancel()).await.expect("close the client");
 }

@@ -7,6 +7,8 @@
 //! session and answered 202; every message of the server goes out on the stream. The MCP
 //! side is the same rmcp `DemoServer` the Streamable HTTP tests use, over an in-memory pipe.
 //!
+//! [`LegacySseServer::forget_sessions`] plays a server restart.
+//!
 //! Routes: GET `/mcp` (a POST there is 405, as an Express app with only `app.get` answers),
 //! GET `/sse`, GET `/old` (a POST there is 404). Loopback only; stopped on drop.
 
@@ -62,6 +64,17 @@ impl LegacySseServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Forgets every session, as a restarted server would: their streams end, and POSTs
+    /// to their endpoints are answered 404.
+    pub async fn forget_sessions(&self) {
+        self.shared.sessions.lock().await.clear();
+    }
+
+    /// Event streams opened so far.
+    pub fn streams(&self) -> usize {
+        self.shared.next.load(Ordering::SeqCst)
     }
 
     /// Messages POSTed to the endpoint so far.
