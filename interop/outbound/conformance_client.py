@@ -35,8 +35,11 @@ GRANT_SCENARIOS = (
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
     "auth/enterprise-managed-authorization",
 )  # fmt: skip
+# DPoP (RFC 9449) with the browser login: thv must bind its tokens (--remote-auth-dpop always),
+# and its log is checked like the grants' (the issued tokens and the proofs are JWTs).
+DPOP_SCENARIOS = ("auth/dpop", "auth/dpop-nonce")
 # Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>), and any JWT
-# (an ID-JAG, an assertion): none belongs in a log.
+# (an ID-JAG, an assertion, a DPoP-bound token, a DPoP proof): none belongs in a log.
 ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 
 
@@ -86,7 +89,8 @@ def leak_check(log: Path, secrets: list[str]) -> dict:
 def main() -> int:
     target = sys.argv[-1]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    scenario = context.get("name", "")
+    # The context is given only to scenarios that have one (not DPoP's); the name always is.
+    scenario = context.get("name") or os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
     flags = ["--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s"]
     secrets: list[str] | None = None
     with tempfile.TemporaryDirectory(prefix="thv-grant-") as tmp:
@@ -100,6 +104,9 @@ def main() -> int:
                 flags += ["--remote-auth-client-id", context["client_id"]]
             if context.get("client_secret"):
                 flags += ["--remote-auth-client-secret", context["client_secret"]]
+            if scenario in DPOP_SCENARIOS:
+                flags += ["--remote-auth-dpop", "always"]
+                secrets = []
         # Grant scenarios: thv's stderr goes to a log that is checked for secrets, then copied
         # to this script's stderr. Otherwise thv's stderr is this script's, which the suite keeps.
         log_dir = folder / "logs" if secrets is not None else None

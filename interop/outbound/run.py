@@ -12,8 +12,9 @@ MCP server and authorization server on loopback and runs conformance_client.py, 
 
 The extension scenarios for the grants without a browser (client credentials with a secret
 and with private_key_jwt, workload identity's JWT bearer, enterprise-managed ID-JAG) run with
-the 0.2 alpha too; for them conformance_client.py also searches thv's --debug log for every
-credential, issued token and JWT, and reports to the file THV_LEAK_REPORT names.
+the 0.2 alpha too, as do DPoP's (auth/dpop, auth/dpop-nonce); for them conformance_client.py
+also searches thv's --debug log for every credential, issued token and JWT (DPoP proofs
+included), and reports to the file THV_LEAK_REPORT names.
 
 A scenario passes when the suite reports it passed with no failed and no warning checks (and,
 for the grant scenarios, the log check ran and found nothing). Scenario names given as
@@ -60,10 +61,12 @@ ALPHA_SCENARIOS = [
     # Grants without a browser (extensions): thv's --debug log is also checked for secrets.
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
     "auth/enterprise-managed-authorization",
+    # DPoP (RFC 9449), with the nonce challenges at both servers: the log check too.
+    "auth/dpop", "auth/dpop-nonce",
 ]
 LEAK_CHECKED = {
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
-    "auth/enterprise-managed-authorization",
+    "auth/enterprise-managed-authorization", "auth/dpop", "auth/dpop-nonce",
 }  # fmt: skip
 
 

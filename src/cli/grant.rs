@@ -63,4 +63,12 @@ pub(crate) struct GrantArgs {
     /// again for every exchange
     #[arg(long, value_name = "PATH")]
     pub(crate) remote_auth_subject_token_file: Option<String>,
+
+    /// DPoP (RFC 9449): bind the tokens to a key of the proxy's and prove it on every
+    /// request. auto: when the authorization server's metadata lists an algorithm the
+    /// proxy signs with (ES256) in dpop_signing_alg_values_supported; always: refuse to log
+    /// in to a server that does not; never: plain bearer tokens
+    #[arg(long, value_name = "MODE", default_value = "auto",
+          value_parser = PossibleValuesParser::new(["auto", "always", "never"]))]
+    pub(crate) remote_auth_dpop: String,
 }

@@ -94,10 +94,21 @@ impl Grant {
     }
 }
 
+/// `--remote-auth-dpop`: whether tokens are bound to a DPoP key (RFC 9449).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DpopMode {
+    /// When the authorization server lists an algorithm the proxy signs with.
+    Auto,
+    /// Always; a server that does not list one is an error at login.
+    Always,
+    Never,
+}
+
 /// The validated grant settings.
 pub(super) struct GrantConfig {
     pub(super) grant: Grant,
     pub(super) assertion_key: Option<Arc<AssertionKey>>,
+    pub(super) dpop: DpopMode,
 }
 
 /// Whether the grant flags ask for a grant without anyone present (decided before the
@@ -223,7 +234,12 @@ pub(super) fn grant_config(
             return Err(ConfigError::new(*flag, "has no effect without --remote-auth-grant-type id-jag"));
         }
     }
-    Ok(GrantConfig { grant, assertion_key })
+    let dpop = match args.remote_auth_dpop.as_str() {
+        "always" => DpopMode::Always,
+        "never" => DpopMode::Never,
+        _ => DpopMode::Auto,
+    };
+    Ok(GrantConfig { grant, assertion_key, dpop })
 }
 
 /// The id-jag grant's settings: the IdP's token endpoint and the proxy's client there, the

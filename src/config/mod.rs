@@ -28,7 +28,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub(crate) use exchange::ExchangeConfig;
-pub(crate) use grant::{AssertionFileError, Grant, IdJagConfig, Unattended, read_assertion};
+pub(crate) use grant::{AssertionFileError, DpopMode, Grant, IdJagConfig, Unattended, read_assertion};
 pub(crate) use inbound::{CONSENT_FLAG, CREDENTIAL_FLAGS};
 pub(crate) use inbound::{InboundConfig, IntrospectionConfig};
 pub use outbound::OutboundConfig;

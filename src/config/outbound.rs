@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use super::grant::{Grant, device, grant_config, unattended};
+use super::grant::{DpopMode, Grant, device, grant_config, unattended};
 use super::target::Target;
 use super::{ConfigError, Environment, non_empty, resolve_secret, url_refused};
 use crate::oauth::assertion::AssertionKey;
@@ -57,6 +57,8 @@ pub struct OAuthConfig {
     pub(crate) grant: Grant,
     /// `--remote-auth-client-assertion-key-file`: `private_key_jwt` instead of a secret.
     pub(crate) assertion_key: Option<Arc<AssertionKey>>,
+    /// `--remote-auth-dpop`.
+    pub(crate) dpop: DpopMode,
     /// Scopes the user asked for; empty means "as the server says" (MCP scope selection).
     pub scopes: Vec<String>,
     pub callback_port: u16,
@@ -87,6 +89,7 @@ const OAUTH_ONLY_FLAGS: &[&str] = &[
     "remote-auth-scope-param-name",
     "remote-auth-authorize-param",
     "remote-auth-grant-type",
+    "remote-auth-dpop",
     "remote-auth-client-assertion-key-file",
     "remote-auth-client-assertion-alg",
     "remote-auth-assertion-file",
@@ -288,6 +291,7 @@ pub(super) fn outbound_config(
         client_metadata_url,
         grant: grant.grant,
         assertion_key: grant.assertion_key,
+        dpop: grant.dpop,
         scopes,
         callback_port: args.remote_auth_callback_port,
         skip_browser: args.remote_auth_skip_browser,

@@ -80,6 +80,7 @@ impl Exchanger {
                 url: config.url.clone(),
                 client_id: config.client_id.clone().unwrap_or_default(),
                 auth,
+                dpop: None,
             },
             http: ControlClient::new(ca_bundle)?,
             subject_token_type: config.subject_token_type,

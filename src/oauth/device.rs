@@ -17,7 +17,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::oauth::http::{ControlClient, JsonAnswer};
-use crate::oauth::token::{TokenEndpoint, TokenError, Tokens, parse, refusal, seconds};
+use crate::oauth::token::{TokenEndpoint, TokenError, Tokens, parse_bound, refusal, seconds};
 
 /// `grant_type` of the device access token request (RFC 8628 §3.4).
 pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -148,7 +148,8 @@ pub(crate) async fn poll(
     auth: &DeviceAuthorization,
     resource: Option<&str>,
 ) -> Result<Tokens, TokenError> {
-    parse(&client.post(http, poll_form(auth, resource)).await?)
+    // With DPoP on, the poll is a token request with a proof (RFC 9449 §5).
+    parse_bound(&client.post(http, poll_form(auth, resource)).await?, client.dpop.is_some())
 }
 
 /// What one poll said.
@@ -229,7 +230,7 @@ mod tests {
     use crate::oauth::http::FetchError;
 
     fn answer(status: u16, body: Value) -> JsonAnswer {
-        JsonAnswer { status, body, max_age: None }
+        JsonAnswer { status, body, max_age: None, dpop_nonce: None }
     }
 
     fn authorization(body: Value) -> Result<DeviceAuthorization, DeviceError> {
@@ -329,8 +330,13 @@ mod tests {
         assert!(matches!(classify(outage), Ok(Polled::Unavailable)));
         let nonsense = Err(TokenError::Fetch(FetchError::BadAnswer { url: "u".into(), what: "html".into() }));
         assert!(classify(nonsense).is_err());
-        let tokens =
-            Tokens { access_token: SecretString::from("at"), refresh_token: None, expires_at: None, scope: None };
+        let tokens = Tokens {
+            access_token: SecretString::from("at"),
+            refresh_token: None,
+            expires_at: None,
+            scope: None,
+            dpop_bound: false,
+        };
         assert!(matches!(classify(Ok(tokens)), Ok(Polled::Approved(_))));
     }
 

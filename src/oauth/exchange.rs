@@ -155,7 +155,7 @@ mod tests {
         let good = r#"{"access_token":"new","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","expires_in":60}"#;
         let (url, seen) = one_answer(good).await;
         let auth = ClientAuth::Basic(secrecy::SecretString::from("s3cret".to_owned()));
-        let endpoint = TokenEndpoint { url, client_id: "proxy".into(), auth };
+        let endpoint = TokenEndpoint { url, client_id: "proxy".into(), auth, dpop: None };
         let tokens = exchange(&endpoint, &http, &request).await.unwrap();
         assert_eq!(tokens.access_token.expose_secret(), "new");
         assert!(tokens.expires_at.is_some());
@@ -170,13 +170,13 @@ mod tests {
         // A client without an ID or secret sends neither; an answer without issued_token_type
         // or token_type is refused.
         let (url, seen) = one_answer(r#"{"access_token":"new","token_type":"Bearer"}"#).await;
-        let endpoint = TokenEndpoint { url, client_id: String::new(), auth: ClientAuth::None };
+        let endpoint = TokenEndpoint { url, client_id: String::new(), auth: ClientAuth::None, dpop: None };
         let err = exchange(&endpoint, &http, &request).await.err().expect("incomplete");
         assert!(matches!(err, TokenError::Incomplete("issued_token_type")), "{err}");
         let seen = seen.await.unwrap();
         assert!(!seen.contains("client_id") && !seen.contains("authorization:"), "{seen}");
         let (url, _) = one_answer(r#"{"access_token":"new","issued_token_type":"x"}"#).await;
-        let endpoint = TokenEndpoint { url, client_id: String::new(), auth: ClientAuth::None };
+        let endpoint = TokenEndpoint { url, client_id: String::new(), auth: ClientAuth::None, dpop: None };
         let err = exchange(&endpoint, &http, &request).await.err().expect("no token_type");
         assert!(matches!(err, TokenError::Incomplete("token_type")), "{err}");
     }

@@ -131,6 +131,8 @@ pub(crate) struct JsonAnswer {
     pub(crate) body: serde_json::Value,
     /// `Cache-Control: max-age`, if the server sent one.
     pub(crate) max_age: Option<Duration>,
+    /// A `DPoP-Nonce` header, if the server sent one (RFC 9449 §8).
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 /// Status and headers of a probe.
@@ -213,7 +215,21 @@ impl ControlClient {
         form: &[(&str, &str)],
         client_auth: Option<(&str, &str)>,
     ) -> Result<JsonAnswer, FetchError> {
+        self.post_form_dpop(url, form, client_auth, None).await
+    }
+
+    /// [`ControlClient::post_form`] with a `DPoP` proof header (RFC 9449 §5).
+    pub(crate) async fn post_form_dpop(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        client_auth: Option<(&str, &str)>,
+        proof: Option<&str>,
+    ) -> Result<JsonAnswer, FetchError> {
         let mut req = self.client.post(url.clone()).header(ACCEPT, "application/json").form(form);
+        if let Some(proof) = proof {
+            req = req.header(crate::oauth::dpop::DPOP_HEADER, proof);
+        }
         if let Some((id, secret)) = client_auth {
             let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
             let secret: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
@@ -247,6 +263,8 @@ impl ControlClient {
         let status = resp.status().as_u16();
         let max_age =
             resp.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+        let dpop_nonce =
+            resp.headers().get(crate::oauth::dpop::NONCE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let json_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -267,7 +285,7 @@ impl ControlClient {
         }
         let parsed = if json_type { serde_json::from_slice(&body).ok() } else { None };
         match parsed {
-            Some(body) => Ok(JsonAnswer { status, body, max_age }),
+            Some(body) => Ok(JsonAnswer { status, body, max_age, dpop_nonce }),
             None if (200..300).contains(&status) => Err(FetchError::BadAnswer {
                 url: redact(url),
                 what: if json_type {
@@ -276,7 +294,7 @@ impl ControlClient {
                     "a document that is not application/json".to_owned()
                 },
             }),
-            None => Ok(JsonAnswer { status, body: serde_json::Value::Null, max_age }),
+            None => Ok(JsonAnswer { status, body: serde_json::Value::Null, max_age, dpop_nonce }),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct AuthorizationServerMetadata {
     pub(crate) client_id_metadata_document_supported: Option<bool>,
     /// RFC 9207 §3.
     pub(crate) authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms the server accepts for DPoP proofs.
+    pub(crate) dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// The fields of a protected resource's metadata the proxy uses (RFC 9728 §2).

@@ -6,6 +6,7 @@ pub(crate) mod assertion;
 pub(crate) mod authorize;
 pub(crate) mod challenge;
 pub(crate) mod device;
+pub(crate) mod dpop;
 pub(crate) mod exchange;
 pub(crate) mod http;
 pub(crate) mod id_jag;

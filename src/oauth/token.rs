@@ -12,6 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::oauth::assertion::{AssertionKey, JWT_BEARER_ASSERTION_TYPE};
+use crate::oauth::dpop::{Dpop, Htu, USE_DPOP_NONCE};
 use crate::oauth::http::{ControlClient, FetchError, JsonAnswer};
 
 /// `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
@@ -61,6 +62,9 @@ pub(crate) struct Tokens {
     pub(crate) expires_at: Option<Instant>,
     /// Granted scopes, if the server said.
     pub(crate) scope: Option<String>,
+    /// `token_type` `DPoP` (RFC 9449 §5): the token is bound to the proof's key and goes
+    /// out with the `DPoP` scheme and a proof per request.
+    pub(crate) dpop_bound: bool,
 }
 
 /// Why a token request failed.
@@ -72,7 +76,8 @@ pub(crate) enum TokenError {
     /// A success without an access token (RFC 6749 §5.1 requires one).
     #[error("the token endpoint refused: invalid_response (no access_token in the token response)")]
     NoAccessToken,
-    /// A token type other than `Bearer` (RFC 6749 §7.1), which the proxy cannot send.
+    /// A token type other than `Bearer` (RFC 6749 §7.1), or `DPoP` when the request carried
+    /// a proof (RFC 9449 §5), which the proxy cannot send.
     #[error("the token endpoint refused: unsupported_token_type ({0})")]
     UnsupportedTokenType(String),
     /// A success without a member the grant requires (RFC 8693 §2.2.1: `token_type` and
@@ -98,6 +103,8 @@ pub(crate) struct TokenEndpoint {
     pub(crate) url: Url,
     pub(crate) client_id: String,
     pub(crate) auth: ClientAuth,
+    /// With DPoP on, every request carries a proof of this key (RFC 9449 §5).
+    pub(crate) dpop: Option<Arc<Dpop>>,
 }
 
 impl TokenEndpoint {
@@ -171,25 +178,54 @@ impl TokenEndpoint {
     }
 
     async fn request(&self, http: &ControlClient, form: Vec<(&str, &str)>) -> Result<Tokens, TokenError> {
-        parse(&self.post(http, form).await?)
+        parse_bound(&self.post(http, form).await?, self.dpop.is_some())
     }
 
     /// POSTs a token request with this client's authentication, and returns the answer
     /// whatever its status (for grants that read more of it than [`parse`] does). A client
     /// without an ID (RFC 8693 servers that trust the subject token alone, such as
     /// Google's STS) sends none.
+    /// With DPoP on, the request carries a proof, and a `use_dpop_nonce` refusal (RFC 9449
+    /// §8) is answered by one resend with the server's nonce.
     pub(crate) async fn post(&self, http: &ControlClient, form: Vec<(&str, &str)>) -> Result<JsonAnswer, TokenError> {
-        self.post_to(&self.url, http, form).await
+        let Some(dpop) = &self.dpop else { return self.post_to(&self.url, http, form).await };
+        let to = Htu::from_url(&self.url);
+        let answer = self.post_once(&self.url, http, form.clone(), Some(&dpop.proof("POST", &to, None))).await?;
+        let challenged = answer.status == 400
+            && answer.body.get("error").and_then(Value::as_str) == Some(USE_DPOP_NONCE)
+            && answer.dpop_nonce.is_some();
+        if let Some(nonce) = &answer.dpop_nonce {
+            dpop.remember_nonce(&to.origin, nonce);
+        }
+        if !challenged {
+            return Ok(answer);
+        }
+        tracing::debug!("the token endpoint asks for a DPoP nonce; sending again with it");
+        let answer = self.post_once(&self.url, http, form, Some(&dpop.proof("POST", &to, None))).await?;
+        if let Some(nonce) = &answer.dpop_nonce {
+            dpop.remember_nonce(&to.origin, nonce);
+        }
+        Ok(answer)
     }
 
     /// POSTs `form` to another endpoint of the same server with this client's
     /// authentication: the device authorization endpoint takes it as the token endpoint
-    /// does (RFC 8628 §3.1).
+    /// does (RFC 8628 §3.1). No DPoP proof: that request yields no token (RFC 9449 §5).
     pub(crate) async fn post_to(
         &self,
         url: &Url,
         http: &ControlClient,
+        form: Vec<(&str, &str)>,
+    ) -> Result<JsonAnswer, TokenError> {
+        self.post_once(url, http, form, None).await
+    }
+
+    async fn post_once(
+        &self,
+        url: &Url,
+        http: &ControlClient,
         mut form: Vec<(&str, &str)>,
+        proof: Option<&str>,
     ) -> Result<JsonAnswer, TokenError> {
         let assertion;
         let basic = match &self.auth {
@@ -216,7 +252,7 @@ impl TokenEndpoint {
             }
             ClientAuth::Basic(secret) => Some((self.client_id.as_str(), secret.expose_secret())),
         };
-        Ok(http.post_form(url, &form, basic).await?)
+        Ok(http.post_form_dpop(url, &form, basic, proof).await?)
     }
 }
 
@@ -235,13 +271,23 @@ pub(crate) fn refusal(answer: &JsonAnswer) -> Result<(), TokenError> {
 
 /// The tokens of a token endpoint's answer (RFC 6749 §5.1), or its refusal (§5.2).
 pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
+    parse_bound(answer, false)
+}
+
+/// [`parse`] for a request that carried a DPoP proof (`proof_sent`): a `DPoP` token is
+/// accepted only then (RFC 9449 §5). A `Bearer` answer to a proof is a server that does
+/// not bind tokens; the token is used as a bearer token (RFC 9449 §7.1).
+pub(crate) fn parse_bound(answer: &JsonAnswer, proof_sent: bool) -> Result<Tokens, TokenError> {
     refusal(answer)?;
     let text = |k: &str| answer.body.get(k).and_then(Value::as_str).map(str::to_owned);
     let access = text("access_token").filter(|t| !t.is_empty()).ok_or(TokenError::NoAccessToken)?;
-    if let Some(kind) = text("token_type")
-        && !kind.eq_ignore_ascii_case("bearer")
-    {
-        return Err(TokenError::UnsupportedTokenType(kind));
+    let mut dpop_bound = false;
+    if let Some(kind) = text("token_type") {
+        if proof_sent && kind.eq_ignore_ascii_case("dpop") {
+            dpop_bound = true;
+        } else if !kind.eq_ignore_ascii_case("bearer") {
+            return Err(TokenError::UnsupportedTokenType(kind));
+        }
     }
     let expires_in = seconds(&answer.body, "expires_in");
     Ok(Tokens {
@@ -249,6 +295,7 @@ pub(crate) fn parse(answer: &JsonAnswer) -> Result<Tokens, TokenError> {
         refresh_token: text("refresh_token").filter(|t| !t.is_empty()).map(SecretString::from),
         expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
         scope: text("scope"),
+        dpop_bound,
     })
 }
 
@@ -335,7 +382,7 @@ mod tests {
         for (id, auth) in cases {
             let (url, seen) = capturing().await;
             let method = format!("{auth:?}");
-            let endpoint = TokenEndpoint { url, client_id: id.into(), auth };
+            let endpoint = TokenEndpoint { url, client_id: id.into(), auth, dpop: None };
             let tokens =
                 endpoint.client_credentials(&http, Some("a b"), Some("https://mcp.example/mcp")).await.unwrap();
             assert_eq!(tokens.access_token.expose_secret(), "at");
@@ -370,5 +417,104 @@ mod tests {
                 other => panic!("{other}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod dpop_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::oauth::dpop::DpopKey;
+    use crate::oauth::dpop::tests::verify;
+
+    fn answer(body: serde_json::Value) -> JsonAnswer {
+        JsonAnswer { status: 200, body, max_age: None, dpop_nonce: None }
+    }
+
+    /// `DPoP` is accepted only as the answer to a request that carried a proof (RFC 9449
+    /// §5); `Bearer` always (a server that does not bind); anything else never.
+    #[test]
+    fn token_type_dpop_only_with_a_proof() {
+        let with = |kind: &str| answer(serde_json::json!({"access_token": "a", "token_type": kind}));
+        assert!(parse_bound(&with("DPoP"), true).unwrap().dpop_bound);
+        assert!(parse_bound(&with("dpop"), true).unwrap().dpop_bound, "case-insensitive");
+        assert!(matches!(parse_bound(&with("DPoP"), false), Err(TokenError::UnsupportedTokenType(_))));
+        assert!(matches!(parse(&with("DPoP")), Err(TokenError::UnsupportedTokenType(_))));
+        assert!(!parse_bound(&with("Bearer"), true).unwrap().dpop_bound);
+        assert!(matches!(parse_bound(&with("mac"), true), Err(TokenError::UnsupportedTokenType(_))));
+    }
+
+    /// Reads one request (head and its content-length body) from a connection.
+    async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded: until the head and the body its content-length announces are in.
+        for _ in 0..64 {
+            let n = stream.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&request).to_string()
+    }
+
+    /// A token endpoint that asks for a nonce (RFC 9449 §8) until the proof carries it,
+    /// then issues a DPoP token; it records each request's proof.
+    #[tokio::test]
+    async fn an_authorization_server_nonce_is_honoured_with_one_resend() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/token", listener.local_addr().unwrap())).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut proofs = Vec::new();
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let request = read_request(&mut stream).await;
+                let proof =
+                    request.lines().find_map(|l| l.strip_prefix("dpop: ").map(str::to_owned)).unwrap_or_default();
+                let has_nonce = !proof.is_empty() && verify(&proof).1["nonce"] == "as-nonce-1";
+                proofs.push(proof);
+                let (status, body) = if has_nonce {
+                    ("200 OK", r#"{"access_token":"at","token_type":"DPoP","expires_in":60}"#)
+                } else {
+                    ("400 Bad Request", r#"{"error":"use_dpop_nonce"}"#)
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ndpop-nonce: as-nonce-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+            }
+            let _ = tx.send(proofs);
+        });
+        let dpop = Arc::new(Dpop::new(DpopKey::generate()));
+        let endpoint =
+            TokenEndpoint { url: url.clone(), client_id: "c".into(), auth: ClientAuth::None, dpop: Some(dpop.clone()) };
+        let http = ControlClient::new(None).unwrap();
+        let tokens = endpoint.client_credentials(&http, None, None).await.unwrap();
+        assert!(tokens.dpop_bound);
+        let proofs = rx.await.unwrap();
+        assert_eq!(proofs.len(), 2, "one request, one resend");
+        let (first, second) = (verify(&proofs[0]).1, verify(&proofs[1]).1);
+        assert!(first.get("nonce").is_none());
+        assert_eq!(second["nonce"], "as-nonce-1");
+        for claims in [&first, &second] {
+            assert_eq!((claims["htm"].as_str(), claims["htu"].as_str()), (Some("POST"), Some(url.as_str())));
+            assert!(claims.get("ath").is_none(), "no ath at the token endpoint");
+        }
+        assert_ne!(first["jti"], second["jti"]);
     }
 }

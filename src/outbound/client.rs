@@ -115,6 +115,6 @@ impl OAuth {
     pub(super) fn token_endpoint(&self, session: &Session, client: &Client) -> TokenEndpoint {
         let url =
             session.discovery.as_ref().map(|d| d.server.token_endpoint.clone()).unwrap_or_else(|| self.target.clone());
-        TokenEndpoint { url, client_id: client.id.clone(), auth: client.auth.clone() }
+        TokenEndpoint { url, client_id: client.id.clone(), auth: client.auth.clone(), dpop: session.dpop.clone() }
     }
 }

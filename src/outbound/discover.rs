@@ -141,10 +141,17 @@ pub(crate) struct Challenged {
 }
 
 impl Challenged {
-    /// Reads the `Bearer` challenge of a 401's headers (any number of field lines).
+    /// Reads the `Bearer` challenge of a 401's headers (any number of field lines), or
+    /// failing that a `DPoP` one (RFC 9449 §7.1: a server that takes only DPoP tokens
+    /// challenges with that scheme, with the same parameters).
     pub(crate) fn from_headers(headers: &http::HeaderMap) -> Challenged {
         let lines: Vec<&str> = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).collect();
-        let bearer = find_bearer(lines);
+        let bearer = find_bearer(lines.iter().copied()).or_else(|| {
+            crate::oauth::challenge::parse_challenges(lines)
+                .ok()?
+                .into_iter()
+                .find(|c| c.scheme.eq_ignore_ascii_case("dpop"))
+        });
         Challenged {
             scope: bearer.as_ref().and_then(|c| c.param("scope")).map(str::to_owned),
             resource_metadata: bearer.as_ref().and_then(|c| c.param("resource_metadata")).map(str::to_owned),

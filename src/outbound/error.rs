@@ -58,6 +58,12 @@ pub(crate) enum LoginError {
         "the authorization server {server} does not accept {what} (it lists {listed}); change --remote-auth-client-assertion-key-file or --remote-auth-client-assertion-alg"
     )]
     ClientAuthNotSupported { server: String, what: String, listed: String },
+    /// `--remote-auth-dpop always` and a server whose metadata lists no DPoP algorithm the
+    /// proxy signs with (RFC 9449 §5.1 `dpop_signing_alg_values_supported`).
+    #[error(
+        "the authorization server {server} does not support DPoP with ES256 (its dpop_signing_alg_values_supported: {listed}); --remote-auth-dpop always refuses to log in without it (use auto or never)"
+    )]
+    DpopNotSupported { server: String, listed: String },
     /// `--remote-auth-assertion-file` (or `--remote-auth-subject-token-file`) gave no JWT.
     #[error("no token to present: {0}")]
     AssertionFile(#[from] AssertionFileError),

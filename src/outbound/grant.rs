@@ -13,13 +13,13 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
 use tracing::{info, warn};
 
 use crate::config::{IdJagConfig, Unattended, read_assertion};
 use crate::oauth::id_jag::{IdJagRequest, exchange_id_token_for_id_jag};
 use crate::oauth::token::{ClientAuth, TokenEndpoint, TokenError};
 use crate::outbound::client::Client;
+use crate::outbound::dpop::Credential;
 use crate::outbound::scope::select_scope;
 use crate::outbound::tokens::Active;
 use crate::outbound::{LoginError, OAuth, Session, State, Unavailable};
@@ -123,6 +123,8 @@ impl OAuth {
             url: idp.token_url.clone(),
             client_id: idp.client_id.clone(),
             auth: ClientAuth::from_method(None, idp.client_secret.clone()),
+            // The ID-JAG is no access token: only the final grant is bound (RFC 9449 §5).
+            dpop: None,
         };
         let jag = exchange_id_token_for_id_jag(&endpoint, &self.http, &id_token, want).await?;
         info!(idp = %crate::oauth::http::redact(&idp.token_url), "the identity provider issued an ID-JAG");
@@ -137,21 +139,21 @@ impl OAuth {
         &self,
         active: &Arc<Active>,
         grant: &Unattended,
-    ) -> Result<HeaderValue, Unavailable> {
+    ) -> Result<Credential, Unavailable> {
         let mut session = self.session.lock().await;
         match &**self.state.load() {
-            State::Ready(current) if !Arc::ptr_eq(current, active) => return Ok(current.header.clone()),
+            State::Ready(current) if !Arc::ptr_eq(current, active) => return Ok(current.credential()),
             State::Ready(_) => {}
             State::Pending | State::NotRequired | State::Failed { .. } => return Err(self.unavailable()),
         }
         match self.unattended_login(&mut session, None, grant).await {
             Ok(()) => match &**self.state.load() {
-                State::Ready(current) => Ok(current.header.clone()),
+                State::Ready(current) => Ok(current.credential()),
                 _ => Err(self.unavailable()),
             },
             Err(LoginError::Token(TokenError::Fetch(e))) if e.is_transient() && !active.expired() => {
                 warn!(error = %e, "getting a new token failed; using the current one while it lasts");
-                Ok(active.header.clone())
+                Ok(active.credential())
             }
             Err(e) => {
                 self.fail(e);

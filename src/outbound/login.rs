@@ -109,6 +109,7 @@ impl OAuth {
         self.ensure_discovery(session).await?;
         self.check_grant_supported(session)?;
         self.check_client_auth_supported(session)?;
+        self.start_dpop(session)?;
         if let Some(grant) = self.cfg.grant.unattended() {
             return self.unattended_login(session, step_up, grant).await;
         }

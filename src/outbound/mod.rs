@@ -36,6 +36,7 @@ pub(crate) mod callback;
 mod client;
 mod device;
 pub(crate) mod discover;
+mod dpop;
 mod error;
 mod grant;
 mod login;
@@ -60,6 +61,7 @@ use crate::oauth::http::{ControlClient, UrlPolicy};
 use crate::telemetry::metrics::{Count, Metrics};
 use client::Client;
 use discover::{Challenged, Discovery, discover, remote_policy};
+use dpop::Credential;
 use store::Store;
 use tokens::Active;
 
@@ -100,6 +102,8 @@ struct Session {
     client: Option<Client>,
     /// The scope last requested (the base of a step-up union).
     scope: Option<String>,
+    /// This login's DPoP key and the servers' nonces, with DPoP on (RFC 9449).
+    dpop: Option<Arc<crate::oauth::dpop::Dpop>>,
 }
 
 /// Outgoing authentication.
@@ -187,8 +191,13 @@ impl Outbound {
     /// The `Authorization` value for the next upstream request; `Ok(None)` when the target
     /// needs none. Refreshes first when the token is about to expire.
     pub(crate) async fn authorization(&self) -> Result<Option<HeaderValue>, Unavailable> {
+        self.credential().await.map(|c| c.map(|c| c.header))
+    }
+
+    /// [`Outbound::authorization`] with what a DPoP-bound token's proofs need.
+    async fn credential(&self) -> Result<Option<Credential>, Unavailable> {
         let oauth = match &*self.inner {
-            Inner::Static(header) => return Ok(Some(header.clone())),
+            Inner::Static(header) => return Ok(Some(Credential::bearer(header.clone()))),
             Inner::OAuth(oauth) => oauth,
         };
         let active = match &**oauth.state.load() {
@@ -204,21 +213,21 @@ impl Outbound {
             }
         };
         if !active.expiring() {
-            return Ok(Some(active.header.clone()));
+            return Ok(Some(active.credential()));
         }
         if active.refresh_token.is_none() {
             if let Some(grant) = oauth.cfg.grant.unattended() {
                 return oauth.renew_unattended(&active, grant).await.map(Some);
             }
-            return Ok(Some(active.header.clone()));
+            return Ok(Some(active.credential()));
         }
         let mut session = oauth.session.lock().await;
         match &**oauth.state.load() {
-            State::Ready(current) if !Arc::ptr_eq(current, &active) => return Ok(Some(current.header.clone())),
+            State::Ready(current) if !Arc::ptr_eq(current, &active) => return Ok(Some(current.credential())),
             _ => {}
         }
         match Box::pin(oauth.refresh(&mut session, &active)).await {
-            Ok(fresh) => Ok(Some(fresh.header.clone())),
+            Ok(fresh) => Ok(Some(fresh.credential())),
             // Only a dead grant needs the user again; an IdP outage does not throw the login
             // away: the current token is used while it lasts, then requests wait.
             Err(e) if e.needs_login() => {
@@ -226,7 +235,7 @@ impl Outbound {
                 self.relogin_in_background();
                 Err(Unavailable::Pending)
             }
-            Err(_) if !active.expired() => Ok(Some(active.header.clone())),
+            Err(_) if !active.expired() => Ok(Some(active.credential())),
             Err(_) => Err(Unavailable::Retry),
         }
     }

@@ -3,9 +3,12 @@
 //! dead refresh token but keep the registered client. The file format and its safety rules
 //! are [`store`](super::store)'s.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use tracing::{info, warn};
 
+use crate::oauth::dpop::{Dpop, DpopKey, expose_stored};
 use crate::oauth::token::{ClientAuth, Tokens};
 use crate::outbound::client::Client;
 use crate::outbound::store::{self, Saved};
@@ -54,6 +57,19 @@ impl OAuth {
         };
         session.client = Some(client.clone());
         let refresh = saved.refresh_token.clone().map(SecretString::from)?;
+        // A DPoP login's refresh token is bound to its key (RFC 9449 §5): without the key
+        // it cannot be used, and a new login (with a new key) follows.
+        session.dpop = match self.dpop_wanted(session) {
+            Ok(false) => None,
+            Ok(true) => match saved.dpop_key.as_deref().and_then(DpopKey::from_stored) {
+                Some(key) => Some(Arc::new(Dpop::new(key))),
+                None => {
+                    info!("the saved login has no DPoP key; logging in again");
+                    return Some(false);
+                }
+            },
+            Err(_) => return Some(false),
+        };
         let endpoint = self.token_endpoint(session, &client);
         // A resumed login is a refresh-token grant, and counted as one (not as a login).
         let refreshed = endpoint.refresh(&self.http, &refresh, Some(&self.cfg.resource)).await;
@@ -97,6 +113,7 @@ impl OAuth {
                     redirect_uri: client.registered_redirect.clone(),
                     refresh_token: store::expose(&tokens.refresh_token),
                     scope: session.scope.clone().or_else(|| tokens.scope.clone()),
+                    dpop_key: session.dpop.as_ref().map(|d| expose_stored(d.key())),
                 },
                 self.cfg.client_id.as_deref(),
             );

@@ -13,12 +13,12 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, request};
 use http_body_util::Full;
 use tracing::{info, warn};
 
 use crate::outbound::discover::Challenged;
+use crate::outbound::dpop::{Credential, nonce_challenge};
 use crate::outbound::scope::insufficient_scope;
 use crate::outbound::{Inner, Outbound, Unavailable};
 
@@ -43,6 +43,8 @@ pub(crate) enum SendError<E> {
 pub(crate) struct Attempts {
     /// Whether the token was already renewed after a 401.
     pub(crate) renewed: bool,
+    /// Whether the request was already resent with the MCP server's DPoP nonce.
+    pub(crate) nonce: bool,
     /// How many step-ups were done.
     pub(crate) step_ups: usize,
 }
@@ -54,17 +56,21 @@ pub(crate) enum Next {
     Relay,
     /// Renew the token (the target's challenge may name new metadata), then resend.
     Renew(Challenged),
+    /// Resend with the DPoP nonce the target just gave (RFC 9449 §9), once.
+    Nonce,
     /// The target refused a renewed token as well: give up without resending.
     Refused,
     /// Log in again asking for this scope as well, then resend.
     StepUp(String),
 }
 
-/// The retry rules: a 401 renews once, a second 401 gives up; a `403` whose `Bearer`
+/// The retry rules: a 401 asking for a DPoP nonce is resent once with it; a 401 renews
+/// once, a second 401 gives up; a `403` whose `Bearer`
 /// challenge says `insufficient_scope` steps up while fewer than [`MAX_STEP_UPS`] were
 /// done; everything else (another 403 included) is relayed.
 pub(crate) fn next(status: StatusCode, headers: &HeaderMap, attempts: Attempts) -> Next {
     match status {
+        StatusCode::UNAUTHORIZED if !attempts.nonce && nonce_challenge(headers) => Next::Nonce,
         StatusCode::UNAUTHORIZED if !attempts.renewed => Next::Renew(Challenged::from_headers(headers)),
         StatusCode::UNAUTHORIZED => Next::Refused,
         StatusCode::FORBIDDEN if attempts.step_ups < MAX_STEP_UPS => {
@@ -92,19 +98,27 @@ impl Outbound {
         let request::Parts { method, uri, headers, .. } = parts;
         if let Inner::Static(header) = &*self.inner {
             // Nothing to renew: the request goes once, and its headers move.
-            return send(request(method, uri, headers, body, Some(header.clone()))).await.map_err(SendError::Upstream);
+            let auth = Some(Credential::bearer(header.clone()));
+            return send(request(method, uri, headers, body, auth.as_ref())).await.map_err(SendError::Upstream);
         }
         let mut attempts = Attempts::default();
         loop {
-            let auth = self.authorization().await.map_err(SendError::Unavailable)?;
-            let req = request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.clone());
+            let auth = self.credential().await.map_err(SendError::Unavailable)?;
+            let req = request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.as_ref());
             let resp = send(req).await.map_err(SendError::Upstream)?;
+            if let Some(bound) = auth.as_ref().and_then(|a| a.bound.as_ref()) {
+                bound.remember_nonce(resp.headers());
+            }
             match next(resp.status(), resp.headers(), attempts) {
                 Next::Relay => return Ok(resp),
+                Next::Nonce => {
+                    attempts.nonce = true;
+                    info!("the MCP server asks for a DPoP nonce; sending again with it");
+                }
                 Next::Renew(challenged) => {
                     attempts.renewed = true;
                     drop(resp);
-                    Box::pin(self.recover_unauthorized(auth.as_ref(), challenged))
+                    Box::pin(self.recover_unauthorized(auth.as_ref().map(|a| &a.header), challenged))
                         .await
                         .map_err(SendError::Unavailable)?;
                 }
@@ -132,16 +146,16 @@ fn request(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    auth: Option<HeaderValue>,
+    auth: Option<&Credential>,
 ) -> Request<Full<Bytes>> {
     let mut req = Request::new(Full::new(body));
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
     if let Some(auth) = auth {
-        req.headers_mut().insert(AUTHORIZATION, auth);
+        auth.apply(&method, &uri, req.headers_mut());
     }
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
     req
 }
 
@@ -151,7 +165,8 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, NoEnv};
-    use http::header::{HOST, WWW_AUTHENTICATE};
+    use http::HeaderValue;
+    use http::header::{AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 
     fn challenge(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -169,9 +184,12 @@ mod tests {
         let scopeless = challenge(r#"Bearer error="insufficient_scope""#);
         let other = challenge(r#"Bearer error="invalid_token""#);
         let none = HeaderMap::new();
+        let mut nonce = challenge(r#"DPoP error="use_dpop_nonce""#);
+        nonce.insert(crate::oauth::dpop::NONCE_HEADER, HeaderValue::from_static("n"));
+        let after_nonce = Attempts { nonce: true, ..Attempts::default() };
         let fresh = Attempts::default();
-        let renewed = Attempts { renewed: true, step_ups: 0 };
-        let stepped = |step_ups| Attempts { renewed: false, step_ups };
+        let renewed = Attempts { renewed: true, ..Attempts::default() };
+        let stepped = |step_ups| Attempts { step_ups, ..Attempts::default() };
         let renew = || Next::Renew(Challenged::default());
         let step_up = || Next::StepUp("b c".into());
         let prm = Next::Renew(Challenged { scope: Some("a".into()), resource_metadata: Some(PRM.into()) });
@@ -190,6 +208,8 @@ mod tests {
             (FORBIDDEN, &other, fresh, Next::Relay, "so is another error"),
             (StatusCode::BAD_REQUEST, &scope, fresh, Next::Relay, "only a 403 steps up"),
             (StatusCode::SERVICE_UNAVAILABLE, &none, fresh, Next::Relay, "the target's errors are relayed"),
+            (UNAUTHORIZED, &nonce, fresh, Next::Nonce, "a DPoP nonce challenge is resent with the nonce"),
+            (UNAUTHORIZED, &nonce, after_nonce, renew(), "only once; then it is a plain 401"),
         ];
         for (status, headers, attempts, want, why) in cases {
             assert_eq!(next(*status, headers, *attempts), *want, "{why}");

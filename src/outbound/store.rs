@@ -35,6 +35,10 @@ pub(crate) struct Saved {
     /// The redirect URI a registered client was registered with.
     #[serde(default)]
     pub(crate) redirect_uri: Option<String>,
+    /// The login's DPoP private key (PKCS#8, base64), which its tokens are bound to
+    /// (RFC 9449 §5): a refreshed token must be proven with the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_key: Option<String>,
 }
 
 /// A directory of saved logins.
@@ -212,10 +216,12 @@ mod tests {
             refresh_token: Some("rt".into()),
             scope: Some("a b".into()),
             redirect_uri: None,
+            dpop_key: Some("k".into()),
         };
         store.save(&login, None);
         let back = store.load("https://as.example", "https://mcp.example/mcp", None).unwrap();
         assert_eq!(back.refresh_token.as_deref(), Some("rt"));
+        assert_eq!(back.dpop_key.as_deref(), Some("k"), "the DPoP key is kept with the login, in the 0600 file");
         let path = store.path("https://as.example", "https://mcp.example/mcp", None);
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777, 0o700);

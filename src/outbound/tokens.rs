@@ -9,7 +9,9 @@ use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::warn;
 
+use crate::oauth::dpop::Dpop;
 use crate::oauth::token::{TokenError, Tokens};
+use crate::outbound::dpop::{Bound, Credential};
 use crate::outbound::{OAuth, Session, State};
 use crate::telemetry::metrics::Count;
 
@@ -41,6 +43,8 @@ impl RefreshError {
 /// The token in use, ready to be put on requests.
 pub(super) struct Active {
     pub(super) header: HeaderValue,
+    /// A DPoP-bound token's key and `ath` (RFC 9449 §7.1); `None` for a bearer token.
+    bound: Option<Arc<Bound>>,
     pub(super) refresh_token: Option<SecretString>,
     expires_at: Option<Instant>,
     /// When to refresh: [`REFRESH_MARGIN`] before expiry, or a quarter of the lifetime for
@@ -49,8 +53,13 @@ pub(super) struct Active {
 }
 
 impl Active {
-    pub(super) fn new(tokens: &Tokens) -> Active {
-        let mut header = HeaderValue::try_from(format!("Bearer {}", tokens.access_token.expose_secret()))
+    /// The token of `tokens`; bound to `dpop` (the login's key, for requests to `target`)
+    /// when the server said it is a DPoP token.
+    pub(super) fn new(tokens: &Tokens, dpop: Option<&Arc<Dpop>>, target: &url::Url) -> Active {
+        let token = tokens.access_token.expose_secret();
+        let bound = dpop.filter(|_| tokens.dpop_bound).map(|d| Arc::new(Bound::new(d.clone(), token, target)));
+        let scheme = if bound.is_some() { "DPoP" } else { "Bearer" };
+        let mut header = HeaderValue::try_from(format!("{scheme} {token}"))
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
         // Sensitive: shown as "Sensitive" by Debug, so no log line can carry it.
         header.set_sensitive(true);
@@ -58,7 +67,12 @@ impl Active {
             let lifetime = at.saturating_duration_since(Instant::now());
             at - REFRESH_MARGIN.min(lifetime / 4)
         });
-        Active { header, refresh_token: tokens.refresh_token.clone(), expires_at: tokens.expires_at, refresh_at }
+        Active { header, bound, refresh_token: tokens.refresh_token.clone(), expires_at: tokens.expires_at, refresh_at }
+    }
+
+    /// What a request carries.
+    pub(super) fn credential(&self) -> Credential {
+        Credential { header: self.header.clone(), bound: self.bound.clone() }
     }
 
     pub(super) fn expiring(&self) -> bool {
@@ -98,7 +112,7 @@ impl OAuth {
 
     /// Makes `tokens` current and saves the login.
     pub(super) fn activate(&self, session: &Session, tokens: &Tokens) -> Arc<Active> {
-        let active = Arc::new(Active::new(tokens));
+        let active = Arc::new(Active::new(tokens, session.dpop.as_ref(), &self.target));
         self.set_state(State::Ready(active.clone()));
         self.save(session, tokens);
         active
@@ -204,6 +218,7 @@ mod tests {
             refresh_token: Some(SecretString::from("refresh")),
             expires_at: expires_in.map(|s| Instant::now() + Duration::from_secs(s)),
             scope: None,
+            dpop_bound: false,
         };
         let first = oauth.activate(&session, &tokens(Some(120)));
         assert!(expiry(&metrics).is_some_and(|s| (119.0..=120.0).contains(&s)));
