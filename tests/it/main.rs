@@ -8,6 +8,7 @@ mod authz_table;
 mod cli;
 mod corpus;
 mod device;
+mod dpop;
 mod engine;
 mod faults;
 mod forwarding;

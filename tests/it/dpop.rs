@@ -1,0 +1,208 @@
+//! DPoP (RFC 9449, `--remote-auth-dpop`) against a scripted authorization server and MCP
+//! server that both demand a nonce: the proxy's token request is resent once with the
+//! authorization server's nonce (§8), its first request to the MCP server once with the MCP
+//! server's (§9), and every request after carries `Authorization: DPoP` and a fresh proof
+//! (its own `jti`, the request's `htm` and `htu`, the token's `ath`) signed by the key in its
+//! `jwk`. Both engines are run (the default and `THV_HTTP1=hyper`, as `engine::diff`'s
+//! pairs); with outgoing auth both send through the one place credentials are added
+//! (`Outbound::send`). The happy path against the official suite
+//! is interop/outbound's `auth/dpop` and `auth/dpop-nonce`.
+
+use std::collections::HashSet;
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::outbound::{client, health, wait_authenticated};
+use crate::support::Thv;
+use crate::support::upstream::{ScriptedUpstream, Seen, reply};
+
+const TOKEN: &str = "dpop-bound-token-7f3a";
+const AS_NONCE: &str = "as-nonce-1";
+const RS_NONCE: &str = "rs-nonce-1";
+
+/// The proof of `seen`, verified as RFC 9449 §4.3 says (header, signature by its own
+/// `jwk`); its claims, or why it is not valid.
+fn proof_claims(seen: &Seen) -> Result<Value, String> {
+    let proof = seen.headers.get("dpop").ok_or("no DPoP header")?.to_str().map_err(|e| e.to_string())?;
+    let parts: Vec<&str> = proof.split('.').collect();
+    let [head, body, signature] = parts[..] else { return Err("not a JWS".into()) };
+    let decode = |s: &str| -> Result<Value, String> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    };
+    let header = decode(head)?;
+    if header["typ"] != "dpop+jwt" || header["alg"] != "ES256" || header["jwk"].get("d").is_some() {
+        return Err(format!("bad header {header}"));
+    }
+    let coordinate =
+        |k: &str| URL_SAFE_NO_PAD.decode(header["jwk"][k].as_str().unwrap_or_default()).unwrap_or_default();
+    let point = [vec![4u8], coordinate("x"), coordinate("y")].concat();
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|e| e.to_string())?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(format!("{head}.{body}").as_bytes(), &signature)
+        .map_err(|_| "the signature does not verify with the jwk")?;
+    decode(body)
+}
+
+fn ath(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// An authorization server whose metadata lists `algs` (when given) and whose token endpoint
+/// wants the nonce before it issues a DPoP token.
+async fn auth_server(algs: Option<Value>) -> ScriptedUpstream {
+    ScriptedUpstream::start(move |seen| {
+        let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+        let json = ("content-type", "application/json");
+        match seen.uri.path() {
+            "/.well-known/oauth-authorization-server" => {
+                let mut metadata = serde_json::json!({
+                    "issuer": format!("http://{host}"),
+                    "token_endpoint": format!("http://{host}/token"),
+                    "grant_types_supported": ["client_credentials"],
+                });
+                if let Some(algs) = &algs {
+                    metadata["dpop_signing_alg_values_supported"] = algs.clone();
+                }
+                reply(200, &[json], &metadata.to_string())
+            }
+            "/token" => match proof_claims(&seen) {
+                Ok(claims) if claims["nonce"] == AS_NONCE => {
+                    let body = serde_json::json!({"access_token": TOKEN, "token_type": "DPoP", "expires_in": 3600});
+                    reply(200, &[json], &body.to_string())
+                }
+                Ok(_) => reply(400, &[json, ("dpop-nonce", AS_NONCE)], r#"{"error":"use_dpop_nonce"}"#),
+                Err(e) => reply(
+                    400,
+                    &[json],
+                    &serde_json::json!({"error": "invalid_dpop_proof", "error_description": e}).to_string(),
+                ),
+            },
+            _ => reply(404, &[], ""),
+        }
+    })
+    .await
+}
+
+/// An MCP server that takes the DPoP token with a valid proof carrying its nonce.
+async fn mcp_server() -> ScriptedUpstream {
+    ScriptedUpstream::start(|seen| {
+        let authorized =
+            seen.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("DPoP {TOKEN}"));
+        match proof_claims(&seen) {
+            Ok(claims) if authorized && claims["nonce"] == RS_NONCE => {
+                reply(200, &[("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+            }
+            Ok(_) if authorized => {
+                reply(401, &[("www-authenticate", r#"DPoP error="use_dpop_nonce""#), ("dpop-nonce", RS_NONCE)], "")
+            }
+            _ => reply(401, &[("www-authenticate", r#"DPoP error="invalid_token""#)], ""),
+        }
+    })
+    .await
+}
+
+fn flags(issuer: &str, dpop: &'static str) -> Vec<String> {
+    [
+        "--remote-auth-issuer",
+        issuer,
+        "--remote-auth-grant-type",
+        "client_credentials",
+        "--remote-auth-client-id",
+        "workload",
+        "--remote-auth-client-secret",
+        "the-client-secret",
+        "--remote-auth-dpop",
+        dpop,
+        "--remote-auth-store=false",
+        "--debug",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+async fn post(thv: &Thv, query: &str) -> reqwest::Response {
+    client()
+        .post(thv.url(&format!("/mcp{query}")))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_send_a_fresh_proof_per_request_and_honour_both_nonces_once() {
+    // Each engine gets its own servers: the token requests and resends are counted per proxy.
+    for (engine, env) in [("own", &[][..]), ("hyper", &[("THV_HTTP1", "hyper")][..])] {
+        let rs = mcp_server().await;
+        let auth = auth_server(Some(serde_json::json!(["RS256", "ES256"]))).await;
+        let args = flags(auth.url("").trim_end_matches('/'), "auto");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let thv = &Thv::start_env(&rs.url("/mcp"), &args, env);
+        wait_authenticated(thv).await;
+        // Two proofs at the token endpoint: the first without a nonce, answered with one.
+        let token_requests: Vec<Seen> = auth.seen().iter().filter(|s| s.uri.path() == "/token").cloned().collect();
+        assert_eq!(token_requests.len(), 2, "{engine}: one token request, one resend with the nonce");
+        let first = proof_claims(&token_requests[0]).unwrap();
+        assert!(first.get("nonce").is_none() && first.get("ath").is_none(), "{engine}: {first}");
+        assert_eq!((first["htm"].as_str(), first["htu"].as_str()), (Some("POST"), Some(auth.url("/token").as_str())));
+        for query in ["", "?session=1", ""] {
+            assert_eq!(post(thv, query).await.status(), 200, "{engine}:\n{}", thv.stderr());
+        }
+        // Discovery's probe goes without credentials (and without a proof: no login yet).
+        let (sent, probes): (Vec<Seen>, Vec<Seen>) =
+            rs.seen().into_iter().partition(|s| s.headers.contains_key("authorization"));
+        assert!(probes.iter().all(|s| !s.headers.contains_key("dpop")), "{engine}");
+        assert_eq!(sent.len(), 4, "{engine}: three requests and one resend with the MCP server's nonce");
+        let mut jtis = HashSet::new();
+        for (i, seen) in sent.iter().enumerate() {
+            assert_eq!(seen.headers["authorization"], format!("DPoP {TOKEN}").as_str(), "{engine} #{i}");
+            let claims = proof_claims(seen).unwrap_or_else(|e| panic!("{engine} #{i}: {e}"));
+            assert_eq!(claims["htm"], "POST");
+            assert_eq!(claims["htu"].as_str(), Some(rs.url("/mcp").as_str()), "{engine} #{i}: no query in htu");
+            assert_eq!(claims["ath"].as_str(), Some(ath(TOKEN).as_str()));
+            assert_eq!(claims["nonce"].as_str(), if i == 0 { None } else { Some(RS_NONCE) }, "{engine} #{i}");
+            assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()), "{engine}: a jti used twice");
+        }
+        let log = thv.stderr();
+        for secret in [TOKEN, "the-client-secret", "eyJ"] {
+            assert!(!log.contains(secret), "{engine}: {secret:?} in the log:\n{log}");
+        }
+    }
+}
+
+/// `always` with a server that lists no DPoP algorithm the proxy signs with: the login
+/// fails, naming the server, and no token is requested; `auto` with the same server logs
+/// in with bearer tokens and sends no proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_refuses_a_server_without_es256_and_auto_falls_back_to_bearer() {
+    let auth = auth_server(Some(serde_json::json!(["RS256"]))).await;
+    let issuer = auth.url("").trim_end_matches('/').to_owned();
+    let rs = mcp_server().await;
+    let args = flags(&issuer, "always");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let thv = Thv::start(&rs.url("/mcp"), &args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while health(&thv).await != "login-failed" {
+        assert!(std::time::Instant::now() < deadline, "the login did not fail:\n{}", thv.stderr());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = thv.stderr();
+    assert!(log.contains(&format!("the authorization server {issuer} does not support DPoP")), "{log}");
+    assert!(auth.seen().iter().all(|s| s.uri.path() != "/token"), "no token request");
+
+    // auto: the server's token endpoint gets no proof, so it refuses with invalid_dpop_proof;
+    // the point is that none was sent.
+    let args = flags(&issuer, "auto");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let before = auth.seen().len();
+    let thv = Thv::start(&rs.url("/mcp"), &args);
+    thv.wait_for_stderr("invalid_dpop_proof");
+    let token_requests: Vec<Seen> =
+        auth.seen()[before..].iter().filter(|s| s.uri.path() == "/token").cloned().collect();
+    assert!(!token_requests.is_empty());
+    assert!(token_requests.iter().all(|s| !s.headers.contains_key("dpop")), "auto without ES256 sends no proof");
+}
