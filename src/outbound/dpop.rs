@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
-use crate::config::DpopMode;
+use crate::config::{DpopMode, OAuthEndpoints};
 use crate::oauth::dpop::{self, Dpop, DpopKey, Htu, NONCE_HEADER, USE_DPOP_NONCE};
 use crate::outbound::{LoginError, OAuth, Session};
 
@@ -82,11 +82,15 @@ pub(super) fn nonce_challenge(headers: &HeaderMap) -> bool {
 impl OAuth {
     /// Whether this login uses DPoP, from `--remote-auth-dpop` and the server's metadata;
     /// `always` with a server that lists no algorithm the proxy signs with fails.
+    /// With the endpoints given by flags there is no metadata: `always` is the operator's
+    /// word that the server takes DPoP, `auto` finds nothing listed.
     pub(super) fn dpop_wanted(&self, session: &Session) -> Result<bool, LoginError> {
         let Some(server) = session.discovery.as_ref().map(|d| &d.server) else { return Ok(false) };
         let listed = server.metadata.dpop_signing_alg_values_supported.as_deref().unwrap_or_default();
+        let manual = matches!(self.cfg.endpoints, OAuthEndpoints::Manual { .. });
         match self.cfg.dpop {
             DpopMode::Never => Ok(false),
+            DpopMode::Always if manual => Ok(true),
             DpopMode::Auto => Ok(dpop::supported(listed)),
             DpopMode::Always if dpop::supported(listed) => Ok(true),
             DpopMode::Always => Err(LoginError::DpopNotSupported {

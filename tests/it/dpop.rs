@@ -206,3 +206,89 @@ async fn always_refuses_a_server_without_es256_and_auto_falls_back_to_bearer() {
     assert!(!token_requests.is_empty());
     assert!(token_requests.iter().all(|s| !s.headers.contains_key("dpop")), "auto without ES256 sends no proof");
 }
+
+/// The JWK thumbprint (RFC 7638) of the key a request's proof was made with.
+fn proof_key(seen: &Seen) -> String {
+    let proof = seen.headers["dpop"].to_str().unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(proof.split('.').next().unwrap()).unwrap()).unwrap();
+    let jwk = &header["jwk"];
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+/// The DPoP key is kept with a browser login in the 0600 store: after a restart the saved
+/// refresh token is presented with a proof of the same key, and the new token is bound to
+/// it. A saved login whose key is gone is not resumed (a new login, with a new key). The
+/// key is never in the log. (`always` with flag-given endpoints: there is no metadata.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_is_kept_with_the_login_and_proves_the_resumed_refresh() {
+    use crate::outbound::{TokenServer, complete_login, field, start_manual};
+    use std::os::unix::fs::PermissionsExt;
+
+    let rs = ScriptedUpstream::start(|seen| {
+        let dpop =
+            seen.headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("DPoP "));
+        if dpop && proof_claims(&seen).is_ok() {
+            reply(200, &[("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        } else {
+            reply(401, &[("www-authenticate", r#"DPoP error="invalid_token""#)], "")
+        }
+    })
+    .await;
+    let tokens = TokenServer::start().await;
+    let token = |n: u32| serde_json::json!({"access_token": format!("dpop-at-{n}"), "token_type": "DPoP", "expires_in": 3600, "refresh_token": format!("dpop-rt-{n}")});
+    tokens.push(200, token(1));
+    tokens.push(200, token(2));
+    let store = std::env::temp_dir().join(format!("thv-dpop-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let store_arg = store.to_str().unwrap().to_owned();
+    let extra = ["--remote-auth-store-dir", &store_arg, "--remote-auth-dpop", "always"];
+    {
+        let (thv, port) = start_manual(&rs, &tokens.server, &extra);
+        complete_login(&thv, port, 1).await;
+        assert_eq!(post(&thv, "").await.status(), 200, "{}", thv.stderr());
+    }
+    let files: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let key = saved["dpop_key"].as_str().expect("the key is saved with the login").to_owned();
+
+    let (thv, _) = start_manual(&rs, &tokens.server, &extra);
+    thv.wait_for_stderr("resumed the saved login");
+    assert_eq!(post(&thv, "").await.status(), 200, "{}", thv.stderr());
+    let token_requests: Vec<Seen> = tokens.server.seen().into_iter().filter(|s| s.uri.path() == "/token").collect();
+    assert_eq!(token_requests.len(), 2);
+    assert_eq!(field(&crate::outbound::form(&token_requests[1]), "refresh_token"), Some("dpop-rt-1"));
+    assert_eq!(
+        proof_key(&token_requests[0]),
+        proof_key(&token_requests[1]),
+        "the refresh is proven with the login's key"
+    );
+    let used = rs.seen().into_iter().filter(|s| s.headers.contains_key("dpop")).last().unwrap();
+    assert_eq!(used.headers["authorization"], "DPoP dpop-at-2");
+    assert_eq!(proof_key(&used), proof_key(&token_requests[0]));
+    let log = thv.stderr();
+    for secret in [key.as_str(), "dpop-at-", "dpop-rt-", "eyJ"] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+    drop(thv);
+
+    // Without its key the saved login is not resumed: the refresh token is not even sent.
+    let mut keyless = saved.clone();
+    keyless.as_object_mut().unwrap().remove("dpop_key");
+    std::fs::write(&files[0], keyless.to_string()).unwrap();
+    let (thv, _) = start_manual(&rs, &tokens.server, &extra);
+    thv.wait_for_stderr("has no DPoP key");
+    assert_eq!(
+        tokens.server.seen().iter().filter(|s| s.uri.path() == "/token").count(),
+        2,
+        "no refresh without the key"
+    );
+    std::fs::remove_dir_all(&store).unwrap();
+}
