@@ -59,8 +59,8 @@ impl Credential {
     }
 
     /// Puts the credentials on a `method` request to `uri`.
-    pub(super) fn apply(&self, method: &Method, uri: &Uri, headers: &mut HeaderMap) {
-        headers.insert(http::header::AUTHORIZATION, self.header.clone());
+    pub(super) fn apply(self, method: &Method, uri: &Uri, headers: &mut HeaderMap) {
+        headers.insert(http::header::AUTHORIZATION, self.header);
         if let Some(proof) = self.bound.as_ref().and_then(|b| b.proof(method, uri)) {
             headers.insert(dpop::DPOP_HEADER, proof);
         }

@@ -99,12 +99,12 @@ impl Outbound {
         if let Inner::Static(header) = &*self.inner {
             // Nothing to renew: the request goes once, and its headers move.
             let auth = Some(Credential::bearer(header.clone()));
-            return send(request(method, uri, headers, body, auth.as_ref())).await.map_err(SendError::Upstream);
+            return send(request(method, uri, headers, body, auth)).await.map_err(SendError::Upstream);
         }
         let mut attempts = Attempts::default();
         loop {
             let auth = self.credential().await.map_err(SendError::Unavailable)?;
-            let req = request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.as_ref());
+            let req = request(method.clone(), uri.clone(), headers.clone(), body.clone(), auth.clone());
             let resp = send(req).await.map_err(SendError::Upstream)?;
             if let Some(bound) = auth.as_ref().and_then(|a| a.bound.as_ref()) {
                 bound.remember_nonce(resp.headers());
@@ -146,7 +146,7 @@ fn request(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    auth: Option<&Credential>,
+    auth: Option<Credential>,
 ) -> Request<Full<Bytes>> {
     let mut req = Request::new(Full::new(body));
     *req.version_mut() = Version::HTTP_11;
@@ -193,10 +193,12 @@ mod tests {
         let renew = || Next::Renew(Challenged::default());
         let step_up = || Next::StepUp("b c".into());
         let prm = Next::Renew(Challenged { scope: Some("a".into()), resource_metadata: Some(PRM.into()) });
+        let dpop_prm = challenge(&format!(r#"DPoP resource_metadata="{PRM}", scope="a""#));
         let cases: &[(StatusCode, &HeaderMap, Attempts, Next, &str)] = &[
             (StatusCode::OK, &none, fresh, Next::Relay, "success is relayed"),
             (UNAUTHORIZED, &none, fresh, renew(), "a first 401 renews"),
-            (UNAUTHORIZED, &with_prm, fresh, prm, "with what its challenge says"),
+            (UNAUTHORIZED, &with_prm, fresh, prm.clone(), "with what its challenge says"),
+            (UNAUTHORIZED, &dpop_prm, fresh, prm, "a DPoP challenge says the same (RFC 9449 §7.1)"),
             (UNAUTHORIZED, &none, renewed, Next::Refused, "a second 401 gives up"),
             (UNAUTHORIZED, &none, stepped(MAX_STEP_UPS), renew(), "step-ups do not use up the renewal"),
             (FORBIDDEN, &scope, fresh, step_up(), "insufficient_scope steps up"),
