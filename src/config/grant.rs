@@ -344,6 +344,22 @@ mod tests {
     }
 
     #[test]
+    fn dpop_mode_defaults_to_auto_and_needs_oauth() {
+        assert_eq!(oauth(&[], &[]).unwrap().dpop, DpopMode::Auto);
+        assert_eq!(oauth(&["--remote-auth-dpop", "always"], &[]).unwrap().dpop, DpopMode::Always);
+        assert_eq!(oauth(&["--remote-auth-dpop", "never"], &[]).unwrap().dpop, DpopMode::Never);
+        let alone = config(&["--target-uri", "https://mcp.example.com/mcp", "--remote-auth-dpop", "always"], &[]);
+        assert_eq!(alone.err().map(|e| e.flag), Some("--remote-auth-dpop".to_owned()), "no effect without OAuth");
+        assert!(
+            crate::cli::Invocation::parse_from(
+                ["thv", "proxy", "s"].iter().chain(&BASE).chain(&["--remote-auth-dpop", "sometimes"])
+            )
+            .is_err(),
+            "an unknown mode is clap's error"
+        );
+    }
+
+    #[test]
     fn client_credentials_needs_a_client_and_its_credentials() {
         let cc = ["--remote-auth-grant-type", "client_credentials"];
         let e = error(&cc, &[]);
