@@ -2,7 +2,8 @@
 //! refresh, the client credentials grant (RFC 6749 §4.4) and the JWT bearer grant
 //! (RFC 7523 §2.1), with RFC 8707 `resource` on all, and client authentication as the
 //! client was registered (RFC 7591 §2 `token_endpoint_auth_method`) or with a signed
-//! assertion (`private_key_jwt`, RFC 7523 §2.2).
+//! assertion (`private_key_jwt`, RFC 7523 §2.2), and with DPoP a proof on every request
+//! and one resend after a `use_dpop_nonce` refusal (RFC 9449 §5, §8).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! The proxy as an OAuth 2.1 client of the target (MCP 2025-11-25 Authorization): it logs
-//! in once, holds the tokens, and puts `Authorization: Bearer` on every forwarded request.
+//! in once, holds the tokens, and puts `Authorization: Bearer` on every forwarded request
+//! (`Authorization: DPoP` and a proof when the token is DPoP-bound, RFC 9449).
 //!
 //! This file owns the public handle, [`Outbound`], and its state machine (`Pending` →
 //! `Ready` | `NotRequired` | `Failed`): which token requests get, single-flight renewal
@@ -19,6 +20,8 @@
 //!   anywhere, while the proxy polls; requests get 503 meanwhile, as during the browser
 //!   login.
 //! - `tokens`: the token in use and its refresh before expiry (RFC 6749 §6).
+//! - `dpop`: whether a login binds its tokens to a key (`--remote-auth-dpop`), and the
+//!   proof each request to the target carries then (RFC 9449 §7.1, nonces §9).
 //! - `scope`: which scope to ask for, and the step-up union.
 //! - `resume` and [`store`]: the refresh token and registered client survive restarts.
 //! - `error`: why setup or a login failed.
