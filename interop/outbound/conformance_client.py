@@ -39,8 +39,9 @@ GRANT_SCENARIOS = (
 # and its log is checked like the grants' (the issued tokens and the proofs are JWTs).
 DPOP_SCENARIOS = ("auth/dpop", "auth/dpop-nonce")
 # Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>), and any JWT
-# (an ID-JAG, an assertion, a DPoP-bound token, a DPoP proof): none belongs in a log.
-ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+# (an ID-JAG, an assertion, a DPoP-bound token, a DPoP proof), and a P-256 PKCS#8 private key in
+# base64 (thv's DPoP key as it stores it): none belongs in a log.
+ISSUED_TOKEN = re.compile(r"(?:cc|test)-token-\d+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+|MIGHAgEA[A-Za-z0-9+/]{16,}")
 
 
 def secret_file(folder: Path, name: str, value: str) -> str:

@@ -265,6 +265,8 @@ pub(crate) mod tests {
     #[test]
     fn a_stored_key_signs_as_the_same_key() {
         let key = DpopKey::generate();
+        // interop/outbound/conformance_client.py searches thv's log for this prefix.
+        assert!(expose_stored(&key).starts_with("MIGHAgEA"), "PKCS#8 of a P-256 key, base64");
         let again = DpopKey::from_stored(&expose_stored(&key)).unwrap();
         assert_eq!(key.thumbprint(), again.thumbprint());
         assert!(DpopKey::from_stored("not a key").is_none());
