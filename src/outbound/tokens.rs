@@ -113,8 +113,10 @@ impl OAuth {
     /// Makes `tokens` current and saves the login.
     pub(super) fn activate(&self, session: &Session, tokens: &Tokens) -> Arc<Active> {
         let active = Arc::new(Active::new(tokens, session.dpop.as_ref(), &self.target));
-        self.set_state(State::Ready(active.clone()));
+        // Saved before any request may use it: a login that answered a request survives a
+        // stop that follows at once.
         self.save(session, tokens);
+        self.set_state(State::Ready(active.clone()));
         active
     }
 }
