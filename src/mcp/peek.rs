@@ -31,6 +31,9 @@ pub(crate) struct Peek<'a> {
     pub(crate) tracestate: Option<Cow<'a, str>>,
     /// `params.clientInfo.name` (`initialize`).
     pub(crate) client_name: Option<Cow<'a, str>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: the revision a 2026-07-28
+    /// request states for itself (it has no `initialize` to have agreed one).
+    pub(crate) protocol_version: Option<Cow<'a, str>>,
 }
 
 /// Reads `body`; `None` when it is not one JSON object (a batch, not JSON, not UTF-8).
@@ -54,6 +57,7 @@ pub(crate) fn peek(body: &[u8]) -> Option<Peek<'_>> {
         traceparent,
         tracestate: found.tracestate.get(),
         client_name: found.client_name.get(),
+        protocol_version: found.protocol_version.get(),
     })
 }
 
@@ -95,6 +99,7 @@ struct Found<'a> {
     tracestate: Once<Cow<'a, str>>,
     client_info: Once<()>,
     client_name: Once<Cow<'a, str>>,
+    protocol_version: Once<Cow<'a, str>>,
 }
 
 impl<'a> Found<'a> {
@@ -150,6 +155,7 @@ impl<'a> Found<'a> {
                 }
             },
             "tracestate" => self.tracestate.set(scan.string_or_null()?),
+            "io.modelcontextprotocol/protocolVersion" => self.protocol_version.set(scan.string_or_null()?),
             _ => scan.skip(DEPTH),
         }
     }
@@ -391,6 +397,8 @@ mod tests {
             traceparent: Option<&'a RawValue>,
             #[serde(borrow, default)]
             tracestate: Option<Cow<'a, str>>,
+            #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+            protocol_version: Option<Cow<'a, str>>,
         }
         fn object<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Result<Option<T>, ()> {
             match raw {
@@ -409,9 +417,11 @@ mod tests {
             Some(p) => (p.name, p.uri, object::<Meta<'_>>(p.meta).ok()?, object::<ClientInfo<'_>>(p.client_info).ok()?),
             None => (None, None, None, None),
         };
-        let (traceparent, tracestate) = match meta {
-            Some(meta) => (meta.traceparent.and_then(|raw| string_at(raw, body)), meta.tracestate),
-            None => (None, None),
+        let (traceparent, tracestate, protocol_version) = match meta {
+            Some(meta) => {
+                (meta.traceparent.and_then(|raw| string_at(raw, body)), meta.tracestate, meta.protocol_version)
+            }
+            None => (None, None, None),
         };
         let id = m.id.map(RawValue::get).filter(|id| *id != "null");
         Some(Peek {
@@ -421,6 +431,7 @@ mod tests {
             traceparent,
             tracestate,
             client_name: client.and_then(|c| c.name),
+            protocol_version,
         })
     }
 
@@ -443,6 +454,8 @@ mod tests {
         assert_eq!(&body[from..to], format!("\"{tp}\"").as_bytes());
         assert_eq!(p.tracestate.as_deref(), Some("a=b"));
         assert_eq!(Some(p), reference(body));
+        let discover = br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(peek(discover).unwrap().protocol_version.as_deref(), Some("2026-07-28"));
         let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"clientInfo":{"name":"claude","version":"1"}}}"#;
         assert_eq!(peek(init).unwrap().client_name.as_deref(), Some("claude"));
         let read = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#;

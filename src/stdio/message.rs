@@ -27,6 +27,8 @@ pub(crate) struct ClientMessage {
     /// `params.name` (`tools/call`, `prompts/get`) or `params.uri` (`resources/read`):
     /// the 2026-07-28 revision repeats it in `Mcp-Name`.
     pub(crate) name: Option<String>,
+    /// The revision a 2026-07-28 request states in its `_meta`, for `MCP-Protocol-Version`.
+    pub(crate) protocol_version: Option<String>,
 }
 
 impl ClientMessage {
@@ -85,9 +87,12 @@ pub(crate) fn read_client(line: &[u8]) -> Result<ClientMessage, Refusal> {
     if env.method.is_none() && id.is_none() {
         return Err(Refusal { code: INVALID_REQUEST, message: "Invalid Request: neither a method nor an id" });
     }
-    // What the 2026-07-28 revision repeats in `Mcp-Name`, read as telemetry reads it.
-    let name = peek::peek(line).and_then(|p| p.subject).map(Cow::into_owned);
-    Ok(ClientMessage { id, method: env.method.map(Cow::into_owned), name })
+    // What the 2026-07-28 revision repeats in headers, read as telemetry reads it.
+    let (name, protocol_version) = match peek::peek(line) {
+        Some(p) => (p.subject.map(Cow::into_owned), p.protocol_version.map(Cow::into_owned)),
+        None => (None, None),
+    };
+    Ok(ClientMessage { id, method: env.method.map(Cow::into_owned), name, protocol_version })
 }
 
 /// What the bridge needs of a server's message.

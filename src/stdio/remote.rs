@@ -164,6 +164,11 @@ impl Remote {
         if let Some(value) = msg.name.as_deref().and_then(header_value) {
             extra.push((MCP_NAME, value));
         }
+        // A 2026-07-28 request states its revision in `_meta`, and the header must say the
+        // same (it may have no session, hence no version agreed at `initialize`).
+        if let Some(value) = msg.protocol_version.as_deref().and_then(header_value) {
+            extra.push((MCP_PROTOCOL_VERSION, value));
+        }
         let initialize = msg.method.as_deref() == Some("initialize");
         if initialize {
             *lock(&self.init) = Some(body.clone());

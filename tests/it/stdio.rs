@@ -815,3 +815,35 @@ async fn a_legacy_server_that_forgot_its_sessions_is_met_with_the_clients_initia
     assert_eq!(tools.len(), TOOL_NAMES.len());
     within("close", client.cancel()).await.expect("close the client");
 }
+
+/// A 2026-07-28 request states its revision in `_meta` and needs no session: the bridge
+/// sends it with that `MCP-Protocol-Version` (a server takes a request without one for the
+/// old handshake, and refuses it for want of a session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_2026_request_carries_its_stated_revision_in_the_header() {
+    let upstream = ScriptedUpstream::start(|seen: Seen| {
+        let json = [("content-type", "application/json")];
+        let id = body_json(&seen)["id"].clone();
+        match seen.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()) {
+            Some("2026-07-28") => {
+                let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"supportedVersions": ["2026-07-28"]}});
+                reply(200, &json, &answer.to_string())
+            }
+            _ => reply(
+                400,
+                &json,
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: Missing session ID"}}"#,
+            ),
+        }
+    })
+    .await;
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &[]);
+    let params = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}});
+    bridge.send_json(&request(1, "server/discover", params));
+    let answer = bridge.next();
+    assert_eq!(answer["id"], 1);
+    assert_eq!(answer["result"]["supportedVersions"][0], "2026-07-28", "{answer}");
+    bridge.close_stdin();
+    assert!(bridge.wait_exit(STEP).0.success());
+    assert_eq!(upstream.seen()[0].headers["mcp-method"], "server/discover");
+}
