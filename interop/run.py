@@ -8,7 +8,8 @@ Installs the pinned Node and Python dependencies if needed, then (as root, when 
 itself inside a private network namespace with only loopback up, so no server can be reached from
 outside. It starts the TypeScript SDK example servers and server-everything on loopback ports, puts
 `thv proxy` in front of each, drives Python SDK clients and the official conformance suite through
-the proxy, and ends with `interop: N passed, M failed` (exit status 1 if M > 0).
+the proxy, drives Python and TypeScript SDK stdio clients through `thv proxy stdio` (harness/stdio.py),
+and ends with `interop: N passed, M failed` (exit status 1 if M > 0).
 
 The runner uses the standard library only; the clients run in interop/.venv.
 """
@@ -35,6 +36,7 @@ from harness.clients import CLIENT_FIXTURES, ClientCase, ClientFixture, run_clie
 from harness.fixtures import EVERYTHING, ProcessPool  # noqa: E402
 from harness.processes import Proc, StartupError, thv_binary  # noqa: E402
 from harness.report import Report  # noqa: E402
+from harness.stdio import run_stdio_group  # noqa: E402
 
 RESULTS_DIR = INTEROP_DIR / "results"
 LOG_DIR = RESULTS_DIR / "logs"
@@ -135,6 +137,8 @@ def run_suite(args: argparse.Namespace) -> int:
         if args.direct or thv_is_usable(thv, report):
             for fixture in CLIENT_FIXTURES:
                 run_client_fixture(fixture, pool, tools, report, direct=args.direct)
+            if not args.direct:  # stdio clients need the bridge: there is no direct form
+                run_stdio_group(pool, tools, INTEROP_DIR, LOG_DIR, thv, report)
             run_conformance(pool, tools, report, direct=args.direct)
     except Exception:  # noqa: BLE001 - a harness bug must still end in a failed, explained run
         report.record("harness", False, traceback.format_exc())
