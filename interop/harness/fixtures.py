@@ -27,6 +27,7 @@ SIMPLE_STREAMABLE = Upstream("simple-streamable-http", f"{SDK_EXAMPLES}/simpleSt
 SIMPLE_SSE = Upstream("simple-sse", f"{SDK_EXAMPLES}/simpleSseServer.js")  # legacy SSE on GET /mcp
 SSE_AND_STREAMABLE = Upstream("sse-and-streamable-http", f"{SDK_EXAMPLES}/sseAndStreamableHttpCompatibleServer.js")
 EVERYTHING = Upstream("server-everything", "@modelcontextprotocol/server-everything/dist/index.js", ("streamableHttp",))
+EVERYTHING_SSE = Upstream("server-everything-sse", EVERYTHING.script, ("sse",), endpoint="/sse")  # legacy HTTP+SSE
 
 
 class ProcessPool:

@@ -6,8 +6,8 @@ Each check is one session of a real MCP client that launches the bridge as its s
 * the Python SDK's `stdio_client(StdioServerParameters(...))` (clients/stdio_client.py), and
 * the TypeScript SDK's `StdioClientTransport` (clients/stdio_client.mjs),
 
-against server-everything and the TypeScript SDK's simpleStreamableHttp example (Streamable
-HTTP, started by fixtures.ProcessPool) and a Python SDK MCPServer (servers/python_server.py), the
+against server-everything (Streamable HTTP, and the legacy HTTP+SSE transport on /sse) and the
+TypeScript SDK's simpleStreamableHttp example (started by fixtures.ProcessPool) and a Python SDK MCPServer (servers/python_server.py), the
 latter also with the Python client at 2026-07-28 (`server/discover`, no session). A session
 initializes, lists tools, calls one, reads a resource and gets a prompt, checking each answer
 exactly; then the client closes the bridge's stdin and the bridge must exit 0 before the client
@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bootstrap import Toolchain
-from harness.fixtures import EVERYTHING, READY_TIMEOUT_SECONDS, SIMPLE_STREAMABLE, ProcessPool, Upstream
+from harness.fixtures import (
+    EVERYTHING,
+    EVERYTHING_SSE,
+    READY_TIMEOUT_SECONDS,
+    SIMPLE_STREAMABLE,
+    ProcessPool,
+    Upstream,
+)
 from harness.processes import LOOPBACK, Proc, StartupError, child_env, free_port
 from harness.report import Report
 
@@ -46,6 +53,8 @@ class StdioServer:
 
 SERVERS = (
     StdioServer("server-everything", EVERYTHING, ("handshake",)),
+    # The legacy HTTP+SSE transport: a target URL ending in /sse is legacy from the start.
+    StdioServer("server-everything-sse", EVERYTHING_SSE, ("handshake",)),
     StdioServer("simple-streamable-http", SIMPLE_STREAMABLE, ("handshake",)),
     StdioServer(PYTHON_SERVER, None, ("handshake", "modern")),
 )
@@ -53,7 +62,7 @@ SERVERS = (
 
 def expected_answers(label: str, tools: Toolchain) -> dict[str, object]:
     """What each server must answer: the same for every client."""
-    if label == "server-everything":
+    if label.startswith("server-everything"):
         docs = tools.node_modules / "@modelcontextprotocol/server-everything/dist/docs"
         return {
             "expect_server": "mcp-servers/everything",
