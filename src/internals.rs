@@ -50,7 +50,8 @@ pub mod body {
 
 /// The own HTTP/1.1 path's request classifier (`proxy::h1::request`), for the `h1` target.
 pub mod request {
-    pub use crate::proxy::h1::request::{Classified, McpFields, Rules, classify, finish_head};
+    pub use crate::proxy::h1::heads::finish_head;
+    pub use crate::proxy::h1::request::{Classified, McpFields, Rules, classify};
     pub use crate::proxy::headers::ForwardHeaders;
 }
 

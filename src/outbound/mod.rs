@@ -86,6 +86,25 @@ pub(crate) enum Unavailable {
     Retry,
 }
 
+/// What a client is told while there is no token: one text for `thv proxy`'s 503 and the
+/// stdio bridge's JSON-RPC error.
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Pending => f.write_str(
+                "the proxy is logging in to the MCP server; finish the login in the browser (the URL, and a device login's code, are in the proxy's log) and retry",
+            ),
+            Unavailable::Failed(reason) => write!(
+                f,
+                "the proxy could not log in to the MCP server ({reason}); it will try again on a later request"
+            ),
+            Unavailable::Retry => f.write_str(
+                "the authorization server of the MCP server is unavailable; the proxy keeps its login and retries",
+            ),
+        }
+    }
+}
+
 enum State {
     /// A login (or the first discovery) is under way.
     Pending,

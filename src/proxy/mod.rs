@@ -35,13 +35,14 @@ pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod respond;
 pub(crate) mod rewrite;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Full};
@@ -66,11 +67,6 @@ use pool::UpstreamBody;
 use respond::{Audited, INVALID_REQUEST, Local, ProxyBody, Recorded, UPSTREAM_UNAVAILABLE};
 use rewrite::ListBody;
 
-/// MCP 2026-07-28's request fields that repeat the body's method and name.
-const MCP_METHOD: &str = "mcp-method";
-const MCP_NAME: &str = "mcp-name";
-/// A client's request id, for the audit log.
-const X_REQUEST_ID: &str = "x-request-id";
 /// How long `/health` waits for a TCP connection to the target.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -171,7 +167,7 @@ impl Proxy {
             (Instant::now(), req.method().clone(), path)
         });
         let mut observed = match p.telemetry {
-            Some(_) => p.observe(&telemetry_head(req.method(), req.uri(), req.headers(), peer)),
+            Some(_) => p.observe(&views::telemetry_head(req.method(), req.uri(), req.headers(), peer)),
             None => None,
         };
         let resp = self.answer(req, peer, deadlines, &mut observed).await;
@@ -239,7 +235,10 @@ impl Proxy {
                 Ok(identity) => who = identity,
                 Err(answer) => {
                     if let Some(mcp) = &p.mcp {
-                        mcp.refused(&mcp_head(&req, peer), answer.status().as_u16());
+                        mcp.refused(
+                            &views::mcp_head(req.method(), req.uri(), req.headers(), peer),
+                            answer.status().as_u16(),
+                        );
                     }
                     return answer.into();
                 }
@@ -310,7 +309,12 @@ impl Proxy {
         // The client's token becomes the target's (RFC 8693), before any other step acts.
         if let Some(subject) = subject {
             let host = parts.headers.get(header::HOST).map(HeaderValue::as_bytes);
-            match p.exchange(subject.as_bytes(), who.as_deref(), &body, host, || mcp_head_of(&parts, peer)).await {
+            match p
+                .exchange(subject.as_bytes(), who.as_deref(), &body, host, || {
+                    views::mcp_head(&parts.method, &parts.uri, &parts.headers, peer)
+                })
+                .await
+            {
                 Ok((name, value)) => parts.headers.insert(name.clone(), value),
                 Err(answer) => return answer.into(),
             };
@@ -318,7 +322,7 @@ impl Proxy {
         // The MCP policy decides on the whole body, before anything reaches the target.
         let mut admitted = None;
         if let Some(mcp) = &p.mcp {
-            let head = mcp_head_of(&parts, peer);
+            let head = views::mcp_head(&parts.method, &parts.uri, &parts.headers, peer);
             match mcp.admit(&head, &body, who.as_ref()) {
                 Admission::Answer(answer) => return answer.into(),
                 Admission::Forward(a) => admitted = Some(a),
@@ -332,10 +336,10 @@ impl Proxy {
                 }
                 if let Some((renamed, name)) = renamed {
                     body = Bytes::from(renamed);
-                    if parts.headers.contains_key(MCP_NAME)
+                    if parts.headers.contains_key(views::MCP_NAME)
                         && let Ok(name) = HeaderValue::from_str(&name)
                     {
-                        parts.headers.insert(MCP_NAME, name);
+                        parts.headers.insert(views::MCP_NAME, name);
                     }
                 }
                 (list, audit)
@@ -345,18 +349,18 @@ impl Proxy {
         // Telemetry reads the body the target gets, and names the proxy's span to it.
         if let Some(observed) = observed.as_mut() {
             let tracing = p.telemetry.as_ref().is_some_and(|t| t.tracing());
-            let seen = tracing.then(|| telemetry_head(&parts.method, &parts.uri, &parts.headers, peer));
+            let seen = tracing.then(|| views::telemetry_head(&parts.method, &parts.uri, &parts.headers, peer));
             if let Some(propagate) = observed.read_body(seen.as_ref(), &body) {
                 if let Some(at) = propagate.body_at {
                     body = Bytes::from(propagate.in_body(&body, at));
                 }
                 if let Ok(value) = HeaderValue::from_bytes(&propagate.traceparent) {
-                    parts.headers.insert(TRACEPARENT, value);
+                    parts.headers.insert(views::TRACEPARENT, value);
                 }
                 if let Some(state) = propagate.meta_state {
-                    parts.headers.remove(TRACESTATE);
+                    parts.headers.remove(views::TRACESTATE);
                     if let Some(value) = state.and_then(|s| HeaderValue::from_str(&s).ok()) {
-                        parts.headers.insert(TRACESTATE, value);
+                        parts.headers.insert(views::TRACESTATE, value);
                     }
                 }
             }
@@ -495,14 +499,9 @@ impl Proxy {
 /// 503 while the proxy has no token for the target: MCP clients retry later rather than
 /// starting an OAuth flow of their own against the target (ToolHive's reasoning too).
 fn login_unavailable(why: &Unavailable, body: &[u8]) -> Local {
-    let message = match why {
-        Unavailable::Pending => "the proxy is logging in to the MCP server; finish the login in the browser (the URL, and a device login's code, are in the proxy's log) and retry".to_owned(),
-        Unavailable::Failed(reason) => format!("the proxy could not log in to the MCP server ({reason}); it will try again on a later request"),
-        Unavailable::Retry => "the authorization server of the MCP server is unavailable; the proxy keeps its login and retries".to_owned(),
-    };
     let id = jsonrpc::request_id(body);
     respond::with_retry_after(
-        respond::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_UNAVAILABLE, &message, id.as_deref()),
+        respond::jsonrpc_error(StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_UNAVAILABLE, &why.to_string(), id.as_deref()),
         5,
     )
 }
@@ -547,62 +546,4 @@ async fn read_body(mut body: Incoming, limit: usize, deadlines: &Deadlines) -> R
         Ok(gathered.map(BytesMut::freeze).or(first).unwrap_or_default())
     };
     deadlines.within(BODY_READ_TIMEOUT, read).await.map_err(|_| ForwardError::BodySlow(BODY_READ_TIMEOUT))?
-}
-
-/// The W3C trace context field (Trace Context §3.2).
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-
-/// What telemetry reads of a request head on hyper's path.
-fn telemetry_head<'a>(
-    method: &'a Method,
-    uri: &'a http::Uri,
-    h: &'a http::HeaderMap,
-    peer: SocketAddr,
-) -> crate::telemetry::Head<'a> {
-    let one = |name: &str| h.get(name).map(HeaderValue::as_bytes);
-    crate::telemetry::Head {
-        method: method.as_str(),
-        path: uri.path(),
-        peer,
-        traceparent: one("traceparent"),
-        tracestate: one("tracestate"),
-        session: one("mcp-session-id"),
-        protocol: one("mcp-protocol-version"),
-    }
-}
-
-/// What the MCP policy reads of a request head on hyper's path.
-fn mcp_head_of(parts: &http::request::Parts, peer: SocketAddr) -> crate::policy::Head<'_> {
-    let one = |name: &str| {
-        let mut values = parts.headers.get_all(name).iter();
-        let first = values.next().map(HeaderValue::as_bytes);
-        (first, values.next().is_some())
-    };
-    let (mcp_method, twice_method) = one(MCP_METHOD);
-    let (mcp_name, twice_name) = one(MCP_NAME);
-    crate::policy::Head {
-        http_method: parts.method.as_str(),
-        path: parts.uri.path(),
-        peer: peer.ip(),
-        user_agent: parts.headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
-        request_id: parts.headers.get(X_REQUEST_ID).map(HeaderValue::as_bytes),
-        mcp_method,
-        mcp_name,
-        repeated: twice_method || twice_name,
-    }
-}
-
-/// [`mcp_head_of`] for a whole request.
-fn mcp_head<B>(req: &Request<B>, peer: SocketAddr) -> crate::policy::Head<'_> {
-    crate::policy::Head {
-        http_method: req.method().as_str(),
-        path: req.uri().path(),
-        peer: peer.ip(),
-        user_agent: req.headers().get(header::USER_AGENT).map(HeaderValue::as_bytes),
-        request_id: req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
-        mcp_method: req.headers().get(MCP_METHOD).map(HeaderValue::as_bytes),
-        mcp_name: req.headers().get(MCP_NAME).map(HeaderValue::as_bytes),
-        repeated: false,
-    }
 }

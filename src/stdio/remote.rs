@@ -267,7 +267,7 @@ impl Remote {
             Some(outbound) => {
                 self.wait_for_login(outbound).await?;
                 outbound.send(parts, body, |req| self.upstream.send_timed(req)).await.map_err(|e| match e {
-                    SendError::Unavailable(why) => unavailable(&why),
+                    SendError::Unavailable(why) => why.to_string(),
                     SendError::Upstream(e) => e.to_string(),
                 })
             }
@@ -291,7 +291,7 @@ impl Remote {
         loop {
             match outbound.authorization().await {
                 Ok(_) => return Ok(()),
-                Err(why @ Unavailable::Failed(_)) => return Err(unavailable(&why)),
+                Err(why @ Unavailable::Failed(_)) => return Err(why.to_string()),
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(LOGIN_POLL).await,
                 Err(_) => {
                     return Err(format!(
@@ -500,22 +500,6 @@ pub(super) async fn read_bounded(mut body: UpstreamBody, max: usize) -> Result<B
         out.extend_from_slice(&data);
     }
     Ok(Bytes::from(out))
-}
-
-/// What a request is told when no token can be had (the proxy's wording, for a bridge).
-fn unavailable(why: &Unavailable) -> String {
-    match why {
-        Unavailable::Pending => {
-            "thv is logging in to the MCP server; finish the login in the browser (the URL, and a device login's code, are in the log) and retry"
-                .to_owned()
-        }
-        Unavailable::Failed(reason) => {
-            format!("thv could not log in to the MCP server ({reason}); it will try again on a later request")
-        }
-        Unavailable::Retry => {
-            "the authorization server of the MCP server is unavailable; thv keeps its login and retries".to_owned()
-        }
-    }
 }
 
 /// A header value for a name from a message; `None` for what a header cannot carry as is.

@@ -1,13 +1,15 @@
 //! Request heads on the own engine: where one ends in the client's buffer ([`head_end`]),
 //! what the MCP policy and telemetry read of it (the spans [`super::request::classify`]
 //! recorded there, as the views they take), and the fields the proxy adds to the head the
-//! target gets: the trace context telemetry adds, an exchanged token ([`add_field`]). (The
+//! target gets: the policy's `Mcp-Name` and the body's length ([`finish_head`]), the trace
+//! context telemetry adds, an exchanged token ([`add_field`]). (The
 //! operator's own fields, `--remote-forward-headers*`, are written by [`super::request`];
 //! their test is here, beside the head's other additions.)
 
 use std::net::SocketAddr;
 
-use super::request::Plan;
+use super::body;
+use super::request::{McpFields, Plan};
 use crate::policy::Head;
 use crate::telemetry::{self, Propagate};
 
@@ -85,8 +87,30 @@ pub(super) fn trace_fields(out: &mut Vec<u8>, propagate: &Propagate, client_stat
     }
 }
 
+/// Completes an upstream head that [`McpFields`] left open: `Mcp-Name` and
+/// `Accept-Encoding` as the policy decided (`None`: not sent), the body's length.
+pub fn finish_head(
+    out: &mut Vec<u8>,
+    mcp_name: Option<&[u8]>,
+    accept_encoding: Option<&[u8]>,
+    fields: &McpFields,
+    body_len: usize,
+) {
+    for (name, value) in [(&b"mcp-name: "[..], mcp_name), (b"accept-encoding: ", accept_encoding)] {
+        if let Some(value) = value {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if fields.length_line {
+        body::content_length_line(out, body_len);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Adds the field `name: value` to an upstream head: at the end of an `open` one (which
-/// [`super::request::finish_head`] completes later), before the empty line of a finished one.
+/// [`finish_head`] completes later), before the empty line of a finished one.
 pub(super) fn add_field(out: &mut Vec<u8>, open: bool, name: &http::HeaderName, value: &http::HeaderValue) {
     let (name, value) = (name.as_str().as_bytes(), value.as_bytes());
     let mut line = Vec::with_capacity(name.len().saturating_add(value.len()).saturating_add(4));
@@ -161,7 +185,7 @@ content-length: 2\r\n\r\n"
 
     #[test]
     fn an_exchanged_token_replaces_the_clients_field_in_finished_and_open_heads() {
-        use super::super::request::{Classified, Rules, classify, finish_head};
+        use super::super::request::{Classified, Rules, classify};
         let raw = b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nX-Upstream-Token: forged\r\nAuthorization: Bearer in\r\nContent-Length: 2\r\n\r\n{}";
         let hosts = vec!["localhost".to_owned()];
         let mut rules = Rules {

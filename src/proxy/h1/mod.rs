@@ -26,7 +26,7 @@
 pub(crate) mod body;
 pub(crate) mod conn;
 mod emit;
-mod heads;
+pub(crate) mod heads;
 mod io;
 pub(crate) mod request;
 pub(crate) mod response;

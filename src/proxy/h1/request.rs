@@ -52,7 +52,7 @@ pub struct Rules<'a> {
 /// Where the fields an MCP policy reads are in the client's buffer. With a policy the
 /// upstream head is left open after the forwarded fields: `Mcp-Name` (which may become the
 /// server's name for a renamed tool) and the body's length are written by
-/// [`finish_head`] once the policy has decided.
+/// [`super::heads::finish_head`] once the policy has decided.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct McpFields {
     pub method: Option<(usize, usize)>,
@@ -71,28 +71,6 @@ pub struct McpFields {
     pub tracestate: Option<(usize, usize)>,
     pub session: Option<(usize, usize)>,
     pub protocol: Option<(usize, usize)>,
-}
-
-/// Completes an upstream head that [`McpFields`] left open: `Mcp-Name` and
-/// `Accept-Encoding` as the policy decided (`None`: not sent), the body's length.
-pub fn finish_head(
-    out: &mut Vec<u8>,
-    mcp_name: Option<&[u8]>,
-    accept_encoding: Option<&[u8]>,
-    fields: &McpFields,
-    body_len: usize,
-) {
-    for (name, value) in [(&b"mcp-name: "[..], mcp_name), (b"accept-encoding: ", accept_encoding)] {
-        if let Some(value) = value {
-            out.extend_from_slice(name);
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    if fields.length_line {
-        body::content_length_line(out, body_len);
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The methods the own path serves.
