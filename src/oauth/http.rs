@@ -245,16 +245,15 @@ impl ControlClient {
     }
 
     /// POSTs an MCP message to see how the server answers (status and headers only; the
-    /// body is not read).
+    /// body is not read). The message's method also goes in `Mcp-Method`: MCP 2026-07-28
+    /// requires it on every POST (and a server may refuse a request without it), while
+    /// older servers ignore a header they do not know.
     pub(crate) async fn probe_post(&self, url: &Url, body: &serde_json::Value) -> Result<ProbeAnswer, FetchError> {
-        let resp = self
-            .client
-            .post(url.clone())
-            .header(ACCEPT, "application/json, text/event-stream")
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| FetchError::Unreachable { url: redact(url), source: e })?;
+        let mut req = self.client.post(url.clone()).header(ACCEPT, "application/json, text/event-stream");
+        if let Some(method) = body.get("method").and_then(serde_json::Value::as_str) {
+            req = req.header("mcp-method", method);
+        }
+        let resp = req.json(body).send().await.map_err(|e| FetchError::Unreachable { url: redact(url), source: e })?;
         Ok(ProbeAnswer { status: resp.status().as_u16(), headers: resp.headers().clone() })
     }
 
@@ -392,6 +391,37 @@ mod tests {
         let url = Url::parse(&format!("http://{addr}/.well-known/openid-configuration")).unwrap();
         let err = client.get_json(&url).await.err().expect("a redirect is not a document");
         assert!(err.to_string().contains("302"), "{err}");
+    }
+
+    /// The probe names its method in `Mcp-Method` as well as in the body (MCP 2026-07-28
+    /// servers check that the two agree).
+    #[tokio::test]
+    async fn the_probe_names_its_method_in_mcp_method() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head and the small body: read until the body's closing brace (bounded).
+            for _ in 0..64 {
+                let n = s.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                if n == 0 || request.ends_with(b"}") {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n").await;
+            String::from_utf8_lossy(&request).to_lowercase()
+        });
+        let client = ControlClient::new(None).unwrap();
+        let url = Url::parse(&format!("http://{addr}/mcp")).unwrap();
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}});
+        let answer = client.probe_post(&url, &body).await.unwrap();
+        assert_eq!(answer.status, 401);
+        let request = tokio::time::timeout(Duration::from_secs(10), seen).await.unwrap().unwrap();
+        assert!(request.contains("\r\nmcp-method: initialize\r\n"), "{request}");
     }
 
     #[test]
