@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::oauth::registration::register;
 use crate::oauth::token::{ClientAuth, TokenEndpoint};
+use crate::outbound::discover::Discovery;
 use crate::outbound::scope::select_scope;
 use crate::outbound::{LoginError, OAuth, Session};
 
@@ -116,5 +117,11 @@ impl OAuth {
         let url =
             session.discovery.as_ref().map(|d| d.server.token_endpoint.clone()).unwrap_or_else(|| self.target.clone());
         TokenEndpoint { url, client_id: client.id.clone(), auth: client.auth.clone(), dpop: session.dpop.clone() }
+    }
+
+    /// The RFC 8707 `resource` of this session's authorization and token requests
+    /// ([`Discovery::resource`]).
+    pub(super) fn resource(&self, session: &Session) -> String {
+        Discovery::resource(session.discovery.as_ref(), &self.cfg.resource).to_owned()
     }
 }

@@ -36,7 +36,8 @@ impl OAuth {
             .ok_or_else(|| LoginError::NoDeviceEndpoint { server: server.name() })?;
         let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
         let endpoint = self.token_endpoint(session, &client);
-        let resource = Some(self.cfg.resource.as_str());
+        let published = self.resource(session);
+        let resource = Some(published.as_str());
         let auth = request_authorization(&endpoint, &device_endpoint, &self.http, scope.as_deref(), resource).await?;
         let started = Instant::now();
         self.show(&auth);

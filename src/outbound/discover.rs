@@ -89,6 +89,20 @@ pub(crate) struct Discovery {
     pub(crate) challenge_scope: Option<String>,
     /// `scopes_supported` of the target's RFC 9728 document.
     pub(crate) resource_scopes: Option<Vec<String>>,
+    /// `resource` of the target's RFC 9728 document, exactly as published (it covers the
+    /// configured resource, see [`resource_matches`]); see [`Discovery::resource`].
+    pub(crate) published_resource: Option<String>,
+}
+
+impl Discovery {
+    /// The RFC 8707 `resource` for authorization and token requests: the one the target's
+    /// RFC 9728 document publishes, byte for byte (MCP 2026-07-28 Authorization: the client
+    /// sends the identifier as published, so an authorization server that compares strings
+    /// recognises it; a pathless `http://host` must not become `http://host/mcp` or
+    /// `http://host/`). Without such a document, the configured one.
+    pub(crate) fn resource<'a>(discovery: Option<&'a Discovery>, configured: &'a str) -> &'a str {
+        discovery.and_then(|d| d.published_resource.as_deref()).unwrap_or(configured)
+    }
 }
 
 /// Runs discovery as configured. `challenged` is the target's own 401 challenge when a
@@ -116,6 +130,7 @@ pub(crate) async fn discover(
             },
             challenge_scope: None,
             resource_scopes: None,
+            published_resource: None,
         }),
         OAuthEndpoints::Issuer(issuer) => {
             let probe = match challenged {
@@ -127,6 +142,7 @@ pub(crate) async fn discover(
                 server: server_from_issuer(http, UrlPolicy::default(), issuer).await?,
                 challenge_scope: probe.as_ref().and_then(|p| p.scope.clone()),
                 resource_scopes: None,
+                published_resource: None,
             })
         }
         OAuthEndpoints::Discover => discover_from_target(http, policy, target, resource, challenged).await,
@@ -220,6 +236,7 @@ async fn discover_from_target(
             server: legacy_server(http, policy, target).await?,
             challenge_scope: probe.scope,
             resource_scopes: None,
+            published_resource: None,
         });
     };
     if !resource_matches(&prm.resource, resource) {
@@ -234,6 +251,7 @@ async fn discover_from_target(
         server: server_from_issuer(http, policy, issuer).await?,
         challenge_scope: probe.scope,
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
+        published_resource: Some(prm.resource),
     })
 }
 
@@ -349,6 +367,34 @@ mod tests {
         }
         // A local target (development) may name local URLs.
         assert!(!remote_policy(&Url::parse("http://127.0.0.1:8080/mcp").unwrap()).block_internal);
+    }
+
+    /// The resource sent is the RFC 9728 document's, byte for byte, even where it only
+    /// covers the configured one (a pathless origin for a `/mcp` target); the configured
+    /// one without a document.
+    #[test]
+    fn the_published_resource_is_sent_as_published() {
+        let discovery = |published: Option<&str>| Discovery {
+            server: AuthServer {
+                issuer: None,
+                metadata: AuthorizationServerMetadata::default(),
+                authorization_endpoint: None,
+                no_pkce_s256: false,
+                token_endpoint: Url::parse("http://127.0.0.1:1/token").unwrap(),
+                registration_endpoint: None,
+                device_authorization_endpoint: None,
+            },
+            challenge_scope: None,
+            resource_scopes: None,
+            published_resource: published.map(str::to_owned),
+        };
+        let configured = "http://localhost:8080/mcp";
+        let pathless = discovery(Some("http://localhost:8080"));
+        assert_eq!(Discovery::resource(Some(&pathless), configured), "http://localhost:8080");
+        let slash = discovery(Some("http://localhost:8080/mcp/"));
+        assert_eq!(Discovery::resource(Some(&slash), configured), "http://localhost:8080/mcp/");
+        assert_eq!(Discovery::resource(Some(&discovery(None)), configured), configured);
+        assert_eq!(Discovery::resource(None, configured), configured);
     }
 
     #[test]

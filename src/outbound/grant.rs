@@ -81,7 +81,8 @@ impl OAuth {
         let discovery = session.discovery.as_ref().ok_or(LoginError::NotRequired)?;
         let scope = select_scope(&self.cfg.scopes, discovery, session.scope.as_deref(), step_up);
         let endpoint = self.token_endpoint(session, &client);
-        let resource = Some(self.cfg.resource.as_str());
+        let published = self.resource(session);
+        let resource = Some(published.as_str());
         let tokens = match grant {
             Unattended::ClientCredentials => {
                 endpoint.client_credentials(&self.http, scope.as_deref(), resource).await?
@@ -98,7 +99,7 @@ impl OAuth {
                 let audience = server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string());
                 let want = IdJagRequest {
                     audience: &audience,
-                    resource: &self.cfg.resource,
+                    resource: &published,
                     scope: scope.as_deref(),
                     client_id: &client.id,
                 };

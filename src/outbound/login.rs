@@ -134,12 +134,13 @@ impl OAuth {
         let redirect_uri = callback.redirect_uri.clone();
         let pkce = Pkce::generate();
         let state = random_token();
+        let resource = self.resource(session);
         let request = AuthorizeRequest {
             client_id: &client.id,
             redirect_uri: &callback.redirect_uri,
             state: &state,
             code_challenge: &pkce.challenge,
-            resource: &self.cfg.resource,
+            resource: &resource,
             scope: scope.as_deref(),
         };
         let url = request.url(&endpoint, &self.cfg.authorize);
@@ -152,8 +153,7 @@ impl OAuth {
         };
         let code = callback.wait(expect, self.cfg.timeout).await?;
         let endpoint = self.token_endpoint(session, &client);
-        let tokens =
-            endpoint.exchange_code(&self.http, &code, verifier(&pkce), &redirect_uri, Some(&self.cfg.resource)).await?;
+        let tokens = endpoint.exchange_code(&self.http, &code, verifier(&pkce), &redirect_uri, Some(&resource)).await?;
         session.scope = scope;
         self.activate(session, &tokens);
         self.count(Count::OutboundLogin { ok: true });

@@ -72,7 +72,7 @@ impl OAuth {
         };
         let endpoint = self.token_endpoint(session, &client);
         // A resumed login is a refresh-token grant, and counted as one (not as a login).
-        let refreshed = endpoint.refresh(&self.http, &refresh, Some(&self.cfg.resource)).await;
+        let refreshed = endpoint.refresh(&self.http, &refresh, Some(&self.resource(session))).await;
         self.count(Count::OutboundRefresh { ok: refreshed.is_ok() });
         match refreshed {
             Ok(tokens) => {

@@ -70,6 +70,7 @@ mod tests {
             },
             challenge_scope: challenge.map(str::to_owned),
             resource_scopes: resource.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
+            published_resource: None,
         }
     }
 

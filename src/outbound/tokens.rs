@@ -96,7 +96,7 @@ impl OAuth {
             return Err(RefreshError::NoRefreshToken);
         };
         let endpoint = self.token_endpoint(session, &client);
-        let refreshed = endpoint.refresh(&self.http, refresh, Some(&self.cfg.resource)).await;
+        let refreshed = endpoint.refresh(&self.http, refresh, Some(&self.resource(session))).await;
         self.count(Count::OutboundRefresh { ok: refreshed.is_ok() });
         match refreshed {
             Ok(tokens) => Ok(self.activate(session, &tokens)),
