@@ -11,6 +11,13 @@ The grants without a browser (GRANT_SCENARIOS) get their credentials from the sc
 MCP_CONFORMANCE_CONTEXT, written to 0600 files that thv reads; their thv log is then searched for
 every credential and every issued token (thv runs with --debug). The verdict goes to the file
 $THV_LEAK_REPORT names (run.py sets it), since the suite's own verdict knows nothing of logs.
+
+The wire revision is the suite's MCP_CONFORMANCE_PROTOCOL_VERSION (its --spec-version). At
+2025-11-25 the client behind thv is mcp_client.py (stdlib); at 2026-07-28 it is the official
+Python SDK (sdk_client.py, in interop/.venv), which speaks that revision's stateless wire with
+its `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` headers. The SDK does not wait out thv's 503
+while the login runs, so this wrapper first waits (bounded) for thv's /health to leave
+`login-pending`. The header scenarios (HEADER_SCENARIOS) have no auth: thv is a plain proxy there.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import json
 import os
 import re
 import sys
+import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +48,11 @@ GRANT_SCENARIOS = (
 # DPoP (RFC 9449) with the browser login: thv must bind its tokens (--remote-auth-dpop always),
 # and its log is checked like the grants' (the issued tokens and the proofs are JWTs).
 DPOP_SCENARIOS = ("auth/dpop", "auth/dpop-nonce")
+HEADER_SCENARIOS = ("http-standard-headers", "http-custom-headers")
+LEGACY_VERSION = "2025-11-25"
+SDK_PYTHON = HERE.parent / ".venv" / "bin" / "python"  # interop/.venv, with the `mcp` SDK
+SDK_TIMEOUT_SECONDS = 45
+LOGIN_WAIT_SECONDS = 30
 # Tokens the suite's authorization servers issue (cc-token-<ms>, test-token-<ms>), and any JWT
 # (an ID-JAG, an assertion, a DPoP-bound token, a DPoP proof), and a P-256 PKCS#8 private key in
 # base64 (thv's DPoP key as it stores it): none belongs in a log.
@@ -90,13 +105,17 @@ def leak_check(log: Path, secrets: list[str]) -> dict:
 def main() -> int:
     target = sys.argv[-1]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    # The context is given only to scenarios that have one (not DPoP's); the name always is.
-    scenario = context.get("name") or os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    # The context is given only to scenarios that have one (not DPoP's, nor
+    # http-standard-headers'); the name always is.
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO") or context.get("name", "")
+    version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION", LEGACY_VERSION)
     flags = ["--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s"]
     secrets: list[str] | None = None
     with tempfile.TemporaryDirectory(prefix="thv-grant-") as tmp:
         folder = Path(tmp)
-        if scenario in GRANT_SCENARIOS:
+        if scenario in HEADER_SCENARIOS:
+            flags = ["--debug"]  # no auth: what is checked is that the headers pass unchanged
+        elif scenario in GRANT_SCENARIOS:
             extra, secrets = grant_flags(scenario, context, folder)
             flags += extra
         else:
@@ -111,7 +130,7 @@ def main() -> int:
         # Grant scenarios: thv's stderr goes to a log that is checked for secrets, then copied
         # to this script's stderr. Otherwise thv's stderr is this script's, which the suite keeps.
         log_dir = folder / "logs" if secrets is not None else None
-        code = run(target, flags, log_dir)
+        code = run(target, flags, log_dir, version, exercise_all=scenario in HEADER_SCENARIOS)
         if log_dir is not None:
             log = log_dir / "thv-conformance.log"
             sys.stderr.write(log.read_text(errors="replace") if log.exists() else "(no thv log)\n")
@@ -122,7 +141,30 @@ def main() -> int:
         return code
 
 
-def run(target: str, flags: list[str], log_dir: Path | None) -> int:
+def wait_for_login(base: str) -> str:
+    """thv's outgoing-auth status once it is no longer `login-pending` (bounded wait)."""
+    deadline = time.monotonic() + LOGIN_WAIT_SECONDS
+    while True:
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+            status = json.loads(response.read()).get("outgoing_auth", "")
+        if status != "login-pending" or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.2)
+
+
+def run_sdk_client(url: str, exercise_all: bool) -> int:
+    """sdk_client.py in interop/.venv against `url`; its output goes to this script's stderr."""
+    argv = [str(SDK_PYTHON), str(HERE / "sdk_client.py"), url, *(["--exercise-all"] if exercise_all else [])]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SDK_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"sdk_client.py timed out after {SDK_TIMEOUT_SECONDS}s", file=sys.stderr)
+        return 1
+    sys.stderr.write(done.stdout + done.stderr)
+    return done.returncode
+
+
+def run(target: str, flags: list[str], log_dir: Path | None, version: str, exercise_all: bool) -> int:
     try:
         proxy = Thv(
             "conformance", target, flags, log_dir, ready_timeout=READY_TIMEOUT_SECONDS, cwd=HERE,
@@ -131,8 +173,12 @@ def run(target: str, flags: list[str], log_dir: Path | None) -> int:
     except StartupError as err:
         print(f"thv did not start: {err}", file=sys.stderr)
         return 1
+    url = f"{proxy.base}{'/' + target.split('/', 3)[3] if target.count('/') >= 3 else '/'}"
     try:
-        client = McpClient(f"{proxy.base}{'/' + target.split('/', 3)[3] if target.count('/') >= 3 else '/'}")
+        if version != LEGACY_VERSION:
+            print(f"thv outgoing auth: {wait_for_login(proxy.base)}", file=sys.stderr)
+            return run_sdk_client(url, exercise_all)
+        client = McpClient(url)
         client.initialize()
         tools = client.request("tools/list").get("tools", [])
         print(f"tools: {[t.get('name') for t in tools]}", file=sys.stderr)

@@ -16,6 +16,18 @@ the 0.2 alpha too, as do DPoP's (auth/dpop, auth/dpop-nonce); for them conforman
 also searches thv's --debug log for every credential, issued token and JWT (DPoP proofs
 included), and reports to the file THV_LEAK_REPORT names.
 
+Then the 2026-07-28 wire (WIRE_SCENARIOS), with the 0.2 alpha at `--spec-version 2026-07-28`:
+every auth scenario above again, now with a 2026-07-28 client behind thv (the official Python
+SDK, see conformance_client.py) and the suite's stateless 2026-07-28 MCP server behind it; and
+the header scenarios `http-standard-headers` and `http-custom-headers`, where the suite's
+server checks that `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` arrive as the SDK sent them.
+The alpha's own 2026-07-28 scenarios (resource-mismatch ... authorization-server-migration)
+already run at that wire in the first set (the suite runs a scenario at the revision that
+introduced it), so they are not run twice. The suite keeps the extensions (the grants without a
+browser) off its revision timeline and skips them at any --spec-version: they run with --force.
+The 2025-03-26 back-compat scenarios are SKIPPED, with the suite's reason printed: they exist
+to test a 2025-03-26 server, which a 2026-07-28 client cannot talk to (WIRE_NOT_APPLICABLE).
+
 A scenario passes when the suite reports it passed with no failed and no warning checks (and,
 for the grant scenarios, the log check ran and found nothing). Scenario names given as
 arguments run only those.
@@ -64,6 +76,17 @@ ALPHA_SCENARIOS = [
     # DPoP (RFC 9449), with the nonce challenges at both servers: the log check too.
     "auth/dpop", "auth/dpop-nonce",
 ]
+WIRE_VERSION = "2026-07-28"
+WIRE_NOT_APPLICABLE = {
+    "auth/2025-03-26-oauth-metadata-backcompat": "a 2025-03-26 server (the suite: not applicable at 2026-07-28)",
+    "auth/2025-03-26-oauth-endpoint-fallback": "a 2025-03-26 server (the suite: not applicable at 2026-07-28)",
+}
+EXTENSIONS = [
+    "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
+    "auth/enterprise-managed-authorization",
+]
+HEADER_SCENARIOS = ["http-standard-headers", "http-custom-headers"]
+WIRE_SCENARIOS = [s for s in STABLE_SCENARIOS if s not in WIRE_NOT_APPLICABLE] + EXTENSIONS + HEADER_SCENARIOS
 LEAK_CHECKED = {
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
     "auth/enterprise-managed-authorization", "auth/dpop", "auth/dpop-nonce",
@@ -98,23 +121,28 @@ def enter_private_network() -> None:
     sys.exit(result.returncode)
 
 
-def run_scenario(suite: Path, scenario: str) -> tuple[bool, str]:
-    out_dir = RESULTS / scenario.replace("/", "_")
+def run_scenario(suite: Path, scenario: str, spec_version: str | None = None) -> tuple[bool, str]:
+    """One scenario; at `spec_version` when given (extensions then need --force, see above)."""
+    stem = scenario.replace("/", "_") + (f"@{spec_version}" if spec_version else "")
+    out_dir = RESULTS / stem
     shutil.rmtree(out_dir, ignore_errors=True)
     command = f"{sys.executable} {HERE / 'conformance_client.py'}"
-    leak_report = RESULTS / f"{scenario.replace('/', '_')}.leaks.json"
+    version_args = ["--spec-version", spec_version] if spec_version else []
+    if spec_version and scenario in EXTENSIONS:
+        version_args.append("--force")
+    leak_report = RESULTS / f"{stem}.leaks.json"
     leak_report.unlink(missing_ok=True)
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            [str(NODE), str(suite), "client", "--command", command, "--scenario", scenario, "-o", str(out_dir)],
+            [str(NODE), str(suite), "client", "--command", command, "--scenario", scenario, "-o", str(out_dir), *version_args],
             capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_SECONDS,
             env=dict(os.environ, THV_LEAK_REPORT=str(leak_report)),
         )
         output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
         output = f"timed out after {SCENARIO_TIMEOUT_SECONDS}s\n{err.stdout or ''}"
-    (RESULTS / f"{scenario.replace('/', '_')}.log").write_text(output)
+    (RESULTS / f"{stem}.log").write_text(output)
     totals = re.search(r"Passed: (\d+)/(\d+), (\d+) failed, (\d+) warnings", output)
     passed = bool(totals) and "OVERALL: PASSED" in output and totals.group(3) == "0" and totals.group(4) == "0"
     summary = f"{totals.group(1)}/{totals.group(2)} checks" if totals else "no result"
@@ -135,22 +163,39 @@ def main() -> int:
     if not thv.exists():
         print(f"thv binary not found at {thv}; build it with cargo build", file=sys.stderr)
         return 1
-    passed = failed = 0
     rows = []
     only = set(sys.argv[1:])  # scenario names to run (all when none)
-    for suite, scenarios, label in ((STABLE, STABLE_SCENARIOS, "0.1.16"), (ALPHA, ALPHA_SCENARIOS, "0.2 alpha")):
+    runs = (
+        (STABLE, STABLE_SCENARIOS, "0.1.16", None, "default"),
+        (ALPHA, ALPHA_SCENARIOS, "0.2 alpha", None, "default"),
+        (ALPHA, WIRE_SCENARIOS, "0.2 alpha", WIRE_VERSION, WIRE_VERSION),
+    )
+    for suite, scenarios, label, spec_version, group in runs:
         for scenario in (s for s in scenarios if not only or s in only):
-            ok, detail = run_scenario(suite, scenario)
-            rows.append((scenario, label, "PASS" if ok else "FAIL", detail))
-            print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{label}] {detail}", flush=True)
-            passed += ok
-            failed += not ok
-    summary = {"passed": passed, "failed": failed, "scenarios": [dict(zip(("scenario", "suite", "result", "detail"), r)) for r in rows]}
+            ok, detail = run_scenario(suite, scenario, spec_version)
+            tag = f"{label}{' @' + spec_version if spec_version else ''}"
+            rows.append((scenario, tag, group, "PASS" if ok else "FAIL", detail))
+            print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{tag}] {detail}", flush=True)
+    for scenario, reason in WIRE_NOT_APPLICABLE.items():
+        if not only or scenario in only:
+            rows.append((scenario, f"0.2 alpha @{WIRE_VERSION}", WIRE_VERSION, "SKIPPED", reason))
+            print(f"SKIPPED  {scenario:42} [0.2 alpha @{WIRE_VERSION}] tests {reason}", flush=True)
+    keys = ("scenario", "suite", "set", "result", "detail")
+    counts = {}
+    for _, _, group, result, _ in rows:
+        counts.setdefault(group, {"PASS": 0, "FAIL": 0, "SKIPPED": 0})[result] += 1
+    passed = sum(c["PASS"] for c in counts.values())
+    failed = sum(c["FAIL"] for c in counts.values())
+    summary = {"passed": passed, "failed": failed, "sets": counts, "scenarios": [dict(zip(keys, r)) for r in rows]}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
-    for scenario, _, result, _ in rows:
+    for scenario, tag, _, result, _ in rows:
         if result == "FAIL":
-            log = (RESULTS / f"{scenario.replace('/', '_')}.log").read_text()
-            print(f"\n--- {scenario} (last lines) ---\n" + "\n".join(log.splitlines()[-25:]))
+            stem = scenario.replace("/", "_") + (f"@{WIRE_VERSION}" if WIRE_VERSION in tag else "")
+            log = (RESULTS / f"{stem}.log").read_text()
+            print(f"\n--- {scenario} [{tag}] (last lines) ---\n" + "\n".join(log.splitlines()[-25:]))
+    for group, c in counts.items():
+        name = "default revision per scenario" if group == "default" else f"--spec-version {group}"
+        print(f"outbound-conformance [{name}]: {c['PASS']} passed, {c['FAIL']} failed, {c['SKIPPED']} skipped")
     print(f"outbound-conformance: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
