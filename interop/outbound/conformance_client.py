@@ -154,6 +154,9 @@ def wait_for_login(base: str) -> str:
 
 def run_sdk_client(url: str, exercise_all: bool) -> int:
     """sdk_client.py in interop/.venv against `url`; its output goes to this script's stderr."""
+    if not SDK_PYTHON.exists():
+        print(f"{SDK_PYTHON} is missing: interop/run.py installs it (scripts/test.sh runs it first)", file=sys.stderr)
+        return 1
     argv = [str(SDK_PYTHON), str(HERE / "sdk_client.py"), url, *(["--exercise-all"] if exercise_all else [])]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=SDK_TIMEOUT_SECONDS)
