@@ -20,7 +20,9 @@ Then the 2026-07-28 wire (WIRE_SCENARIOS), with the 0.2 alpha at `--spec-version
 every auth scenario above again, now with a 2026-07-28 client behind thv (the official Python
 SDK, see conformance_client.py) and the suite's stateless 2026-07-28 MCP server behind it; and
 the header scenarios `http-standard-headers` and `http-custom-headers`, where the suite's
-server checks that `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` arrive as the SDK sent them.
+server checks that `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` arrive as the SDK sent them
+(thv has no auth there, so it serves with its own HTTP/1.1 engine; both run once more with
+THV_HTTP1=hyper, so the headers cross both engines).
 The alpha's own 2026-07-28 scenarios (resource-mismatch ... authorization-server-migration)
 already run at that wire in the first set (the suite runs a scenario at the revision that
 introduced it), so they are not run twice. The suite keeps the extensions (the grants without a
@@ -121,9 +123,17 @@ def enter_private_network() -> None:
     sys.exit(result.returncode)
 
 
-def run_scenario(suite: Path, scenario: str, spec_version: str | None = None) -> tuple[bool, str]:
-    """One scenario; at `spec_version` when given (extensions then need --force, see above)."""
-    stem = scenario.replace("/", "_") + (f"@{spec_version}" if spec_version else "")
+def scenario_stem(scenario: str, spec_version: str | None, engine: str | None) -> str:
+    """The name of a scenario run's results (log, leak report, output folder)."""
+    return scenario.replace("/", "_") + (f"@{spec_version}" if spec_version else "") + (f"@{engine}" if engine else "")
+
+
+def run_scenario(
+    suite: Path, scenario: str, spec_version: str | None = None, engine: str | None = None
+) -> tuple[bool, str]:
+    """One scenario; at `spec_version` when given (extensions then need --force, see above);
+    with thv's HTTP/1.1 `engine` (THV_HTTP1) when given."""
+    stem = scenario_stem(scenario, spec_version, engine)
     out_dir = RESULTS / stem
     shutil.rmtree(out_dir, ignore_errors=True)
     command = f"{sys.executable} {HERE / 'conformance_client.py'}"
@@ -137,7 +147,7 @@ def run_scenario(suite: Path, scenario: str, spec_version: str | None = None) ->
         proc = subprocess.run(
             [str(NODE), str(suite), "client", "--command", command, "--scenario", scenario, "-o", str(out_dir), *version_args],
             capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_SECONDS,
-            env=dict(os.environ, THV_LEAK_REPORT=str(leak_report)),
+            env=dict(os.environ, THV_LEAK_REPORT=str(leak_report), **({"THV_HTTP1": engine} if engine else {})),
         )
         output = proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
@@ -166,14 +176,16 @@ def main() -> int:
     rows = []
     only = set(sys.argv[1:])  # scenario names to run (all when none)
     runs = (
-        (STABLE, STABLE_SCENARIOS, "0.1.16", None, "default"),
-        (ALPHA, ALPHA_SCENARIOS, "0.2 alpha", None, "default"),
-        (ALPHA, WIRE_SCENARIOS, "0.2 alpha", WIRE_VERSION, WIRE_VERSION),
+        (STABLE, STABLE_SCENARIOS, "0.1.16", None, None, "default"),
+        (ALPHA, ALPHA_SCENARIOS, "0.2 alpha", None, None, "default"),
+        (ALPHA, WIRE_SCENARIOS, "0.2 alpha", WIRE_VERSION, None, WIRE_VERSION),
+        # thv without auth serves HTTP/1.1 with its own engine; the headers also cross hyper's.
+        (ALPHA, HEADER_SCENARIOS, "0.2 alpha", WIRE_VERSION, "hyper", WIRE_VERSION),
     )
-    for suite, scenarios, label, spec_version, group in runs:
+    for suite, scenarios, label, spec_version, engine, group in runs:
         for scenario in (s for s in scenarios if not only or s in only):
-            ok, detail = run_scenario(suite, scenario, spec_version)
-            tag = f"{label}{' @' + spec_version if spec_version else ''}"
+            ok, detail = run_scenario(suite, scenario, spec_version, engine)
+            tag = f"{label}{' @' + spec_version if spec_version else ''}{', THV_HTTP1=' + engine if engine else ''}"
             rows.append((scenario, tag, group, "PASS" if ok else "FAIL", detail))
             print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{tag}] {detail}", flush=True)
     for scenario, reason in WIRE_NOT_APPLICABLE.items():
@@ -190,7 +202,7 @@ def main() -> int:
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
     for scenario, tag, _, result, _ in rows:
         if result == "FAIL":
-            stem = scenario.replace("/", "_") + (f"@{WIRE_VERSION}" if WIRE_VERSION in tag else "")
+            stem = scenario_stem(scenario, WIRE_VERSION if WIRE_VERSION in tag else None, "hyper" if "hyper" in tag else None)
             log = (RESULTS / f"{stem}.log").read_text()
             print(f"\n--- {scenario} [{tag}] (last lines) ---\n" + "\n".join(log.splitlines()[-25:]))
     for group, c in counts.items():
