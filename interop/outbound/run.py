@@ -26,7 +26,7 @@ THV_HTTP1=hyper, so the headers cross both engines).
 The alpha's own 2026-07-28 scenarios (resource-mismatch ... authorization-server-migration)
 already run at that wire in the first set (the suite runs a scenario at the revision that
 introduced it), so they are not run twice. The suite keeps the extensions (the grants without a
-browser) off its revision timeline and skips them at any --spec-version: they run with --force.
+browser, DPoP) off its revision timeline and skips them at any --spec-version: they run with --force.
 The 2025-03-26 back-compat scenarios are SKIPPED, with the suite's reason printed: they exist
 to test a 2025-03-26 server, which a 2026-07-28 client cannot talk to (WIRE_NOT_APPLICABLE).
 
@@ -85,8 +85,8 @@ WIRE_NOT_APPLICABLE = {
 }
 EXTENSIONS = [
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
-    "auth/enterprise-managed-authorization",
-]
+    "auth/enterprise-managed-authorization", "auth/dpop", "auth/dpop-nonce",
+]  # fmt: skip
 HEADER_SCENARIOS = ["http-standard-headers", "http-custom-headers"]
 WIRE_SCENARIOS = [s for s in STABLE_SCENARIOS if s not in WIRE_NOT_APPLICABLE] + EXTENSIONS + HEADER_SCENARIOS
 LEAK_CHECKED = {
