@@ -14,7 +14,7 @@ The bridge and the origin share CPU 1; this client runs on CPU 0 (taskset), as i
 Writes bench/run/results/stdio-<UTC>.json and prints a Markdown table for bench/RESULTS.md.
 
 Installs what it needs, pinned: mcp-remote and Node 22 (npm, bench/stdio-node/package-lock.json)
-and the release thv and bench_origin (cargo), when missing.
+when missing, and builds the release thv and bench_origin (cargo).
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def setup() -> None:
         cmd = ["npm", "ci" if (NODE_DIR / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"]
         print(f"stdio bench: {' '.join(cmd)} (bench/stdio-node)", flush=True)
         subprocess.run(cmd, cwd=NODE_DIR, check=True)
-    if not ((TARGET / "release" / "thv").exists() and (TARGET / "release" / "examples" / "bench_origin").exists()):
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "thv", "--example", "bench_origin"],
-                       cwd=REPO, check=True)
+    # Always: a no-op when the build is current, and never a stale binary measured.
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "thv", "--example", "bench_origin"],
+                   cwd=REPO, check=True)
 
 
 def pinned(cpu: int, argv: list[str]) -> list[str]:
