@@ -66,8 +66,9 @@ pub(crate) struct GrantArgs {
 
     /// DPoP (RFC 9449): bind the tokens to a key of the proxy's and prove it on every
     /// request. auto: when the authorization server's metadata lists an algorithm the
-    /// proxy signs with (ES256) in dpop_signing_alg_values_supported; always: refuse to log
-    /// in to a server that does not; never: plain bearer tokens
+    /// proxy signs with (ES256) in dpop_signing_alg_values_supported and the MCP server
+    /// takes DPoP (its 401 offers the DPoP scheme, or its metadata lists DPoP); always:
+    /// refuse to log in to a server that does not; never: plain bearer tokens
     #[arg(long, value_name = "MODE", default_value = "auto",
           value_parser = PossibleValuesParser::new(["auto", "always", "never"]))]
     pub(crate) remote_auth_dpop: String,

@@ -47,6 +47,17 @@ pub struct ProtectedResourceMetadata {
     pub resource: String,
     pub authorization_servers: Vec<String>,
     pub(crate) scopes_supported: Option<Vec<String>>,
+    /// RFC 9728 §2 (from RFC 9449 §5.2): the resource takes DPoP-bound tokens.
+    pub(crate) dpop_signing_alg_values_supported: Option<Vec<String>>,
+    pub(crate) dpop_bound_access_tokens_required: Option<bool>,
+}
+
+impl ProtectedResourceMetadata {
+    /// Whether the document says the resource takes DPoP-bound tokens.
+    pub(crate) fn takes_dpop(&self) -> bool {
+        self.dpop_bound_access_tokens_required == Some(true)
+            || self.dpop_signing_alg_values_supported.as_ref().is_some_and(|a| !a.is_empty())
+    }
 }
 
 /// The RFC 9728 §3.1 well-known URLs for a resource, in the order MCP clients try them:

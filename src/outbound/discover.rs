@@ -85,6 +85,11 @@ impl AuthServer {
 #[derive(Debug, Clone)]
 pub(crate) struct Discovery {
     pub(crate) server: AuthServer,
+    /// The MCP server said it takes DPoP-bound tokens: its 401 offered the `DPoP` scheme,
+    /// or its RFC 9728 document lists DPoP. `--remote-auth-dpop auto` needs this as well as
+    /// the authorization server's support: an authorization server that can bind tokens
+    /// says nothing of what this resource accepts.
+    pub(crate) resource_takes_dpop: bool,
     /// `scope` of the target's 401 challenge (authoritative, MCP §Scope Selection).
     pub(crate) challenge_scope: Option<String>,
     /// `scopes_supported` of the target's RFC 9728 document.
@@ -131,6 +136,7 @@ pub(crate) async fn discover(
             challenge_scope: None,
             resource_scopes: None,
             published_resource: None,
+            resource_takes_dpop: false,
         }),
         OAuthEndpoints::Issuer(issuer) => {
             let probe = match challenged {
@@ -143,6 +149,7 @@ pub(crate) async fn discover(
                 challenge_scope: probe.as_ref().and_then(|p| p.scope.clone()),
                 resource_scopes: None,
                 published_resource: None,
+                resource_takes_dpop: probe.as_ref().is_some_and(|p| p.dpop),
             })
         }
         OAuthEndpoints::Discover => discover_from_target(http, policy, target, resource, challenged).await,
@@ -154,6 +161,8 @@ pub(crate) async fn discover(
 pub(crate) struct Challenged {
     pub(crate) scope: Option<String>,
     pub(crate) resource_metadata: Option<String>,
+    /// The 401 offered the `DPoP` scheme (RFC 9449 §7.1): the server takes DPoP tokens.
+    pub(crate) dpop: bool,
 }
 
 impl Challenged {
@@ -162,15 +171,18 @@ impl Challenged {
     /// challenges with that scheme, with the same parameters).
     pub(crate) fn from_headers(headers: &http::HeaderMap) -> Challenged {
         let lines: Vec<&str> = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).collect();
-        let bearer = find_bearer(lines.iter().copied()).or_else(|| {
-            crate::oauth::challenge::parse_challenges(lines)
+        let dpop_challenge = || {
+            crate::oauth::challenge::parse_challenges(lines.iter().copied())
                 .ok()?
                 .into_iter()
                 .find(|c| c.scheme.eq_ignore_ascii_case("dpop"))
-        });
+        };
+        let dpop = dpop_challenge().is_some();
+        let bearer = find_bearer(lines.iter().copied()).or_else(dpop_challenge);
         Challenged {
             scope: bearer.as_ref().and_then(|c| c.param("scope")).map(str::to_owned),
             resource_metadata: bearer.as_ref().and_then(|c| c.param("resource_metadata")).map(str::to_owned),
+            dpop,
         }
     }
 }
@@ -237,6 +249,7 @@ async fn discover_from_target(
             challenge_scope: probe.scope,
             resource_scopes: None,
             published_resource: None,
+            resource_takes_dpop: probe.dpop,
         });
     };
     if !resource_matches(&prm.resource, resource) {
@@ -247,11 +260,13 @@ async fn discover_from_target(
         policy.check(&url).map_err(DiscoveryError::from)?;
     }
     info!(issuer, "the MCP server uses this authorization server");
+    let resource_takes_dpop = probe.dpop || prm.takes_dpop();
     Ok(Discovery {
         server: server_from_issuer(http, policy, issuer).await?,
         challenge_scope: probe.scope,
         resource_scopes: prm.scopes_supported.filter(|s| !s.is_empty()),
         published_resource: Some(prm.resource),
+        resource_takes_dpop,
     })
 }
 
@@ -359,7 +374,7 @@ mod tests {
             "https://10.0.0.7/prm",
             "https://169.254.169.254/latest/meta-data",
         ] {
-            let challenged = Challenged { scope: None, resource_metadata: Some(internal.to_owned()) };
+            let challenged = Challenged { scope: None, resource_metadata: Some(internal.to_owned()), dpop: false };
             let err = discover(&http, policy, &OAuthEndpoints::Discover, &target, target.as_str(), Some(challenged))
                 .await
                 .unwrap_err();
@@ -375,6 +390,7 @@ mod tests {
     #[test]
     fn the_published_resource_is_sent_as_published() {
         let discovery = |published: Option<&str>| Discovery {
+            resource_takes_dpop: false,
             server: AuthServer {
                 issuer: None,
                 metadata: AuthorizationServerMetadata::default(),

@@ -80,18 +80,22 @@ pub(super) fn nonce_challenge(headers: &HeaderMap) -> bool {
 }
 
 impl OAuth {
-    /// Whether this login uses DPoP, from `--remote-auth-dpop` and the server's metadata;
+    /// Whether this login uses DPoP, from `--remote-auth-dpop`, the authorization server's
+    /// metadata and (for `auto`) the MCP server's word that it takes DPoP;
     /// `always` with a server that lists no algorithm the proxy signs with fails.
     /// With the endpoints given by flags there is no metadata: `always` is the operator's
     /// word that the server takes DPoP, `auto` finds nothing listed.
     pub(super) fn dpop_wanted(&self, session: &Session) -> Result<bool, LoginError> {
-        let Some(server) = session.discovery.as_ref().map(|d| &d.server) else { return Ok(false) };
+        let Some(discovery) = session.discovery.as_ref() else { return Ok(false) };
+        let server = &discovery.server;
         let listed = server.metadata.dpop_signing_alg_values_supported.as_deref().unwrap_or_default();
         let manual = matches!(self.cfg.endpoints, OAuthEndpoints::Manual { .. });
         match self.cfg.dpop {
             DpopMode::Never => Ok(false),
             DpopMode::Always if manual => Ok(true),
-            DpopMode::Auto => Ok(dpop::supported(listed)),
+            // Both sides must take it: a bound token is refused by a resource that only
+            // knows Bearer (many authorization servers list DPoP for every resource).
+            DpopMode::Auto => Ok(dpop::supported(listed) && discovery.resource_takes_dpop),
             DpopMode::Always if dpop::supported(listed) => Ok(true),
             DpopMode::Always => Err(LoginError::DpopNotSupported {
                 server: server.issuer.clone().unwrap_or_else(|| server.token_endpoint.to_string()),

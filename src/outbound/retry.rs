@@ -192,13 +192,15 @@ mod tests {
         let stepped = |step_ups| Attempts { step_ups, ..Attempts::default() };
         let renew = || Next::Renew(Challenged::default());
         let step_up = || Next::StepUp("b c".into());
-        let prm = Next::Renew(Challenged { scope: Some("a".into()), resource_metadata: Some(PRM.into()) });
+        let prm = Next::Renew(Challenged { scope: Some("a".into()), resource_metadata: Some(PRM.into()), dpop: false });
+        let prm_dpop =
+            Next::Renew(Challenged { scope: Some("a".into()), resource_metadata: Some(PRM.into()), dpop: true });
         let dpop_prm = challenge(&format!(r#"DPoP resource_metadata="{PRM}", scope="a""#));
         let cases: &[(StatusCode, &HeaderMap, Attempts, Next, &str)] = &[
             (StatusCode::OK, &none, fresh, Next::Relay, "success is relayed"),
             (UNAUTHORIZED, &none, fresh, renew(), "a first 401 renews"),
             (UNAUTHORIZED, &with_prm, fresh, prm.clone(), "with what its challenge says"),
-            (UNAUTHORIZED, &dpop_prm, fresh, prm, "a DPoP challenge says the same (RFC 9449 §7.1)"),
+            (UNAUTHORIZED, &dpop_prm, fresh, prm_dpop, "a DPoP challenge says the same, and that DPoP is taken"),
             (UNAUTHORIZED, &none, renewed, Next::Refused, "a second 401 gives up"),
             (UNAUTHORIZED, &none, stepped(MAX_STEP_UPS), renew(), "step-ups do not use up the renewal"),
             (FORBIDDEN, &scope, fresh, step_up(), "insufficient_scope steps up"),
@@ -211,7 +213,13 @@ mod tests {
             (StatusCode::BAD_REQUEST, &scope, fresh, Next::Relay, "only a 403 steps up"),
             (StatusCode::SERVICE_UNAVAILABLE, &none, fresh, Next::Relay, "the target's errors are relayed"),
             (UNAUTHORIZED, &nonce, fresh, Next::Nonce, "a DPoP nonce challenge is resent with the nonce"),
-            (UNAUTHORIZED, &nonce, after_nonce, renew(), "only once; then it is a plain 401"),
+            (
+                UNAUTHORIZED,
+                &nonce,
+                after_nonce,
+                Next::Renew(Challenged { dpop: true, ..Challenged::default() }),
+                "only once; then it is a plain 401 (of a server that takes DPoP)",
+            ),
         ];
         for (status, headers, attempts, want, why) in cases {
             assert_eq!(next(*status, headers, *attempts), *want, "{why}");

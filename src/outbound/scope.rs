@@ -56,6 +56,7 @@ mod tests {
     fn discovery(challenge: Option<&str>, resource: Option<&[&str]>, offline: bool) -> Discovery {
         let url = Url::parse("https://as.example/x").unwrap();
         Discovery {
+            resource_takes_dpop: false,
             server: AuthServer {
                 issuer: Some("https://as.example".into()),
                 metadata: AuthorizationServerMetadata {

@@ -292,3 +292,22 @@ async fn the_key_is_kept_with_the_login_and_proves_the_resumed_refresh() {
     );
     std::fs::remove_dir_all(&store).unwrap();
 }
+
+/// `auto` needs both sides: an authorization server that lists ES256 is not enough when the
+/// MCP server's 401 offers only `Bearer` (and its metadata lists no DPoP), since a bound
+/// token would be refused there. No proof goes to the token endpoint (this one then
+/// refuses, which is the point: none was sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_wants_the_mcp_server_to_take_dpop_too() {
+    let auth = auth_server(Some(serde_json::json!(["ES256"]))).await;
+    let issuer = auth.url("").trim_end_matches('/').to_owned();
+    let rs =
+        ScriptedUpstream::start(|_| reply(401, &[("www-authenticate", r#"Bearer error="invalid_token""#)], "")).await;
+    let args = flags(&issuer, "auto");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let thv = Thv::start(&rs.url("/mcp"), &args);
+    thv.wait_for_stderr("invalid_dpop_proof");
+    let token_requests: Vec<Seen> = auth.seen().into_iter().filter(|s| s.uri.path() == "/token").collect();
+    assert!(!token_requests.is_empty());
+    assert!(token_requests.iter().all(|s| !s.headers.contains_key("dpop")), "a Bearer-only resource: no proof");
+}
