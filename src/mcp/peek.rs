@@ -146,6 +146,12 @@ impl<'a> Found<'a> {
             "traceparent" => match scan.next()? {
                 b'"' => {
                     let s = scan.string()?;
+                    // The one string the proxy rewrites: checked as strictly as a JSON parser
+                    // would (no raw control characters), so that a rewrite never turns a body
+                    // the server would refuse into one it accepts.
+                    if s.token.bytes().any(|b| b < 0x20) {
+                        return None;
+                    }
                     let at = (s.from, s.from + s.token.len());
                     self.traceparent.set(Some((s.value()?, at)))
                 }
@@ -489,6 +495,8 @@ mod tests {
         }
         let p = peek(br#"{"id":null,"method":"notifications/initialized"}"#).unwrap();
         assert_eq!(p.id, None);
+        let raw_control = b"{\"params\":{\"_meta\":{\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\x0c\"}}}";
+        assert_eq!(peek(raw_control), None, "a raw control character in the rewritten string: not JSON");
         let escaped = br#"{"method":"x","params":{"_meta":{"traceparent":"\u0030-a"}}}"#;
         let (value, (from, to)) = peek(escaped).unwrap().traceparent.unwrap();
         assert_eq!(value, "0-a", "an escaped value is read as the server reads it");
