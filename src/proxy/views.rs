@@ -26,7 +26,7 @@ pub(super) fn telemetry_head<'a>(
     let one = |name: &str| h.get(name).map(HeaderValue::as_bytes);
     crate::telemetry::Head {
         method: method.as_str(),
-        path: uri.path(),
+        path: uri.path().as_bytes(),
         peer,
         traceparent: one("traceparent"),
         tracestate: one("tracestate"),

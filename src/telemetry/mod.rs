@@ -62,8 +62,9 @@ pub(crate) struct Telemetry {
 /// The facts of a request head telemetry reads, as either engine has them.
 pub(crate) struct Head<'a> {
     pub(crate) method: &'a str,
-    /// Without its query (a query may carry secrets).
-    pub(crate) path: &'a str,
+    /// Without its query (a query may carry secrets). Bytes: only a sampled span reads it,
+    /// so an unsampled request pays no UTF-8 check.
+    pub(crate) path: &'a [u8],
     pub(crate) peer: SocketAddr,
     pub(crate) traceparent: Option<&'a [u8]>,
     pub(crate) tracestate: Option<&'a [u8]>,
@@ -122,9 +123,10 @@ pub(crate) struct Observation {
     /// As sent when the request is sampled; else the label (`other` for an unknown one).
     mcp_method: Option<Cow<'static, str>>,
     jsonrpc_id: Option<String>,
-    /// `params.name` or `params.uri`, as the client sent it (a label only once the server
-    /// has listed it).
+    /// `params.name` or `params.uri`, as the client sent it (spans only).
     target: Option<String>,
+    /// The label of what a call, read or get is about (`other` until the server listed it).
+    label: Option<names::Label>,
     /// `initialize`'s `clientInfo.name` (spans only).
     client_name: Option<String>,
     trace: Option<Traced>,
@@ -239,6 +241,7 @@ impl Telemetry {
             mcp_method: None,
             jsonrpc_id: None,
             target: None,
+            label: None,
             client_name: None,
             trace: None,
             upstream_started: None,
@@ -304,7 +307,7 @@ impl Observation {
             let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
             self.session = text(head.and_then(|h| h.session));
             self.protocol = text(head.and_then(|h| h.protocol));
-            self.path = head.map(|h| h.path.to_owned()).unwrap_or_default();
+            self.path = text(head.map(|h| h.path)).unwrap_or_default();
         }
         if let Some(p) = &peeked {
             self.note(p);
@@ -321,7 +324,10 @@ impl Observation {
             false => Cow::Borrowed(metrics::vocab::mcp_method(Some(m))),
         });
         // The name labels metrics (once the server has listed it) and names spans.
-        if sampled || p.method.as_deref().is_some_and(|m| names::Kind::of_method(m).is_some()) {
+        if let (Some(kind), Some(subject)) = (p.method.as_deref().and_then(names::Kind::of_method), &p.subject) {
+            self.label = Some(self.telemetry.names.label(kind, subject));
+        }
+        if sampled {
             self.target = p.subject.as_deref().map(str::to_owned);
         }
         if sampled {
@@ -349,7 +355,8 @@ impl Observation {
 
     /// The request is being sent to the target now.
     pub(crate) fn upstream_started(&mut self) {
-        if self.telemetry.tracing() {
+        // Only a sampled span reads it (a request without a body is decided at the end).
+        if self.telemetry.tracing() && self.trace.as_ref().is_none_or(|t| t.sampled) {
             self.upstream_started = Some(Instant::now());
         }
     }
@@ -399,8 +406,7 @@ impl Observation {
             (_, true) => Some("sse_connection"),
             (m, false) => m.as_deref(),
         };
-        let name = self.target_name();
-        let vetted = name.map(|(kind, n)| tel.names.label(kind, n));
+        let vetted = self.label.as_ref().map(names::Label::as_str);
         let facts = RequestFacts {
             http_method: &self.method,
             status,
@@ -419,12 +425,6 @@ impl Observation {
                 self.spans(&tel, status, bytes);
             }
         }
-    }
-
-    /// The kind and name of what the request is about, when the body said.
-    fn target_name(&self) -> Option<(names::Kind, &str)> {
-        let kind = names::Kind::of_method(self.mcp_method.as_deref()?)?;
-        Some((kind, self.target.as_deref()?))
     }
 }
 
@@ -491,7 +491,7 @@ mod tests {
     fn head(method: &'static str) -> Head<'static> {
         Head {
             method,
-            path: "/mcp",
+            path: b"/mcp",
             peer: "127.0.0.1:5000".parse().unwrap(),
             traceparent: None,
             tracestate: None,

@@ -6,6 +6,9 @@
 //! name, which is the one its calls carry to the server and are labelled with.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 use std::sync::RwLock;
 
 use serde::Deserialize;
@@ -19,6 +22,16 @@ const MOST_NAMES: usize = 10_000;
 const MOST_READ: usize = 4 << 20;
 /// The label of a name the server has not listed.
 pub(crate) const UNLISTED: &str = "other";
+
+/// A vetted label value: a listed name, or [`UNLISTED`].
+#[derive(Debug, Clone)]
+pub(crate) struct Label(Option<Arc<str>>);
+
+impl Label {
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or(UNLISTED)
+    }
+}
 
 /// What a name names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +53,18 @@ impl Kind {
     }
 }
 
-/// The names learned so far.
+/// The names learned so far. Every labelled request looks one up: hashed with foldhash,
+/// not SipHash, since a set bounded by [`MOST_NAMES`] and filled from the server's own
+/// lists has no flooding to resist.
 #[derive(Default)]
 pub(crate) struct Names {
-    tools: RwLock<HashSet<String>>,
-    prompts: RwLock<HashSet<String>>,
-    resources: RwLock<HashSet<String>>,
+    tools: RwLock<HashSet<Arc<str>, RandomState>>,
+    prompts: RwLock<HashSet<Arc<str>, RandomState>>,
+    resources: RwLock<HashSet<Arc<str>, RandomState>>,
 }
 
 impl Names {
-    fn set(&self, kind: Kind) -> &RwLock<HashSet<String>> {
+    fn set(&self, kind: Kind) -> &RwLock<HashSet<Arc<str>, RandomState>> {
         match kind {
             Kind::Tool => &self.tools,
             Kind::Prompt => &self.prompts,
@@ -57,10 +72,10 @@ impl Names {
         }
     }
 
-    /// `name` when the server listed it, else [`UNLISTED`].
-    pub(crate) fn label<'a>(&self, kind: Kind, name: &'a str) -> &'a str {
-        let known = self.set(kind).read().is_ok_and(|s| s.contains(name));
-        if known { name } else { UNLISTED }
+    /// `name` when the server listed it, else [`UNLISTED`]: the set's own copy, so a
+    /// request keeps its label past its body without copying the name.
+    pub(crate) fn label(&self, kind: Kind, name: &str) -> Label {
+        Label(self.set(kind).read().ok().and_then(|s| s.get(name).cloned()))
     }
 
     fn learn(&self, kind: Kind, names: Vec<String>) {
@@ -72,7 +87,7 @@ impl Names {
             if set.len() >= MOST_NAMES {
                 break;
             }
-            set.insert(name);
+            set.insert(name.into());
         }
     }
 }
@@ -177,14 +192,14 @@ mod tests {
     #[test]
     fn only_listed_names_become_labels() {
         let names = Names::default();
-        assert_eq!(names.label(Kind::Tool, "echo"), UNLISTED);
+        assert_eq!(names.label(Kind::Tool, "echo").as_str(), UNLISTED);
         let mut learn = Learn::for_method("tools/list").unwrap();
         learn.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo","#);
         learn.feed(br#""inputSchema":{}},{"name":"add"}]}}"#);
         learn.finish(&names, None);
-        assert_eq!(names.label(Kind::Tool, "echo"), "echo");
-        assert_eq!(names.label(Kind::Tool, "add"), "add");
-        assert_eq!(names.label(Kind::Prompt, "echo"), UNLISTED, "kinds are apart");
+        assert_eq!(names.label(Kind::Tool, "echo").as_str(), "echo");
+        assert_eq!(names.label(Kind::Tool, "add").as_str(), "add");
+        assert_eq!(names.label(Kind::Prompt, "echo").as_str(), UNLISTED, "kinds are apart");
     }
 
     #[test]
@@ -193,7 +208,7 @@ mod tests {
         let mut learn = Learn::for_method("resources/list").unwrap();
         learn.feed(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resources\":[{\"uri\":\"file:///a\",\"name\":\"a\"}]}}\n\n");
         learn.finish(&names, None);
-        assert_eq!(names.label(Kind::Resource, "file:///a"), "file:///a");
+        assert_eq!(names.label(Kind::Resource, "file:///a").as_str(), "file:///a");
     }
 
     #[test]
@@ -205,8 +220,12 @@ mod tests {
         // The list as the client gets it: `add` shown as `sum`.
         learn.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"sum"},{"name":"echo"}]}}"#);
         learn.finish(&names, Some(&view));
-        assert_eq!(names.label(Kind::Tool, "add"), "add", "calls reach the server, and are counted, as add");
-        assert_eq!(names.label(Kind::Tool, "echo"), "echo");
-        assert_eq!(names.label(Kind::Tool, "sum"), UNLISTED, "no call carries the client's name to the server");
+        assert_eq!(names.label(Kind::Tool, "add").as_str(), "add", "calls reach the server, and are counted, as add");
+        assert_eq!(names.label(Kind::Tool, "echo").as_str(), "echo");
+        assert_eq!(
+            names.label(Kind::Tool, "sum").as_str(),
+            UNLISTED,
+            "no call carries the client's name to the server"
+        );
     }
 }

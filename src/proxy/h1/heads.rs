@@ -15,10 +15,14 @@ use crate::telemetry::{self, Propagate};
 
 /// The request target's path, without its query.
 fn path<'a>(buf: &'a [u8], plan: &Plan) -> &'a str {
-    let target = Plan::part(buf, plan.target).unwrap_or_default();
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     // The own engine takes plain ASCII targets only.
-    std::str::from_utf8(path).unwrap_or_default()
+    std::str::from_utf8(path_bytes(buf, plan)).unwrap_or_default()
+}
+
+/// The request target without its query.
+fn path_bytes<'a>(buf: &'a [u8], plan: &Plan) -> &'a [u8] {
+    let target = Plan::part(buf, plan.target).unwrap_or_default();
+    target.split(|&b| b == b'?').next().unwrap_or_default()
 }
 
 /// What the MCP policy reads.
@@ -43,7 +47,7 @@ pub(super) fn telemetry<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> tel
     let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
     telemetry::Head {
         method: plan.method.as_str(),
-        path: path(buf, plan),
+        path: path_bytes(buf, plan),
         peer,
         traceparent: part(fields.traceparent),
         tracestate: part(fields.tracestate),
