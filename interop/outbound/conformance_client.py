@@ -18,6 +18,14 @@ Python SDK (sdk_client.py, in interop/.venv), which speaks that revision's state
 its `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` headers. The SDK does not wait out thv's 503
 while the login runs, so this wrapper first waits (bounded) for thv's /health to leave
 `login-pending`. The header scenarios (HEADER_SCENARIOS) have no auth: thv is a plain proxy there.
+
+Bridge mode (`conformance_client.py --stdio URL`, run.py's stdio set): the client is the official
+Python SDK's stdio client (sdk_client.py --bridge: `stdio_client(StdioServerParameters(...))`),
+whose server command is `thv proxy stdio conformance --target-uri URL` with the very flags
+(`proxy_flags`, one place for both modes) and $BROWSER `thv proxy` gets here. The bridge's
+stderr is its log (it runs with --debug); the log is checked for secrets as thv's is, copied
+to this script's stderr, and must hold DEBUG lines (the check covers --debug's output) and
+the bridge's own "stdio bridge stopped" (it ended by itself once the SDK closed its stdin).
 """
 
 from __future__ import annotations
@@ -35,10 +43,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))  # interop/: the harness package
-from harness.processes import StartupError, Thv, free_port  # noqa: E402
+from harness.processes import StartupError, Thv, child_env, free_port, thv_binary  # noqa: E402
 from mcp_client import McpClient, McpError  # noqa: E402
 
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
+PROXY_NAME = "conformance"  # thv's SERVER_NAME; its log is logs/thv-conformance.log
+# The headless browser thv opens the authorization URL with: the suite's authorization server
+# approves at once and redirects to thv's loopback callback.
+BROWSER = f"{sys.executable} {HERE / 'browser.py'}"
+# `conformance_client.py --stdio URL` (run.py's bridge set): the stdio bridge instead of thv proxy.
+BRIDGE_FLAG = "--stdio"
+BRIDGE_STOPPED = "stdio bridge stopped"  # the bridge's last log line when it ended by itself
 READY_TIMEOUT_SECONDS = 20
 STOP_GRACE_SECONDS = 10
 GRANT_SCENARIOS = (
@@ -102,39 +117,57 @@ def leak_check(log: Path, secrets: list[str]) -> dict:
     return {"checked": bool(text), "log_bytes": len(text), "leaked": leaked}
 
 
+def proxy_flags(scenario: str, context: dict, folder: Path) -> tuple[list[str], list[str] | None]:
+    """thv's flags for `scenario`, the same for `thv proxy` and for the stdio bridge (`thv proxy
+    stdio`), and the secrets its --debug log must not hold (None: the scenario's log is not
+    checked). Secret files go under `folder`."""
+    if scenario in HEADER_SCENARIOS:
+        return ["--debug"], None  # no auth: what is checked is that the headers pass unchanged
+    flags = ["--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s"]
+    if scenario in GRANT_SCENARIOS:
+        extra, secrets = grant_flags(scenario, context, folder)
+        return flags + extra, secrets
+    flags += ["--remote-auth-callback-port", str(free_port()), "--remote-auth-client-metadata-url", CIMD_URL]
+    if context.get("client_id"):
+        flags += ["--remote-auth-client-id", context["client_id"]]
+    if context.get("client_secret"):
+        flags += ["--remote-auth-client-secret", context["client_secret"]]
+    if scenario in DPOP_SCENARIOS:
+        return flags + ["--remote-auth-dpop", "always"], []
+    return flags, None
+
+
 def main() -> int:
     target = sys.argv[-1]
+    bridge = BRIDGE_FLAG in sys.argv[1:-1]
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
     # The context is given only to scenarios that have one (not DPoP's, nor
     # http-standard-headers'); the name always is.
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO") or context.get("name", "")
     version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION", LEGACY_VERSION)
-    flags = ["--debug", "--remote-auth", "--remote-auth-store=false", "--remote-auth-timeout", "20s"]
-    secrets: list[str] | None = None
     with tempfile.TemporaryDirectory(prefix="thv-grant-") as tmp:
         folder = Path(tmp)
-        if scenario in HEADER_SCENARIOS:
-            flags = ["--debug"]  # no auth: what is checked is that the headers pass unchanged
-        elif scenario in GRANT_SCENARIOS:
-            extra, secrets = grant_flags(scenario, context, folder)
-            flags += extra
+        flags, secrets = proxy_flags(scenario, context, folder)
+        # thv's stderr goes to a log when it is checked for secrets, and always for the bridge
+        # (whose stderr the stdio client would otherwise share); the log is then copied to this
+        # script's stderr. Otherwise thv's stderr is this script's, which the suite keeps.
+        log_dir = folder / "logs" if secrets is not None or bridge else None
+        log = folder / "logs" / f"thv-{PROXY_NAME}.log"
+        if bridge:
+            code = run_bridge(target, flags, log, version)
         else:
-            flags += ["--remote-auth-callback-port", str(free_port()), "--remote-auth-client-metadata-url", CIMD_URL]
-            if context.get("client_id"):
-                flags += ["--remote-auth-client-id", context["client_id"]]
-            if context.get("client_secret"):
-                flags += ["--remote-auth-client-secret", context["client_secret"]]
-            if scenario in DPOP_SCENARIOS:
-                flags += ["--remote-auth-dpop", "always"]
-                secrets = []
-        # Grant scenarios: thv's stderr goes to a log that is checked for secrets, then copied
-        # to this script's stderr. Otherwise thv's stderr is this script's, which the suite keeps.
-        log_dir = folder / "logs" if secrets is not None else None
-        code = run(target, flags, log_dir, version, exercise_all=scenario in HEADER_SCENARIOS)
+            code = run(target, flags, log_dir, version, exercise_all=scenario in HEADER_SCENARIOS)
         if log_dir is not None:
-            log = log_dir / "thv-conformance.log"
-            sys.stderr.write(log.read_text(errors="replace") if log.exists() else "(no thv log)\n")
-            report = leak_check(log, secrets or [])
+            text = log.read_text(errors="replace") if log.exists() else ""
+            sys.stderr.write(text or "(no thv log)\n")
+            if bridge and BRIDGE_STOPPED not in text:
+                print(f"the bridge did not log {BRIDGE_STOPPED!r}: it did not end by itself", file=sys.stderr)
+                code = code or 1
+            if bridge and " DEBUG " not in text:  # the log check covers what --debug logs
+                print("the bridge's log has no DEBUG line: it did not run with --debug", file=sys.stderr)
+                code = code or 1
+        if secrets is not None:
+            report = leak_check(log, secrets)
             print(f"secret check: {json.dumps(report)}", file=sys.stderr)
             if os.environ.get("THV_LEAK_REPORT"):
                 Path(os.environ["THV_LEAK_REPORT"]).write_text(json.dumps(report))
@@ -152,14 +185,15 @@ def wait_for_login(base: str) -> str:
         time.sleep(0.2)
 
 
-def run_sdk_client(url: str, exercise_all: bool) -> int:
-    """sdk_client.py in interop/.venv against `url`; its output goes to this script's stderr."""
+def run_sdk_client(url: str, args: list[str], env: dict[str, str] | None = None) -> int:
+    """sdk_client.py in interop/.venv against `url` with its `args`, in `env` (None: this
+    script's); its output goes to this script's stderr."""
     if not SDK_PYTHON.exists():
         print(f"{SDK_PYTHON} is missing: interop/run.py installs it (scripts/test.sh runs it first)", file=sys.stderr)
         return 1
-    argv = [str(SDK_PYTHON), str(HERE / "sdk_client.py"), url, *(["--exercise-all"] if exercise_all else [])]
+    argv = [str(SDK_PYTHON), str(HERE / "sdk_client.py"), url, *args]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=SDK_TIMEOUT_SECONDS)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SDK_TIMEOUT_SECONDS, env=env)
     except subprocess.TimeoutExpired:
         print(f"sdk_client.py timed out after {SDK_TIMEOUT_SECONDS}s", file=sys.stderr)
         return 1
@@ -167,11 +201,25 @@ def run_sdk_client(url: str, exercise_all: bool) -> int:
     return done.returncode
 
 
+def run_bridge(target: str, flags: list[str], log: Path, version: str) -> int:
+    """The official Python SDK's stdio client (sdk_client.py --bridge) with `thv proxy stdio`
+    as its server command, in front of `target`, with the `flags` `thv proxy` would get, in the
+    environment `thv proxy` gets here (child_env and BROWSER); the bridge's stderr (its --debug
+    log) goes to `log`. The SDK speaks `version` (the stable suite sets no
+    MCP_CONFORMANCE_PROTOCOL_VERSION, so it is passed on explicitly). The bridge waits out its
+    own login (bounded by --remote-auth-timeout), so nothing is polled here."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    args = ["--bridge", str(thv_binary()), "--bridge-name", PROXY_NAME,
+            "--bridge-flags", json.dumps(flags), "--bridge-log", str(log)]  # fmt: skip
+    env = child_env({"BROWSER": BROWSER, "MCP_CONFORMANCE_PROTOCOL_VERSION": version})
+    return run_sdk_client(target, args, env)
+
+
 def run(target: str, flags: list[str], log_dir: Path | None, version: str, exercise_all: bool) -> int:
     try:
         proxy = Thv(
-            "conformance", target, flags, log_dir, ready_timeout=READY_TIMEOUT_SECONDS, cwd=HERE,
-            env={"BROWSER": f"{sys.executable} {HERE / 'browser.py'}"}, stop_grace=STOP_GRACE_SECONDS,
+            PROXY_NAME, target, flags, log_dir, ready_timeout=READY_TIMEOUT_SECONDS, cwd=HERE,
+            env={"BROWSER": BROWSER}, stop_grace=STOP_GRACE_SECONDS,
         )  # fmt: skip
     except StartupError as err:
         print(f"thv did not start: {err}", file=sys.stderr)
@@ -180,7 +228,7 @@ def run(target: str, flags: list[str], log_dir: Path | None, version: str, exerc
     try:
         if version != LEGACY_VERSION:
             print(f"thv outgoing auth: {wait_for_login(proxy.base)}", file=sys.stderr)
-            return run_sdk_client(url, exercise_all)
+            return run_sdk_client(url, ["--exercise-all"] if exercise_all else [])
         client = McpClient(url)
         client.initialize()
         tools = client.request("tools/list").get("tools", [])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The official MCP conformance suite in client mode against `thv proxy`'s outgoing auth.
 
-    python3 interop/outbound/run.py [SCENARIO ...]
+    python3 interop/outbound/run.py [--set default|2026-07-28|stdio ...] [SCENARIO ...]
 
 Every auth scenario the 2025-11-25 requirements list runs with the stable suite
 (@modelcontextprotocol/conformance 0.1.16, from ../package.json); the 2026-07-28 ones
@@ -30,15 +30,26 @@ browser, DPoP) off its revision timeline and skips them at any --spec-version: t
 The 2025-03-26 back-compat scenarios are SKIPPED, with the suite's reason printed: they exist
 to test a 2025-03-26 server, which a 2026-07-28 client cannot talk to (WIRE_NOT_APPLICABLE).
 
+Then the stdio bridge (BRIDGE_SCENARIOS, the "stdio" set): every stable auth scenario (0.1.16)
+and the extensions (grants without a browser, DPoP; 0.2 alpha), each at its default revision,
+with `conformance_client.py --stdio`: the client is the official Python SDK's stdio client
+(`stdio_client(StdioServerParameters(...))`) and its server command is `thv proxy stdio
+conformance --target-uri <the suite's server> <the same --remote-auth* flags>`, so the whole
+login (discovery, CIMD or pre-registration, the authorization-code redirect through the same
+headless $BROWSER, scope step-up, the grants, DPoP nonces) runs inside the bridge. The log
+check applies to the bridge's stderr (it runs with --debug). All of them run, not a sample:
+a scenario takes about 2 s, so the set adds well under a minute.
+
 A scenario passes when the suite reports it passed with no failed and no warning checks (and,
 for the grant scenarios, the log check ran and found nothing). Scenario names given as
-arguments run only those.
+arguments run only those; `--set NAME` (repeatable) runs only those sets.
 Ends with `outbound-conformance: N passed, M failed`; exit status 1 if M > 0. As root it runs
 inside a private network namespace with only loopback up. Standard library only.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -89,6 +100,8 @@ EXTENSIONS = [
 ]  # fmt: skip
 HEADER_SCENARIOS = ["http-standard-headers", "http-custom-headers"]
 WIRE_SCENARIOS = [s for s in STABLE_SCENARIOS if s not in WIRE_NOT_APPLICABLE] + EXTENSIONS + HEADER_SCENARIOS
+# The stdio bridge (conformance_client.py --stdio): the stable auth scenarios and the extensions.
+BRIDGE_SCENARIOS = STABLE_SCENARIOS + EXTENSIONS
 LEAK_CHECKED = {
     "auth/client-credentials-basic", "auth/client-credentials-jwt", "auth/wif-jwt-bearer",
     "auth/enterprise-managed-authorization", "auth/dpop", "auth/dpop-nonce",
@@ -123,20 +136,23 @@ def enter_private_network() -> None:
     sys.exit(result.returncode)
 
 
-def scenario_stem(scenario: str, spec_version: str | None, engine: str | None) -> str:
+def scenario_stem(scenario: str, spec_version: str | None, engine: str | None, bridge: bool = False) -> str:
     """The name of a scenario run's results (log, leak report, output folder)."""
-    return scenario.replace("/", "_") + (f"@{spec_version}" if spec_version else "") + (f"@{engine}" if engine else "")
+    return (
+        scenario.replace("/", "_") + (f"@{spec_version}" if spec_version else "") + (f"@{engine}" if engine else "")
+        + ("@stdio" if bridge else "")
+    )  # fmt: skip
 
 
 def run_scenario(
-    suite: Path, scenario: str, spec_version: str | None = None, engine: str | None = None
+    suite: Path, scenario: str, spec_version: str | None = None, engine: str | None = None, bridge: bool = False
 ) -> tuple[bool, str]:
     """One scenario; at `spec_version` when given (extensions then need --force, see above);
-    with thv's HTTP/1.1 `engine` (THV_HTTP1) when given."""
-    stem = scenario_stem(scenario, spec_version, engine)
+    with thv's HTTP/1.1 `engine` (THV_HTTP1) when given; through the stdio bridge if `bridge`."""
+    stem = scenario_stem(scenario, spec_version, engine, bridge)
     out_dir = RESULTS / stem
     shutil.rmtree(out_dir, ignore_errors=True)
-    command = f"{sys.executable} {HERE / 'conformance_client.py'}"
+    command = f"{sys.executable} {HERE / 'conformance_client.py'}" + (" --stdio" if bridge else "")
     version_args = ["--spec-version", spec_version] if spec_version else []
     if spec_version and scenario in EXTENSIONS:
         version_args.append("--force")
@@ -166,6 +182,11 @@ def run_scenario(
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", action="append", choices=["default", WIRE_VERSION, "stdio"], help="only this set")
+    parser.add_argument("scenarios", nargs="*", help="only these scenarios (all when none)")
+    args = parser.parse_args()
+    only, sets = set(args.scenarios), set(args.set or [])
     bootstrap()
     enter_private_network()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -174,39 +195,47 @@ def main() -> int:
         print(f"thv binary not found at {thv}; build it with cargo build", file=sys.stderr)
         return 1
     rows = []
-    only = set(sys.argv[1:])  # scenario names to run (all when none)
     runs = (
-        (STABLE, STABLE_SCENARIOS, "0.1.16", None, None, "default"),
-        (ALPHA, ALPHA_SCENARIOS, "0.2 alpha", None, None, "default"),
-        (ALPHA, WIRE_SCENARIOS, "0.2 alpha", WIRE_VERSION, None, WIRE_VERSION),
+        # suite, scenarios, label, --spec-version, THV_HTTP1, through the stdio bridge, set
+        (STABLE, STABLE_SCENARIOS, "0.1.16", None, None, False, "default"),
+        (ALPHA, ALPHA_SCENARIOS, "0.2 alpha", None, None, False, "default"),
+        (ALPHA, WIRE_SCENARIOS, "0.2 alpha", WIRE_VERSION, None, False, WIRE_VERSION),
         # thv without auth serves HTTP/1.1 with its own engine; the headers also cross hyper's.
-        (ALPHA, HEADER_SCENARIOS, "0.2 alpha", WIRE_VERSION, "hyper", WIRE_VERSION),
+        (ALPHA, HEADER_SCENARIOS, "0.2 alpha", WIRE_VERSION, "hyper", False, WIRE_VERSION),
+        (STABLE, [s for s in BRIDGE_SCENARIOS if s in STABLE_SCENARIOS], "0.1.16", None, None, True, "stdio"),
+        (ALPHA, [s for s in BRIDGE_SCENARIOS if s in EXTENSIONS], "0.2 alpha", None, None, True, "stdio"),
     )
-    for suite, scenarios, label, spec_version, engine, group in runs:
+    for suite, scenarios, label, spec_version, engine, bridge, group in runs:
+        if sets and group not in sets:
+            continue
         for scenario in (s for s in scenarios if not only or s in only):
-            ok, detail = run_scenario(suite, scenario, spec_version, engine)
-            tag = f"{label}{' @' + spec_version if spec_version else ''}{', THV_HTTP1=' + engine if engine else ''}"
-            rows.append((scenario, tag, group, "PASS" if ok else "FAIL", detail))
+            ok, detail = run_scenario(suite, scenario, spec_version, engine, bridge)
+            tag = (
+                f"{label}{' @' + spec_version if spec_version else ''}{', THV_HTTP1=' + engine if engine else ''}"
+                + (", thv proxy stdio" if bridge else "")
+            )  # fmt: skip
+            stem = scenario_stem(scenario, spec_version, engine, bridge)
+            rows.append((scenario, tag, group, "PASS" if ok else "FAIL", detail, stem))
             print(f"{'PASS' if ok else 'FAIL'}  {scenario:45} [{tag}] {detail}", flush=True)
     for scenario, reason in WIRE_NOT_APPLICABLE.items():
-        if not only or scenario in only:
-            rows.append((scenario, f"0.2 alpha @{WIRE_VERSION}", WIRE_VERSION, "SKIPPED", reason))
+        if (not only or scenario in only) and (not sets or WIRE_VERSION in sets):
+            rows.append((scenario, f"0.2 alpha @{WIRE_VERSION}", WIRE_VERSION, "SKIPPED", reason, ""))
             print(f"SKIPPED  {scenario:42} [0.2 alpha @{WIRE_VERSION}] tests {reason}", flush=True)
     keys = ("scenario", "suite", "set", "result", "detail")
     counts = {}
-    for _, _, group, result, _ in rows:
+    for _, _, group, result, _, _ in rows:
         counts.setdefault(group, {"PASS": 0, "FAIL": 0, "SKIPPED": 0})[result] += 1
     passed = sum(c["PASS"] for c in counts.values())
     failed = sum(c["FAIL"] for c in counts.values())
     summary = {"passed": passed, "failed": failed, "sets": counts, "scenarios": [dict(zip(keys, r)) for r in rows]}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
-    for scenario, tag, _, result, _ in rows:
+    for scenario, tag, _, result, _, stem in rows:
         if result == "FAIL":
-            stem = scenario_stem(scenario, WIRE_VERSION if WIRE_VERSION in tag else None, "hyper" if "hyper" in tag else None)
             log = (RESULTS / f"{stem}.log").read_text()
             print(f"\n--- {scenario} [{tag}] (last lines) ---\n" + "\n".join(log.splitlines()[-25:]))
+    set_names = {"default": "default revision per scenario", "stdio": "thv proxy stdio, Python SDK stdio client"}
     for group, c in counts.items():
-        name = "default revision per scenario" if group == "default" else f"--spec-version {group}"
+        name = set_names.get(group, f"--spec-version {group}")
         print(f"outbound-conformance [{name}]: {c['PASS']} passed, {c['FAIL']} failed, {c['SKIPPED']} skipped")
     print(f"outbound-conformance: {passed} passed, {failed} failed")
     return 1 if failed else 0
