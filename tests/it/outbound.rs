@@ -11,15 +11,14 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::support::Thv;
-use crate::support::upstream::{ScriptedUpstream, Seen, reply};
+use crate::support::auth_server::manual_endpoint_flags;
+use crate::support::upstream::{ScriptedUpstream, reply};
 
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-pub(crate) fn form(seen: &Seen) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(&seen.body).into_owned().collect()
-}
+pub(crate) use crate::support::auth_server::form;
 
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -135,27 +134,14 @@ pub(crate) async fn call(thv: &Thv) -> reqwest::Response {
 
 /// Starts thv in manual-endpoint mode against `as_server`, with the browser skipped.
 pub(crate) fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra: &[&str]) -> (Thv, u16) {
-    let port = free_port().to_string();
-    let authorize = as_server.url("/authorize");
-    let token = as_server.url("/token");
-    let mut args = vec![
-        "--remote-auth-authorize-url",
-        &authorize,
-        "--remote-auth-token-url",
-        &token,
-        "--remote-auth-client-id",
-        "cid",
-        "--remote-auth-skip-browser",
-        "--remote-auth-callback-port",
-        &port,
-        "--remote-auth-timeout",
-        "30s",
-        // Every flow runs at debug level, so the secret checks cover the chattiest logs.
-        "--debug",
-    ];
+    let port = free_port();
+    let flags = manual_endpoint_flags(as_server, port, "30s");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // Every flow runs at debug level, so the secret checks cover the chattiest logs.
+    args.push("--debug");
     args.extend_from_slice(extra);
     let thv = Thv::start(&upstream.url("/mcp"), &args);
-    (thv, port.parse().unwrap())
+    (thv, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

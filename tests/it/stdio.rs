@@ -505,9 +505,10 @@ async fn configured_header_fields_go_on_every_request_and_never_to_the_log() {
 /// token; the device code and the token stay out of the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_login_works_for_the_stdio_bridge() {
-    use crate::device::{DEVICE_CODE, DeviceServer, USER_CODE};
+    use crate::device::device_server;
+    use crate::support::auth_server::{DEVICE_CODE, USER_CODE};
     let upstream = ScriptedUpstream::start(session_server(false)).await;
-    let server = DeviceServer::start(true).await;
+    let server = device_server(true).await;
     server.push(400, json!({"error": "authorization_pending"}));
     server.push(200, json!({"access_token": "stdio-device-tok", "token_type": "Bearer", "expires_in": 3600}));
     let issuer = server.issuer();
@@ -722,6 +723,7 @@ async fn a_session_lost_twice_is_a_json_rpc_error_after_one_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_bridges_started_at_once_share_one_login() {
     use crate::outbound::{TokenServer, protected_upstream};
+    use crate::support::auth_server::manual_endpoint_flags;
     let accepted = Arc::new(Mutex::new(std::collections::HashSet::from(["tok-1".to_owned(), "tok-2".to_owned()])));
     let up = protected_upstream(accepted).await;
     let tokens = TokenServer::start().await;
@@ -730,29 +732,13 @@ async fn two_bridges_started_at_once_share_one_login() {
     tokens.push(200, json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let store = std::env::temp_dir().join(format!("thv-it-stdio-lock-{}-{nanos}", std::process::id()));
-    let (authorize, token) = (tokens.server.url("/authorize"), tokens.server.url("/token"));
-    let ports = [closed_port().to_string(), closed_port().to_string()];
+    let ports = [closed_port(), closed_port()];
     let mut bridges: Vec<Bridge> = ports
         .iter()
-        .map(|port| {
-            Bridge::start(
-                &up.url("/mcp"),
-                &[
-                    "--remote-auth-authorize-url",
-                    &authorize,
-                    "--remote-auth-token-url",
-                    &token,
-                    "--remote-auth-client-id",
-                    "cid",
-                    "--remote-auth-skip-browser",
-                    "--remote-auth-callback-port",
-                    port,
-                    "--remote-auth-timeout",
-                    "20s",
-                    "--remote-auth-store-dir",
-                    store.to_str().unwrap(),
-                ],
-            )
+        .map(|&port| {
+            let mut flags = manual_endpoint_flags(&tokens.server, port, "20s");
+            flags.extend(["--remote-auth-store-dir".to_owned(), store.to_str().unwrap().to_owned()]);
+            Bridge::start(&up.url("/mcp"), &flags.iter().map(String::as_str).collect::<Vec<_>>())
         })
         .collect();
     // Whichever took the lock prints the authorization URL; play the browser for it.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth_server;
 pub mod idp;
 pub mod legacy_sse;
 pub mod mcp_server;
