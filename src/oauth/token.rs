@@ -98,6 +98,13 @@ impl TokenError {
     }
 }
 
+/// Ends a grant's form with `scope` (when asked for) and RFC 8707's `resource`, in that
+/// order: the one tail every grant here shares.
+fn scope_and_resource<'a>(form: &mut Vec<(&'a str, &'a str)>, scope: Option<&'a str>, resource: Option<&'a str>) {
+    form.extend(scope.map(|s| ("scope", s)));
+    form.extend(resource.map(|r| ("resource", r)));
+}
+
 /// A token endpoint and the client that talks to it.
 #[derive(Clone, Debug)]
 pub(crate) struct TokenEndpoint {
@@ -124,9 +131,7 @@ impl TokenEndpoint {
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
-        if let Some(r) = resource {
-            form.push(("resource", r));
-        }
+        scope_and_resource(&mut form, None, resource);
         self.request(http, form).await
     }
 
@@ -138,9 +143,7 @@ impl TokenEndpoint {
         resource: Option<&str>,
     ) -> Result<Tokens, TokenError> {
         let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
-        if let Some(r) = resource {
-            form.push(("resource", r));
-        }
+        scope_and_resource(&mut form, None, resource);
         let mut tokens = self.request(http, form).await?;
         // Servers that do not rotate refresh tokens omit them; the old one stays valid.
         if tokens.refresh_token.is_none() {
@@ -158,8 +161,7 @@ impl TokenEndpoint {
         resource: Option<&str>,
     ) -> Result<Tokens, TokenError> {
         let mut form = vec![("grant_type", "client_credentials")];
-        form.extend(scope.map(|s| ("scope", s)));
-        form.extend(resource.map(|r| ("resource", r)));
+        scope_and_resource(&mut form, scope, resource);
         self.request(http, form).await
     }
 
@@ -173,8 +175,7 @@ impl TokenEndpoint {
         resource: Option<&str>,
     ) -> Result<Tokens, TokenError> {
         let mut form = vec![("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.expose_secret())];
-        form.extend(scope.map(|s| ("scope", s)));
-        form.extend(resource.map(|r| ("resource", r)));
+        scope_and_resource(&mut form, scope, resource);
         self.request(http, form).await
     }
 

@@ -13,106 +13,45 @@ use base64::Engine as _;
 
 use crate::outbound::{call, field, form, health, protected_upstream, wait_authenticated};
 use crate::support::Thv;
-use crate::support::upstream::{ScriptedUpstream, reply};
+use crate::support::auth_server::{AuthServer, DEVICE_CODE, Script, USER_CODE};
+use crate::support::upstream::ScriptedUpstream;
 
-pub(crate) const DEVICE_CODE: &str = "the-device-code-never-logged";
-pub(crate) const USER_CODE: &str = "WDJB-MJHT";
-
-/// An authorization server with (or without) a device authorization endpoint whose token
-/// endpoint answers the scripted replies in turn, noting when each poll came.
-pub(crate) struct DeviceServer {
-    server: ScriptedUpstream,
-    replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
-    polled_at: Arc<Mutex<Vec<Instant>>>,
+/// An authorization server with (or without) a device authorization endpoint, listing the
+/// device grant and refresh; its token endpoint answers the scripted replies in turn, then
+/// `authorization_pending`.
+pub(crate) async fn device_server(with_device_endpoint: bool) -> AuthServer {
+    listing(with_device_endpoint, &["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"]).await
 }
 
-impl DeviceServer {
-    pub(crate) async fn start(with_device_endpoint: bool) -> DeviceServer {
-        DeviceServer::listing(with_device_endpoint, &["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"])
-            .await
-    }
+/// As [`device_server`], with `grants` as its `grant_types_supported`.
+async fn listing(with_device_endpoint: bool, grants: &[&str]) -> AuthServer {
+    AuthServer::with(Script {
+        device: with_device_endpoint,
+        when_empty: (400, serde_json::json!({"error": "authorization_pending"})),
+        ..Script::metadata(serde_json::json!({"grant_types_supported": grants}))
+    })
+    .await
+}
 
-    /// With `grants` as its `grant_types_supported`.
-    async fn listing(with_device_endpoint: bool, grants: &[&str]) -> DeviceServer {
-        let grants = grants.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
-        let replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
-        let polled_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
-        let (r, p) = (replies.clone(), polled_at.clone());
-        let server = ScriptedUpstream::start(move |seen| {
-            let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
-            let json = [("content-type", "application/json")];
-            match seen.uri.path() {
-                "/.well-known/oauth-authorization-server" => {
-                    let mut metadata = serde_json::json!({
-                        "issuer": format!("http://{host}"),
-                        "token_endpoint": format!("http://{host}/token"),
-                        "grant_types_supported": grants,
-                    });
-                    if with_device_endpoint {
-                        metadata["device_authorization_endpoint"] = format!("http://{host}/device").into();
-                    }
-                    reply(200, &json, &metadata.to_string())
-                }
-                "/device" => {
-                    let body = serde_json::json!({
-                        "device_code": DEVICE_CODE,
-                        "user_code": USER_CODE,
-                        "verification_uri": format!("http://{host}/activate"),
-                        "verification_uri_complete": format!("http://{host}/activate?user_code={USER_CODE}"),
-                        "expires_in": 60,
-                        "interval": 1,
-                    });
-                    reply(200, &json, &body.to_string())
-                }
-                "/token" => {
-                    p.lock().unwrap().push(Instant::now());
-                    let mut r = r.lock().unwrap();
-                    let (status, body) = if r.is_empty() {
-                        (400, serde_json::json!({"error": "authorization_pending"}))
-                    } else {
-                        r.remove(0)
-                    };
-                    reply(status, &json, &body.to_string())
-                }
-                _ => reply(404, &[], ""),
-            }
-        })
-        .await;
-        DeviceServer { server, replies, polled_at }
-    }
+fn start_thv(server: &AuthServer, upstream: &ScriptedUpstream, extra: &[&str]) -> Thv {
+    start_thv_env(server, upstream, &[&["--remote-auth-skip-browser"][..], extra].concat(), &[])
+}
 
-    pub(crate) fn push(&self, status: u16, body: serde_json::Value) {
-        self.replies.lock().unwrap().push((status, body));
-    }
-
-    pub(crate) fn issuer(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
-    }
-
-    pub(crate) fn requests(&self, path: &str) -> Vec<crate::support::upstream::Seen> {
-        self.server.seen().into_iter().filter(|s| s.uri.path() == path).collect()
-    }
-
-    fn start_thv(&self, upstream: &ScriptedUpstream, extra: &[&str]) -> Thv {
-        self.start_thv_env(upstream, &[&["--remote-auth-skip-browser"][..], extra].concat(), &[])
-    }
-
-    fn start_thv_env(&self, upstream: &ScriptedUpstream, extra: &[&str], env: &[(&str, &str)]) -> Thv {
-        let issuer = self.issuer();
-        let mut args = vec![
-            "--remote-auth-issuer",
-            &issuer,
-            "--remote-auth-grant-type",
-            "device_code",
-            "--remote-auth-client-id",
-            "device-client",
-            "--remote-auth-store=false",
-            "--debug",
-        ];
-        args.extend_from_slice(extra);
-        let env = [&[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "device-secret")][..], env].concat();
-        Thv::start_env(&upstream.url("/mcp"), &args, &env)
-    }
+fn start_thv_env(server: &AuthServer, upstream: &ScriptedUpstream, extra: &[&str], env: &[(&str, &str)]) -> Thv {
+    let issuer = server.issuer();
+    let mut args = vec![
+        "--remote-auth-issuer",
+        &issuer,
+        "--remote-auth-grant-type",
+        "device_code",
+        "--remote-auth-client-id",
+        "device-client",
+        "--remote-auth-store=false",
+        "--debug",
+    ];
+    args.extend_from_slice(extra);
+    let env = [&[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "device-secret")][..], env].concat();
+    Thv::start_env(&upstream.url("/mcp"), &args, &env)
 }
 
 async fn wait_health(thv: &Thv, want: &str, within: Duration) {
@@ -143,8 +82,8 @@ fn assert_not_logged(thv: &Thv, secrets: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_a_device_endpoint_is_an_error_naming_it() {
     let up = protected_upstream(Arc::default()).await;
-    let server = DeviceServer::start(false).await;
-    let thv = server.start_thv(&up, &[]);
+    let server = device_server(false).await;
+    let thv = start_thv(&server, &up, &[]);
     let body = failed_with(&thv, Duration::from_secs(10)).await;
     assert!(body.contains(&server.issuer()) && body.contains("no device authorization endpoint"), "{body}");
     assert!(server.requests("/token").is_empty() && server.requests("/device").is_empty());
@@ -158,10 +97,10 @@ async fn a_server_without_a_device_endpoint_is_an_error_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_ends_the_login() {
     let up = protected_upstream(Arc::default()).await;
-    let server = DeviceServer::start(true).await;
+    let server = device_server(true).await;
     server.push(400, serde_json::json!({"error": "authorization_pending"}));
     server.push(400, serde_json::json!({"error": "access_denied", "error_description": "the user said no"}));
-    let thv = server.start_thv(&up, &["--remote-auth-scopes", "mcp:tools"]);
+    let thv = start_thv(&server, &up, &["--remote-auth-scopes", "mcp:tools"]);
     let shown = thv.wait_for_stderr("which carries the code");
     assert!(shown.contains(&format!("enter the code {USER_CODE}:\n  {}/activate\n", server.issuer())), "{shown}");
     assert!(shown.contains(&format!("{}/activate?user_code={USER_CODE}", server.issuer())), "{shown}");
@@ -195,8 +134,8 @@ async fn access_denied_ends_the_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_not_listing_the_device_grant_is_refused() {
     let up = protected_upstream(Arc::default()).await;
-    let server = DeviceServer::listing(true, &["authorization_code", "refresh_token"]).await;
-    let thv = server.start_thv(&up, &[]);
+    let server = listing(true, &["authorization_code", "refresh_token"]).await;
+    let thv = start_thv(&server, &up, &[]);
     let body = failed_with(&thv, Duration::from_secs(10)).await;
     assert!(body.contains("urn:ietf:params:oauth:grant-type:device_code") && body.contains(&server.issuer()), "{body}");
     assert!(server.requests("/device").is_empty() && server.requests("/token").is_empty());
@@ -208,7 +147,7 @@ async fn a_server_not_listing_the_device_grant_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_ends_the_login() {
     let up = protected_upstream(Arc::default()).await;
-    let server = DeviceServer::start(true).await;
+    let server = device_server(true).await;
     server.push(400, serde_json::json!({"error": "expired_token"}));
     let dir = std::env::temp_dir().join(format!("thv-it-device-browser-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -218,7 +157,7 @@ async fn expired_token_ends_the_login() {
     let o = opened.display();
     std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{o}.tmp' && mv '{o}.tmp' '{o}'\n")).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let thv = server.start_thv_env(&up, &[], &[("BROWSER", script.to_str().unwrap())]);
+    let thv = start_thv_env(&server, &up, &[], &[("BROWSER", script.to_str().unwrap())]);
     let body = failed_with(&thv, Duration::from_secs(10)).await;
     assert!(body.contains("expired") && body.contains("new code"), "{body}");
     assert_eq!(server.requests("/token").len(), 1);
@@ -236,8 +175,8 @@ async fn expired_token_ends_the_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_ends_at_the_login_timeout() {
     let up = protected_upstream(Arc::default()).await;
-    let server = DeviceServer::start(true).await;
-    let thv = server.start_thv(&up, &["--remote-auth-timeout", "3s"]);
+    let server = device_server(true).await;
+    let thv = start_thv(&server, &up, &["--remote-auth-timeout", "3s"]);
     let body = failed_with(&thv, Duration::from_secs(10)).await;
     assert!(body.contains("not approved within 3s"), "{body}");
     let polls = server.requests("/token").len();
@@ -252,14 +191,14 @@ async fn polling_ends_at_the_login_timeout() {
 async fn slow_down_adds_five_seconds() {
     let accepted = Arc::new(Mutex::new(HashSet::from(["device-tok".to_owned()])));
     let up = protected_upstream(accepted).await;
-    let server = DeviceServer::start(true).await;
+    let server = device_server(true).await;
     server.push(400, serde_json::json!({"error": "slow_down"}));
     server.push(400, serde_json::json!({"error": "authorization_pending"}));
     server.push(
         200,
         serde_json::json!({"access_token": "device-tok", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "device-rt"}),
     );
-    let thv = server.start_thv(&up, &[]);
+    let thv = start_thv(&server, &up, &[]);
     let started = Instant::now();
     wait_health(&thv, "login-pending", Duration::from_secs(5)).await;
     let deadline = started + Duration::from_secs(25);
@@ -268,7 +207,7 @@ async fn slow_down_adds_five_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_authenticated(&thv).await;
-    let at = server.polled_at.lock().unwrap().clone();
+    let at = server.token_times();
     assert_eq!(at.len(), 3);
     let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
     // 1 s, then 6 s after slow_down, and 6 s again: the slower pace stays.

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::outbound::{client, health, wait_authenticated};
 use crate::support::Thv;
+use crate::support::auth_server::{AuthServer, Script, TokenHandler};
 use crate::support::upstream::{ScriptedUpstream, Seen, reply};
 
 const TOKEN: &str = "dpop-bound-token-7f3a";
@@ -52,38 +53,27 @@ fn ath(token: &str) -> String {
 
 /// An authorization server whose metadata lists `algs` (when given) and whose token endpoint
 /// wants the nonce before it issues a DPoP token.
-async fn auth_server(algs: Option<Value>) -> ScriptedUpstream {
-    ScriptedUpstream::start(move |seen| {
-        let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+async fn auth_server(algs: Option<Value>) -> AuthServer {
+    let mut metadata = serde_json::json!({"grant_types_supported": ["client_credentials"]});
+    if let Some(algs) = algs {
+        metadata["dpop_signing_alg_values_supported"] = algs;
+    }
+    let token: TokenHandler = Box::new(|seen| {
         let json = ("content-type", "application/json");
-        match seen.uri.path() {
-            "/.well-known/oauth-authorization-server" => {
-                let mut metadata = serde_json::json!({
-                    "issuer": format!("http://{host}"),
-                    "token_endpoint": format!("http://{host}/token"),
-                    "grant_types_supported": ["client_credentials"],
-                });
-                if let Some(algs) = &algs {
-                    metadata["dpop_signing_alg_values_supported"] = algs.clone();
-                }
-                reply(200, &[json], &metadata.to_string())
+        match proof_claims(seen) {
+            Ok(claims) if claims["nonce"] == AS_NONCE => {
+                let body = serde_json::json!({"access_token": TOKEN, "token_type": "DPoP", "expires_in": 3600});
+                reply(200, &[json], &body.to_string())
             }
-            "/token" => match proof_claims(&seen) {
-                Ok(claims) if claims["nonce"] == AS_NONCE => {
-                    let body = serde_json::json!({"access_token": TOKEN, "token_type": "DPoP", "expires_in": 3600});
-                    reply(200, &[json], &body.to_string())
-                }
-                Ok(_) => reply(400, &[json, ("dpop-nonce", AS_NONCE)], r#"{"error":"use_dpop_nonce"}"#),
-                Err(e) => reply(
-                    400,
-                    &[json],
-                    &serde_json::json!({"error": "invalid_dpop_proof", "error_description": e}).to_string(),
-                ),
-            },
-            _ => reply(404, &[], ""),
+            Ok(_) => reply(400, &[json, ("dpop-nonce", AS_NONCE)], r#"{"error":"use_dpop_nonce"}"#),
+            Err(e) => reply(
+                400,
+                &[json],
+                &serde_json::json!({"error": "invalid_dpop_proof", "error_description": e}).to_string(),
+            ),
         }
-    })
-    .await
+    });
+    AuthServer::with(Script { token: Some(token), ..Script::metadata(metadata) }).await
 }
 
 /// An MCP server that takes the DPoP token with a valid proof carrying its nonce.
@@ -139,7 +129,7 @@ async fn both_engines_send_a_fresh_proof_per_request_and_honour_both_nonces_once
     for (engine, env) in [("own", &[][..]), ("hyper", &[("THV_HTTP1", "hyper")][..])] {
         let rs = mcp_server().await;
         let auth = auth_server(Some(serde_json::json!(["RS256", "ES256"]))).await;
-        let args = flags(auth.url("").trim_end_matches('/'), "auto");
+        let args = flags(&auth.issuer(), "auto");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let thv = &Thv::start_env(&rs.url("/mcp"), &args, env);
         wait_authenticated(thv).await;
@@ -180,7 +170,7 @@ async fn both_engines_send_a_fresh_proof_per_request_and_honour_both_nonces_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn always_refuses_a_server_without_es256_and_auto_falls_back_to_bearer() {
     let auth = auth_server(Some(serde_json::json!(["RS256"]))).await;
-    let issuer = auth.url("").trim_end_matches('/').to_owned();
+    let issuer = auth.issuer();
     let rs = mcp_server().await;
     let args = flags(&issuer, "always");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -300,7 +290,7 @@ async fn the_key_is_kept_with_the_login_and_proves_the_resumed_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_wants_the_mcp_server_to_take_dpop_too() {
     let auth = auth_server(Some(serde_json::json!(["ES256"]))).await;
-    let issuer = auth.url("").trim_end_matches('/').to_owned();
+    let issuer = auth.issuer();
     let rs =
         ScriptedUpstream::start(|_| reply(401, &[("www-authenticate", r#"Bearer error="invalid_token""#)], "")).await;
     let args = flags(&issuer, "auto");

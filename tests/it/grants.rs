@@ -16,64 +16,8 @@ use crate::outbound::{
     TokenServer, call, complete_login, field, form, health, protected_upstream, start_manual, wait_authenticated,
 };
 use crate::support::Thv;
+use crate::support::auth_server::AuthServer;
 use crate::support::upstream::{ScriptedUpstream, reply};
-
-/// An authorization server: RFC 8414 metadata (with `extra` fields, its issuer being the
-/// URL it is reached at) and a token endpoint that answers the scripted replies in turn.
-struct AuthServer {
-    server: ScriptedUpstream,
-    replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>>,
-}
-
-impl AuthServer {
-    async fn start(extra: serde_json::Value) -> AuthServer {
-        let replies: Arc<Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
-        let r = replies.clone();
-        let server = ScriptedUpstream::start(move |seen| {
-            let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
-            let json = [("content-type", "application/json")];
-            match seen.uri.path() {
-                "/.well-known/oauth-authorization-server" => {
-                    let mut metadata = serde_json::json!({
-                        "issuer": format!("http://{host}"),
-                        "token_endpoint": format!("http://{host}/token"),
-                    });
-                    metadata.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-                    reply(200, &json, &metadata.to_string())
-                }
-                "/token" => {
-                    let mut r = r.lock().unwrap();
-                    let (status, body) = if r.is_empty() { (500, serde_json::json!({})) } else { r.remove(0) };
-                    reply(status, &json, &body.to_string())
-                }
-                _ => reply(404, &[], ""),
-            }
-        })
-        .await;
-        AuthServer { server, replies }
-    }
-
-    fn push(&self, status: u16, body: serde_json::Value) {
-        self.replies.lock().unwrap().push((status, body));
-    }
-
-    fn issuer(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
-    }
-
-    /// The token requests so far: form fields and the Authorization header.
-    fn token_requests(&self) -> Vec<TokenRequest> {
-        self.server
-            .seen()
-            .iter()
-            .filter(|s| s.uri.path() == "/token")
-            .map(|s| (form(s), s.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned())))
-            .collect()
-    }
-}
-
-/// A token request's form fields and Authorization header.
-type TokenRequest = (Vec<(String, String)>, Option<String>);
 
 fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("thv-it-grants-{}-{name}", std::process::id()));

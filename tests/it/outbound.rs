@@ -11,15 +11,14 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::support::Thv;
-use crate::support::upstream::{ScriptedUpstream, Seen, reply};
+use crate::support::auth_server::manual_endpoint_flags;
+use crate::support::upstream::{ScriptedUpstream, reply};
 
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-pub(crate) fn form(seen: &Seen) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(&seen.body).into_owned().collect()
-}
+pub(crate) use crate::support::auth_server::form;
 
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -135,27 +134,14 @@ pub(crate) async fn call(thv: &Thv) -> reqwest::Response {
 
 /// Starts thv in manual-endpoint mode against `as_server`, with the browser skipped.
 pub(crate) fn start_manual(upstream: &ScriptedUpstream, as_server: &ScriptedUpstream, extra: &[&str]) -> (Thv, u16) {
-    let port = free_port().to_string();
-    let authorize = as_server.url("/authorize");
-    let token = as_server.url("/token");
-    let mut args = vec![
-        "--remote-auth-authorize-url",
-        &authorize,
-        "--remote-auth-token-url",
-        &token,
-        "--remote-auth-client-id",
-        "cid",
-        "--remote-auth-skip-browser",
-        "--remote-auth-callback-port",
-        &port,
-        "--remote-auth-timeout",
-        "30s",
-        // Every flow runs at debug level, so the secret checks cover the chattiest logs.
-        "--debug",
-    ];
+    let port = free_port();
+    let flags = manual_endpoint_flags(as_server, port, "30s");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    // Every flow runs at debug level, so the secret checks cover the chattiest logs.
+    args.push("--debug");
     args.extend_from_slice(extra);
     let thv = Thv::start(&upstream.url("/mcp"), &args);
-    (thv, port.parse().unwrap())
+    (thv, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,5 +438,93 @@ async fn a_saved_login_belongs_to_its_authorize_params() {
     assert_eq!(field(&refresh, "refresh_token"), Some("rt-a"), "the first audience's own refresh token");
     drop(thv);
     assert_eq!(logins(), 2, "one file per set of extras");
+    std::fs::remove_dir_all(&store).unwrap();
+}
+
+/// The store keys a saved login by the configured resource (`--remote-auth-resource`, by
+/// default the target URL) while the wire carries the resource the MCP server's RFC 9728
+/// document publishes (`Discovery::resource`; here its pathless origin, which covers
+/// `/mcp`): the device login's requests carry the published one, the saved file the
+/// configured one, and a second start with the same configuration and store resumes the
+/// login (one refresh grant, with the published resource; no second device login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_login_is_keyed_by_the_configured_resource_and_sent_with_the_published_one() {
+    use crate::device::device_server;
+    let server = device_server(true).await;
+    let issuer = server.issuer();
+    let up = ScriptedUpstream::start(move |seen| {
+        let host = seen.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default().to_owned();
+        if seen.uri.path().starts_with("/.well-known/oauth-protected-resource") {
+            let doc = serde_json::json!({"resource": format!("http://{host}"), "authorization_servers": [issuer]});
+            return reply(200, &[("content-type", "application/json")], &doc.to_string());
+        }
+        let token = seen.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if ["Bearer pub-tok-1", "Bearer pub-tok-2"].contains(&token) {
+            reply(200, &[("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{"ok":true}}"#)
+        } else {
+            let challenge = format!(r#"Bearer resource_metadata="http://{host}/.well-known/oauth-protected-resource""#);
+            reply(401, &[("www-authenticate", &challenge)], "")
+        }
+    })
+    .await;
+    let (configured, published) = (up.url("/mcp"), up.url("").trim_end_matches('/').to_owned());
+    server.push(
+        200,
+        serde_json::json!({"access_token": "pub-tok-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "pub-rt-1"}),
+    );
+    server.push(200, serde_json::json!({"access_token": "pub-tok-2", "token_type": "Bearer", "expires_in": 3600}));
+    let store = std::env::temp_dir().join(format!("thv-outbound-published-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let store_arg = store.to_str().unwrap().to_owned();
+    let flags = [
+        "--remote-auth",
+        "--remote-auth-grant-type",
+        "device_code",
+        "--remote-auth-client-id",
+        "device-client",
+        "--remote-auth-skip-browser",
+        "--remote-auth-store-dir",
+        &store_arg,
+    ];
+    let saved = || -> Vec<std::path::PathBuf> {
+        let files = std::fs::read_dir(&store).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default();
+        files.iter().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect()
+    };
+    {
+        let thv = Thv::start(&configured, &flags);
+        wait_authenticated(&thv).await;
+        assert_eq!(call(&thv).await.status(), 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while saved().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the login was never saved:\n{}", thv.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let device = server.requests("/device");
+    assert_eq!(device.len(), 1);
+    assert_eq!(field(&form(&device[0]), "resource"), Some(published.as_str()), "as published, byte for byte");
+    let polls = server.token_requests();
+    assert_eq!(polls.len(), 1);
+    assert_eq!(field(&polls[0].0, "grant_type"), Some("urn:ietf:params:oauth:grant-type:device_code"));
+    assert_eq!(field(&polls[0].0, "resource"), Some(published.as_str()));
+    let files = saved();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(file["resource"].as_str(), Some(configured.as_str()), "the key is the configured resource");
+    assert_eq!(file["server"].as_str(), Some(server.issuer().as_str()));
+
+    let thv = Thv::start(&configured, &flags);
+    thv.wait_for_stderr("resumed the saved login");
+    assert_eq!(call(&thv).await.status(), 200);
+    assert_eq!(server.requests("/device").len(), 1, "no second device login");
+    let grants = server.token_requests();
+    assert_eq!(grants.len(), 2, "one refresh");
+    let refresh = &grants[1].0;
+    assert_eq!(field(refresh, "grant_type"), Some("refresh_token"));
+    assert_eq!(field(refresh, "refresh_token"), Some("pub-rt-1"));
+    assert_eq!(field(refresh, "resource"), Some(published.as_str()), "the refresh carries the published one too");
+    let last = up.seen().into_iter().filter_map(|s| s.headers.get("authorization").cloned()).last();
+    assert_eq!(last.unwrap(), "Bearer pub-tok-2");
+    drop(thv);
     std::fs::remove_dir_all(&store).unwrap();
 }

@@ -131,3 +131,88 @@ async fn otel_insecure_with_an_https_endpoint_is_called_out_at_startup() {
     thv.terminate();
     assert!(thv.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// `--tools-override` shows the server's `add` to clients as `sum`. A call of `sum` reaches
+/// the server as `add` and is counted under that name (`telemetry::names`: the name the
+/// server listed and the call carries to it), by both engines; the client's name and a
+/// name nobody listed never become a label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_tool_is_counted_under_the_servers_name_by_both_engines() {
+    let upstream = ScriptedUpstream::start(|seen| {
+        let msg: serde_json::Value = serde_json::from_slice(&seen.body).unwrap_or_default();
+        let result = match msg["method"].as_str() {
+            Some("tools/list") => serde_json::json!({"tools": [
+                {"name": "add", "inputSchema": {"type": "object"}},
+                {"name": "echo", "inputSchema": {"type": "object"}},
+            ]}),
+            _ => serde_json::json!({"content": []}),
+        };
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
+        reply(200, &[("content-type", "application/json")], &answer.to_string())
+    })
+    .await;
+    let file = std::env::temp_dir().join(format!("thv-it-telemetry-override-{}.json", std::process::id()));
+    std::fs::write(&file, r#"{"toolsOverride": {"add": {"name": "sum"}}}"#).unwrap();
+    // `--tools` names the server's tools, so that `sum` cannot be one of its own.
+    let flags = [
+        "--tools",
+        "add,echo",
+        "--tools-override",
+        file.to_str().unwrap(),
+        "--otel-enable-prometheus-metrics-path",
+        "--diagnostics-port",
+        "0",
+    ];
+    let post = |thv: &Thv, body: String| {
+        reqwest::Client::new()
+            .post(thv.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+    };
+    let tool_call = |name: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#)
+    };
+    for (engine, env) in [("own", &[][..]), ("hyper", &[("THV_HTTP1", "hyper")][..])] {
+        let thv = Thv::start_env(&upstream.url("/mcp"), &flags, env);
+        let port = thv.diagnostics_port();
+        let before = upstream.seen().len();
+        let list = post(&thv, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_owned()).await.unwrap();
+        let listed: serde_json::Value = list.json().await.unwrap();
+        let shown: Vec<&str> =
+            listed["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(shown, ["sum", "echo"], "{engine}: the client sees the override");
+        for (name, answer) in [("sum", "result"), ("sum", "result"), ("made-up", "error")] {
+            let resp = post(&thv, tool_call(name)).await.unwrap();
+            assert_eq!(resp.status(), 200, "{engine}: {name}");
+            let got: serde_json::Value = resp.json().await.unwrap();
+            assert!(got.get(answer).is_some(), "{engine}: {name}: {got}");
+        }
+        let called: Vec<String> = upstream.seen()[before..]
+            .iter()
+            .filter_map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).ok())
+            .filter(|m| m["method"] == "tools/call")
+            .map(|m| m["params"]["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        // `made-up` is not among --tools: the proxy refuses it without asking the server.
+        assert_eq!(called, ["add", "add"], "{engine}: sum reaches the server as add");
+
+        let text = crate::support::scrape_metrics(port).await;
+        let calls: Vec<&str> = text.lines().filter(|l| l.starts_with("toolhive_mcp_tool_calls_total")).collect();
+        let labels: Vec<&str> = calls.iter().filter_map(|l| l.split("tool=\"").nth(1)?.split('"').next()).collect();
+        assert!(
+            calls.iter().any(|l| l.contains(r#"tool="add""#) && l.ends_with(" 2")),
+            "{engine}: both calls counted as add:\n{text}"
+        );
+        let requests = r#"mcp_method="tools/call",mcp_resource_id="add"} 2"#;
+        assert!(text.lines().any(|l| l.starts_with("toolhive_mcp_requests_total") && l.ends_with(requests)), "{text}");
+        assert!(labels.iter().all(|l| ["add", "echo", "other"].contains(l)), "{engine}: only listed names: {labels:?}");
+        assert!(
+            !text.contains(r#""sum""#) && !text.contains(r#""made-up""#),
+            "{engine}: no client-chosen name:\n{text}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+}

@@ -4,13 +4,11 @@
 //! over the header and rewritten to agree with it, a bad one replaced — and, once every
 //! case has run through both, the same Prometheus counts from both.
 
-use std::time::Duration;
-
 use super::cases::FLAGS;
 use super::diff::{Body, Sent, Status, TargetBody, TargetBodyHas, TargetHas, TargetLacks, TargetNoValue, TargetTrace};
 use super::diff::{Case, Engine, case, run, start_pair};
 use super::wire::{Answer, OK, Target};
-use crate::support::Thv;
+use crate::support::scrape_metrics;
 
 /// `POST /mcp` with `$fields` and the JSON-RPC body `$body`.
 macro_rules! rpc {
@@ -93,26 +91,10 @@ fn telemetry_cases() -> Vec<Case> {
     ]
 }
 
-/// The port the diagnostics listener names on stderr.
-fn diagnostics_port(thv: &Thv) -> u16 {
-    let line = thv.wait_for_stderr("diagnostics listener on http://");
-    let after = line.split("diagnostics listener on http://127.0.0.1:").nth(1).expect("the address is logged");
-    after.split('/').next().and_then(|p| p.parse().ok()).expect("a port")
-}
-
 /// The counter lines of `toolhive_mcp_requests_total` and `toolhive_mcp_tool_calls_total`,
 /// sorted: what a Prometheus query over them would show.
 async fn request_counts(port: u16) -> Vec<String> {
-    let client = reqwest::Client::new();
-    let text = client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .expect("diagnostics answers")
-        .text()
-        .await
-        .expect("a body");
+    let text = scrape_metrics(port).await;
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("toolhive_mcp_requests_total") || l.starts_with("toolhive_mcp_tool_calls_total"))
@@ -137,7 +119,7 @@ async fn trace_context_and_metrics_are_alike_on_both_engines() {
         "0",
     ]);
     let (own, hyper) = start_pair(&format!("http://{}/mcp", target.addr), &flags);
-    let ports = [diagnostics_port(&own), diagnostics_port(&hyper)];
+    let ports = [own.diagnostics_port(), hyper.diagnostics_port()];
     let engines = [Engine::new("own", &own), Engine::new("hyper", &hyper)];
     let cases = telemetry_cases();
     let failures = run("telemetry", &target, &engines, &cases).await;
@@ -179,7 +161,7 @@ async fn metrics_alone_count_alike_on_both_engines() {
     let mut flags = FLAGS.to_vec();
     flags.extend(["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "0"]);
     let (own, hyper) = start_pair(&format!("http://{}/mcp", target.addr), &flags);
-    let ports = [diagnostics_port(&own), diagnostics_port(&hyper)];
+    let ports = [own.diagnostics_port(), hyper.diagnostics_port()];
     let engines = [Engine::new("own", &own), Engine::new("hyper", &hyper)];
     let cases = metrics_cases();
     let failures = run("metrics", &target, &engines, &cases).await;

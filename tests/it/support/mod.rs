@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth_server;
 pub mod idp;
 pub mod legacy_sse;
 pub mod mcp_server;
@@ -117,6 +118,13 @@ impl Thv {
         }
     }
 
+    /// The port the diagnostics listener (`--diagnostics-port 0`) names on stderr.
+    pub fn diagnostics_port(&self) -> u16 {
+        let line = self.wait_for_stderr("diagnostics listener on http://");
+        let after = line.split("diagnostics listener on http://127.0.0.1:").nth(1).expect("the address is logged");
+        after.split('/').next().and_then(|p| p.parse().ok()).expect("a port")
+    }
+
     /// The OS process id of the proxy.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -150,6 +158,19 @@ impl Drop for Thv {
             let _ = child.wait();
         }
     }
+}
+
+/// The Prometheus text the diagnostics listener on `port` serves at `/metrics` (bounded).
+pub async fn scrape_metrics(port: u16) -> String {
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("diagnostics answers")
+        .text()
+        .await
+        .expect("a body")
 }
 
 /// Extracts N from "… on port N …".
