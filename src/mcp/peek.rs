@@ -190,6 +190,7 @@ impl<'a> Str<'a> {
 /// Where the first `"` or `\` of `s` is. Most strings in a message are short (member
 /// names, a method, a tool name), where `memchr2`'s call and set-up cost more than the
 /// search: the first 32 bytes are searched a word at a time, the rest with `memchr2`.
+#[inline(always)]
 fn quote_or_backslash(s: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -225,6 +226,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Past insignificant whitespace (RFC 8259 §2: space, tab, LF, CR).
+    #[inline(always)]
     fn space(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
             self.at += 1;
@@ -232,15 +234,18 @@ impl<'a> Scan<'a> {
     }
 
     /// The next significant byte, not consumed.
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         self.space();
         self.bytes().get(self.at).copied()
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Option<()> {
         (self.next()? == byte).then(|| self.at += 1)
     }
 
+    #[inline(always)]
     fn string(&mut self) -> Option<Str<'a>> {
         if self.next()? != b'"' {
             return None;
@@ -370,6 +375,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A wanted member that is a string or `null`; anything else makes the body unreadable.
+    #[inline(always)]
     fn string_or_null(&mut self) -> Option<Option<Cow<'a, str>>> {
         match self.next()? {
             b'"' => Some(Some(self.string()?.value()?)),

@@ -412,8 +412,6 @@ impl Observation {
             status,
             mcp_method,
             resource_id: vetted,
-            tool: vetted.filter(|_| mcp_method == Some("tools/call")),
-            prompt: vetted.filter(|_| mcp_method == Some("prompts/get")),
             duration: self.started.elapsed(),
         };
         tel.metrics.request(&facts);

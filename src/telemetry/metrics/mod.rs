@@ -16,6 +16,7 @@ mod tests;
 pub(crate) mod vocab;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use self::table::{Bounds, Histogram, Sum, Table};
@@ -41,12 +42,9 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) status: u16,
     /// Raw from the body, or `Some("sse_connection")`; normalised here.
     pub(crate) mcp_method: Option<&'a str>,
-    /// The vetted tool name, resource URI or prompt name.
+    /// The vetted tool name, resource URI or prompt name (the tool of a `tools/call`, the
+    /// prompt of a `prompts/get`).
     pub(crate) resource_id: Option<&'a str>,
-    /// Some only for `tools/call`, vetted.
-    pub(crate) tool: Option<&'a str>,
-    /// Some only for `prompts/get`, vetted.
-    pub(crate) prompt: Option<&'a str>,
     pub(crate) duration: Duration,
 }
 
@@ -80,6 +78,10 @@ pub(crate) struct Metrics {
     tool_calls: Table<2, Sum>,
     /// mcp.method.name, error.type, gen_ai.operation.name, gen_ai.tool.name, gen_ai.prompt.name.
     operations: Table<5, Histogram<15>>,
+    /// HTTP method, status code, MCP method, name → the series of the three tables above
+    /// that such a request records into, found once: a request then costs one lookup, not
+    /// three.
+    routes: Table<4, Route>,
     /// By `connection_type`: "" and "sse".
     active: [AtomicI64; 2],
     sse_open: AtomicI64,
@@ -111,6 +113,7 @@ impl Metrics {
                 ["mcp.method.name", "error.type", "gen_ai.operation.name", "gen_ai.tool.name", "gen_ai.prompt.name"],
                 true,
             ),
+            routes: Table::new(["method", "status_code", "mcp_method", "name"], false),
             active: Default::default(),
             sse_open: AtomicI64::new(0),
             auth: Default::default(),
@@ -132,30 +135,33 @@ impl Metrics {
     /// that carried an MCP message.
     pub(crate) fn request(&self, facts: &RequestFacts<'_>) {
         let mcp_method = vocab::mcp_method(facts.mcp_method);
-        // ToolHive: an HTTP status of 400 or more is an error.
-        let status = if facts.status >= 400 { "error" } else { "success" };
         let mut digits = [0u8; 5];
         let code = vocab::status_code(facts.status, &mut digits);
         let nanos = u64::try_from(facts.duration.as_nanos()).unwrap_or(u64::MAX);
+        let kind = [vocab::http_method(facts.http_method), code, mcp_method, facts.resource_id.unwrap_or("")];
+        self.routes.visit(kind, |route| match route {
+            Some(route) => route.0.get_or_init(|| self.route(kind, facts.status)).record(nanos),
+            // Past the limit of kinds (each of the three tables has its own overflow).
+            None => self.route(kind, facts.status).record(nanos),
+        });
+    }
 
-        let bucket = REQUEST_BOUNDS.bucket(nanos);
-        let labels = [vocab::http_method(facts.http_method), code, status, mcp_method, facts.resource_id.unwrap_or("")];
-        self.requests.with(labels, |h| h.record(bucket, nanos));
-
+    /// The series a request of `kind` (see [`Metrics::routes`]) records into.
+    fn route(&self, [http_method, code, mcp_method, name]: [&str; 4], status_code: u16) -> Routes {
+        // ToolHive: an HTTP status of 400 or more is an error.
+        let status = if status_code >= 400 { "error" } else { "success" };
+        let request = self.requests.shared([http_method, code, status, mcp_method, name]);
         let is_call = mcp_method == "tools/call";
-        if let (true, Some(tool)) = (is_call, facts.tool) {
-            self.tool_calls.with([tool, status], |sum| sum.add(1));
-        }
+        let tool_call = (is_call && !name.is_empty()).then(|| self.tool_calls.shared([name, status]));
         // An SSE stream's GET or a body-less request is no MCP operation.
-        if mcp_method.is_empty() || mcp_method == SSE_CONNECTION {
-            return;
-        }
-        // Semantic conventions: `error.type` on server errors only; a 4xx is the client's.
-        let error_type = if facts.status >= 500 { code } else { "" };
-        let (operation, tool) = if is_call { ("execute_tool", facts.tool.unwrap_or("")) } else { ("", "") };
-        let prompt = if mcp_method == "prompts/get" { facts.prompt.unwrap_or("") } else { "" };
-        let bucket = OPERATION_BOUNDS.bucket(nanos);
-        self.operations.with([mcp_method, error_type, operation, tool, prompt], |h| h.record(bucket, nanos));
+        let operation = (!mcp_method.is_empty() && mcp_method != SSE_CONNECTION).then(|| {
+            // Semantic conventions: `error.type` on server errors only; a 4xx is the client's.
+            let error_type = if status_code >= 500 { code } else { "" };
+            let (operation, tool) = if is_call { ("execute_tool", name) } else { ("", "") };
+            let prompt = if mcp_method == "prompts/get" { name } else { "" };
+            self.operations.shared([mcp_method, error_type, operation, tool, prompt])
+        });
+        Routes { request, tool_call, operation }
     }
 
     /// Counts one event of a fixed-vocabulary counter.
@@ -409,4 +415,30 @@ fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The series one kind of request records into ([`Metrics::routes`]), found at its first
+/// sight.
+#[derive(Default)]
+struct Route(OnceLock<Routes>);
+
+struct Routes {
+    /// `toolhive_mcp_requests` and `toolhive_mcp_request_duration`.
+    request: Arc<Histogram<15>>,
+    /// `toolhive_mcp_tool_calls`, for a `tools/call` with a name.
+    tool_call: Option<Arc<Sum>>,
+    /// `mcp.server.operation.duration`, for a request that carried an MCP message.
+    operation: Option<Arc<Histogram<15>>>,
+}
+
+impl Routes {
+    fn record(&self, nanos: u64) {
+        self.request.record(REQUEST_BOUNDS.bucket(nanos), nanos);
+        if let Some(calls) = &self.tool_call {
+            calls.add(1);
+        }
+        if let Some(operation) = &self.operation {
+            operation.record(OPERATION_BOUNDS.bucket(nanos), nanos);
+        }
+    }
 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::telemetry::data::{Point, Series};
 
@@ -149,7 +149,8 @@ impl Hasher for PassThrough {
 
 struct Cell<const N: usize, A> {
     values: [Box<str>; N],
-    aggregator: A,
+    /// Shared, so that a cache of routes ([`Table::shared`]) can hold it.
+    aggregator: Arc<A>,
     /// The next cell with the same hash (collisions are chained, not boxed in a `Vec`).
     next: Option<u32>,
 }
@@ -169,25 +170,37 @@ pub(crate) struct Table<const N: usize, A> {
     omit_empty: bool,
     hasher: foldhash::fast::RandomState,
     inner: RwLock<Inner<N, A>>,
-    overflow: A,
+    overflow: Arc<A>,
     overflowed: AtomicBool,
 }
 
-impl<const N: usize, A: Aggregator> Table<N, A> {
+impl<const N: usize, A: Default> Table<N, A> {
     pub(crate) fn new(keys: [&'static str; N], omit_empty: bool) -> Self {
         Table {
             keys,
             omit_empty,
             hasher: foldhash::fast::RandomState::default(),
             inner: RwLock::new(Inner { index: HashMap::default(), cells: Vec::new() }),
-            overflow: A::default(),
+            overflow: Arc::default(),
             overflowed: AtomicBool::new(false),
         }
     }
 
-    /// Runs `record` on the aggregator of `values` (each cut to [`MAX_VALUE_BYTES`]),
-    /// creating it on first sight, or on the overflow aggregator past the limit.
-    pub(crate) fn with(&self, values: [&str; N], record: impl FnOnce(&A)) {
+    /// The aggregator of `values` (each cut to [`MAX_VALUE_BYTES`]), created on first
+    /// sight, or the overflow aggregator past the limit; shared, for a cache of routes.
+    pub(crate) fn shared(&self, values: [&str; N]) -> Arc<A> {
+        self.visit(values, |found| match found {
+            Some(aggregator) => aggregator.clone(),
+            None => {
+                self.overflowed.store(true, Relaxed);
+                self.overflow.clone()
+            }
+        })
+    }
+
+    /// Runs `f` on the aggregator of `values`, created on first sight; `None` past the
+    /// limit (which no new set is stored beyond).
+    pub(crate) fn visit<R>(&self, values: [&str; N], f: impl FnOnce(Option<&Arc<A>>) -> R) -> R {
         let values = values.map(truncate);
         let hash = self.hasher.hash_one(values);
         {
@@ -195,37 +208,40 @@ impl<const N: usize, A: Aggregator> Table<N, A> {
             // itself is never left half-updated (insertion is one push and one index write).
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(cell) = find(&inner, hash, &values) {
-                record(&cell.aggregator);
-                return;
+                return f(Some(&cell.aggregator));
             }
             if inner.cells.len() >= CARDINALITY_LIMIT {
                 // Past the limit every new set overflows: decided under the read lock, so an
                 // attacker minting label sets never serialises requests on the write lock.
                 drop(inner);
-                return self.record_overflow(record);
+                return f(None);
             }
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         // Another thread may have inserted it (or filled the table) between the two locks.
         if let Some(cell) = find(&inner, hash, &values) {
-            record(&cell.aggregator);
-            return;
+            return f(Some(&cell.aggregator));
         }
         if inner.cells.len() >= CARDINALITY_LIMIT {
             drop(inner);
-            return self.record_overflow(record);
+            return f(None);
         }
         let position = inner.cells.len() as u32;
         let next = inner.index.insert(hash, position);
-        inner.cells.push(Cell { values: values.map(Box::from), aggregator: A::default(), next });
-        record(&inner.cells[position as usize].aggregator);
+        inner.cells.push(Cell { values: values.map(Box::from), aggregator: Arc::default(), next });
+        let aggregator = inner.cells[position as usize].aggregator.clone();
+        // Not under the write lock: `f` may take another table's.
+        drop(inner);
+        f(Some(&aggregator))
     }
 
-    fn record_overflow(&self, record: impl FnOnce(&A)) {
-        self.overflowed.store(true, Relaxed);
-        record(&self.overflow);
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).cells.len()
     }
+}
 
+impl<const N: usize, A: Aggregator> Table<N, A> {
     /// Appends one series per label set (constant labels first), then the overflow series
     /// if anything overflowed.
     pub(crate) fn series(&self, constant: &[(&'static str, &str)], out: &mut Vec<Series>) {
@@ -256,11 +272,6 @@ impl<const N: usize, A: Aggregator> Table<N, A> {
         if self.overflowed.load(Relaxed) {
             out.push(Series { labels: vec![(OVERFLOW_KEY, "true".to_owned())], point: point(&self.overflow) });
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(PoisonError::into_inner).cells.len()
     }
 }
 

@@ -5,15 +5,7 @@ use super::table::{CARDINALITY_LIMIT, MAX_VALUE_BYTES, OVERFLOW_KEY};
 use super::*;
 
 fn facts(mcp_method: Option<&str>, status: u16, millis: u64) -> RequestFacts<'_> {
-    RequestFacts {
-        http_method: "POST",
-        status,
-        mcp_method,
-        resource_id: None,
-        tool: None,
-        prompt: None,
-        duration: Duration::from_millis(millis),
-    }
+    RequestFacts { http_method: "POST", status, mcp_method, resource_id: None, duration: Duration::from_millis(millis) }
 }
 
 fn family<'a>(snapshot: &'a Snapshot, name: &str) -> &'a Family {
@@ -39,7 +31,7 @@ fn counts_per_label_set() {
         m.request(&facts(Some("tools/list"), 200, 1));
     }
     m.request(&facts(Some("tools/list"), 404, 1));
-    let call = RequestFacts { resource_id: Some("echo"), tool: Some("echo"), ..facts(Some("tools/call"), 200, 1) };
+    let call = RequestFacts { resource_id: Some("echo"), ..facts(Some("tools/call"), 200, 1) };
     m.request(&call);
     let s = m.snapshot(&[]);
     let requests = &family(&s, "toolhive_mcp_requests").series;
@@ -78,7 +70,7 @@ fn counts_per_label_set() {
 #[test]
 fn server_errors_and_prompts_get_their_attributes() {
     let m = Metrics::new("s", "sse");
-    m.request(&RequestFacts { prompt: Some("greet"), ..facts(Some("prompts/get"), 502, 1) });
+    m.request(&RequestFacts { resource_id: Some("greet"), ..facts(Some("prompts/get"), 502, 1) });
     m.request(&facts(None, 202, 1));
     m.request(&RequestFacts { http_method: "GET", ..facts(Some("sse_connection"), 200, 1) });
     let s = m.snapshot(&[]);
@@ -137,17 +129,17 @@ fn overflows_past_the_cardinality_limit() {
     let m = Metrics::new("s", "streamable-http");
     let names: Vec<String> = (0..CARDINALITY_LIMIT + 5).map(|i| format!("tool-{i}")).collect();
     for name in &names[..CARDINALITY_LIMIT] {
-        m.request(&RequestFacts { tool: Some(name), ..facts(Some("tools/call"), 200, 1) });
+        m.request(&RequestFacts { resource_id: Some(name), ..facts(Some("tools/call"), 200, 1) });
     }
     assert_eq!(m.tool_calls.len(), CARDINALITY_LIMIT);
     let s = m.snapshot(&[]);
     assert!(family(&s, "toolhive_mcp_tool_calls").series.iter().all(|c| label(c, OVERFLOW_KEY).is_none()));
 
     for name in &names[CARDINALITY_LIMIT..] {
-        m.request(&RequestFacts { tool: Some(name), ..facts(Some("tools/call"), 200, 1) });
+        m.request(&RequestFacts { resource_id: Some(name), ..facts(Some("tools/call"), 200, 1) });
     }
     // A set seen before the limit keeps counting in its own series.
-    m.request(&RequestFacts { tool: Some(&names[0]), ..facts(Some("tools/call"), 200, 1) });
+    m.request(&RequestFacts { resource_id: Some(&names[0]), ..facts(Some("tools/call"), 200, 1) });
     assert_eq!(m.tool_calls.len(), CARDINALITY_LIMIT, "nothing stored past the limit");
     let s = m.snapshot(&[]);
     let calls = &family(&s, "toolhive_mcp_tool_calls").series;
@@ -196,7 +188,7 @@ fn concurrent_increments_sum_correctly() {
             std::thread::spawn(move || {
                 let tool = if t % 2 == 0 { "even" } else { "odd" };
                 for _ in 0..PER_THREAD {
-                    m.request(&RequestFacts { tool: Some(tool), ..facts(Some("tools/call"), 200, 1) });
+                    m.request(&RequestFacts { resource_id: Some(tool), ..facts(Some("tools/call"), 200, 1) });
                     m.count(Count::SseEvents(2));
                 }
             })
@@ -264,17 +256,13 @@ fn fixed_counters_connections_and_expiry() {
 #[test]
 fn full_registry_renders() {
     let m = Metrics::new("fetch \"quoted\"", "streamable-http");
-    m.request(&RequestFacts { resource_id: Some("echo"), tool: Some("echo"), ..facts(Some("tools/call"), 200, 3) });
-    m.request(&RequestFacts {
-        resource_id: Some("greet"),
-        prompt: Some("greet"),
-        ..facts(Some("prompts/get"), 503, 30)
-    });
+    m.request(&RequestFacts { resource_id: Some("echo"), ..facts(Some("tools/call"), 200, 3) });
+    m.request(&RequestFacts { resource_id: Some("greet"), ..facts(Some("prompts/get"), 503, 30) });
     m.request(&facts(Some("weird/thing"), 400, 1));
     m.request(&RequestFacts { http_method: "GET", ..facts(Some("sse_connection"), 200, 1) });
     let names: Vec<String> = (0..CARDINALITY_LIMIT + 1).map(|i| format!("t{i}")).collect();
     for name in &names {
-        m.tool_calls.with([name, "success"], |s| s.add(1));
+        m.tool_calls.shared([name, "success"]).add(1);
     }
     m.count(Count::InboundAccepted);
     m.count(Count::IntrospectionCacheHit);
