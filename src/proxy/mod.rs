@@ -324,7 +324,12 @@ impl Proxy {
         if let Some(mcp) = &p.mcp {
             let head = views::mcp_head(&parts.method, &parts.uri, &parts.headers, peer);
             match mcp.admit(&head, &body, who.as_ref()) {
-                Admission::Answer(answer) => return answer.into(),
+                Admission::Answer(answer) => {
+                    if let Some(observed) = observed.as_mut() {
+                        observed.answered_here(&body);
+                    }
+                    return answer.into();
+                }
                 Admission::Forward(a) => admitted = Some(a),
             }
         }

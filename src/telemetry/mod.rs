@@ -315,6 +315,14 @@ impl Observation {
         propagate
     }
 
+    /// The proxy answered the request itself (the MCP policy refused it): what the body
+    /// says still labels the request's metrics, as it would had the target answered.
+    pub(crate) fn answered_here(&mut self, body: &[u8]) {
+        if let Some(p) = peek::peek(body) {
+            self.note(&p);
+        }
+    }
+
     /// What the body says, for the metrics and (when sampled) the spans.
     fn note(&mut self, p: &Peek<'_>) {
         let sampled = self.trace.as_ref().is_some_and(|t| t.sampled);

@@ -208,6 +208,9 @@ async fn a_renamed_tool_is_counted_under_the_servers_name_by_both_engines() {
         );
         let requests = r#"mcp_method="tools/call",mcp_resource_id="add"} 2"#;
         assert!(text.lines().any(|l| l.starts_with("toolhive_mcp_requests_total") && l.ends_with(requests)), "{text}");
+        // The refused call is counted as what it was: a tools/call, of a name nobody listed.
+        let refused = r#"mcp_method="tools/call",mcp_resource_id="other"} 1"#;
+        assert!(text.lines().any(|l| l.starts_with("toolhive_mcp_requests_total") && l.ends_with(refused)), "{text}");
         assert!(labels.iter().all(|l| ["add", "echo", "other"].contains(l)), "{engine}: only listed names: {labels:?}");
         assert!(
             !text.contains(r#""sum""#) && !text.contains(r#""made-up""#),

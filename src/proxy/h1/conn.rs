@@ -322,7 +322,12 @@ impl Conn<'_> {
             if let Some(mcp) = &self.policy.mcp {
                 let head = heads::mcp(&self.buf, plan, self.peer);
                 match mcp.admit(&head, body, who.as_ref()) {
-                    Admission::Answer(answer) => return self.answer(answer, plan, false).await,
+                    Admission::Answer(answer) => {
+                        if let Some(observed) = self.observed.as_mut() {
+                            observed.answered_here(body);
+                        }
+                        return self.answer(answer, plan, false).await;
+                    }
                     Admission::Forward(decided) => {
                         // An answer the proxy filters must come readable: no compression.
                         encodings = encodings.filter(|_| decided.list.is_none());
