@@ -304,7 +304,7 @@ impl Proxy {
         let p = &s.policy;
         let mut body = match read_body(body, p.max_body, deadlines).await {
             Ok(body) => body,
-            Err(e) => return p.rescue(&e, &[]).into(),
+            Err(e) => return p.rescue(&e, &[], None).into(),
         };
         // The client's token becomes the target's (RFC 8693), before any other step acts.
         if let Some(subject) = subject {
@@ -401,7 +401,7 @@ impl Proxy {
                     }
                     self.audited(self.relay(resp, how), ticket)
                 }
-                Err(e) => self.audited(p.rescue(&e, &body).into(), ticket),
+                Err(e) => self.audited(p.rescue(&e, &body, observed.as_deref()).into(), ticket),
             };
         };
         // The proxy authenticates to the target itself: whatever credentials the client
@@ -410,7 +410,8 @@ impl Proxy {
         parts.uri = uri;
         // Boxed: its retry loop keeps a second request's worth of state, which the
         // unauthenticated path would otherwise carry (and move) on every request.
-        let resp = Box::pin(self.forward_authenticated(outbound, parts, body, how, deadlines)).await;
+        let resp =
+            Box::pin(self.forward_authenticated(outbound, parts, body, how, deadlines, observed.as_deref())).await;
         self.audited(resp, ticket)
     }
 
@@ -433,11 +434,12 @@ impl Proxy {
         body: Bytes,
         how: Relay<'_>,
         deadlines: &Deadlines,
+        observed: Option<&Observation>,
     ) -> Response<ProxyBody> {
         let upstream = &self.shared.upstream;
         match outbound.send(parts, body.clone(), |req| upstream.send(req, deadlines)).await {
             Ok(resp) => self.relay(resp, how),
-            Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body).into(),
+            Err(SendError::Upstream(e)) => self.shared.policy.rescue(&e, &body, observed).into(),
             Err(SendError::Unavailable(why)) => login_unavailable(&why, &body).into(),
         }
     }

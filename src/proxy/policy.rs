@@ -280,10 +280,14 @@ impl Policy {
         client_host: Option<&[u8]>,
     ) -> Result<(&http::HeaderName, http::HeaderValue), Local> {
         let (Some(inbound), Some(who)) = (&self.inbound, who) else {
-            return Err(self.rescue(&ForwardError::Exchange(Failure::Refused("no identity".to_owned())), body));
+            return Err(self.rescue(&ForwardError::Exchange(Failure::Refused("no identity".to_owned())), body, None));
         };
         let Some(exchanger) = &inbound.exchange else {
-            return Err(self.rescue(&ForwardError::Exchange(Failure::Unavailable("not configured".to_owned())), body));
+            return Err(self.rescue(
+                &ForwardError::Exchange(Failure::Unavailable("not configured".to_owned())),
+                body,
+                None,
+            ));
         };
         // Authenticated, so exactly one well-formed bearer value.
         let exchanged = match bearer_token_of(std::iter::once(authorization)) {
@@ -293,7 +297,7 @@ impl Policy {
         match exchanged {
             Ok(value) => Ok((exchanger.header(), value)),
             Err(failure) => {
-                let mut resp = self.rescue(&ForwardError::Exchange(failure), body);
+                let mut resp = self.rescue(&ForwardError::Exchange(failure), body, None);
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     // RFC 9110 §15.5.2: a 401 carries a challenge; this one is the proxy's
                     // own (RFC 6750 §3.1 invalid_token), pointing at its metadata.
@@ -342,17 +346,21 @@ impl Policy {
     }
 
     /// The target's response broke off after its head: the client gets a closed
-    /// connection (each engine's own way), and the operator this line.
-    pub(crate) fn broke_off(&self, why: &dyn std::fmt::Display) {
-        warn!(upstream = %self.target_display, error = %why, "the MCP server's response broke off");
+    /// connection (each engine's own way), and the operator this line (with the request's
+    /// trace id when it is traced, as on its request line).
+    pub(crate) fn broke_off(&self, why: &dyn std::fmt::Display, observed: Option<&Observation>) {
+        let trace_id = observed.and_then(Observation::sampled_trace_id);
+        warn!(upstream = %self.target_display, error = %why, trace_id = trace_id.as_deref(), "the MCP server's response broke off");
     }
 
-    /// Turns a failure into the response the client gets, and logs it once.
-    pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8]) -> Local {
+    /// Turns a failure into the response the client gets, and logs it once (with the
+    /// request's trace id when `observed` is traced).
+    pub(crate) fn rescue(&self, err: &ForwardError, body: &[u8], observed: Option<&Observation>) -> Local {
         match err.side() {
             Side::Upstream => {
                 let detail = err.detail().unwrap_or_default();
-                warn!(upstream = %self.target_display, error = %err, detail, "request to the MCP server failed");
+                let trace_id = observed.and_then(Observation::sampled_trace_id);
+                warn!(upstream = %self.target_display, error = %err, detail, trace_id = trace_id.as_deref(), "request to the MCP server failed");
                 if let (ForwardError::Connect(_), Some(t)) = (err, &self.telemetry) {
                     t.metrics().count(Count::UpstreamConnectFailure);
                 }

@@ -1,6 +1,7 @@
 //! Logs: lines on stderr through `tracing`, human-readable or, with `--log-format json`,
 //! one JSON object per line. Info by default; `--debug` (or `TOOLHIVE_DEBUG`) adds one line
-//! per request (with its `trace_id` when the request is traced). Token and header values are never logged
+//! per request (with its `trace_id` when the request is traced; so do the lines about its call to
+//! the target failing or breaking off). Token and header values are never logged
 //! at any level: log fields are chosen explicitly, never whole requests.
 
 use std::io::IsTerminal;

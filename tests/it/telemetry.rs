@@ -219,3 +219,43 @@ async fn a_renamed_tool_is_counted_under_the_servers_name_by_both_engines() {
     }
     std::fs::remove_file(&file).unwrap();
 }
+
+/// With `--log-format json`, the line that says a traced request's call to the target
+/// failed carries the request's `trace_id`, as its request line does, on both engines: the
+/// client's trace when it sent one, else the proxy's new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_logs_the_requests_trace_id_on_both_engines() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // A port that refuses: every call to the target fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("http://127.0.0.1:{}/mcp", closed.local_addr().unwrap().port());
+    drop(closed);
+    let flags = ["--log-format", "json", "--otel-endpoint", "http://127.0.0.1:9", "--otel-sampling-rate", "1"];
+    for (engine, env) in [("own", &[][..]), ("hyper", &[("THV_HTTP1", "hyper")][..])] {
+        let mut thv = Thv::start_env(&target, &flags, env);
+        for traceparent in [Some(format!("00-{TRACE}-00f067aa0ba902b7-01")), None] {
+            let mut req = reqwest::Client::new()
+                .post(thv.url("/mcp"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .timeout(Duration::from_secs(10));
+            if let Some(tp) = &traceparent {
+                req = req.header("traceparent", tp);
+            }
+            assert_eq!(req.send().await.unwrap().status(), 502, "{engine}");
+        }
+        thv.terminate();
+        assert!(thv.wait_exit(Duration::from_secs(10)).success());
+        let stderr = thv.stderr();
+        let failed: Vec<serde_json::Value> = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["message"] == "request to the MCP server failed")
+            .collect();
+        assert_eq!(failed.len(), 2, "{engine}: one line per failed call:\n{stderr}");
+        assert_eq!(failed[0]["trace_id"], TRACE, "{engine}: the client's trace, continued:\n{stderr}");
+        let own = failed[1]["trace_id"].as_str().unwrap_or_default();
+        assert!(own.len() == 32 && own != TRACE, "{engine}: the proxy's own new trace:\n{stderr}");
+    }
+}

@@ -270,7 +270,7 @@ impl Conn<'_> {
                 Err(_) => Some(ForwardError::BodySlow(BODY_READ_TIMEOUT)),
             };
             if let Some(err) = err {
-                let resp = self.policy.rescue(&err, &[]);
+                let resp = self.policy.rescue(&err, &[], None);
                 self.answer(resp, plan, true).await;
                 return false;
             }
@@ -380,7 +380,7 @@ impl Conn<'_> {
         match sent {
             Ok((upstream, received, head)) => self.relay(upstream, received, head, plan, admitted).await,
             Err(e) => {
-                let resp = self.policy.rescue(&e, body);
+                let resp = self.policy.rescue(&e, body, self.observed.as_deref());
                 if let Some(mut tap) = self.audited(admitted.and_then(|a| a.audit), resp.status().as_u16()) {
                     tap.observe(resp.body());
                 }

@@ -210,7 +210,7 @@ impl Conn<'_> {
     /// before (`sent_on`) and then a closed connection, so an incomplete body never looks
     /// complete. Always `false`: the connection cannot carry another request.
     async fn broke_off(&mut self, why: &(dyn std::fmt::Display + Sync), sent_on: &[u8]) -> bool {
-        self.policy.broke_off(why);
+        self.policy.broke_off(why, self.observed.as_deref());
         if !sent_on.is_empty() {
             let _ = self.client.write_all(sent_on).await;
         }
