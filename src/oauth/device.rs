@@ -17,7 +17,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::oauth::http::{ControlClient, JsonAnswer};
-use crate::oauth::token::{TokenEndpoint, TokenError, Tokens, parse_bound, refusal, seconds};
+use crate::oauth::token::{TokenEndpoint, TokenError, Tokens, parse_bound, refusal, scope_and_resource, seconds};
 
 /// `grant_type` of the device access token request (RFC 8628 §3.4).
 pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -84,8 +84,7 @@ pub(crate) enum DeviceError {
 /// is added by [`TokenEndpoint::post_to`]. `resource` is RFC 8707's.
 fn authorization_form<'a>(scope: Option<&'a str>, resource: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
     let mut form = Vec::with_capacity(2);
-    form.extend(scope.map(|s| ("scope", s)));
-    form.extend(resource.map(|r| ("resource", r)));
+    scope_and_resource(&mut form, scope, resource);
     form
 }
 
@@ -137,7 +136,7 @@ fn parse_authorization(answer: &JsonAnswer) -> Result<DeviceAuthorization, Devic
 /// The form of a device access token request (§3.4), with RFC 8707's `resource`.
 fn poll_form<'a>(auth: &'a DeviceAuthorization, resource: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
     let mut form = vec![("grant_type", DEVICE_CODE_GRANT), ("device_code", auth.device_code.expose_secret())];
-    form.extend(resource.map(|r| ("resource", r)));
+    scope_and_resource(&mut form, None, resource);
     form
 }
 

@@ -99,8 +99,12 @@ impl TokenError {
 }
 
 /// Ends a grant's form with `scope` (when asked for) and RFC 8707's `resource`, in that
-/// order: the one tail every grant here shares.
-fn scope_and_resource<'a>(form: &mut Vec<(&'a str, &'a str)>, scope: Option<&'a str>, resource: Option<&'a str>) {
+/// order: the one tail every grant shares (the device flow's requests too).
+pub(crate) fn scope_and_resource<'a>(
+    form: &mut Vec<(&'static str, &'a str)>,
+    scope: Option<&'a str>,
+    resource: Option<&'a str>,
+) {
     form.extend(scope.map(|s| ("scope", s)));
     form.extend(resource.map(|r| ("resource", r)));
 }
