@@ -13,7 +13,7 @@ use url::Url;
 
 use super::{ConfigError, Environment};
 use crate::cli::TelemetryArgs;
-use crate::telemetry::otlp::signal_url;
+use crate::telemetry::otlp::{Compression, SignalUrl, signal_url};
 
 /// The OpenTelemetry specification's Prometheus exporter port, ToolHive's default.
 pub(crate) const DIAGNOSTICS_PORT: u16 = 9464;
@@ -26,10 +26,10 @@ pub(crate) struct TelemetryConfig {
     pub(crate) sampling_rate: f64,
     /// A parent's sampled flag decides for its children (`parentbased_*`, the default).
     pub(crate) follow_parent: bool,
-    /// Where spans go (`…/v1/traces`); `None`: no tracing.
-    pub(crate) traces_url: Option<Url>,
-    /// Where metrics go (`…/v1/metrics`); `None`: no OTLP metric export.
-    pub(crate) metrics_url: Option<Url>,
+    /// Where spans go (`…/v1/traces`) and how; `None`: no tracing.
+    pub(crate) traces_url: Option<SignalUrl>,
+    /// Where metrics go (`…/v1/metrics`) and how; `None`: no OTLP metric export.
+    pub(crate) metrics_url: Option<SignalUrl>,
     /// Sent with every export; values are secrets (never logged, never in `Debug`).
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// Resource attributes besides `service.name`.
@@ -61,8 +61,8 @@ impl std::fmt::Debug for TelemetryConfig {
         f.debug_struct("TelemetryConfig")
             .field("service_name", &self.service_name)
             .field("sampling_rate", &self.sampling_rate)
-            .field("traces_url", &self.traces_url.as_ref().map(Url::as_str))
-            .field("metrics_url", &self.metrics_url.as_ref().map(Url::as_str))
+            .field("traces_url", &self.traces_url)
+            .field("metrics_url", &self.metrics_url)
             .field("headers", &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .field("diagnostics", &self.diagnostics)
             .finish_non_exhaustive()
@@ -110,14 +110,16 @@ pub(crate) fn telemetry_config(
             None => None,
         },
     };
-    let signal = |enabled: bool, exporter: &str, full: &str, path: &str| -> Result<Option<Url>, ConfigError> {
+    let signal = |enabled: bool, exporter: &str, full: &str, path: &str, compression_var: &str| {
         if disabled || !enabled || var(exporter).is_some_and(|e| e == "none") {
             return Ok(None);
         }
-        if let Some(url) = var(full) {
-            return endpoint_url(&url, args.otel_insecure, full, &mut Vec::new()).map(Some);
-        }
-        Ok(endpoint.as_ref().map(|base| signal_url(base, path)))
+        let url = match (var(full), endpoint.as_ref()) {
+            (Some(url), _) => endpoint_url(&url, args.otel_insecure, full, &mut Vec::new())?,
+            (None, Some(base)) => signal_url(base, path),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(SignalUrl { url, compression: compression(&var, compression_var)? }))
     };
     if endpoint.is_some() && !args.otel_tracing_enabled && !args.otel_metrics_enabled {
         return Err(ConfigError::new(
@@ -125,13 +127,19 @@ pub(crate) fn telemetry_config(
             "is set but --otel-tracing-enabled and --otel-metrics-enabled are both false; enable one, or drop the endpoint",
         ));
     }
-    let traces_url =
-        signal(args.otel_tracing_enabled, "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "v1/traces")?;
+    let traces_url = signal(
+        args.otel_tracing_enabled,
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "v1/traces",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    )?;
     let metrics_url = signal(
         args.otel_metrics_enabled,
         "OTEL_METRICS_EXPORTER",
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
         "v1/metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
     )?;
     if traces_url.is_none() && metrics_url.is_none() && diagnostics.is_none() {
         for flag in
@@ -315,6 +323,28 @@ fn pairs_from_env(raw: Option<String>, name: &str) -> Result<Vec<(String, String
         .collect()
 }
 
+/// A signal's compression: its own variable (`OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`) wins
+/// over `OTEL_EXPORTER_OTLP_COMPRESSION`; unset is none (OTLP exporter spec, "Compression").
+/// Read case-insensitively, as the spec reads enum values (Environment Variable
+/// Specification, "Enum"). An unknown value stops the proxy, as every bad value here does,
+/// rather than being ignored with a warning: a collector that needs gzip would otherwise
+/// refuse every export while the proxy looks healthy. A bad general value is refused even
+/// where a signal's own variable overrides it: it is a mistake either way.
+fn compression(var: &dyn Fn(&str) -> Option<String>, signal_var: &str) -> Result<Compression, ConfigError> {
+    let read = |name: &str| -> Result<Option<Compression>, ConfigError> {
+        let Some(value) = var(name) else { return Ok(None) };
+        if value.eq_ignore_ascii_case("gzip") {
+            Ok(Some(Compression::Gzip))
+        } else if value.eq_ignore_ascii_case("none") {
+            Ok(Some(Compression::None))
+        } else {
+            Err(ConfigError::new(name, format!("{value:?} is not a supported compression; use gzip or none")))
+        }
+    };
+    let general = read("OTEL_EXPORTER_OTLP_COMPRESSION")?;
+    Ok(read(signal_var)?.or(general).unwrap_or_default())
+}
+
 fn millis(var: &dyn Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<Duration, ConfigError> {
     let ms = match var(name) {
         Some(v) => v
@@ -363,14 +393,14 @@ mod tests {
     #[test]
     fn endpoints_become_signal_urls() {
         let t = with(&["--otel-endpoint", "collector:4318", "--otel-insecure"], &[]).unwrap();
-        assert_eq!(t.traces_url.unwrap().as_str(), "http://collector:4318/v1/traces");
-        assert_eq!(t.metrics_url.unwrap().as_str(), "http://collector:4318/v1/metrics");
+        assert_eq!(t.traces_url.unwrap().url.as_str(), "http://collector:4318/v1/traces");
+        assert_eq!(t.metrics_url.unwrap().url.as_str(), "http://collector:4318/v1/metrics");
         assert_eq!(t.service_name, "thv-srv");
         assert!((t.sampling_rate - 0.1).abs() < 1e-9 && t.follow_parent);
         let t = with(&["--otel-endpoint", "collector:4318"], &[]).unwrap();
-        assert_eq!(t.traces_url.unwrap().scheme(), "https", "host:port is HTTPS unless --otel-insecure");
+        assert_eq!(t.traces_url.unwrap().url.scheme(), "https", "host:port is HTTPS unless --otel-insecure");
         let t = with(&["--otel-endpoint", "http://c:4318/base/", "--otel-metrics-enabled=false"], &[]).unwrap();
-        assert_eq!(t.traces_url.unwrap().as_str(), "http://c:4318/base/v1/traces");
+        assert_eq!(t.traces_url.unwrap().url.as_str(), "http://c:4318/base/v1/traces");
         assert!(t.metrics_url.is_none());
         assert!(t.diagnostics.is_none());
     }
@@ -387,7 +417,7 @@ mod tests {
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ];
         let t = with(&[], &env).unwrap();
-        assert_eq!(t.traces_url.as_ref().unwrap().as_str(), "http://env:4318/v1/traces");
+        assert_eq!(t.traces_url.as_ref().unwrap().url.as_str(), "http://env:4318/v1/traces");
         assert_eq!(t.service_name, "from-env");
         assert_eq!(t.headers[0].0.as_str(), "api-key");
         assert_eq!(t.headers[0].1.to_str().unwrap(), "s=cret", "values are percent-decoded");
@@ -408,7 +438,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(t.traces_url.as_ref().unwrap().host_str(), Some("flag"));
+        assert_eq!(t.traces_url.as_ref().unwrap().url.host_str(), Some("flag"));
         assert_eq!(t.service_name, "flag");
         assert!((t.sampling_rate - 1.0).abs() < 1e-9);
         assert!(t.resource.contains(&("team".to_owned(), "b".to_owned())));
@@ -416,6 +446,29 @@ mod tests {
         assert!(!format!("{t:?}").contains("cret"), "Debug never shows a header value");
         let off = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"), ("OTEL_SDK_DISABLED", "true")];
         assert!(with(&[], &off).is_none());
+    }
+
+    #[test]
+    fn compression_is_per_signal_and_the_signal_variable_wins() {
+        use crate::telemetry::otlp::Compression::{Gzip, None as Plain};
+        let of = |env: &[(&'static str, &'static str)]| {
+            let t = with(&["--otel-endpoint", "http://c:4318"], env).unwrap();
+            (t.traces_url.unwrap().compression, t.metrics_url.unwrap().compression)
+        };
+        assert_eq!(of(&[]), (Plain, Plain), "the spec's default is none");
+        assert_eq!(of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]), (Gzip, Gzip));
+        assert_eq!(of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", " GZip ")]), (Gzip, Gzip), "enum values ignore case");
+        assert_eq!(of(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "")]), (Plain, Plain), "empty is unset");
+        let traces_off =
+            [("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"), ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none")];
+        assert_eq!(of(&traces_off), (Plain, Gzip));
+        assert_eq!(of(&[("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip")]), (Plain, Gzip));
+        let t = with(
+            &[],
+            &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/x"), ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+        )
+        .unwrap();
+        assert_eq!(t.traces_url.unwrap().compression, Gzip, "a per-signal endpoint is compressed too");
     }
 
     #[test]
@@ -445,5 +498,23 @@ mod tests {
         assert_eq!(flag_of(&[], &[("OTEL_TRACES_SAMPLER", "jaeger_remote")]), "OTEL_TRACES_SAMPLER");
         let bad_interval = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e"), ("OTEL_METRIC_EXPORT_INTERVAL", "0")];
         assert_eq!(flag_of(&[], &bad_interval), "OTEL_METRIC_EXPORT_INTERVAL");
+        for name in [
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        ] {
+            let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e"), (name, "zstd")];
+            let e = config(&["--target-uri", "http://127.0.0.1:8080/mcp"], &env).expect_err("refused");
+            assert_eq!(e.flag, name);
+            assert!(e.problem.contains("\"zstd\"") && e.problem.contains("gzip or none"), "{}", e.problem);
+        }
+        // A bad general value is refused even where each signal's own variable overrides it.
+        let overridden = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "deflate"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+        ];
+        assert_eq!(flag_of(&[], &overridden), "OTEL_EXPORTER_OTLP_COMPRESSION");
     }
 }

@@ -5,7 +5,8 @@
 //! "Batching processor"), the HTTP client and the handling of collector answers (OTLP spec
 //! "OTLP/HTTP", opentelemetry.io/docs/specs/otlp/#otlphttp: §"OTLP/HTTP Response" for 2xx,
 //! §"Failures" for which status codes may be retried, §"OTLP/HTTP Throttling" for
-//! `Retry-After`).
+//! `Retry-After`), and the gzip of bodies when asked (OTLP spec, "OTLP/HTTP Request":
+//! `Content-Encoding: gzip`).
 //!
 //! Everything runs on one dedicated thread with its own current-thread runtime, so a slow or
 //! dead collector never takes a worker of the proxy's runtime. A collector that misbehaves
@@ -13,7 +14,7 @@
 //! that do not fit are dropped and counted ([`ExportStats`]), never waited for.
 
 use std::cell::Cell;
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{ExportConfig, encode, traces};
+use super::{Compression, ExportConfig, SignalUrl, encode, traces};
 use crate::telemetry::data::{Resource, Snapshot, Span};
 
 /// Reads every metric; called on the export thread.
@@ -40,6 +41,9 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROTOBUF: &str = "application/x-protobuf";
+/// deflate's fastest level: the export thread shares the proxy's cores, and a protobuf
+/// batch is mostly repeated attribute keys and values, which the fastest level already finds.
+const GZIP_LEVEL: flate2::Compression = flate2::Compression::fast();
 /// Of the time given to [`Exporter::shutdown`], what is kept for the thread to wind down.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(50);
 /// A deadline for `Duration::MAX`, which no `Instant` can add.
@@ -383,9 +387,10 @@ impl MetricPipe {
     }
 }
 
-/// A signal's endpoint and the rate limit of its failure warnings.
+/// A signal's endpoint, its compression and the rate limit of its failure warnings.
 struct Target {
     url: Url,
+    compression: Compression,
     /// The URL as logged: no userinfo, query or fragment, which may hold credentials.
     shown: String,
     signal: &'static str,
@@ -393,8 +398,8 @@ struct Target {
 }
 
 impl Target {
-    fn new(url: Url, signal: &'static str) -> Target {
-        Target { shown: shown_url(&url), url, signal, last_warn: Cell::new(None) }
+    fn new(SignalUrl { url, compression }: SignalUrl, signal: &'static str) -> Target {
+        Target { shown: shown_url(&url), url, compression, signal, last_warn: Cell::new(None) }
     }
 
     /// Logs the first failure, then at most one a minute. Names the URL and the status or
@@ -450,13 +455,24 @@ struct Poster {
 }
 
 impl Poster {
-    /// Sends one export, retrying once if the collector asked to come back later.
+    /// Sends one export, retrying once if the collector asked to come back later. The body
+    /// is compressed here, on the export thread, once for both tries.
     async fn post(&self, target: &Target, body: Vec<u8>) -> bool {
+        let body = match target.compression {
+            Compression::None => body,
+            Compression::Gzip => match gzip(&body) {
+                Ok(gzipped) => gzipped,
+                Err(_) => {
+                    target.warn(&Failure::Transport("cannot compress the body"));
+                    return false;
+                }
+            },
+        };
         let body = Bytes::from(body);
-        let mut result = self.send(&target.url, body.clone()).await;
+        let mut result = self.send(target, body.clone()).await;
         if let Err(Failure::Throttled(_, wait)) = result {
             tokio::time::sleep(wait).await;
-            result = self.send(&target.url, body).await;
+            result = self.send(target, body).await;
         }
         match result {
             Ok(()) => true,
@@ -467,15 +483,12 @@ impl Poster {
         }
     }
 
-    async fn send(&self, url: &Url, body: Bytes) -> Result<(), Failure> {
-        let mut response = self
-            .client
-            .post(url.clone())
-            .header(header::CONTENT_TYPE, PROTOBUF)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure::Transport(error_kind(&e)))?;
+    async fn send(&self, target: &Target, body: Bytes) -> Result<(), Failure> {
+        let mut request = self.client.post(target.url.clone()).header(header::CONTENT_TYPE, PROTOBUF);
+        if target.compression == Compression::Gzip {
+            request = request.header(header::CONTENT_ENCODING, "gzip");
+        }
+        let mut response = request.body(body).send().await.map_err(|e| Failure::Transport(error_kind(&e)))?;
         let status = response.status();
         let wait = retry_after(response.headers());
         // Read (a bounded amount of) the answer so the connection can be reused. A 2xx body
@@ -497,6 +510,14 @@ impl Poster {
             _ => Err(Failure::Status(status)),
         }
     }
+}
+
+/// `body` as one gzip member (RFC 1952). Writing into memory does not fail; the `Result` is
+/// flate2's signature.
+fn gzip(body: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 32), GZIP_LEVEL);
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -556,7 +577,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_are_logged_once_a_minute() {
-        let target = Target::new(Url::parse("http://127.0.0.1:4318/v1/traces").unwrap(), "traces");
+        let url = Url::parse("http://127.0.0.1:4318/v1/traces").unwrap();
+        let target = Target::new(SignalUrl { url, compression: Compression::None }, "traces");
         target.warn(&Failure::Transport("connection refused"));
         let first = target.last_warn.get().expect("the first failure is logged");
         tokio::time::advance(WARN_EVERY / 2).await;
@@ -565,6 +587,36 @@ mod tests {
         tokio::time::advance(WARN_EVERY).await;
         target.warn(&Failure::Status(StatusCode::BAD_REQUEST));
         assert!(target.last_warn.get() > Some(first), "again after it");
+    }
+
+    /// Decompressed by a reader independent of the encoder's settings, a gzip body is the
+    /// exact bytes of the uncompressed encoding, for both signals; and it is smaller.
+    #[test]
+    fn a_gzip_body_is_the_exact_encoding() {
+        use std::io::Read as _;
+        let resource = Resource { attributes: vec![crate::telemetry::data::KeyValue::str("service.name", "thv-t")] };
+        let spans: Vec<Span> = (0..64).map(|_| traces::tests::sample_span()).collect();
+        let families = vec![crate::telemetry::data::Family {
+            name: "toolhive_mcp_requests",
+            help: "Requests",
+            unit: "{request}",
+            kind: crate::telemetry::data::Kind::Counter,
+            series: vec![crate::telemetry::data::Series {
+                labels: vec![("server", "s".to_owned())],
+                point: crate::telemetry::data::Point::Count(3),
+            }],
+        }];
+        let snapshot = Snapshot { start_unix_nanos: 1, time_unix_nanos: 2, families };
+        for plain in [traces::encode_traces(&resource, &spans), encode::encode_metrics(&resource, &snapshot)] {
+            let gzipped = gzip(&plain).expect("gzip");
+            assert_eq!(&gzipped[..2], &[0x1f, 0x8b], "a gzip member (RFC 1952 magic)");
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_end(&mut unzipped).expect("gunzip");
+            assert_eq!(unzipped, plain);
+        }
+        let plain = traces::encode_traces(&resource, &spans);
+        let gzipped = gzip(&plain).expect("gzip");
+        assert!(gzipped.len() * 4 < plain.len(), "64 spans: {} bytes gzipped from {}", gzipped.len(), plain.len());
     }
 
     #[test]

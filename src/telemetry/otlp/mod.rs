@@ -1,6 +1,8 @@
 //! OpenTelemetry export over OTLP/HTTP with protobuf bodies (OTLP spec, "OTLP/HTTP":
 //! opentelemetry.io/docs/specs/otlp/#otlphttp): spans to `POST …/v1/traces`, metric
-//! snapshots to `POST …/v1/metrics`, `Content-Type: application/x-protobuf`.
+//! snapshots to `POST …/v1/metrics`, `Content-Type: application/x-protobuf`, gzipped with
+//! `Content-Encoding: gzip` when asked (OTLP spec, "OTLP/HTTP Request"; OTLP exporter spec,
+//! "Compression").
 //!
 //! This module owns the export's configuration ([`ExportConfig`]); [`proto`] owns the wire
 //! format, [`export`] the thread that sends it. Reading the configuration from flags and
@@ -22,13 +24,38 @@ use url::Url;
 
 use crate::telemetry::data::Resource;
 
+/// How a signal's bodies are sent (`OTEL_EXPORTER_OTLP_COMPRESSION` and its `_TRACES_` /
+/// `_METRICS_` forms; OTLP exporter spec, "Compression"). The spec's default is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Compression {
+    #[default]
+    None,
+    /// RFC 1952, sent with `Content-Encoding: gzip`; compressed on the export thread.
+    Gzip,
+}
+
+/// Where a signal goes, and how its bodies are encoded: compression is per signal in the
+/// spec, so it travels with the signal's URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SignalUrl {
+    /// The full URL, `/v1/traces` or `/v1/metrics` included.
+    pub(crate) url: Url,
+    pub(crate) compression: Compression,
+}
+
+impl std::fmt::Debug for SignalUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalUrl").field("url", &self.url.as_str()).field("compression", &self.compression).finish()
+    }
+}
+
 /// Where and how to export. Signals without a URL are not exported.
 #[derive(Clone)]
 pub(crate) struct ExportConfig {
-    /// The full URL, `/v1/traces` included; `None`: no trace export.
-    pub(crate) traces_url: Option<Url>,
-    /// The full URL, `/v1/metrics` included; `None`: no metric export.
-    pub(crate) metrics_url: Option<Url>,
+    /// `None`: no trace export.
+    pub(crate) traces_url: Option<SignalUrl>,
+    /// `None`: no metric export.
+    pub(crate) metrics_url: Option<SignalUrl>,
     /// Sent with every export (`--otel-headers`, `OTEL_EXPORTER_OTLP_HEADERS`). Secrets:
     /// never logged, and left out of `Debug`.
     pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -68,8 +95,8 @@ impl std::fmt::Debug for ExportConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("ExportConfig")
-            .field("traces_url", &self.traces_url.as_ref().map(Url::as_str))
-            .field("metrics_url", &self.metrics_url.as_ref().map(Url::as_str))
+            .field("traces_url", &self.traces_url)
+            .field("metrics_url", &self.metrics_url)
             .field("header_names", &header_names)
             .field("timeout", &self.timeout)
             .field("metric_interval", &self.metric_interval)
@@ -203,8 +230,9 @@ mod tests {
     fn config(addr: SocketAddr) -> ExportConfig {
         let base = Url::parse(&format!("http://{addr}")).expect("url");
         let mut config = ExportConfig::new(Resource { attributes: vec![KeyValue::str("service.name", "thv-test")] });
-        config.traces_url = Some(signal_url(&base, "v1/traces"));
-        config.metrics_url = Some(signal_url(&base, "v1/metrics"));
+        let plain = |path| Some(SignalUrl { url: signal_url(&base, path), compression: Compression::None });
+        config.traces_url = plain("v1/traces");
+        config.metrics_url = plain("v1/metrics");
         config.headers = vec![(http::HeaderName::from_static("x-otlp-key"), http::HeaderValue::from_static("s3cret"))];
         config.timeout = Duration::from_secs(3);
         config.schedule_delay = Duration::from_millis(10);
@@ -280,6 +308,31 @@ mod tests {
         assert_eq!(metrics.resource_metrics[0].scope_metrics[0].metrics[0].name, "toolhive_mcp_requests");
         assert_eq!(stats.metric_exports.load(Relaxed), 1);
         assert_eq!(stats.trace_exports_failed.load(Relaxed) + stats.metric_exports_failed.load(Relaxed), 0);
+    }
+
+    /// With gzip, each signal's body arrives with `Content-Encoding: gzip` and decompresses
+    /// to a request the official messages decode; a signal left at none is sent plain.
+    #[test]
+    fn gzip_bodies_say_so_and_decompress() {
+        use std::io::Read as _;
+        let (addr, requests) = collector(vec![OK, OK]);
+        let mut config = config(addr);
+        config.traces_url.as_mut().expect("traces").compression = Compression::Gzip;
+        let exporter = Exporter::start(config, Some(snapshot())).expect("start");
+        exporter.span(span());
+        let request = requests.recv_timeout(PATIENCE).expect("a trace export");
+        assert_eq!(request.path, "/v1/traces");
+        assert_eq!(request.header("content-encoding"), Some("gzip"));
+        assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+        let mut body = Vec::new();
+        flate2::read::GzDecoder::new(request.body.as_slice()).read_to_end(&mut body).expect("gunzip");
+        let traces = proto::ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
+        assert_eq!(traces.resource_spans[0].scope_spans[0].spans[0].name, "POST /mcp");
+        exporter.shutdown(PATIENCE);
+        let request = requests.recv_timeout(PATIENCE).expect("a metric export");
+        assert_eq!(request.path, "/v1/metrics");
+        assert_eq!(request.header("content-encoding"), None, "metrics were left uncompressed");
+        proto::ExportMetricsServiceRequest::decode(request.body.as_slice()).expect("plain protobuf");
     }
 
     #[test]
