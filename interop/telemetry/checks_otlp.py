@@ -5,7 +5,8 @@ request with the semantic-convention attributes, a CLIENT child whose id the tar
 an incoming `traceparent` and `params._meta.traceparent` winning over the header, 5xx as span
 errors, non-MCP requests as spans, and the header value never in thv's output. Then sampling 0 with
 the OTEL_* environment variables (no unsampled spans, metrics still counted, flag over variable),
-and `OTEL_EXPORTER_OTLP_ENDPOINT` alone.
+`OTEL_EXPORTER_OTLP_ENDPOINT` alone, and `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` (every export
+`Content-Encoding: gzip`, decoded after gunzip; without the variable none is compressed).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def otlp_checks(run: Runner, up: Upstream, logdir: Path) -> None:
         rec.stop()
     otlp_sampling_zero(run, up, logdir)
     otlp_env_only(run, up, logdir)
+    otlp_gzip(run, up, logdir)
 
 
 def _secret_absent(p: Thv, secret: str) -> str:
@@ -165,8 +167,11 @@ def otlp_main(run: Runner, p: Thv, rec: otlp.Receiver, up: Upstream, name: str, 
             expect(not bad, f"{len(bad)} exports without x-test-key (paths {sorted(set(bad))})")
             ctypes = {e["headers"].get("content-type") for e in exports}
             expect(ctypes == {"application/x-protobuf"}, f"content types {ctypes}")
+            encodings = {e["headers"].get("content-encoding") for e in exports}
+            expect(encodings == {None}, f"content encodings {encodings}: uncompressed unless asked (the spec's default)")
             expect(not rec.errors, f"receiver errors: {rec.errors[:3]}")
-            return f"{len(exports)} exports (traces and metrics), each with x-test-key and application/x-protobuf"
+            return (f"{len(exports)} exports (traces and metrics), each with x-test-key and application/x-protobuf, "
+                    f"none with a Content-Encoding")
 
         run.check("otlp.export_headers_and_protobuf", headers)
 
@@ -319,6 +324,62 @@ def otlp_env_only(run: Runner, up: Upstream, logdir: Path) -> None:
                 return f"OTEL_EXPORTER_OTLP_ENDPOINT alone: metrics arrive at {rec.url}/v1/metrics, service.name thv-otlp-env"
 
             run.check("otlp.env_endpoint_alone", env_endpoint)
+        finally:
+            p.stop()
+    finally:
+        rec.stop()
+
+
+def otlp_gzip(run: Runner, up: Upstream, logdir: Path) -> None:
+    """`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`: every trace and metric export says
+    `Content-Encoding: gzip` and its body is gzip (the receiver gunzips with Python's gzip module
+    before decoding; a plain body would fail there and be answered 400), and what it decodes is
+    the usual tools/call span. Would fail with compression off: the header is asserted."""
+    rec = otlp.Receiver()
+    name = "otlp-gzip"
+    try:
+        try:
+            flags = ["--otel-endpoint", rec.url, "--otel-sampling-rate", "1.0", "--diagnostics-port", "0"]
+            p = Thv(name, up.url, flags, logdir, {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"})
+        except StartupError as error:
+            run.fail("otlp.gzip_thv_starts", str(error))
+            return
+        try:
+            def gzip_exports() -> str:
+                m = secrets.token_hex(4)
+                session = sdk_session(p.url, [("echo", {"text": f"gz-{m}"})])
+                expect_text(session, 0, f"gz-{m}")
+                _, tp = upstream_traceparent(up, f"gz-{m}")
+
+                def arrived() -> Any:
+                    span = span_by_trace(rec.spans(), tp[0])
+                    calls = request_points(rec.points(), mcp_method="tools/call")
+                    return span if span is not None and calls else None
+
+                try:
+                    span = wait_for("the tools/call span and metrics, gzipped", arrived, SPAN_WAIT)
+                except CheckFailed as error:
+                    seen = [(e["path"], e["headers"].get("content-encoding")) for e in rec.snapshot()]
+                    raise CheckFailed(f"{error}; receiver errors {rec.errors[:2]}; exports {seen[:6]}") from error
+                exports = rec.snapshot()
+                paths = {e["path"] for e in exports}
+                expect({"/v1/traces", "/v1/metrics"} <= paths, f"exports to {paths}")
+                plain = [(e["path"], e["headers"].get("content-encoding")) for e in exports
+                         if e["headers"].get("content-encoding") != "gzip"]
+                expect(not plain, f"{len(plain)} of {len(exports)} exports not gzip-encoded: {plain[:4]}")
+                expect(not rec.errors, f"receiver errors: {rec.errors[:3]}")
+                a = span["attributes"]
+                want = {"mcp.method.name": "tools/call", "gen_ai.tool.name": "echo", "http.request.method": "POST",
+                        "mcp.session.id": session["session_id"]}
+                wrong = {k: (a.get(k), v) for k, v in want.items() if a.get(k) != v}
+                expect(span["name"] == "tools/call echo", f"span name {span['name']!r}")
+                expect(not wrong, "attribute (got, want): " + "; ".join(f"{k}: {v}" for k, v in wrong.items()))
+                expect(span["resource"].get("service.name") == f"thv-{name}", f"resource {span['resource']}")
+                sizes = sorted({e["path"]: e["size"] for e in exports}.items())
+                return (f"{len(exports)} exports, every one Content-Encoding: gzip and decoded after gunzip "
+                        f"(compressed sizes {sizes}); span {span['name']!r} with {sorted(want)}")
+
+            run.check("otlp.gzip_compression_env", gzip_exports)
         finally:
             p.stop()
     finally:

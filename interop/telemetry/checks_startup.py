@@ -1,8 +1,8 @@
 """Group `startup` and the gate before every thv group: `thv proxy --help` must list the telemetry
 flags the suite drives (otherwise nothing else can be meaningful), and a bad telemetry flag value
-(`--otel-sampling-rate 2`, `--diagnostics-port 70000`, `--otel-endpoint not-a-url://x`) must stop
-thv at startup, non-zero within 5 s and naming the flag on stderr, rather than run without
-telemetry.
+(`--otel-sampling-rate 2`, `--diagnostics-port 70000`, `--otel-endpoint not-a-url://x`) or variable
+(`OTEL_EXPORTER_OTLP_COMPRESSION=zstd`) must stop thv at startup, non-zero within 5 s and naming
+the flag or variable on stderr, rather than run without telemetry.
 """
 
 from __future__ import annotations
@@ -39,19 +39,21 @@ def flags_present(run: Runner) -> bool:
 
 def startup_checks(run: Runner, logdir: Path) -> None:
     dead = f"http://{LOOPBACK}:{processes.free_port()}"
-    cases = [
-        ("sampling_rate_2", "--otel-sampling-rate", ["--otel-endpoint", dead, "--otel-sampling-rate", "2"]),
+    cases: list[tuple[str, str, list[str], dict[str, str]]] = [
+        ("sampling_rate_2", "--otel-sampling-rate", ["--otel-endpoint", dead, "--otel-sampling-rate", "2"], {}),
         ("diagnostics_port_70000", "--diagnostics-port",
-         ["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "70000"]),
-        ("endpoint_not_a_url", "--otel-endpoint", ["--otel-endpoint", "not-a-url://x"]),
+         ["--otel-enable-prometheus-metrics-path", "--diagnostics-port", "70000"], {}),
+        ("endpoint_not_a_url", "--otel-endpoint", ["--otel-endpoint", "not-a-url://x"], {}),
+        ("compression_zstd", "OTEL_EXPORTER_OTLP_COMPRESSION", ["--otel-endpoint", dead],
+         {"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}),
     ]
-    for tag, flag, flags in cases:
-        def check(flag: str = flag, flags: list[str] = flags, tag: str = tag) -> str:
+    for tag, flag, flags, env in cases:
+        def check(flag: str = flag, flags: list[str] = flags, tag: str = tag, env: dict[str, str] = env) -> str:
             argv = [THV, "proxy", f"bad-{tag}", "--target-uri", f"{dead}/mcp", "--port", "0", *flags]
             started = time.monotonic()
             try:
                 r = subprocess.run(argv, capture_output=True, timeout=STARTUP_ERROR_WAIT, stdin=subprocess.DEVNULL,  # noqa: S603
-                                   env=processes.child_env(FAST), cwd=HERE)
+                                   env=processes.child_env({**FAST, **env}), cwd=HERE)
             except subprocess.TimeoutExpired as error:  # subprocess.run has killed it (its own child)
                 raise CheckFailed(f"`{' '.join(flags)}`: still running after {STARTUP_ERROR_WAIT}s") from error
             took = time.monotonic() - started
