@@ -42,7 +42,9 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROTOBUF: &str = "application/x-protobuf";
 /// deflate's fastest level: the export thread shares the proxy's cores, and a protobuf
-/// batch is mostly repeated attribute keys and values, which the fastest level already finds.
+/// batch is mostly repeated attribute keys and values, which the fastest level already finds
+/// (512 of the tests' sample spans, 93 KiB, release build: level 1 gives 9.5 KB in 0.17 ms,
+/// level 6 8.7 KB in 0.78 ms).
 const GZIP_LEVEL: flate2::Compression = flate2::Compression::fast();
 /// Of the time given to [`Exporter::shutdown`], what is kept for the thread to wind down.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(50);
@@ -589,8 +591,9 @@ mod tests {
         assert!(target.last_warn.get() > Some(first), "again after it");
     }
 
-    /// Decompressed by a reader independent of the encoder's settings, a gzip body is the
-    /// exact bytes of the uncompressed encoding, for both signals; and it is smaller.
+    /// Gunzipped (flate2's reader here; the interop suite's receiver uses Python's gzip), a
+    /// gzip body is the exact bytes of the uncompressed encoding, for both signals; and it is
+    /// smaller.
     #[test]
     fn a_gzip_body_is_the_exact_encoding() {
         use std::io::Read as _;
