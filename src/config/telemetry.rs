@@ -96,11 +96,17 @@ pub(crate) fn telemetry_config(
         warnings
             .push("--diagnostics-host/--diagnostics-port have no effect without --otel-enable-prometheus-metrics-path");
     }
-    if let Some(protocol) = var("OTEL_EXPORTER_OTLP_PROTOCOL").filter(|p| p != "http/protobuf") {
-        return Err(ConfigError::new(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            format!("{protocol:?} is not supported; thv exports OTLP over HTTP with protobuf (http/protobuf)"),
-        ));
+    // The per-signal forms too: a signal sent with another protocol than it was set to
+    // would be refused by the collector at every export.
+    for name in
+        ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]
+    {
+        if let Some(protocol) = var(name).filter(|p| p != "http/protobuf") {
+            return Err(ConfigError::new(
+                name,
+                format!("{protocol:?} is not supported; thv exports OTLP over HTTP with protobuf (http/protobuf)"),
+            ));
+        }
     }
     let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let endpoint = match args.otel_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
@@ -495,6 +501,10 @@ mod tests {
         assert_eq!(flag_of(&both_off, &[]), "--otel-endpoint");
         assert_eq!(flag_of(&["--log-format", "xml"], &[]), "--log-format");
         assert_eq!(flag_of(&[], &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), "OTEL_EXPORTER_OTLP_PROTOCOL");
+        let traces_grpc = [("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")];
+        assert_eq!(flag_of(&[], &traces_grpc), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
+        let metrics_json = [("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")];
+        assert_eq!(flag_of(&[], &metrics_json), "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL");
         assert_eq!(flag_of(&[], &[("OTEL_TRACES_SAMPLER", "jaeger_remote")]), "OTEL_TRACES_SAMPLER");
         let bad_interval = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://e"), ("OTEL_METRIC_EXPORT_INTERVAL", "0")];
         assert_eq!(flag_of(&[], &bad_interval), "OTEL_METRIC_EXPORT_INTERVAL");
