@@ -9,6 +9,7 @@
 #   bench/callgrind.sh                      build the release thv, measure, compare
 #   bench/callgrind.sh --workload plain     one workload (plain, jwt-same, jwt-fresh, authz-call,
 #                                           list-filtered, audit, metrics, traced)
+#   bench/callgrind.sh --quick              a third of each workload's requests (what CI runs)
 #   bench/callgrind.sh --update             record new baselines (commit them on their own, with the reason)
 #
 # Set CARGO_TARGET_DIR to build elsewhere, or THV_BIN to measure a binary already built.
