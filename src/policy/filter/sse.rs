@@ -318,6 +318,13 @@ fn rebuild(block: &[u8], at_end: bool, payload: Option<(&[u8], bool)>) -> Vec<u8
             }
         }
     }
+    // A dropped first line must not leave a line that starts with a BOM at the front: at
+    // the start of the stream a client strips it, and a field judged here as
+    // `\u{feff}data` would reach it as `data`. An empty comment line keeps it a line
+    // like any other.
+    if out.starts_with(BOM) && !block.starts_with(BOM) {
+        out.splice(0..0, *b":\n");
+    }
     out
 }
 
@@ -395,6 +402,21 @@ mod tests {
         let stream =
             "data: {\"jsonrpc\":\"2.0\",\ndata:\"id\":1,\"result\":{\"tools\":\ndata: [{\"name\":\"secret\"}]}}\n\n";
         assert_eq!(whole(stream.as_bytes()), "data: {\"jsonrpc\":\"2.0\", \"id\":1,\"result\":{\"tools\": []}}\n\n");
+    }
+
+    #[test]
+    fn a_dropped_event_line_never_lets_a_bom_open_the_stream() {
+        // `\u{feff}data` is no `data` field here (not the stream's first line), so the event
+        // has no readable answer and is refused, its `event` line dropped. Were the BOM line
+        // then the first, a client would strip the BOM and read that line as `data`.
+        let stream = "event: x\r\u{feff}data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\ndata: ?\n\n";
+        let out = whole(stream.as_bytes());
+        assert!(out.starts_with(":\n\u{feff}data: "), "{out:?}");
+        assert!(!out.contains("event:") && out.contains("\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\""), "{out:?}");
+        // Behind a BOM that opens the stream, the same: the client strips that one only.
+        let opened = format!("\u{feff}{stream}");
+        let out = whole(opened.as_bytes());
+        assert!(out.starts_with("\u{feff}:\n\u{feff}data: "), "{out:?}");
     }
 
     #[test]
