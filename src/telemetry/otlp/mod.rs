@@ -15,6 +15,7 @@
 
 mod encode;
 pub(crate) mod export;
+mod post;
 mod proto;
 mod traces;
 
