@@ -7,5 +7,6 @@ pub(crate) mod events;
 pub(crate) mod jsonrpc;
 pub(crate) mod peek;
 pub(crate) mod request;
+mod scan;
 pub(crate) mod sse;
 pub(crate) mod strict;
