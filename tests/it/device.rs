@@ -13,7 +13,7 @@ use base64::Engine as _;
 
 use crate::outbound::{call, field, form, health, protected_upstream, wait_authenticated};
 use crate::support::Thv;
-use crate::support::auth_server::{AuthServer, DEVICE_CODE, Script, USER_CODE};
+use crate::support::auth_server::{AuthServer, DEVICE_CODE, DEVICE_GRANT, Script, USER_CODE};
 use crate::support::upstream::ScriptedUpstream;
 
 /// An authorization server with (or without) a device authorization endpoint, listing the
@@ -39,16 +39,9 @@ fn start_thv(server: &AuthServer, upstream: &ScriptedUpstream, extra: &[&str]) -
 
 fn start_thv_env(server: &AuthServer, upstream: &ScriptedUpstream, extra: &[&str], env: &[(&str, &str)]) -> Thv {
     let issuer = server.issuer();
-    let mut args = vec![
-        "--remote-auth-issuer",
-        &issuer,
-        "--remote-auth-grant-type",
-        "device_code",
-        "--remote-auth-client-id",
-        "device-client",
-        "--remote-auth-store=false",
-        "--debug",
-    ];
+    let mut args = vec!["--remote-auth-issuer", &issuer];
+    args.extend(DEVICE_GRANT);
+    args.extend(["--remote-auth-store=false", "--debug"]);
     args.extend_from_slice(extra);
     let env = [&[("TOOLHIVE_REMOTE_OAUTH_CLIENT_SECRET", "device-secret")][..], env].concat();
     Thv::start_env(&upstream.url("/mcp"), &args, &env)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::support::Thv;
-use crate::support::auth_server::manual_endpoint_flags;
+use crate::support::auth_server::{DEVICE_GRANT, manual_endpoint_flags};
 use crate::support::upstream::{ScriptedUpstream, reply};
 
 pub(crate) fn client() -> reqwest::Client {
@@ -476,16 +476,9 @@ async fn a_saved_login_is_keyed_by_the_configured_resource_and_sent_with_the_pub
     let store = std::env::temp_dir().join(format!("thv-outbound-published-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store);
     let store_arg = store.to_str().unwrap().to_owned();
-    let flags = [
-        "--remote-auth",
-        "--remote-auth-grant-type",
-        "device_code",
-        "--remote-auth-client-id",
-        "device-client",
-        "--remote-auth-skip-browser",
-        "--remote-auth-store-dir",
-        &store_arg,
-    ];
+    let mut flags = vec!["--remote-auth"];
+    flags.extend(DEVICE_GRANT);
+    flags.extend(["--remote-auth-skip-browser", "--remote-auth-store-dir", &store_arg]);
     let saved = || -> Vec<std::path::PathBuf> {
         let files = std::fs::read_dir(&store).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default();
         files.iter().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect()

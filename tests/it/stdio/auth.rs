@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Bridge, STEP, initialize, request, session_server};
 use crate::device::device_server;
-use crate::support::auth_server::AuthServer;
+use crate::support::auth_server::{AuthServer, DEVICE_CLIENT, DEVICE_GRANT};
 use crate::support::upstream::{ScriptedUpstream, closed_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,22 +80,16 @@ async fn the_device_login_works_for_the_stdio_bridge() {
     server.push(400, json!({"error": "authorization_pending"}));
     server.push(200, json!({"access_token": "stdio-device-tok", "token_type": "Bearer", "expires_in": 3600}));
     let issuer = server.issuer();
-    let mut bridge = Bridge::start(
-        &upstream.url("/mcp"),
-        &[
-            "--remote-auth-issuer",
-            &issuer,
-            "--remote-auth-grant-type",
-            "device_code",
-            "--remote-auth-client-id",
-            "device-client",
-            "--remote-auth-skip-browser",
-            "--remote-auth-store=false",
-            "--remote-auth-timeout",
-            "15s",
-            "--debug",
-        ],
-    );
+    let mut flags = vec!["--remote-auth-issuer", &issuer];
+    flags.extend(DEVICE_GRANT);
+    flags.extend([
+        "--remote-auth-skip-browser",
+        "--remote-auth-store=false",
+        "--remote-auth-timeout",
+        "15s",
+        "--debug",
+    ]);
+    let mut bridge = Bridge::start(&upstream.url("/mcp"), &flags);
     let answer = initialize(&mut bridge);
     assert_eq!(answer["result"]["serverInfo"]["name"], "scripted", "{answer}");
     assert_eq!(server.requests("/token").len(), 2, "one pending poll, then the token");
@@ -209,25 +203,15 @@ async fn locked_device_login(timeout: &str) -> Held {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let store = std::env::temp_dir().join(format!("thv-it-stdio-held-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&store).unwrap();
-    let lock = login_lock_path(&store, &server.issuer(), &upstream.url("/mcp"), "device-client");
+    let lock = login_lock_path(&store, &server.issuer(), &upstream.url("/mcp"), DEVICE_CLIENT);
     std::fs::write(&lock, std::process::id().to_string()).unwrap();
     let written = Instant::now();
-    let bridge = Bridge::start(
-        &upstream.url("/mcp"),
-        &[
-            "--remote-auth-issuer",
-            &server.issuer(),
-            "--remote-auth-grant-type",
-            "device_code",
-            "--remote-auth-client-id",
-            "device-client",
-            "--remote-auth-skip-browser",
-            "--remote-auth-store-dir",
-            store.to_str().unwrap(),
-            "--remote-auth-timeout",
-            timeout,
-        ],
-    );
+    let issuer = server.issuer();
+    let mut flags = vec!["--remote-auth-issuer", &issuer];
+    flags.extend(DEVICE_GRANT);
+    flags.extend(["--remote-auth-skip-browser", "--remote-auth-store-dir", store.to_str().unwrap()]);
+    flags.extend(["--remote-auth-timeout", timeout]);
+    let bridge = Bridge::start(&upstream.url("/mcp"), &flags);
     Held { upstream, server, store, lock, written, bridge }
 }
 

@@ -17,6 +17,11 @@ use super::upstream::{Body, ScriptedUpstream, Seen, reply};
 pub const DEVICE_CODE: &str = "the-device-code-never-logged";
 /// The user code the device authorization endpoint hands out.
 pub const USER_CODE: &str = "WDJB-MJHT";
+/// The client the device-flow tests log in as.
+pub const DEVICE_CLIENT: &str = "device-client";
+/// The flags of a device-flow login as that client (the issuer or endpoints go beside them).
+pub const DEVICE_GRANT: [&str; 4] =
+    ["--remote-auth-grant-type", "device_code", "--remote-auth-client-id", DEVICE_CLIENT];
 
 /// A token endpoint of the test's own, for answers that depend on the request.
 pub type TokenHandler = Box<dyn Fn(&Seen) -> Response<Body> + Send + Sync>;
