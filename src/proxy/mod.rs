@@ -167,7 +167,10 @@ impl Proxy {
             (Instant::now(), req.method().clone(), path)
         });
         let mut observed = match p.telemetry {
-            Some(_) => p.observe(&views::telemetry_head(req.method(), req.uri(), req.headers(), peer)),
+            Some(_) => {
+                let traceparent = req.headers().get(views::TRACEPARENT).map(HeaderValue::as_bytes);
+                p.observe(req.method().as_str(), peer, traceparent)
+            }
             None => None,
         };
         let resp = self.answer(req, peer, deadlines, &mut observed).await;
@@ -353,9 +356,8 @@ impl Proxy {
         };
         // Telemetry reads the body the target gets, and names the proxy's span to it.
         if let Some(observed) = observed.as_mut() {
-            let tracing = p.telemetry.as_ref().is_some_and(|t| t.tracing());
-            let seen = tracing.then(|| views::telemetry_head(&parts.method, &parts.uri, &parts.headers, peer));
-            if let Some(propagate) = observed.read_body(seen.as_ref(), &body) {
+            let head = || Some(views::telemetry_head(&parts.uri, &parts.headers));
+            if let Some(propagate) = observed.read_body(head, &body) {
                 if let Some(at) = propagate.body_at {
                     body = Bytes::from(propagate.in_body(&body, at));
                 }

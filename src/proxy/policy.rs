@@ -40,7 +40,7 @@ use crate::mcp::sse::EndpointRewrite;
 use crate::oauth::challenge::BearerError;
 use crate::policy::McpPolicy;
 use crate::telemetry::metrics::Count;
-use crate::telemetry::{self, Observation, Telemetry};
+use crate::telemetry::{Observation, Telemetry};
 
 /// How long a client may take to send a request body once its headers arrived. Slower
 /// uploads tie up a buffer; MCP messages are small.
@@ -458,8 +458,13 @@ impl Policy {
     }
 
     /// Opens the telemetry of a request, when telemetry is on.
-    pub(crate) fn observe(&self, head: &telemetry::Head<'_>) -> Option<Box<Observation>> {
-        self.telemetry.as_ref().map(|t| t.observe(head))
+    pub(crate) fn observe(
+        &self,
+        method: &str,
+        peer: std::net::SocketAddr,
+        traceparent: Option<&[u8]>,
+    ) -> Option<Box<Observation>> {
+        self.telemetry.as_ref().map(|t| t.observe(method, peer, traceparent))
     }
 }
 

@@ -16,19 +16,11 @@ const X_REQUEST_ID: &str = "x-request-id";
 pub(super) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(super) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// What telemetry reads.
-pub(super) fn telemetry_head<'a>(
-    method: &'a Method,
-    uri: &'a Uri,
-    h: &'a HeaderMap,
-    peer: SocketAddr,
-) -> crate::telemetry::Head<'a> {
+/// What a sampled span reads of the head.
+pub(super) fn telemetry_head<'a>(uri: &'a Uri, h: &'a HeaderMap) -> crate::telemetry::Head<'a> {
     let one = |name: &str| h.get(name).map(HeaderValue::as_bytes);
     crate::telemetry::Head {
-        method: method.as_str(),
         path: uri.path().as_bytes(),
-        peer,
-        traceparent: one("traceparent"),
         tracestate: one("tracestate"),
         session: one("mcp-session-id"),
         protocol: one("mcp-protocol-version"),

@@ -59,14 +59,11 @@ pub(crate) struct Telemetry {
     tools: Option<Arc<ToolView>>,
 }
 
-/// The facts of a request head telemetry reads, as either engine has them.
+/// What a sampled span reads of the request head, as either engine has it (made only for
+/// a sampled request: see [`Observation::read_body`]).
 pub(crate) struct Head<'a> {
-    pub(crate) method: &'a str,
-    /// Without its query (a query may carry secrets). Bytes: only a sampled span reads it,
-    /// so an unsampled request pays no UTF-8 check.
+    /// Without its query (a query may carry secrets).
     pub(crate) path: &'a [u8],
-    pub(crate) peer: SocketAddr,
-    pub(crate) traceparent: Option<&'a [u8]>,
     pub(crate) tracestate: Option<&'a [u8]>,
     pub(crate) session: Option<&'a [u8]>,
     pub(crate) protocol: Option<&'a [u8]>,
@@ -224,20 +221,26 @@ impl Telemetry {
         self.sampler.is_some()
     }
 
-    /// Opens the observation of a request whose head was accepted.
-    pub(crate) fn observe(self: &Arc<Self>, head: &Head<'_>) -> Box<Observation> {
+    /// Opens the observation of a request whose head was accepted: its method, the client's
+    /// address, and the client's `traceparent` header.
+    pub(crate) fn observe(
+        self: &Arc<Self>,
+        method: &str,
+        peer: SocketAddr,
+        traceparent: Option<&[u8]>,
+    ) -> Box<Observation> {
         let tracing = self.tracing();
         // ToolHive's active connections: requests in flight (closed when the observation ends).
         self.metrics.connection(false, true);
         Box::new(Observation {
             telemetry: self.clone(),
             started: Instant::now(),
-            method: static_method(head.method),
+            method: static_method(method),
             path: String::new(),
-            peer: head.peer,
+            peer,
             session: None,
             protocol: None,
-            header_parent: head.traceparent.filter(|_| tracing).and_then(TraceParent::parse),
+            header_parent: traceparent.filter(|_| tracing).and_then(TraceParent::parse),
             mcp_method: None,
             jsonrpc_id: None,
             target: None,
@@ -278,9 +281,9 @@ impl Telemetry {
 impl Observation {
     /// The request body is whole (after the MCP policy, as the target will get it): its
     /// MCP facts are read, the trace decided, and what the target receives of it returned.
-    /// `head` is read only when tracing (a sampled span's session and protocol, the
-    /// client's `tracestate`).
-    pub(crate) fn read_body(&mut self, head: Option<&Head<'_>>, body: &[u8]) -> Option<Propagate> {
+    /// `head` is called only for a sampled span (its path, session and protocol, the
+    /// client's `tracestate`): an unsampled request reads and copies none of them.
+    pub(crate) fn read_body<'h>(&mut self, head: impl FnOnce() -> Option<Head<'h>>, body: &[u8]) -> Option<Propagate> {
         let peeked = peek::peek(body);
         self.batch = peeked.is_none() && body.trim_ascii_start().first() == Some(&b'[');
         let meta_parent = peeked.as_ref().and_then(meta_trace);
@@ -291,28 +294,38 @@ impl Observation {
                 let state = peeked.as_ref().and_then(|p| p.tracestate.as_deref());
                 state.filter(|s| trace::valid_tracestate(s)).map(str::to_owned)
             });
-            let header_state = head.and_then(|h| h.tracestate).and_then(|v| std::str::from_utf8(v).ok());
-            let state = match &meta_state {
-                Some(state) => state.clone(),
-                None => header_state.map(str::to_owned),
-            };
-            let traced = self.decide(meta_parent.map(|(t, _)| t).or(self.header_parent), state);
+            let traced = self.decide(meta_parent.map(|(t, _)| t).or(self.header_parent));
             let traceparent =
                 TraceParent { trace_id: traced.trace_id, parent_id: traced.client_span, sampled: traced.sampled }
                     .render();
+            if traced.sampled {
+                self.sampled_head(head(), meta_state.as_ref());
+            }
             Propagate { traceparent, body_at: meta_parent.map(|(_, at)| at), meta_state }
         });
-        if self.trace.as_ref().is_some_and(|t| t.sampled) {
-            // Only a span reads these: an unsampled request copies none of them.
-            let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
-            self.session = text(head.and_then(|h| h.session));
-            self.protocol = text(head.and_then(|h| h.protocol));
-            self.path = text(head.map(|h| h.path)).unwrap_or_default();
-        }
         if let Some(p) = &peeked {
             self.note(p);
         }
         propagate
+    }
+
+    /// What a sampled span keeps of the head, and the `tracestate` of its trace (the body's
+    /// when its context won, else the client's header).
+    fn sampled_head(&mut self, head: Option<Head<'_>>, meta_state: Option<&Option<String>>) {
+        let text = |v: Option<&[u8]>| v.map(|v| String::from_utf8_lossy(v).into_owned());
+        let state = match meta_state {
+            Some(state) => state.clone(),
+            None => {
+                head.as_ref().and_then(|h| h.tracestate).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned)
+            }
+        };
+        if let Some(t) = self.trace.as_mut() {
+            t.tracestate = state;
+        }
+        let Some(head) = head else { return };
+        self.session = text(head.session);
+        self.protocol = text(head.protocol);
+        self.path = text(Some(head.path)).unwrap_or_default();
     }
 
     /// The proxy answered the request itself (the MCP policy refused it): what the body
@@ -345,18 +358,21 @@ impl Observation {
         self.learn = p.method.as_deref().and_then(Learn::for_method);
     }
 
-    fn decide(&mut self, parent: Option<TraceParent>, tracestate: Option<String>) -> &Traced {
+    /// The trace, decided once: its ids and whether it is recorded.
+    fn decide(&mut self, parent: Option<TraceParent>) -> &Traced {
         let sampler = self.telemetry.sampler.unwrap_or(Sampler::new(0.0, true));
-        let trace_id = parent.map_or_else(trace::trace_id, |p| p.trace_id);
         self.trace.get_or_insert_with(|| {
+            let trace_id = parent.map_or_else(trace::trace_id, |p| p.trace_id);
             let sampled = sampler.sampled(parent.as_ref(), &trace_id);
             Traced {
                 trace_id,
                 parent: parent.map(|p| p.parent_id),
-                server_span: trace::span_id(),
+                // Only a recorded trace has a server span; the target's parent is the
+                // client span either way.
+                server_span: if sampled { trace::span_id() } else { [0; 8] },
                 client_span: trace::span_id(),
                 sampled,
-                tracestate: tracestate.filter(|_| sampled),
+                tracestate: None,
             }
         })
     }
@@ -425,7 +441,7 @@ impl Observation {
         tel.metrics.request(&facts);
         if tel.tracing() {
             if self.trace.is_none() {
-                self.decide(self.header_parent, None);
+                self.decide(self.header_parent);
             }
             if self.trace.as_ref().is_some_and(|t| t.sampled) {
                 self.spans(&tel, status, bytes);
@@ -474,7 +490,11 @@ mod tests {
     use super::*;
 
     fn prometheus_only() -> Arc<Telemetry> {
-        let config = TelemetryConfig {
+        Telemetry::start(&prometheus_only_config(), "t", None).unwrap()
+    }
+
+    fn prometheus_only_config() -> Box<TelemetryConfig> {
+        Box::new(TelemetryConfig {
             service_name: "thv-t".to_owned(),
             sampling_rate: 1.0,
             follow_parent: true,
@@ -490,20 +510,15 @@ mod tests {
             max_batch: 16,
             schedule_delay: Duration::from_secs(1),
             transport: "streamable-http",
-        };
-        Telemetry::start(&config, "t", None).unwrap()
+        })
     }
 
-    fn head(method: &'static str) -> Head<'static> {
-        Head {
-            method,
-            path: b"/mcp",
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            traceparent: None,
-            tracestate: None,
-            session: None,
-            protocol: None,
-        }
+    fn head() -> Option<Head<'static>> {
+        Some(Head { path: b"/mcp", tracestate: None, session: None, protocol: None })
+    }
+
+    fn open(t: &Arc<Telemetry>, method: &str) -> Box<Observation> {
+        t.observe(method, "127.0.0.1:5000".parse().unwrap(), None)
     }
 
     fn lines_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
@@ -513,8 +528,8 @@ mod tests {
     #[test]
     fn requests_in_flight_and_streams_are_active_connections_until_they_end() {
         let t = prometheus_only();
-        let call = t.observe(&head("POST"));
-        let mut stream = t.observe(&head("GET"));
+        let call = open(&t, "POST");
+        let mut stream = open(&t, "GET");
         stream.event_stream();
         let text = t.render_prometheus();
         let active = lines_of(&text, "toolhive_mcp_active_connections");
@@ -535,14 +550,14 @@ mod tests {
     fn a_call_is_labelled_with_its_tool_once_the_server_listed_it() {
         let t = prometheus_only();
         let call = |name: &str| {
-            let mut o = t.observe(&head("POST"));
+            let mut o = open(&t, "POST");
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#);
-            assert!(o.read_body(Some(&head("POST")), body.as_bytes()).is_none(), "no trace context without tracing");
+            assert!(o.read_body(head, body.as_bytes()).is_none(), "no trace context without tracing");
             o.finish(200, 10);
         };
         call("echo");
-        let mut list = t.observe(&head("POST"));
-        list.read_body(Some(&head("POST")), br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        let mut list = open(&t, "POST");
+        list.read_body(head, br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
         assert!(list.reads_answer());
         list.answer_bytes(br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo"}]}}"#);
         list.finish(200, 60);
@@ -552,6 +567,34 @@ mod tests {
         let tools = lines_of(&text, "toolhive_mcp_tool_calls_total");
         assert!(tools.iter().any(|l| l.contains(r#"tool="echo""#) && l.ends_with(" 1")), "{tools:?}");
         assert!(tools.iter().any(|l| l.contains(r#"tool="other""#) && l.ends_with(" 2")), "{tools:?}");
+    }
+
+    /// A tracing proxy exporting to a port that refuses (nothing here reads the spans).
+    fn traced(rate: f64) -> Arc<Telemetry> {
+        let url = url::Url::parse("http://127.0.0.1:9/v1/traces").unwrap();
+        let config = TelemetryConfig {
+            sampling_rate: rate,
+            traces_url: Some(otlp::SignalUrl { url, compression: otlp::Compression::None }),
+            ..(*prometheus_only_config()).clone()
+        };
+        Telemetry::start(&config, "t", None).unwrap()
+    }
+
+    #[test]
+    fn only_a_sampled_request_reads_the_head_and_keeps_its_tracestate() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let state = || Some(Head { path: b"/mcp", tracestate: Some(b"a=b"), session: Some(b"s1"), protocol: None });
+        let mut never = open(&traced(0.0), "POST");
+        let p = never.read_body(|| panic!("an unsampled request reads no head fields"), body).unwrap();
+        assert!(p.traceparent.ends_with(b"-00"), "the target still gets the (unsampled) context");
+        assert_eq!(never.sampled_trace_id(), None);
+        let mut always = open(&traced(1.0), "POST");
+        let p = always.read_body(state, body).unwrap();
+        assert!(p.traceparent.ends_with(b"-01"));
+        let t = always.trace.as_ref().unwrap();
+        assert_eq!(t.tracestate.as_deref(), Some("a=b"), "the client's tracestate goes with the span");
+        assert_ne!(t.server_span, [0; 8]);
+        assert_eq!((always.session.as_deref(), always.path.as_str()), (Some("s1"), "/mcp"));
     }
 
     #[test]

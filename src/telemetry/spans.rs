@@ -23,15 +23,17 @@ impl Observation {
             400.. => Status::Unset,
             _ => Status::Ok,
         };
-        let http_name = format!("{} {}", self.method, self.path);
+        let http_name = joined(&self.method, &self.path);
         let name = match (&self.mcp_method, &self.target) {
-            (Some(m), Some(target)) if !self.event_stream => format!("{m} {target}"),
+            (Some(m), Some(target)) if !self.event_stream => joined(m, target),
             (Some(m), None) if !self.event_stream => m.to_string(),
             // A request refused before its body was read has no path recorded.
             _ if self.path.is_empty() => self.method.to_string(),
             _ => http_name.clone(),
         };
-        let mut attributes = vec![
+        // Room for every attribute a request can have: the vector is never regrown.
+        let mut attributes = Vec::with_capacity(21 + tel.span_env.len());
+        attributes.extend([
             KeyValue::str("http.request.method", self.method.clone()),
             KeyValue::str("url.path", std::mem::take(&mut self.path)),
             KeyValue::int("http.response.status_code", i64::from(status)),
@@ -41,7 +43,7 @@ impl Observation {
             KeyValue::str("network.protocol.name", "http"),
             KeyValue::str("network.transport", "tcp"),
             KeyValue::str("mcp.server.name", tel.server.clone()),
-        ];
+        ]);
         if let Some(m) = &self.mcp_method {
             attributes.push(KeyValue::str("mcp.method.name", m.clone()));
             attributes.push(KeyValue::str("rpc.system.name", "jsonrpc"));
@@ -111,6 +113,15 @@ impl Observation {
             status: status_of(status),
         });
     }
+}
+
+/// `"<a> <b>"`, sized once (`format!` costs several times more on a sampled request).
+fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + 1 + b.len());
+    out.push_str(a);
+    out.push(' ');
+    out.push_str(b);
+    out
 }
 
 /// `client.address`: an IPv4 address written digit by digit, which costs a tenth of its

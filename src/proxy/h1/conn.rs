@@ -28,7 +28,7 @@ use super::FastPath;
 use super::emit::EmitError;
 use super::heads::{self, head_end};
 use super::io::{exchange_head, poll_read_with, read_until, serialize_local};
-use super::request::{self, Classified, INLINE_BODY, Method, Plan};
+use super::request::{self, Classified, INLINE_BODY, McpFields, Method, Plan};
 use super::response::Exchange;
 use super::rewind::Rewound;
 use crate::inbound::LastToken;
@@ -85,6 +85,7 @@ pub(crate) async fn serve(
         status: 0,
         sent: 0,
         observed: None,
+        spare_fields: None,
     };
     let mut run = std::pin::pin!(conn.run());
     poll_fn(|cx| {
@@ -128,6 +129,8 @@ struct Conn<'a> {
     sent: u64,
     /// The current exchange as telemetry follows it (boxed: one pointer without telemetry).
     observed: Option<Box<Observation>>,
+    /// The previous request's [`McpFields`], reused by the next (see `classify_reusing`).
+    spare_fields: Option<Box<McpFields>>,
 }
 
 enum Next {
@@ -162,6 +165,7 @@ impl Conn<'_> {
             let busy = self.deadlines.begin();
             let keep = self.serve(&mut plan).await;
             drop(busy);
+            self.spare_fields = plan.mcp.take();
             // Checked before the buffer is touched: a request that ended early (the client
             // closed, or its body timed out) left fewer bytes than its head announced.
             if !keep || plan.close || self.flags.draining.load(Ordering::Relaxed) {
@@ -202,7 +206,11 @@ impl Conn<'_> {
         loop {
             if let Some(end) = head_end(&self.buf, &mut scanned) {
                 // The one point where the engine is chosen; `Why` says why hyper's is.
-                return match self.buf.get(..end).map(|head| request::classify(head, &rules)) {
+                return match self
+                    .buf
+                    .get(..end)
+                    .map(|head| request::classify_reusing(head, &rules, self.spare_fields.take()))
+                {
                     Some(Classified::Fast(plan)) => Next::Request(plan),
                     Some(Classified::Fallback(why)) => {
                         debug!(?why, "request left to hyper's engine");
@@ -241,7 +249,8 @@ impl Conn<'_> {
             (Instant::now(), path)
         });
         if self.policy.telemetry.is_some() {
-            self.observed = self.policy.observe(&heads::telemetry(&self.buf, plan, self.peer));
+            let traceparent = plan.mcp.as_ref().and_then(|f| f.traceparent).and_then(|s| Plan::part(&self.buf, s));
+            self.observed = self.policy.observe(plan.method.as_str(), self.peer, traceparent);
         }
         (self.status, self.sent) = (0, 0);
         let keep = self.exchange(plan).await;
@@ -342,8 +351,8 @@ impl Conn<'_> {
             // Telemetry reads the body the target gets, and names the proxy's span to it.
             if let Some(observed) = self.observed.as_mut() {
                 let sent = admitted.as_ref().and_then(|a| a.renamed.as_ref()).map_or(body, |(b, _)| b.as_slice());
-                let seen = heads::telemetry(&self.buf, plan, self.peer);
-                if let Some(propagate) = observed.read_body(Some(&seen), sent) {
+                let head = || Some(heads::telemetry(&self.buf, plan));
+                if let Some(propagate) = observed.read_body(head, sent) {
                     let client_state = fields.tracestate.and_then(|span| Plan::part(&self.buf, span));
                     heads::trace_fields(&mut plan.upstream_head, &propagate, client_state);
                     traced_body = propagate.body_at.map(|at| propagate.in_body(sent, at));
@@ -361,7 +370,7 @@ impl Conn<'_> {
             && let Some(observed) = self.observed.as_mut()
         {
             // No tracing here (it reads head fields): the body alone is read.
-            let _ = observed.read_body(None, body);
+            let _ = observed.read_body(|| None, body);
             observed.upstream_started();
         }
         let separate = if body.len() <= INLINE_BODY {

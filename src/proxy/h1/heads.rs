@@ -27,7 +27,7 @@ fn path_bytes<'a>(buf: &'a [u8], plan: &Plan) -> &'a [u8] {
 
 /// What the MCP policy reads.
 pub(super) fn mcp<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> Head<'a> {
-    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
+    let fields = plan.mcp.as_deref().unwrap_or(&McpFields::NONE);
     let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
     Head {
         http_method: plan.method.as_str(),
@@ -41,15 +41,12 @@ pub(super) fn mcp<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> Head<'a> 
     }
 }
 
-/// What telemetry reads.
-pub(super) fn telemetry<'a>(buf: &'a [u8], plan: &Plan, peer: SocketAddr) -> telemetry::Head<'a> {
-    let fields = plan.mcp.as_deref().copied().unwrap_or_default();
+/// What a sampled span reads of the head.
+pub(super) fn telemetry<'a>(buf: &'a [u8], plan: &Plan) -> telemetry::Head<'a> {
+    let fields = plan.mcp.as_deref().unwrap_or(&McpFields::NONE);
     let part = |span: Option<(usize, usize)>| span.and_then(|s| Plan::part(buf, s));
     telemetry::Head {
-        method: plan.method.as_str(),
         path: path_bytes(buf, plan),
-        peer,
-        traceparent: part(fields.traceparent),
         tracestate: part(fields.tracestate),
         session: part(fields.session),
         protocol: part(fields.protocol),

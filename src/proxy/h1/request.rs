@@ -73,6 +73,24 @@ pub struct McpFields {
     pub protocol: Option<(usize, usize)>,
 }
 
+impl McpFields {
+    /// No fields: what a request without an MCP policy or tracing has (the default, as a
+    /// constant to borrow instead of a copy to make).
+    pub(crate) const NONE: McpFields = McpFields {
+        method: None,
+        name: None,
+        user_agent: None,
+        request_id: None,
+        repeated: false,
+        accept_encoding: None,
+        length_line: false,
+        traceparent: None,
+        tracestate: None,
+        session: None,
+        protocol: None,
+    };
+}
+
 /// The methods the own path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -162,6 +180,12 @@ pub enum Why {
 
 /// Judges the head at the start of `buf`.
 pub fn classify(buf: &[u8], rules: &Rules<'_>) -> Classified {
+    classify_reusing(buf, rules, None)
+}
+
+/// [`classify`], with the [`McpFields`] box of the connection's previous request to fill
+/// again: a traced connection allocates it once, not once a request.
+pub(crate) fn classify_reusing(buf: &[u8], rules: &Rules<'_>, spare: Option<Box<McpFields>>) -> Classified {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -169,13 +193,19 @@ pub fn classify(buf: &[u8], rules: &Rules<'_>) -> Classified {
         Ok(httparse::Status::Partial) => return Classified::Partial,
         Err(_) => return Classified::Fallback(Why::Malformed),
     };
-    match plan(buf, head_len, &req, rules) {
+    match plan(buf, head_len, &req, rules, spare) {
         Ok(plan) => Classified::Fast(plan),
         Err(why) => Classified::Fallback(why),
     }
 }
 
-fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Rules<'_>) -> Result<Plan, Why> {
+fn plan(
+    buf: &[u8],
+    head_len: usize,
+    req: &httparse::Request<'_, '_>,
+    rules: &Rules<'_>,
+    spare: Option<Box<McpFields>>,
+) -> Result<Plan, Why> {
     use Why::{Ambiguous, Host, Malformed};
     if req.version != Some(1) || has_bare_lf(buf.get(..head_len).ok_or(Malformed)?) {
         return Err(Malformed);
@@ -210,7 +240,13 @@ fn plan(buf: &[u8], head_len: usize, req: &httparse::Request<'_, '_>, rules: &Ru
     out.extend_from_slice(b"\r\n");
 
     let (mut host, mut length, mut authorization, mut close) = (None, None, None, false);
-    let mut mcp = rules.mcp.then(Box::<McpFields>::default);
+    let mut mcp = rules.mcp.then(|| match spare {
+        Some(mut fields) => {
+            *fields = McpFields::default();
+            fields
+        }
+        None => Box::default(),
+    });
     for h in req.headers.iter() {
         let name = h.name;
         if let Some(fields) = mcp.as_mut() {
@@ -576,6 +612,20 @@ X_Forwarded_For: 6.6.6.6\r\nTransfer_Encoding: chunked\r\nX_Custom: y\r\ncontent
         }
         let two_auth = b"GET /mcp HTTP/1.1\r\nhost: localhost\r\nauthorization: a\r\nauthorization: b\r\n\r\n";
         assert!(matches!(classify(two_auth, &rules(true, false)), Classified::Fallback(Why::Ambiguous)));
+    }
+
+    #[test]
+    fn a_reused_field_box_starts_empty() {
+        assert_eq!(format!("{:?}", McpFields::NONE), format!("{:?}", McpFields::default()));
+        let traced = Rules { mcp: true, trace: true, ..rules(false, false) };
+        let first = b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ntraceparent: x\r\nmcp-session-id: s\r\ncontent-length: 0\r\n\r\n";
+        let Classified::Fast(plan) = classify(first, &traced) else { panic!("fast") };
+        let spare = plan.mcp;
+        assert!(spare.as_ref().is_some_and(|f| f.traceparent.is_some() && f.session.is_some()));
+        let second = b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n\r\n";
+        let Classified::Fast(plan) = classify_reusing(second, &traced, spare) else { panic!("fast") };
+        let fields = plan.mcp.expect("fields");
+        assert_eq!(format!("{fields:?}"), format!("{:?}", McpFields { length_line: true, ..McpFields::NONE }));
     }
 
     #[test]
