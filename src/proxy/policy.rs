@@ -365,7 +365,10 @@ impl Policy {
                     t.metrics().count(Count::UpstreamConnectFailure);
                 }
             }
-            Side::Client => debug!(error = %err, "request refused"),
+            Side::Client => {
+                let trace_id = observed.and_then(Observation::sampled_trace_id);
+                debug!(error = %err, trace_id = trace_id.as_deref(), "request refused");
+            }
             // Logged by the exchanger, with what the operator needs to know.
             Side::Exchange => {}
         }
@@ -427,9 +430,10 @@ fn upstream_origins(config: &Config) -> Vec<String> {
 
 /// An exchange is finished: one line at debug level, the same from both engines (with the
 /// trace id when the request is traced), and its observation for metrics and spans.
-pub(crate) fn finished(record: &Record<'_>, observed: Option<Box<Observation>>) {
+pub(crate) fn finished(record: &Record<'_>, mut observed: Option<Box<Observation>>) {
     if logging_requests() {
-        let trace_id = observed.as_ref().and_then(|o| o.sampled_trace_id());
+        // A request refused before its body was read has its trace decided here.
+        let trace_id = observed.as_deref_mut().map(Observation::settle_trace).and_then(Observation::sampled_trace_id);
         debug!(
             method = %record.method,
             path = record.path,

@@ -377,6 +377,15 @@ impl Observation {
         })
     }
 
+    /// Decides the trace now when no body will (a request refused before its body was
+    /// read), so that the lines logged about the request carry the trace id of its span.
+    pub(crate) fn settle_trace(&mut self) -> &Self {
+        if self.telemetry.tracing() && self.trace.is_none() {
+            self.decide(self.header_parent);
+        }
+        self
+    }
+
     /// The request is being sent to the target now.
     pub(crate) fn upstream_started(&mut self) {
         // Only a sampled span reads it (a request without a body is decided at the end).
@@ -439,13 +448,8 @@ impl Observation {
             duration: self.started.elapsed(),
         };
         tel.metrics.request(&facts);
-        if tel.tracing() {
-            if self.trace.is_none() {
-                self.decide(self.header_parent);
-            }
-            if self.trace.as_ref().is_some_and(|t| t.sampled) {
-                self.spans(&tel, status, bytes);
-            }
+        if self.settle_trace().trace.as_ref().is_some_and(|t| t.sampled) {
+            self.spans(&tel, status, bytes);
         }
     }
 }

@@ -223,6 +223,50 @@ async fn a_renamed_tool_is_counted_under_the_servers_name_by_both_engines() {
 /// With `--log-format json`, the line that says a traced request's call to the target
 /// failed carries the request's `trace_id`, as its request line does, on both engines: the
 /// client's trace when it sent one, else the proxy's new one.
+/// A request refused before its body is read (here: larger than `--max-request-body`) is
+/// still traced: its `--debug` lines, the refusal and the request line, carry its trace id.
+#[tokio::test]
+async fn a_request_refused_before_its_body_logs_its_trace_id() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let flags = [
+        "--debug",
+        "--log-format",
+        "json",
+        "--otel-endpoint",
+        "http://127.0.0.1:9",
+        "--otel-sampling-rate",
+        "0",
+        "--max-request-body",
+        "64",
+    ];
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{}"}}}}"#, "x".repeat(100));
+    for (engine, env) in [("own", &[][..]), ("hyper", &[("THV_HTTP1", "hyper")][..])] {
+        // Never contacted: the request is refused first.
+        let mut thv = Thv::start_env("http://127.0.0.1:9/mcp", &flags, env);
+        let resp = reqwest::Client::new()
+            .post(thv.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+            .body(big.clone())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413, "{engine}");
+        thv.terminate();
+        assert!(thv.wait_exit(Duration::from_secs(10)).success());
+        let stderr = thv.stderr();
+        let lines: Vec<serde_json::Value> =
+            stderr.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect();
+        for message in ["request refused", "request"] {
+            let line = lines.iter().find(|l| l["message"] == message);
+            let line = line.unwrap_or_else(|| panic!("{engine}: no {message:?} line:\n{stderr}"));
+            assert_eq!(line["trace_id"], TRACE, "{engine}: the sampled client's trace on {message:?}:\n{stderr}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_call_logs_the_requests_trace_id_on_both_engines() {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
