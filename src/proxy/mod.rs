@@ -307,7 +307,7 @@ impl Proxy {
         let p = &s.policy;
         let mut body = match read_body(body, p.max_body, deadlines).await {
             Ok(body) => body,
-            Err(e) => return p.rescue(&e, &[], observed.as_deref_mut().map(|o| &*o.settle_trace())).into(),
+            Err(e) => return p.rescue(&e, &[], observed.as_deref_mut().map(Observation::settle_trace)).into(),
         };
         // The client's token becomes the target's (RFC 8693), before any other step acts.
         if let Some(subject) = subject {

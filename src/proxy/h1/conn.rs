@@ -279,7 +279,7 @@ impl Conn<'_> {
                 Err(_) => Some(ForwardError::BodySlow(BODY_READ_TIMEOUT)),
             };
             if let Some(err) = err {
-                let observed = self.observed.as_deref_mut().map(|o| &*o.settle_trace());
+                let observed = self.observed.as_deref_mut().map(Observation::settle_trace);
                 let resp = self.policy.rescue(&err, &[], observed);
                 self.answer(resp, plan, true).await;
                 return false;

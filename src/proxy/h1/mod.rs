@@ -31,6 +31,7 @@ mod io;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod rewind;
+mod shape;
 pub(crate) mod upstream;
 
 use std::sync::Arc;
