@@ -325,7 +325,7 @@ impl Observation {
         let Some(head) = head else { return };
         self.session = text(head.session);
         self.protocol = text(head.protocol);
-        self.path = text(Some(head.path)).unwrap_or_default();
+        self.path = String::from_utf8_lossy(head.path).into_owned();
     }
 
     /// The proxy answered the request itself (the MCP policy refused it): what the body
