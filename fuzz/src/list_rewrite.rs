@@ -14,7 +14,8 @@
 //!   left unchanged by the rewriter (a fixed point), and, checked independently with
 //!   `serde_json::Value`, no answer to the request lists a "secret" item;
 //! - transparency: a payload with no message carrying a `result` (and nothing unreadable)
-//!   comes out byte for byte (event streams: but lone CRs as LF);
+//!   comes out byte for byte (event streams: but lone CRs as LF, and an opening BOM on a
+//!   line of its own);
 //! - the output of an event stream has no lone CR but possibly its very last byte.
 
 use std::sync::Arc;
@@ -159,12 +160,18 @@ fn lists_a_secret(message: &[u8], setup: Setup) -> bool {
     })
 }
 
-/// The stream with every lone CR but a final one as LF.
+/// The stream with every lone CR but a final one as LF, and an opening BOM on a line of
+/// its own (an empty comment line).
 fn normalise(stream: &[u8]) -> Vec<u8> {
-    let mut out = stream.to_vec();
-    for i in 0..out.len().saturating_sub(1) {
-        if out[i] == b'\r' && stream[i + 1] != b'\n' {
-            out[i] = b'\n';
+    let (mut out, rest) = match stream.strip_prefix(BOM) {
+        Some(rest) => (b"\xEF\xBB\xBF:\n".to_vec(), rest),
+        None => (Vec::new(), stream),
+    };
+    let from = out.len();
+    out.extend_from_slice(rest);
+    for i in 0..rest.len().saturating_sub(1) {
+        if rest[i] == b'\r' && rest[i + 1] != b'\n' {
+            out[from + i] = b'\n';
         }
     }
     out

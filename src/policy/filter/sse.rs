@@ -8,7 +8,9 @@
 //! SDK read it. An opening BOM is read past but passed on: the client strips it itself,
 //! and were it stripped here, a second BOM behind it would open the stream, be stripped
 //! by the client in turn, and turn a line judged here as a field named `\u{feff}data`
-//! into a `data` line. Some clients split lines on LF only (the Go SDK; ToolHive's own filter
+//! into a `data` line. A client that strips no BOM reads the first line as a field named
+//! `\u{feff}…`, so the BOM is sent on a line of its own (an empty comment line): every
+//! reader then ignores that line and reads the rest as it was judged here. Some clients split lines on LF only (the Go SDK; ToolHive's own filter
 //! follows it on purpose): to them a lone CR is part of a line, so the same bytes can
 //! frame different events — a `data` line that continues past a lone CR with text
 //! WHATWG reads as another field can carry an answer only they see. So no lone CR leaves
@@ -83,10 +85,14 @@ impl EventStream {
     ) -> Result<Bytes, TooLarge> {
         let Some((data, skip)) = self.start(data) else { return Ok(Bytes::new()) };
         let mut out = Output::default();
+        if skip > 0 {
+            // The BOM on a line of its own (see the module's notes).
+            out.push(Bytes::from_static(b"\xEF\xBB\xBF:\n"));
+        }
         if self.held.is_empty() {
             // Common case: the piece holds whole events. Scan it in place; unchanged events
-            // go on as slices of it (the first with the BOM, if any, in front).
-            let (mut run, mut start, mut cursor) = (0, skip, Cursor::at(skip));
+            // go on as slices of it.
+            let (mut run, mut start, mut cursor) = (skip, skip, Cursor::at(skip));
             while let Some(end) = block_end(&data, &mut cursor, false) {
                 let block = data.get(start..end).unwrap_or_default();
                 if let Some(new) = rewrite_block(block, false, target, judge, limit)? {
@@ -416,7 +422,20 @@ mod tests {
         // Behind a BOM that opens the stream, the same: the client strips that one only.
         let opened = format!("\u{feff}{stream}");
         let out = whole(opened.as_bytes());
-        assert!(out.starts_with("\u{feff}:\n\u{feff}data: "), "{out:?}");
+        assert!(out.starts_with("\u{feff}:\n:\n\u{feff}data: "), "{out:?}");
+    }
+
+    #[test]
+    fn a_bom_opened_stream_reads_the_same_to_a_reader_that_keeps_the_bom() {
+        // WHATWG strips the BOM and reads `{` + the lines below: JSON without a result,
+        // passed on. A reader that keeps the BOM (splitting on LF only) would take the first
+        // line for a field named `\u{feff}data` and read the rest alone: not the message
+        // judged here. On a line of its own, the BOM is ignored by both.
+        let stream = "\u{feff}data: {\ndata: \"jsonrpc\": \"2.0\",\ndata: \"x\": 0\ndata: }\n\n";
+        let out = whole(stream.as_bytes());
+        assert_eq!(out, stream.replacen('\u{feff}', "\u{feff}:\n", 1));
+        let lf_only_first = out.split('\n').next().unwrap_or_default();
+        assert!(!lf_only_first.contains("data"), "the BOM's line carries no field: {out:?}");
     }
 
     #[test]
@@ -452,7 +471,7 @@ mod tests {
         assert!(
             expected.contains(FILTERED)
                 && !expected.contains("secret\"}]}}\r\n")
-                && expected.starts_with("\u{feff}: c\r\n\r\nid: 1\ndata:")
+                && expected.starts_with("\u{feff}:\n: c\r\n\r\nid: 1\ndata:")
         );
         let b = stream.as_bytes();
         for cut in 0..=b.len() {
@@ -468,17 +487,17 @@ mod tests {
 
     #[test]
     fn a_byte_order_mark_opens_the_stream_only() {
-        // Read past, passed on.
+        // Read past, passed on, on a line of its own.
         let stream = format!("\u{feff}data: {ANSWER}\n\n");
-        assert_eq!(whole(stream.as_bytes()), format!("\u{feff}data: {FILTERED}\n\n"));
-        assert_eq!(run(&[b"\xEF", b"\xBB", b"\xBF", b": x\n\n"]).concat(), b"\xEF\xBB\xBF: x\n\n");
+        assert_eq!(whole(stream.as_bytes()), format!("\u{feff}:\ndata: {FILTERED}\n\n"));
+        assert_eq!(run(&[b"\xEF", b"\xBB", b"\xBF", b": x\n\n"]).concat(), b"\xEF\xBB\xBF:\n: x\n\n");
         assert_eq!(
             run(&[b"\xEF\xBB\xBF", b"data: ", ANSWER.as_bytes(), b"\n\n"])[..2],
-            [b"\xEF\xBB\xBF".to_vec(), vec![]]
+            [b"\xEF\xBB\xBF:\n".to_vec(), vec![]]
         );
         // A second one is a field name's first character, to this reader and the client.
         let two = format!("\u{feff}\u{feff}data: {ANSWER}\n\n");
-        assert_eq!(whole(two.as_bytes()), two);
+        assert_eq!(whole(two.as_bytes()), format!("\u{feff}:\n\u{feff}data: {ANSWER}\n\n"));
         // Not a BOM after all: the bytes are the stream's.
         assert_eq!(run(&[b"\xEF\xBB", b": x\n\n"]).concat(), b"\xEF\xBB: x\n\n");
         assert_eq!(run(&[b"\xEF"]).concat(), b"\xEF");
