@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 use crate::support::Thv;
 use crate::support::upstream::{ScriptedUpstream, reply};
 
@@ -223,8 +225,10 @@ async fn a_renamed_tool_is_counted_under_the_servers_name_by_both_engines() {
 /// With `--log-format json`, the line that says a traced request's call to the target
 /// failed carries the request's `trace_id`, as its request line does, on both engines: the
 /// client's trace when it sent one, else the proxy's new one.
-/// A request refused before its body is read (here: larger than `--max-request-body`) is
-/// still traced: its `--debug` lines, the refusal and the request line, carry its trace id.
+/// A request refused before its body is read is still traced: its `--debug` lines, the
+/// refusal and the request line, carry its trace id. Two refusals: a body larger than
+/// `--max-request-body` (hyper's engine judges it on both settings), and a body cut short
+/// by the client (each engine's own body read).
 #[tokio::test]
 async fn a_request_refused_before_its_body_logs_its_trace_id() {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -254,15 +258,28 @@ async fn a_request_refused_before_its_body_logs_its_trace_id() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 413, "{engine}");
+        // Ten bytes of the twenty announced, then the client stops sending.
+        let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", thv.port)).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             traceparent: 00-{TRACE}-00f067aa0ba902b7-01\r\ncontent-length: 20\r\n\r\n{{\"jsonrpc\":"
+        );
+        raw.write_all(head.as_bytes()).await.unwrap();
+        raw.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut answer)).await;
         thv.terminate();
         assert!(thv.wait_exit(Duration::from_secs(10)).success());
         let stderr = thv.stderr();
         let lines: Vec<serde_json::Value> =
             stderr.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect();
         for message in ["request refused", "request"] {
-            let line = lines.iter().find(|l| l["message"] == message);
-            let line = line.unwrap_or_else(|| panic!("{engine}: no {message:?} line:\n{stderr}"));
-            assert_eq!(line["trace_id"], TRACE, "{engine}: the sampled client's trace on {message:?}:\n{stderr}");
+            let traced: Vec<_> = lines.iter().filter(|l| l["message"] == message).map(|l| &l["trace_id"]).collect();
+            assert_eq!(
+                traced,
+                [TRACE, TRACE],
+                "{engine}: both refusals carry the client's trace on {message:?}:\n{stderr}"
+            );
         }
     }
 }
