@@ -233,6 +233,19 @@ async fn waits_without_logging_in(bridge: &Bridge, server: &AuthServer) -> Insta
     waiting
 }
 
+/// Waits (bounded) for `line` in the bridge's log: the end of its wait on the lock, after
+/// which the test sends its request. A request waits for a login for --remote-auth-timeout
+/// from when it arrives; one sent during the lock's wait would have to outlast the rest of
+/// that wait and then the device login's first poll (a second later), a race with no
+/// bearing on the lock.
+async fn logs_before_asking(bridge: &Bridge, line: &str) {
+    let deadline = Instant::now() + STEP;
+    while !bridge.stderr().contains(line) {
+        assert!(Instant::now() < deadline, "no {line:?} in the log:\n{}", bridge.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The login done, the bridge answers: the issued token went to the MCP server.
 fn answers_with_the_token(bridge: &mut Bridge, upstream: &ScriptedUpstream) {
     let answer = initialize(bridge);
@@ -250,9 +263,9 @@ fn answers_with_the_token(bridge: &mut Bridge, upstream: &ScriptedUpstream) {
 async fn a_live_processs_login_lock_is_waited_on_then_taken_over_when_stale() {
     let Held { upstream, server, store, lock, written, mut bridge } = locked_device_login("3s").await;
     waits_without_logging_in(&bridge, &server).await;
+    logs_before_asking(&bridge, "taking over a stale login lock").await;
     answers_with_the_token(&mut bridge, &upstream);
     let log = bridge.stderr();
-    assert!(log.contains("taking over a stale login lock"), "{log}");
     assert!(!log.contains("logging in here too"), "{log}");
     let polled = server.token_times();
     assert_eq!((server.requests("/device").len(), polled.len()), (1, 1), "one login");
@@ -285,6 +298,7 @@ async fn a_login_lock_held_past_the_timeout_is_logged_in_beside_with_a_warning()
         }
     });
     let waiting = waits_without_logging_in(&bridge, &server).await;
+    logs_before_asking(&bridge, "logging in here too").await;
     answers_with_the_token(&mut bridge, &upstream);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     renewer.join().unwrap();
