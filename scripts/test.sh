@@ -90,7 +90,9 @@ cargo build --locked --bin thv --example bench_origin
 python3 interop/telemetry/run.py
 
 stage "fuzzing (cargo-fuzz, every target for a bounded time from its seeds)"
-FUZZ_SECONDS="${FUZZ_SECONDS:-10}" bash fuzz/run.sh
+# Two rustc jobs: the stages run one after another, so the build has the machine to itself
+# (fuzz/run.sh's own default is one job, for a machine shared with other work).
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" FUZZ_JOBS="${FUZZ_JOBS:-2}" bash fuzz/run.sh
 
 stage "soak, short version (100 clients mixing POSTs and SSE with incoming auth, then SIGTERM)"
 bash soak/run.sh --quick
