@@ -11,6 +11,7 @@ mod exchange;
 mod forward;
 mod policy;
 mod telemetry;
+mod trace_logs;
 mod wire;
 
 use std::sync::{Arc, Mutex};
