@@ -32,7 +32,7 @@ args+=("$@")
 cargo build --release --bin thv
 # The clients and the origin: the quick soak's 100 clients are paced (about 500 POSTs a second)
 # and a dev build of them uses a quarter of one core, so it takes the dev build `cargo test`
-# has already made (in CI the stage before this) instead of another fat-LTO build of every
+# has already made (in CI, at the Rust test stage) instead of another fat-LTO build of every
 # dependency (~4 min on 2 cores). The full soak's 1000 clients need the release build.
 if [[ -n "$quick" ]]; then
   cargo build --example soak
