@@ -4,6 +4,8 @@
 #   fuzz/run.sh                      every target, FUZZ_SECONDS (default 30) each
 #   fuzz/run.sh jwt sse_endpoint     just these
 #   FUZZ_SECONDS=0 fuzz/run.sh       replay the seeds (regression inputs) only, no fuzzing
+#   fuzz/run.sh --build-only         build every target and stop (scripts/test.sh builds them
+#                                    ahead, while other stages run)
 #
 # Each run starts from fuzz/seeds/<target> (committed: realistic inputs and every past
 # crash) plus the scratch corpus fuzz/corpus/<target> (gitignored, grows between runs).
@@ -26,6 +28,11 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 max_len="${FUZZ_MAX_LEN:-4096}"
 cargo_fuzz_version="${CARGO_FUZZ_VERSION:-0.13.2}"
 all_targets=(www_authenticate jwt jwks sse_endpoint jsonrpc_id metadata config_values config_cli h1 h1_conn list_rewrite mcp_request trace_context)
+build_only=""
+if [[ "${1:-}" == "--build-only" ]]; then
+  build_only=1
+  shift
+fi
 targets=("${@:-${all_targets[@]}}")
 
 log() { printf '[fuzz] %s\n' "$*"; }
@@ -54,6 +61,7 @@ else
   for t in "${targets[@]}"; do cargo fuzz build --sanitizer "$sanitizer" "$t"; done
 fi
 log "build took $((SECONDS - build_start)) s"
+[[ -n "$build_only" ]] && exit 0
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 bin_dir="target/$triple/release"

@@ -24,7 +24,7 @@
 #   8. the short soak (soak/run.sh --quick);
 #   9. the per-request instruction-count regression guard (valgrind callgrind).
 # Every stage prints its own "N passed, M failed" line; the script stops at the first
-# failing stage and exits non-zero.
+# failing stage and exits non-zero. The release builds of 7-9 run, niced, beside 3-6b.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,26 @@ stage "interop suite (TypeScript and Python SDKs, MCP Inspector CLI, MCP conform
 # has just built (bins and examples, with the dev-dependencies' features). `cargo build` would
 # build every dependency again without those features (~80 s) for the same code.
 cargo test --locked --no-run
+# The release builds the last stages need (the shipped thv for the soak and the callgrind
+# guard, ~5.5 min on 2 cores; the fuzz targets, ~6 min) go on in the background from here,
+# at the lowest CPU priority, while the suites up to the policy suite run: those mostly wait
+# on their peers (SDK servers, an OIDC provider, Chromium; the browser suite used 30 s of
+# CPU in 190 s), and a niced build takes only the CPU they leave. Nothing below calls cargo
+# until the builds are waited for, before the telemetry suite, whose outage check measures
+# latency on a quiet machine.
+background_log=target/ci-background-builds.log
+# In a process group of its own (job control on while it starts; not setsid, whose new
+# session would be a scheduler autogroup of its own, taking half the CPU whatever its nice
+# value), so that a failing stage, which ends the script, ends the builds and nothing else.
+set -m
+(
+  nice -n 19 cargo build --locked --release --bin thv
+  FUZZ_JOBS="${FUZZ_JOBS:-2}" nice -n 19 bash fuzz/run.sh --build-only
+) >"$background_log" 2>&1 &
+background_builds=$!
+set +m
+trap 'if [[ -n "$background_builds" ]]; then kill -- "-$background_builds" 2>/dev/null || true; fi' EXIT
+background_started=$SECONDS
 python3 interop/run.py
 
 stage "outgoing-auth conformance (official MCP conformance suite, client mode; also through thv proxy stdio)"
@@ -69,6 +89,17 @@ fi
 stage "MCP policy suite (cedarpy cross-check; SDK clients through Cedar policies, tool filtering, audit)"
 python3 interop/policy/cedar_crosscheck.py
 python3 interop/authz/run.py
+
+stage "release builds (thv, fuzz targets), started in the background after the Rust tests"
+if ! wait "$background_builds"; then
+  background_builds=""
+  tail -60 "$background_log" >&2
+  echo "the background release builds failed (whole log: $background_log)" >&2
+  exit 1
+fi
+background_builds=""
+grep -E '^\s+Finished|^\[fuzz\] build took' "$background_log" || true
+echo "release builds: done $((SECONDS - background_started)) s after they started"
 
 stage "telemetry suite (real Prometheus, OTLP receiver with opentelemetry-proto, collector outage)"
 # Debian's prometheus (which brings promtool) at the pinned version, and wrk, when missing. A
@@ -95,8 +126,8 @@ fi
 python3 interop/telemetry/run.py
 
 stage "fuzzing (cargo-fuzz, every target for a bounded time from its seeds)"
-# Two rustc jobs: the stages run one after another, so the build has the machine to itself
-# (fuzz/run.sh's own default is one job, for a machine shared with other work).
+# Built already (above); two rustc jobs in case anything is left to build (fuzz/run.sh's own
+# default is one job, for a machine shared with other work).
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}" FUZZ_JOBS="${FUZZ_JOBS:-2}" bash fuzz/run.sh
 
 stage "soak, short version (100 clients mixing POSTs and SSE with incoming auth, then SIGTERM)"
