@@ -10,18 +10,23 @@
 //! by the client in turn, and turn a line judged here as a field named `\u{feff}data`
 //! into a `data` line. A client that strips no BOM reads the first line as a field named
 //! `\u{feff}…`, so the BOM is sent on a line of its own (an empty comment line): every
-//! reader then ignores that line and reads the rest as it was judged here. Some clients split lines on LF only (the Go SDK; ToolHive's own filter
-//! follows it on purpose): to them a lone CR is part of a line, so the same bytes can
-//! frame different events — a `data` line that continues past a lone CR with text
-//! WHATWG reads as another field can carry an answer only they see. So no lone CR leaves
-//! here: every lone CR becomes an LF (the same line break to a WHATWG reader, now one to
-//! every reader too), and all readers see the events judged here. The one exception is a
-//! CR that is the stream's very last byte: nothing follows it for anyone to misread.
+//! reader then ignores that line and reads the rest as it was judged here.
+//!
+//! Some clients split lines on LF only (the Go SDK; ToolHive's own filter follows it on
+//! purpose): to them a lone CR is part of a line, so the same bytes can frame different
+//! events — a `data` line that continues past a lone CR with text WHATWG reads as another
+//! field can carry an answer only they see. So no lone CR leaves here: every lone CR
+//! becomes an LF (the same line break to a WHATWG reader, now one to every reader too), and
+//! all readers see the events judged here. The one exception is a CR that is the stream's
+//! very last byte: nothing follows it for anyone to misread.
 
 use bytes::{Bytes, BytesMut};
 
 use super::message::{BOM, Message, Target};
 use super::{Judge, TooLarge};
+
+/// An opening BOM as it is passed on: on a line of its own, an empty comment line.
+const BOM_LINE: &[u8] = b"\xEF\xBB\xBF:\n";
 
 /// The stream's state between two pieces.
 #[derive(Default)]
@@ -86,8 +91,8 @@ impl EventStream {
         let Some((data, skip)) = self.start(data) else { return Ok(Bytes::new()) };
         let mut out = Output::default();
         if skip > 0 {
-            // The BOM on a line of its own (see the module's notes).
-            out.push(Bytes::from_static(b"\xEF\xBB\xBF:\n"));
+            // See the module's notes.
+            out.push(Bytes::from_static(BOM_LINE));
         }
         if self.held.is_empty() {
             // Common case: the piece holds whole events. Scan it in place; unchanged events

@@ -141,10 +141,7 @@ async fn two_bridges_started_at_once_share_one_login() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // The other waits for it (checked before the login ends, so that it really waited).
-    while !bridges[1 - winner].stderr().contains("waiting for its login") {
-        assert!(Instant::now() < deadline, "the other bridge did not wait:\n{}", bridges[1 - winner].stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bridges[1 - winner].wait_for_stderr("waiting for its login").await;
     let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
     let callback = format!("http://127.0.0.1:{}/callback?code=code-1&state={state}", ports[winner]);
     reqwest::get(callback).await.expect("the callback");
@@ -218,11 +215,7 @@ async fn locked_device_login(timeout: &str) -> Held {
 /// Waits (bounded) until the bridge says it waits on another's login, then a second more:
 /// in all that time it asks the authorization server for nothing.
 async fn waits_without_logging_in(bridge: &Bridge, server: &AuthServer) -> Instant {
-    let deadline = Instant::now() + STEP;
-    while !bridge.stderr().contains("waiting for its login") {
-        assert!(Instant::now() < deadline, "the bridge did not wait on the lock:\n{}", bridge.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    bridge.wait_for_stderr("waiting for its login").await;
     let waiting = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -231,19 +224,6 @@ async fn waits_without_logging_in(bridge: &Bridge, server: &AuthServer) -> Insta
         bridge.stderr()
     );
     waiting
-}
-
-/// Waits (bounded) for `line` in the bridge's log: the end of its wait on the lock, after
-/// which the test sends its request. A request waits for a login for --remote-auth-timeout
-/// from when it arrives; one sent during the lock's wait would have to outlast the rest of
-/// that wait and then the device login's first poll (a second later), a race with no
-/// bearing on the lock.
-async fn logs_before_asking(bridge: &Bridge, line: &str) {
-    let deadline = Instant::now() + STEP;
-    while !bridge.stderr().contains(line) {
-        assert!(Instant::now() < deadline, "no {line:?} in the log:\n{}", bridge.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The login done, the bridge answers: the issued token went to the MCP server.
@@ -263,7 +243,10 @@ fn answers_with_the_token(bridge: &mut Bridge, upstream: &ScriptedUpstream) {
 async fn a_live_processs_login_lock_is_waited_on_then_taken_over_when_stale() {
     let Held { upstream, server, store, lock, written, mut bridge } = locked_device_login("3s").await;
     waits_without_logging_in(&bridge, &server).await;
-    logs_before_asking(&bridge, "taking over a stale login lock").await;
+    // The request goes once the wait has ended: a request waits for a login for
+    // --remote-auth-timeout from its own arrival, and one sent during the lock's wait would
+    // race the rest of that wait plus the device login's first poll (a second later).
+    bridge.wait_for_stderr("taking over a stale login lock").await;
     answers_with_the_token(&mut bridge, &upstream);
     let log = bridge.stderr();
     assert!(!log.contains("logging in here too"), "{log}");
@@ -298,7 +281,8 @@ async fn a_login_lock_held_past_the_timeout_is_logged_in_beside_with_a_warning()
         }
     });
     let waiting = waits_without_logging_in(&bridge, &server).await;
-    logs_before_asking(&bridge, "logging in here too").await;
+    // As above: the request goes once the wait has ended.
+    bridge.wait_for_stderr("logging in here too").await;
     answers_with_the_token(&mut bridge, &upstream);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     renewer.join().unwrap();

@@ -118,6 +118,16 @@ impl Bridge {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
+    /// Waits (bounded by [`STEP`]) until stderr contains `needle`, without holding up the
+    /// test's runtime, on which its scripted servers run.
+    async fn wait_for_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + STEP;
+        while !self.stderr().contains(needle) {
+            assert!(Instant::now() < deadline, "{needle:?} never appeared in stderr:\n{}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn close_stdin(&mut self) {
         self.stdin = None;
     }
